@@ -1,0 +1,237 @@
+import { readFileSync } from 'node:fs';
+import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
+import type { z } from 'zod';
+import {
+  configSchema,
+  phantomTokenComplete,
+  phantomTokenPartial,
+  PHANTOM_TOKEN_DEFAULTS,
+  type GatewayConfig,
+  type RouteConfig,
+} from './schema.js';
+
+/** Start-up refused: every problem found, each naming the field and line. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Path = ReadonlyArray<string | number>;
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads, substitutes `${VAR}`, validates and freezes a YAML config file. */
+export function loadConfigFile(file: string, env: Env = process.env): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read the configuration file (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  return parseConfig(text, { file, env });
+}
+
+/**
+ * Validates a configuration given as YAML text. `${VAR}` and `${VAR:-default}`
+ * are replaced from `env` inside values (never keys); an unset variable without
+ * a default is an error, so a secret is never silently empty.
+ */
+export function parseConfig(text: string, opts: { file?: string; env?: Env } = {}): GatewayConfig {
+  const file = opts.file ?? 'config';
+  const env = opts.env ?? process.env;
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number | undefined) => (offset === undefined ? file : `${file}:${lines.linePos(offset).line}`);
+
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: YAML syntax error: ${e.message.split('\n')[0]}`));
+  }
+  const problems: string[] = [];
+  substituteEnv(doc, env, (node, path, name) =>
+    problems.push(`${at(node.range?.[0])}: ${fmtPath(path)}: environment variable ${name} is not set`),
+  );
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const raw: unknown = doc.toJS() ?? {};
+  const lineOf = (path: Path, key?: string) => at(offsetOf(doc, path, key));
+  const report = (base: Path, issues: readonly z.core.$ZodIssue[]) => {
+    for (const issue of issues) problems.push(...describe(issue, [...base, ...(issue.path as Path)], lineOf));
+  };
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    report([], parsed.error.issues);
+    throw new ConfigError(problems);
+  }
+  const cfg = parsed.data;
+
+  const top = phantomTokenPartial.parse(cfg.phantom_token);
+  const routes: RouteConfig[] = [];
+  const seen = new Map<string, number>();
+  cfg.routes.forEach((route, i) => {
+    const prev = seen.get(route.path);
+    if (prev !== undefined) problems.push(`${lineOf(['routes', i, 'path'])}: routes[${i}].path: duplicates routes[${prev}].path "${route.path}"`);
+    seen.set(route.path, i);
+
+    const own = route.phantom_token;
+    if (own === false) {
+      routes.push({ path: route.path, upstream: route.upstream, phantom_token: false });
+      return;
+    }
+    let overrides: z.infer<typeof phantomTokenPartial> = {};
+    if (own !== undefined && own !== null && own !== true) {
+      const r = phantomTokenPartial.safeParse(own);
+      if (!r.success) {
+        report(['routes', i, 'phantom_token'], r.error.issues);
+        return;
+      }
+      overrides = r.data;
+    }
+    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides });
+    if (!merged.success) {
+      for (const issue of merged.error.issues) {
+        const key = issue.path[0] as string | undefined;
+        if (issue.code === 'invalid_type' && issue.input === undefined && key !== undefined) {
+          problems.push(
+            `${lineOf(['routes', i])}: phantom_token.${key} is required for protected route routes[${i}] ("${route.path}"): ` +
+              `set it in the top-level phantom_token block or in the route, or set phantom_token: false to leave the route unprotected`,
+          );
+        } else {
+          report(key !== undefined && key in overrides ? ['routes', i, 'phantom_token'] : ['phantom_token'], [issue]);
+        }
+      }
+      return;
+    }
+    routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const { phantom_token: _unused, routes: _routes, ...rest } = cfg;
+  return deepFreeze({ ...rest, routes });
+}
+
+function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => {
+      const hint = suggest(k, knownKeys(path));
+      return `${lineOf(path, k)}: ${fmtPath([...path, k])}: unknown option${hint ? ` (did you mean "${hint}"?)` : ''}`;
+    });
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return [`${lineOf(path.slice(0, -1))}: ${fmtPath(path)}: is required`];
+  }
+  if (issue.code === 'invalid_value') {
+    return [`${lineOf(path)}: ${fmtPath(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
+  }
+  return [`${lineOf(path)}: ${fmtPath(path)}: ${issue.message}`];
+}
+
+function fmtPath(path: Path): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? seg : `.${seg}`;
+  return out || '(top level)';
+}
+
+/** Offset in the text of the node at `path` (or of `key` inside it), else of its nearest ancestor. */
+function offsetOf(doc: Document, path: Path, key?: string): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
+    if (node === undefined || node === null) continue;
+    if (key !== undefined && n === path.length && 'items' in node) {
+      for (const item of (node as { items: unknown[] }).items) {
+        if (isPair(item) && isScalar(item.key) && item.key.value === key) return item.key.range?.[0];
+      }
+    }
+    if (node.range) return node.range[0];
+  }
+  return undefined;
+}
+
+function substituteEnv(doc: Document, env: Env, missing: (node: Node, path: Path, name: string) => void): void {
+  visit(doc, {
+    Scalar(key, node, ancestors) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return;
+      node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
+        const value = env[name];
+        if (value !== undefined && value !== '') return value;
+        if (fallback !== undefined) return fallback;
+        missing(node, pathOf(ancestors, node), name);
+        return '';
+      });
+    },
+  });
+}
+
+function pathOf(ancestors: readonly unknown[], leaf: unknown): Path {
+  const path: (string | number)[] = [];
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i];
+    const next = i + 1 < ancestors.length ? ancestors[i + 1] : leaf;
+    if (isPair(a) && isScalar(a.key)) path.push(String(a.key.value));
+    else if (isSeq(a)) path.push(a.items.indexOf(next as never));
+  }
+  return path;
+}
+
+/** Option names valid at `path`, for "did you mean" hints. */
+function knownKeys(path: Path): string[] {
+  let schema: unknown = configSchema;
+  for (const seg of path) {
+    schema = unwrap(schema);
+    const def = (schema as { _zod: { def: Record<string, unknown> } })._zod.def;
+    if (typeof seg === 'number') schema = def.element;
+    else if (seg === 'phantom_token') schema = phantomTokenPartial;
+    else schema = (def.shape as Record<string, unknown> | undefined)?.[seg];
+    if (schema === undefined) return [];
+  }
+  const def = (unwrap(schema) as { _zod: { def: { shape?: Record<string, unknown> } } })._zod.def;
+  return Object.keys(def.shape ?? {});
+}
+
+function unwrap(schema: unknown): unknown {
+  let s = schema as { _zod: { def: { type: string; innerType?: unknown; out?: unknown } } };
+  for (;;) {
+    const d = s._zod.def;
+    if ((d.type === 'default' || d.type === 'optional') && d.innerType) s = d.innerType as typeof s;
+    else if (d.type === 'pipe' && d.out) s = d.out as typeof s;
+    else return s;
+  }
+}
+
+function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDist = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c);
+    if (d < bestDist) {
+      best = c;
+      bestDist = d;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

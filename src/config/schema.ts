@@ -1,0 +1,152 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/*
+ * The one source of defaults and limits. The README's configuration reference
+ * documents these; names of the phantom token options are those of Curity's
+ * plugins so configurations move over unchanged.
+ */
+
+// ${VAR} substitution yields strings; numbers and booleans are accepted in
+// their YAML spelling too.
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v),
+    z.number().int('must be a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`),
+  );
+const bool = () =>
+  z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean('must be true or false'));
+
+const httpUrl = (what: string) =>
+  z.string(`must be a URL`).refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '' && u.hash === '';
+    } catch {
+      return false;
+    }
+  }, `must be an http:// or https:// ${what} URL without credentials or fragment`);
+
+/** Defaults of the phantom token options (the Curity plugin's names first). */
+export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
+  token_cache_seconds: 300,
+  scope: '',
+  verify_ssl: true,
+  negative_cache_seconds: 10,
+  timeout_ms: 5000,
+  max_token_length: 4096,
+  max_answer_bytes: 65536,
+  connections: 32,
+});
+
+const phantomTokenShape = {
+  introspection_endpoint: httpUrl('introspection endpoint'),
+  client_id: z.string('must be a string').min(1, 'must not be empty'),
+  client_secret: z.string('must be a string').min(1, 'must not be empty'),
+  token_cache_seconds: int(0),
+  scope: z.string('must be a string of space-separated scopes'),
+  verify_ssl: bool(),
+  ca_file: z.string('must be a file path').min(1),
+  negative_cache_seconds: int(0),
+  timeout_ms: int(1, 600_000),
+  max_token_length: int(16, 65_536),
+  max_answer_bytes: int(1024, 16 * 1024 * 1024),
+  connections: int(1, 4096),
+};
+
+/** Every option optional: the top-level block and per-route overrides. */
+export const phantomTokenPartial = z.strictObject(phantomTokenShape).partial();
+
+/** The merged, complete options that one protected route runs with. */
+export const phantomTokenComplete = z.strictObject({
+  ...phantomTokenShape,
+  ca_file: phantomTokenShape.ca_file.optional(),
+});
+export type PhantomTokenOptions = z.infer<typeof phantomTokenComplete>;
+
+const routePath = z
+  .string('must be a path')
+  .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/, 'must start with / and contain only path characters (no query, fragment or percent-encoding)')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not contain . or .. segments')
+  .refine((p) => !p.includes('//'), 'must not contain //');
+
+const cidr = z.string('must be an IP address or CIDR').refine((v) => {
+  const [ip, bits, extra] = v.split('/');
+  if (extra !== undefined || ip === undefined) return false;
+  const family = isIP(ip);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR such as 10.0.0.0/8');
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string('must be a host name or IP address').min(1).default('0.0.0.0'),
+      port: int(0, 65535).default(8080),
+    })
+    .default({ host: '0.0.0.0', port: 8080 }),
+  phantom_token: phantomTokenPartial.default({}),
+  routes: z
+    .array(
+      z.strictObject({
+        path: routePath,
+        upstream: httpUrl('upstream'),
+        // false, or overrides of the top-level phantom_token block; checked
+        // after merging so a missing client_id is reported once, clearly.
+        phantom_token: z.unknown().optional(),
+      }),
+      'must be a list of routes',
+    )
+    .min(1, 'must have at least one route'),
+  upstream: z
+    .strictObject({
+      connect_timeout_ms: int(1, 600_000).default(5000),
+      response_timeout_ms: int(1, 3_600_000).default(30_000),
+      idle_timeout_ms: int(1, 3_600_000).default(30_000),
+      connections: int(1, 65_536).default(128),
+    })
+    .default({ connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128 }),
+  server: z
+    .strictObject({
+      max_headers: int(8, 1000).default(100),
+      max_header_bytes: int(1024, 1024 * 1024).default(16384),
+      headers_timeout_ms: int(100, 600_000).default(10_000),
+      request_timeout_ms: int(100, 3_600_000).default(60_000),
+      keep_alive_timeout_ms: int(100, 600_000).default(5000),
+      shutdown_timeout_ms: int(0, 600_000).default(10_000),
+    })
+    .default({
+      max_headers: 100,
+      max_header_bytes: 16384,
+      headers_timeout_ms: 10_000,
+      request_timeout_ms: 60_000,
+      keep_alive_timeout_ms: 5000,
+      shutdown_timeout_ms: 10_000,
+    }),
+  trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
+  cache: z
+    .strictObject({ max_entries: int(1, 100_000_000).default(10_000) })
+    .default({ max_entries: 10_000 }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      access_log: bool().default(true),
+    })
+    .default({ level: 'info', access_log: true }),
+});
+
+type Parsed = z.infer<typeof configSchema>;
+
+export interface RouteConfig {
+  readonly path: string;
+  readonly upstream: string;
+  /** Merged options, or false for an unprotected route. */
+  readonly phantom_token: Readonly<PhantomTokenOptions> | false;
+}
+
+/** The validated, merged, frozen configuration the gateway runs with. */
+export interface GatewayConfig extends Omit<Parsed, 'routes' | 'phantom_token'> {
+  readonly routes: readonly RouteConfig[];
+}

@@ -1,0 +1,111 @@
+/**
+ * Every way a request can be refused, in one table.
+ *
+ * A client sees `status`, the body `{"code": publicCode, "message": message}`
+ * (the shape of Curity's phantom token plugins) and, for 401/403, a
+ * `WWW-Authenticate` challenge (RFC 6750 §3). The finer-grained `ErrorCode`
+ * goes to logs and metrics only, so a client never learns why a token was
+ * refused or what went wrong upstream.
+ */
+
+/** The body `code` a client sees. */
+export type PublicCode = 'unauthorized' | 'forbidden' | 'server_error' | 'bad_request' | 'not_found';
+
+/** Internal codes, one per situation; logged, never sent to clients. */
+export type ErrorCode =
+  | 'ERR_TOKEN_MISSING'
+  | 'ERR_TOKEN_MALFORMED'
+  | 'ERR_TOKEN_INACTIVE'
+  | 'ERR_INSUFFICIENT_SCOPE'
+  | 'ERR_INTROSPECTION_REJECTED'
+  | 'ERR_INTROSPECTION_UNREACHABLE'
+  | 'ERR_INTROSPECTION_INVALID_ANSWER'
+  | 'ERR_INTROSPECTION_UNAVAILABLE'
+  | 'ERR_INTROSPECTION_TIMEOUT'
+  | 'ERR_UPSTREAM_UNREACHABLE'
+  | 'ERR_UPSTREAM_TIMEOUT'
+  | 'ERR_BAD_REQUEST_TARGET'
+  | 'ERR_DUPLICATE_HEADER'
+  | 'ERR_TOO_MANY_HEADERS'
+  | 'ERR_NO_ROUTE'
+  | 'ERR_INTERNAL';
+
+interface ErrorSpec {
+  readonly status: number;
+  readonly publicCode: PublicCode;
+  readonly message: string;
+}
+
+/**
+ * The single source of truth for status codes and client messages. The README's
+ * error table is checked against this object by a test.
+ */
+export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
+  ERR_TOKEN_MISSING: { status: 401, publicCode: 'unauthorized', message: 'Access token required' },
+  ERR_TOKEN_MALFORMED: { status: 401, publicCode: 'unauthorized', message: 'Malformed Authorization header' },
+  ERR_TOKEN_INACTIVE: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
+  ERR_INSUFFICIENT_SCOPE: { status: 403, publicCode: 'forbidden', message: 'The access token does not have the required scope' },
+  ERR_INTROSPECTION_REJECTED: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
+  ERR_INTROSPECTION_UNREACHABLE: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
+  ERR_INTROSPECTION_INVALID_ANSWER: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
+  ERR_INTROSPECTION_UNAVAILABLE: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
+  ERR_INTROSPECTION_TIMEOUT: { status: 504, publicCode: 'server_error', message: 'Token validation timed out' },
+  ERR_UPSTREAM_UNREACHABLE: { status: 502, publicCode: 'server_error', message: 'The upstream API is unavailable' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, publicCode: 'server_error', message: 'The upstream API timed out' },
+  ERR_BAD_REQUEST_TARGET: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_DUPLICATE_HEADER: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_TOO_MANY_HEADERS: { status: 431, publicCode: 'bad_request', message: 'Too many request headers' },
+  ERR_NO_ROUTE: { status: 404, publicCode: 'not_found', message: 'No route for this path' },
+  ERR_INTERNAL: { status: 500, publicCode: 'server_error', message: 'Internal error' },
+});
+
+/**
+ * A refusal. The hot-path refusals (missing, malformed, inactive token) are
+ * built once below and shared, so a flood of bad tokens allocates nothing.
+ */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly publicCode: PublicCode;
+  /** `WWW-Authenticate` value, when the refusal is an RFC 6750 challenge. */
+  readonly challenge: string | undefined;
+  /** `Retry-After` to pass on (authorization server 503/429). */
+  readonly retryAfter: string | undefined;
+
+  constructor(code: ErrorCode, opts: { challenge?: string; retryAfter?: string; cause?: unknown; detail?: string } = {}) {
+    const spec = ERRORS[code];
+    super(opts.detail ?? spec.message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = spec.status;
+    this.publicCode = spec.publicCode;
+    this.challenge = opts.challenge;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  /** The JSON body sent to clients: never the internal detail. */
+  get publicMessage(): string {
+    return ERRORS[this.code].message;
+  }
+}
+
+const CHALLENGE_MISSING = 'Bearer';
+const CHALLENGE_MALFORMED = 'Bearer error="invalid_request"';
+const CHALLENGE_INVALID = 'Bearer error="invalid_token"';
+
+/** Pre-built refusals for the hot path (immutable, so safe to share). */
+export const TOKEN_MISSING = Object.freeze(new GatewayError('ERR_TOKEN_MISSING', { challenge: CHALLENGE_MISSING }));
+export const TOKEN_MALFORMED = Object.freeze(new GatewayError('ERR_TOKEN_MALFORMED', { challenge: CHALLENGE_MALFORMED }));
+export const TOKEN_INACTIVE = Object.freeze(new GatewayError('ERR_TOKEN_INACTIVE', { challenge: CHALLENGE_INVALID }));
+
+/** 403 with the scopes the route requires, per RFC 6750 §3.1. */
+export function insufficientScope(required: string): GatewayError {
+  return new GatewayError('ERR_INSUFFICIENT_SCOPE', {
+    challenge: `Bearer error="insufficient_scope", scope="${required}"`,
+  });
+}
+
+/** Serialised body for a refusal. */
+export function errorBody(err: GatewayError): string {
+  return `{"code":"${err.publicCode}","message":${JSON.stringify(err.publicMessage)}}`;
+}

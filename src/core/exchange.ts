@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import type { ActiveToken, TokenEntry } from '../cache/entry.js';
+import type { Clock, MemoryTokenCache } from '../cache/memory.js';
+import type { IntrospectionAnswer } from '../introspection/client.js';
+import { scopesOf, type ScopePolicy } from '../policy/scope.js';
+import { parseBearer } from './bearer.js';
+import { GatewayError, TOKEN_INACTIVE } from './errors.js';
+
+/** What the exchange needs from an introspection client. */
+export interface Introspector {
+  introspect(token: string): Promise<IntrospectionAnswer>;
+}
+
+export interface TokenExchangeOptions {
+  introspector: Introspector;
+  cache: MemoryTokenCache;
+  /**
+   * Distinguishes introspection set-ups that share one cache (endpoint,
+   * client): the same token may mean different things at different servers.
+   */
+  namespace: string;
+  /** Upper bound, in seconds, on caching one positive answer. 0 = never cache. */
+  tokenCacheSeconds: number;
+  /** Seconds to remember an inactive token. 0 = never. */
+  negativeCacheSeconds: number;
+  maxTokenLength: number;
+  now?: Clock;
+  /** Told about unexpected internal failures (bugs), never about tokens. */
+  onInternalError?: (err: unknown) => void;
+}
+
+/** A verdict: the token's cached state, or a refusal. */
+export type Verdict = ActiveToken | GatewayError;
+
+/**
+ * The framework-free heart of the gateway: `Authorization` header in, verdict
+ * out. Adapters (reverse proxy, forward-auth, middleware) only translate the
+ * verdict into their own responses.
+ *
+ * A cache hit returns synchronously; a miss returns a promise shared by every
+ * concurrent caller with the same token (single-flight), so one token costs
+ * one introspection however many requests carry it at once.
+ */
+export class TokenExchange {
+  readonly #o: TokenExchangeOptions;
+  readonly #now: Clock;
+  readonly #inflight = new Map<string, Promise<Verdict>>();
+  readonly #prefix: string;
+
+  constructor(opts: TokenExchangeOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#prefix = `${opts.namespace}\n`;
+  }
+
+  /** Resolves the bearer token in `authorization` and applies `policy`. */
+  authorize(authorization: string | undefined, policy: ScopePolicy): Verdict | Promise<Verdict> {
+    const token = parseBearer(authorization, this.#o.maxTokenLength);
+    if (typeof token !== 'string') return token;
+    const key = cacheKey(this.#prefix, token);
+    const entry = this.#o.cache.get(key);
+    if (entry !== undefined) return entry.active ? (policy.check(entry) ?? entry) : TOKEN_INACTIVE;
+    return this.#miss(key, token).then((v) => (v instanceof GatewayError ? v : (policy.check(v) ?? v)));
+  }
+
+  #miss(key: string, token: string): Promise<Verdict> {
+    let pending = this.#inflight.get(key);
+    if (pending === undefined) {
+      pending = this.#introspect(key, token).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #introspect(key: string, token: string): Promise<Verdict> {
+    let answer: IntrospectionAnswer;
+    try {
+      answer = await this.#o.introspector.introspect(token);
+    } catch (err) {
+      // Failures of the authorization server are never cached.
+      if (err instanceof GatewayError) return err;
+      this.#o.onInternalError?.(err);
+      return new GatewayError('ERR_INTERNAL', { cause: err });
+    }
+    const now = this.#now();
+    if (!answer.active) {
+      if (answer.reason !== 'no_jwt') this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 });
+      return TOKEN_INACTIVE;
+    }
+    const { claims } = answer;
+    let ttlMs = this.#o.tokenCacheSeconds * 1000;
+    if (answer.maxAge !== undefined) ttlMs = Math.min(ttlMs, answer.maxAge * 1000);
+    if (typeof claims.exp === 'number') {
+      const left = claims.exp * 1000 - now;
+      if (left <= 0) {
+        this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 });
+        return TOKEN_INACTIVE;
+      }
+      ttlMs = Math.min(ttlMs, left);
+    }
+    const entry: ActiveToken = Object.freeze({
+      active: true,
+      jwt: answer.jwt,
+      authorization: `Bearer ${answer.jwt}`,
+      scopes: scopesOf(claims),
+      claims: Object.freeze(claims),
+      expiresAt: now + ttlMs,
+    });
+    this.#remember(key, entry);
+    return entry;
+  }
+
+  #remember(key: string, entry: TokenEntry): void {
+    if (entry.expiresAt > this.#now()) this.#o.cache.set(key, entry);
+  }
+
+  /** Introspections in flight right now (for tests and metrics). */
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+}
+
+/** Cache key: SHA-256 of namespace and token. The raw token is never stored. */
+export function cacheKey(prefix: string, token: string): string {
+  return createHash('sha256').update(prefix).update(token).digest('base64');
+}

@@ -1,0 +1,11 @@
+export { Gateway, type GatewayDeps } from './proxy/server.js';
+export { TokenExchange, type TokenExchangeOptions, type Verdict, type Introspector } from './core/exchange.js';
+export { parseBearer } from './core/bearer.js';
+export { GatewayError, ERRORS, type ErrorCode, type PublicCode } from './core/errors.js';
+export { IntrospectionClient, type IntrospectionAnswer, type IntrospectionClientOptions } from './introspection/client.js';
+export { MemoryTokenCache, type Clock } from './cache/memory.js';
+export type { ActiveToken, InactiveToken, TokenEntry } from './cache/entry.js';
+export { ScopePolicy } from './policy/scope.js';
+export { loadConfigFile, parseConfig, ConfigError } from './config/load.js';
+export type { GatewayConfig, RouteConfig, PhantomTokenOptions } from './config/schema.js';
+export { createLogger } from './observability/logger.js';

@@ -1,0 +1,237 @@
+import { readFileSync } from 'node:fs';
+import { Agent, type Dispatcher } from 'undici';
+import { decodeJwt, type JWTPayload } from 'jose';
+import { GatewayError } from '../core/errors.js';
+
+export interface IntrospectionClientOptions {
+  /** RFC 7662 introspection endpoint. */
+  endpoint: URL;
+  clientId: string;
+  clientSecret: string;
+  /** Bound on the whole call: queueing, connect, request, answer. */
+  timeoutMs: number;
+  /** `false` turns off TLS certificate verification (development only). */
+  verifySsl: boolean;
+  /** PEM file with the CA(s) to trust for the endpoint's certificate. */
+  caFile?: string | undefined;
+  /** Bound on the answer body; a JWT is usually well under 4 KiB. */
+  maxAnswerBytes: number;
+  /** Outbound connections kept to the authorization server. */
+  connections: number;
+  /** Dispatcher to use instead of a private keep-alive Agent (tests, proxies). */
+  dispatcher?: Dispatcher;
+}
+
+/** An introspection answer, decoded. */
+export type IntrospectionAnswer =
+  | {
+      readonly active: true;
+      readonly jwt: string;
+      readonly claims: JWTPayload;
+      /** Seconds from `Cache-Control: max-age`; 0 for `no-store`/`no-cache`; undefined when absent. */
+      readonly maxAge: number | undefined;
+    }
+  | { readonly active: false; readonly reason: InactiveReason };
+
+export type InactiveReason = 'no_content' | 'active_false' | 'no_jwt';
+
+/** Receives notable events; the gateway logs them as warnings. */
+export type IntrospectionWarn = (event: { code: string; status?: number; detail: string }) => void;
+
+/**
+ * RFC 7662 client that asks for the JWT form of the token (`Accept:
+ * application/jwt`, as Curity's phantom token plugins do) over keep-alive
+ * connections. It sends the token and the gateway's own credentials, nothing
+ * of the client's request.
+ *
+ * Outcomes: an answer (active with JWT, or inactive), or a `GatewayError`
+ * thrown for every failure that is not the token's fault: 502 for rejections
+ * and garbage, 503 for 503/429, 504 for timeouts.
+ */
+export class IntrospectionClient {
+  readonly #opts: IntrospectionClientOptions;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #authorization: string;
+  readonly #origin: string;
+  readonly #path: string;
+  readonly #warn: IntrospectionWarn;
+
+  constructor(opts: IntrospectionClientOptions, warn: IntrospectionWarn = () => {}) {
+    this.#opts = opts;
+    this.#warn = warn;
+    // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
+    const basic = Buffer.from(`${formEncode(opts.clientId)}:${formEncode(opts.clientSecret)}`).toString('base64');
+    this.#authorization = `Basic ${basic}`;
+    this.#origin = opts.endpoint.origin;
+    this.#path = opts.endpoint.pathname + opts.endpoint.search;
+    if (opts.dispatcher) {
+      this.#dispatcher = opts.dispatcher;
+      this.#ownsDispatcher = false;
+    } else {
+      const connect: Record<string, unknown> = { timeout: opts.timeoutMs };
+      if (!opts.verifySsl) connect.rejectUnauthorized = false;
+      if (opts.caFile) connect.ca = readFileSync(opts.caFile);
+      this.#dispatcher = new Agent({
+        connections: opts.connections,
+        keepAliveTimeout: 30_000,
+        headersTimeout: opts.timeoutMs,
+        bodyTimeout: opts.timeoutMs,
+        connect,
+      });
+      this.#ownsDispatcher = true;
+    }
+  }
+
+  async introspect(token: string): Promise<IntrospectionAnswer> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#dispatcher.request({
+        origin: this.#origin,
+        path: this.#path,
+        method: 'POST',
+        headers: {
+          accept: 'application/jwt',
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: this.#authorization,
+        },
+        body: `token=${formEncode(token)}`,
+        signal: AbortSignal.timeout(this.#opts.timeoutMs),
+      });
+    } catch (err) {
+      throw this.#transportError(err);
+    }
+
+    const { statusCode } = res;
+    if (statusCode === 200) {
+      let body: string;
+      try {
+        body = await readBounded(res.body, this.#opts.maxAnswerBytes);
+      } catch (err) {
+        if (!(err instanceof GatewayError)) throw this.#transportError(err);
+        this.#warn({ code: err.code, status: 200, detail: err.message });
+        throw err;
+      }
+      return this.#decode(body, header(res.headers['content-type']), header(res.headers['cache-control']));
+    }
+
+    res.body.dump().catch(() => {});
+    if (statusCode === 204) return INACTIVE_NO_CONTENT;
+    if (statusCode === 503 || statusCode === 429) {
+      this.#warn({ code: 'ERR_INTROSPECTION_UNAVAILABLE', status: statusCode, detail: 'authorization server is unavailable' });
+      const retryAfter = header(res.headers['retry-after']);
+      throw new GatewayError('ERR_INTROSPECTION_UNAVAILABLE', retryAfter ? { retryAfter } : {});
+    }
+    const hint =
+      statusCode === 401 || statusCode === 403
+        ? 'authorization server refused the gateway\'s credentials: check client_id and client_secret'
+        : `unexpected status ${statusCode} from the introspection endpoint`;
+    this.#warn({ code: 'ERR_INTROSPECTION_REJECTED', status: statusCode, detail: hint });
+    throw new GatewayError('ERR_INTROSPECTION_REJECTED', { detail: hint });
+  }
+
+  #decode(body: string, contentType: string | undefined, cacheControl: string | undefined): IntrospectionAnswer {
+    const maxAge = parseMaxAge(cacheControl);
+    const trimmed = body.trim();
+    const isJson = contentType !== undefined && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
+    if (isJson || trimmed.startsWith('{')) {
+      // A plain RFC 7662 answer: {"active": false} is a definite no. An active
+      // answer without a JWT means the server was not set up for phantom
+      // tokens; there is nothing to forward, so the request is refused, and
+      // the operator is told why.
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(trimmed);
+      } catch {
+        this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is neither a JWT nor JSON' });
+        return INACTIVE_NO_JWT;
+      }
+      if (parsed !== null && typeof parsed === 'object' && (parsed as { active?: unknown }).active === true) {
+        this.#warn({
+          code: 'ERR_INTROSPECTION_INVALID_ANSWER',
+          status: 200,
+          detail: 'introspection answer is JSON without a JWT: configure the authorization server to answer Accept: application/jwt',
+        });
+        return INACTIVE_NO_JWT;
+      }
+      return INACTIVE_ACTIVE_FALSE;
+    }
+    let claims: JWTPayload;
+    try {
+      claims = decodeJwt(trimmed);
+    } catch {
+      this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is not a usable JWT' });
+      return INACTIVE_NO_JWT;
+    }
+    return { active: true, jwt: trimmed, claims, maxAge };
+  }
+
+  #transportError(err: unknown): GatewayError {
+    const code = (err as { code?: string; name?: string })?.code;
+    const name = (err as { name?: string })?.name;
+    if (
+      name === 'TimeoutError' ||
+      name === 'AbortError' ||
+      code === 'UND_ERR_CONNECT_TIMEOUT' ||
+      code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      code === 'UND_ERR_BODY_TIMEOUT'
+    ) {
+      this.#warn({ code: 'ERR_INTROSPECTION_TIMEOUT', detail: `introspection timed out after ${this.#opts.timeoutMs} ms` });
+      return new GatewayError('ERR_INTROSPECTION_TIMEOUT', { cause: err });
+    }
+    this.#warn({ code: 'ERR_INTROSPECTION_UNREACHABLE', detail: `introspection endpoint unreachable (${code ?? name ?? 'error'})` });
+    return new GatewayError('ERR_INTROSPECTION_UNREACHABLE', { cause: err });
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+}
+
+const INACTIVE_NO_CONTENT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_content' });
+const INACTIVE_ACTIVE_FALSE: IntrospectionAnswer = Object.freeze({ active: false, reason: 'active_false' });
+const INACTIVE_NO_JWT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_jwt' });
+
+/** application/x-www-form-urlencoded encoding of one value (space as `+`). */
+export function formEncode(value: string): string {
+  return encodeURIComponent(value).replace(/%20/g, '+').replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * `max-age` seconds from a Cache-Control value; 0 when the answer must not be
+ * stored (`no-store`, `no-cache`, `private` is fine for us); undefined when
+ * the header says nothing about lifetime.
+ */
+export function parseMaxAge(cacheControl: string | undefined): number | undefined {
+  if (cacheControl === undefined) return undefined;
+  let maxAge: number | undefined;
+  for (const part of cacheControl.split(',')) {
+    const [rawName, rawValue] = part.split('=', 2) as [string, string | undefined];
+    const name = rawName.trim().toLowerCase();
+    if (name === 'no-store' || name === 'no-cache') return 0;
+    if (name === 'max-age' && rawValue !== undefined) {
+      const n = Number(rawValue.trim().replace(/^"|"$/g, ''));
+      if (Number.isFinite(n) && n >= 0) maxAge = Math.floor(n);
+      else return 0; // an unreadable lifetime is treated as "do not store"
+    }
+  }
+  return maxAge;
+}
+
+async function readBounded(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      throw new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${limit} bytes` });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

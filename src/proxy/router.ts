@@ -1,0 +1,46 @@
+/** One routing table entry, compiled. */
+export interface Route<T> {
+  /** Configured prefix, e.g. `/api`. */
+  readonly prefix: string;
+  readonly value: T;
+}
+
+/**
+ * Longest-prefix routing on whole path segments: `/api` matches `/api`,
+ * `/api/` and `/api/x`, never `/apix`. A prefix ending in `/` matches what
+ * starts with it.
+ */
+export class Router<T> {
+  readonly #routes: Route<T>[];
+
+  constructor(routes: ReadonlyArray<Route<T>>) {
+    this.#routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  match(path: string): Route<T> | undefined {
+    const routes = this.#routes;
+    for (let i = 0; i < routes.length; i++) {
+      const r = routes[i]!;
+      const p = r.prefix;
+      if (!path.startsWith(p)) continue;
+      if (path.length === p.length || p.charCodeAt(p.length - 1) === 47 || path.charCodeAt(p.length) === 47) return r;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * The upstream path for `path` matched by `prefix`: with a path in the
+ * upstream URL, that path replaces the prefix (nginx `proxy_pass` with a URI);
+ * without one, the path is forwarded unchanged. Never produces `//`.
+ */
+export function rewritePath(path: string, prefix: string, upstreamBase: string): string {
+  if (upstreamBase === '') return path;
+  const rest = path.slice(prefix.length);
+  if (rest === '') return upstreamBase;
+  const baseSlash = upstreamBase.charCodeAt(upstreamBase.length - 1) === 47;
+  const restSlash = rest.charCodeAt(0) === 47;
+  if (baseSlash && restSlash) return upstreamBase + rest.slice(1);
+  if (!baseSlash && !restSlash) return `${upstreamBase}/${rest}`;
+  return upstreamBase + rest;
+}

@@ -1,0 +1,390 @@
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { BlockList, isIPv4, type AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Pool, type Dispatcher } from 'undici';
+import type { ActiveToken } from '../cache/entry.js';
+import { MemoryTokenCache, type Clock } from '../cache/memory.js';
+import type { GatewayConfig, PhantomTokenOptions } from '../config/schema.js';
+import { errorBody, GatewayError } from '../core/errors.js';
+import { TokenExchange, type Verdict } from '../core/exchange.js';
+import { IntrospectionClient } from '../introspection/client.js';
+import type { Logger } from '../observability/logger.js';
+import { ScopePolicy } from '../policy/scope.js';
+import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
+import { checkTarget } from './request-target.js';
+import { rewritePath, Router } from './router.js';
+
+export interface GatewayDeps {
+  logger: Logger;
+  /** Clock for cache lifetimes (tests move it). */
+  now?: Clock;
+}
+
+interface Guard {
+  readonly exchange: TokenExchange;
+  readonly policy: ScopePolicy;
+}
+
+interface CompiledRoute {
+  readonly prefix: string;
+  /** Path of the upstream URL that replaces the prefix, or '' to keep the path. */
+  readonly base: string;
+  readonly pool: Pool;
+  readonly guard: Guard | undefined;
+}
+
+const BAD_TARGET = new GatewayError('ERR_BAD_REQUEST_TARGET');
+const DUPLICATE_HEADER = new GatewayError('ERR_DUPLICATE_HEADER');
+const TOO_MANY_HEADERS = new GatewayError('ERR_TOO_MANY_HEADERS');
+const NO_ROUTE = new GatewayError('ERR_NO_ROUTE');
+const INTERNAL = new GatewayError('ERR_INTERNAL');
+const UPSTREAM_UNREACHABLE = new GatewayError('ERR_UPSTREAM_UNREACHABLE');
+const UPSTREAM_TIMEOUT = new GatewayError('ERR_UPSTREAM_TIMEOUT');
+const CLIENT_GONE = new Error('client closed the connection');
+
+/**
+ * The reverse-proxy adapter: a `node:http` server that runs each request
+ * through request hygiene, routing and the token exchange, then streams it to
+ * the upstream over a keep-alive undici pool with `Authorization: Bearer <jwt>`.
+ */
+export class Gateway {
+  readonly server: Server;
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  readonly #router: Router<CompiledRoute>;
+  readonly #pools: Pool[] = [];
+  readonly #introspectors: IntrospectionClient[] = [];
+  readonly #trusted: BlockList | undefined;
+  readonly #maxRawHeaders: number;
+  readonly #accessLog: boolean;
+  #draining = false;
+
+  constructor(config: GatewayConfig, deps: GatewayDeps) {
+    this.config = config;
+    this.logger = deps.logger;
+    this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
+    this.#maxRawHeaders = config.server.max_headers * 2;
+
+    const cache = new MemoryTokenCache({ maxEntries: config.cache.max_entries, ...(deps.now ? { now: deps.now } : {}) });
+    const pools = new Map<string, Pool>();
+    const exchanges = new Map<string, TokenExchange>();
+    const clients = new Map<string, IntrospectionClient>();
+    const u = config.upstream;
+
+    const routes = config.routes.map((r): { prefix: string; value: CompiledRoute } => {
+      const url = new URL(r.upstream);
+      let pool = pools.get(url.origin);
+      if (pool === undefined) {
+        pool = new Pool(url.origin, {
+          connections: u.connections,
+          pipelining: 1,
+          connect: { timeout: u.connect_timeout_ms },
+          headersTimeout: u.response_timeout_ms,
+          bodyTimeout: u.idle_timeout_ms,
+          keepAliveTimeout: 4000,
+        });
+        pools.set(url.origin, pool);
+        this.#pools.push(pool);
+      }
+      const pt = r.phantom_token;
+      const guard = pt === false ? undefined : { exchange: this.#exchangeFor(pt, cache, exchanges, clients, deps.now), policy: new ScopePolicy(pt.scope) };
+      return { prefix: r.path, value: { prefix: r.path, base: upstreamBase(r.upstream), pool, guard } };
+    });
+    this.#router = new Router(routes);
+
+    if (config.trusted_proxies.length > 0) {
+      const list = new BlockList();
+      for (const entry of config.trusted_proxies) {
+        const [ip, bits] = entry.split('/') as [string, string | undefined];
+        const type = isIPv4(ip) ? 'ipv4' : 'ipv6';
+        if (bits === undefined) list.addAddress(ip, type);
+        else list.addSubnet(ip, Number(bits), type);
+      }
+      this.#trusted = list;
+    }
+
+    const s = config.server;
+    this.server = createServer({
+      maxHeaderSize: s.max_header_bytes,
+      headersTimeout: s.headers_timeout_ms,
+      requestTimeout: s.request_timeout_ms,
+      keepAliveTimeout: s.keep_alive_timeout_ms,
+      // headersTimeout and requestTimeout are only enforced when this check runs.
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headers_timeout_ms / 4))),
+      requireHostHeader: true,
+      noDelay: true,
+    });
+    // One more than the bound, so that reaching it is visible instead of Node
+    // silently dropping the rest.
+    this.server.maxHeadersCount = s.max_headers + 1;
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false));
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
+  }
+
+  #exchangeFor(
+    pt: Readonly<PhantomTokenOptions>,
+    cache: MemoryTokenCache,
+    exchanges: Map<string, TokenExchange>,
+    clients: Map<string, IntrospectionClient>,
+    now: Clock | undefined,
+  ): TokenExchange {
+    const clientKey = JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.client_secret, pt.verify_ssl, pt.ca_file, pt.timeout_ms, pt.max_answer_bytes, pt.connections]);
+    let client = clients.get(clientKey);
+    if (client === undefined) {
+      if (!pt.verify_ssl) this.logger.warn({ endpoint: pt.introspection_endpoint }, 'verify_ssl is false: the introspection endpoint\'s TLS certificate is NOT verified; never do this in production');
+      client = new IntrospectionClient(
+        {
+          endpoint: new URL(pt.introspection_endpoint),
+          clientId: pt.client_id,
+          clientSecret: pt.client_secret,
+          timeoutMs: pt.timeout_ms,
+          verifySsl: pt.verify_ssl,
+          caFile: pt.ca_file,
+          maxAnswerBytes: pt.max_answer_bytes,
+          connections: pt.connections,
+        },
+        (e) => this.logger.warn({ code: e.code, status: e.status }, e.detail),
+      );
+      clients.set(clientKey, client);
+      this.#introspectors.push(client);
+    }
+    const exchangeKey = JSON.stringify([clientKey, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length]);
+    let exchange = exchanges.get(exchangeKey);
+    if (exchange === undefined) {
+      exchange = new TokenExchange({
+        introspector: client,
+        cache,
+        namespace: `${pt.introspection_endpoint}\n${pt.client_id}`,
+        tokenCacheSeconds: pt.token_cache_seconds,
+        negativeCacheSeconds: pt.negative_cache_seconds,
+        maxTokenLength: pt.max_token_length,
+        ...(now ? { now } : {}),
+        onInternalError: (err) => this.logger.error({ err }, 'internal error during token exchange'),
+      });
+      exchanges.set(exchangeKey, exchange);
+    }
+    return exchange;
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    const start = performance.now();
+    try {
+      const raw = req.rawHeaders;
+      if (raw.length > this.#maxRawHeaders) return this.refuse(req, res, TOO_MANY_HEADERS, start, '-', true);
+      const target = checkTarget(req.url);
+      if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
+      const match = this.#router.match(target.path);
+      if (match === undefined) return this.refuse(req, res, NO_ROUTE, start, target.path, false);
+      const route = match.value;
+      const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
+      const scan = scanRequestHeaders(raw, trusted, route.guard === undefined);
+      if (scan.duplicate) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+
+      const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
+      const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue, trusted);
+      const guard = route.guard;
+      if (guard === undefined || req.method === 'OPTIONS') {
+        pr.forward(undefined);
+        return;
+      }
+      const verdict = guard.exchange.authorize(scan.authorization, guard.policy);
+      if (verdict instanceof Promise) {
+        pr.cache = 'miss';
+        verdict.then(
+          (v) => pr.decide(v),
+          (err: unknown) => {
+            this.logger.error({ err }, 'internal error');
+            pr.decide(INTERNAL);
+          },
+        );
+      } else {
+        pr.cache = verdict instanceof GatewayError ? '-' : 'hit';
+        pr.decide(verdict);
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'internal error');
+      if (!res.headersSent) this.refuse(req, res, INTERNAL, start, '-', true);
+      else res.destroy();
+    }
+  }
+
+  #isTrusted(address: string | undefined): boolean {
+    if (address === undefined) return false;
+    if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return this.#trusted!.check(address.slice(7), 'ipv4');
+    return this.#trusted!.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+  }
+
+  /** Sends a refusal in the JSON shape of Curity's plugin. */
+  refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, start: number, path: string, close: boolean): void {
+    if (res.headersSent || res.destroyed) return;
+    const body = errorBody(err);
+    const headers: OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    };
+    if (err.challenge !== undefined) headers['www-authenticate'] = err.challenge;
+    if (err.retryAfter !== undefined) headers['retry-after'] = err.retryAfter;
+    // A refused request's body is never read: closing is cheaper than draining it.
+    if (close || this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
+      headers.connection = 'close';
+    }
+    res.writeHead(err.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+    this.access(req.method, path, err.status, start, '-', err.code);
+  }
+
+  access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+    if (!this.#accessLog) return;
+    const ms = Math.round((performance.now() - start) * 100) / 100;
+    if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'request');
+    else this.logger.info({ method, path, status, ms, cache, code }, 'request');
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /**
+   * Graceful stop: no new connections, idle keep-alive connections closed,
+   * in-flight requests finished and answered with `Connection: close`; after
+   * `shutdown_timeout_ms` whatever is left is cut.
+   */
+  async close(): Promise<void> {
+    this.#draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.logger.warn('shutdown timeout reached: closing remaining connections');
+        this.server.closeAllConnections();
+        resolve();
+      }, this.config.server.shutdown_timeout_ms);
+      timer.unref();
+    });
+    await Promise.race([closed, deadline]);
+    clearTimeout(timer);
+    await Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
+  }
+}
+
+/**
+ * One proxied request: the per-request context and the undici dispatch
+ * handler in a single object, so forwarding allocates little.
+ */
+class ProxyRequest implements Dispatcher.DispatchHandler {
+  cache = '-';
+  #controller: Dispatcher.DispatchController | undefined;
+  #done = false;
+
+  constructor(
+    readonly gw: Gateway,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: CompiledRoute,
+    readonly scan: RequestHeaderScan,
+    readonly upstreamPath: string,
+    readonly logPath: string,
+    readonly start: number,
+    readonly expectContinue: boolean,
+    readonly trusted: boolean,
+  ) {}
+
+  decide(v: Verdict): void {
+    if (v instanceof GatewayError) this.gw.refuse(this.req, this.res, v, this.start, this.logPath, false);
+    else this.forward(v);
+  }
+
+  forward(token: ActiveToken | undefined): void {
+    const { req, res, scan } = this;
+    if (res.destroyed) return;
+    const headers = scan.headers;
+    if (token !== undefined) headers.push('authorization', token.authorization);
+    const peer = req.socket.remoteAddress ?? '';
+    if (this.trusted) {
+      headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`);
+      headers.push('x-forwarded-proto', scan.xfProto ?? 'http');
+      const host = scan.xfHost ?? scan.host;
+      if (host !== undefined) headers.push('x-forwarded-host', host);
+    } else {
+      headers.push('x-forwarded-for', peer, 'x-forwarded-proto', 'http');
+      if (scan.host !== undefined) headers.push('x-forwarded-host', scan.host);
+    }
+    if (this.expectContinue) res.writeContinue();
+    res.once('close', this.#onClose);
+    this.route.pool.dispatch(
+      {
+        path: this.upstreamPath,
+        method: req.method as Dispatcher.HttpMethod,
+        headers,
+        body: scan.hasBody ? req : null,
+      },
+      this,
+    );
+  }
+
+  readonly #onClose = (): void => {
+    if (!this.#done) this.#controller?.abort(CLIENT_GONE);
+  };
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.res.destroyed) controller.abort(CLIENT_GONE);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx from the upstream are not relayed
+    const out = responseHeaders(headers);
+    if (this.gw.draining) out.connection = 'close';
+    this.res.writeHead(statusCode, out);
+    void controller;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#done = true;
+    this.res.end();
+    this.gw.access(this.req.method, this.logPath, this.res.statusCode, this.start, this.cache);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#done = true;
+    const { res } = this;
+    if (err === CLIENT_GONE || res.destroyed) return;
+    if (res.headersSent) {
+      this.gw.logger.warn({ code: (err as { code?: string }).code, path: this.logPath }, 'upstream response failed mid-stream');
+      res.destroy();
+      return;
+    }
+    const code = (err as { code?: string }).code;
+    const timeout = code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+    this.gw.logger.warn({ code: code ?? err.name, path: this.logPath }, timeout ? 'upstream timed out' : 'upstream unreachable');
+    this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody);
+  }
+}
+
+/** The path part of an upstream URL as written, or '' when it has none. */
+function upstreamBase(upstream: string): string {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(upstream);
+  return m?.[1] ?? '';
+}
