@@ -22,6 +22,9 @@ export class ConfigError extends Error {
 
 type Path = ReadonlyArray<string | number>;
 type Env = Readonly<Record<string, string | undefined>>;
+type Overrides = z.infer<typeof phantomTokenPartial>;
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Reads, substitutes `${VAR}`, validates and freezes a YAML config file. */
 export function loadConfigFile(file: string, env: Env = process.env): GatewayConfig {
@@ -61,10 +64,25 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     for (const issue of issues) problems.push(...describe(issue, [...base, ...(issue.path as Path)], lineOf));
   };
 
-  const parsed = configSchema.safeParse(raw);
+  /** A route's own phantom_token: false, its overrides, or undefined when invalid (reported). */
+  const overridesOf = (own: unknown, i: number): Overrides | false | undefined => {
+    if (own === false) return false;
+    if (own === undefined || own === null || own === true) return {};
+    const r = phantomTokenPartial.safeParse(own, { reportInput: true });
+    if (r.success) return r.data;
+    report(['routes', i, 'phantom_token'], r.error.issues);
+    return undefined;
+  };
+
+  // reportInput: without the input, an issue cannot tell a missing value from a wrong one.
+  const parsed = configSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
     report([], parsed.error.issues);
-    throw new ConfigError(problems);
+    // Route overrides are outside the schema (see below); check them too so
+    // that one run reports every problem, not the top level's first.
+    const rawRoutes = isRecord(raw) && Array.isArray(raw.routes) ? (raw.routes as unknown[]) : [];
+    rawRoutes.forEach((r, i) => overridesOf(isRecord(r) ? r.phantom_token : undefined, i));
+    throw new ConfigError(inFileOrder(problems, file));
   }
   const cfg = parsed.data;
 
@@ -76,21 +94,13 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     if (prev !== undefined) problems.push(`${lineOf(['routes', i, 'path'])}: routes[${i}].path: duplicates routes[${prev}].path "${route.path}"`);
     seen.set(route.path, i);
 
-    const own = route.phantom_token;
-    if (own === false) {
+    const overrides = overridesOf(route.phantom_token, i);
+    if (overrides === undefined) return;
+    if (overrides === false) {
       routes.push({ path: route.path, upstream: route.upstream, phantom_token: false });
       return;
     }
-    let overrides: z.infer<typeof phantomTokenPartial> = {};
-    if (own !== undefined && own !== null && own !== true) {
-      const r = phantomTokenPartial.safeParse(own);
-      if (!r.success) {
-        report(['routes', i, 'phantom_token'], r.error.issues);
-        return;
-      }
-      overrides = r.data;
-    }
-    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides });
+    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides }, { reportInput: true });
     if (!merged.success) {
       for (const issue of merged.error.issues) {
         const key = issue.path[0] as string | undefined;
@@ -107,7 +117,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     }
     routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
   });
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(inFileOrder(problems, file));
 
   const { phantom_token: _unused, routes: _routes, ...rest } = cfg;
   return deepFreeze({ ...rest, routes });
@@ -127,6 +137,12 @@ function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: s
     return [`${lineOf(path)}: ${fmtPath(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
   }
   return [`${lineOf(path)}: ${fmtPath(path)}: ${issue.message}`];
+}
+
+/** Problems sorted by line: zod reports in the schema's key order, route overrides come last. */
+function inFileOrder(problems: string[], file: string): string[] {
+  const line = (p: string) => (p.startsWith(`${file}:`) ? Number.parseInt(p.slice(file.length + 1), 10) || 0 : 0);
+  return [...problems].sort((a, b) => line(a) - line(b));
 }
 
 function fmtPath(path: Path): string {

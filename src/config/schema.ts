@@ -12,11 +12,14 @@ import { z } from 'zod';
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.preprocess(
     (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v),
-    z.number().int('must be a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`),
+    // the message also covers the wrong type (e.g. `port: eighty`), which zod words for programmers
+    z.number('must be a whole number').int('must be a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`),
   );
 const bool = () =>
   z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean('must be true or false'));
 
+// abort: something that is no URL at all gets this one message, not also the
+// rules refined on after it (an upstream's "no query string").
 const httpUrl = (what: string) =>
   z.string(`must be a URL`).refine((v) => {
     try {
@@ -25,7 +28,7 @@ const httpUrl = (what: string) =>
     } catch {
       return false;
     }
-  }, `must be an http:// or https:// ${what} URL without credentials or fragment`);
+  }, { message: `must be an http:// or https:// ${what} URL without credentials or fragment`, abort: true });
 
 /** Defaults of the phantom token options (the Curity plugin's names first). */
 export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
@@ -55,7 +58,7 @@ const phantomTokenShape = {
 };
 
 /** Every option optional: the top-level block and per-route overrides. */
-export const phantomTokenPartial = z.strictObject(phantomTokenShape).partial();
+export const phantomTokenPartial = z.strictObject(phantomTokenShape, 'must be a mapping of phantom token options (or false, on a route only)').partial();
 
 /** The merged, complete options that one protected route runs with. */
 export const phantomTokenComplete = z.strictObject({
@@ -92,7 +95,9 @@ export const configSchema = z.strictObject({
     .array(
       z.strictObject({
         path: routePath,
-        upstream: httpUrl('upstream'),
+        // The client's query string is forwarded as is; one in the upstream URL
+        // would be dropped or merged ambiguously, so it is refused up front.
+        upstream: httpUrl('upstream').refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)'),
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.
         phantom_token: z.unknown().optional(),

@@ -50,7 +50,12 @@ export class TokenExchange {
   constructor(opts: TokenExchangeOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    this.#prefix = `${opts.namespace}\n`;
+    // The caching bounds are part of the key: routes sharing one cache and one
+    // authorization server may bound caching differently, and an entry stored
+    // under a longer bound must never answer a route that asked for a shorter
+    // one (a route with token_cache_seconds: 0 would otherwise accept a revoked
+    // token that another route had cached).
+    this.#prefix = `${opts.namespace}\n${opts.tokenCacheSeconds}\n${opts.negativeCacheSeconds}\n`;
   }
 
   /** Resolves the bearer token in `authorization` and applies `policy`. */
@@ -120,7 +125,7 @@ export class TokenExchange {
   }
 }
 
-/** Cache key: SHA-256 of namespace and token. The raw token is never stored. */
+/** Cache key: SHA-256 of namespace, caching bounds and token. The raw token is never stored. */
 export function cacheKey(prefix: string, token: string): string {
   return createHash('sha256').update(prefix).update(token).digest('base64');
 }

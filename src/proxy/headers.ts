@@ -22,8 +22,13 @@ export interface RequestHeaderScan {
   readonly headers: string[];
   readonly host: string | undefined;
   readonly authorization: string | undefined;
-  /** Set when Host or Authorization appears more than once (refuse with 400). */
-  readonly duplicate: boolean;
+  /** Set when Host appears more than once (refuse with 400). */
+  readonly duplicateHost: boolean;
+  /**
+   * Set when Authorization appears more than once: an ambiguous credential,
+   * refused like a malformed one (RFC 6750 §3.1 invalid_request).
+   */
+  readonly duplicateAuthorization: boolean;
   readonly expectContinue: boolean;
   /** The request announces a body (Content-Length > 0 or Transfer-Encoding). */
   readonly hasBody: boolean;
@@ -46,7 +51,8 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   const out: string[] = [];
   let host: string | undefined;
   let authorization: string | undefined;
-  let duplicate = false;
+  let duplicateHost = false;
+  let duplicateAuthorization = false;
   let expectContinue = false;
   let hasBody = false;
   let connection: string | undefined;
@@ -59,11 +65,11 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
     const value = raw[i + 1]!;
     switch (name) {
       case 'host':
-        if (host !== undefined) duplicate = true;
+        if (host !== undefined) duplicateHost = true;
         host = value;
         continue;
       case 'authorization':
-        if (authorization !== undefined) duplicate = true;
+        if (authorization !== undefined) duplicateAuthorization = true;
         authorization = value;
         if (keepAuthorization) out.push(name, value);
         continue;
@@ -95,7 +101,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicate, expectContinue, hasBody, xff, xfProto, xfHost };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, expectContinue, hasBody, xff, xfProto, xfHost };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

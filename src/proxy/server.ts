@@ -5,7 +5,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import type { GatewayConfig, PhantomTokenOptions } from '../config/schema.js';
-import { errorBody, GatewayError } from '../core/errors.js';
+import { errorBody, GatewayError, TOKEN_MALFORMED } from '../core/errors.js';
 import { TokenExchange, type Verdict } from '../core/exchange.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
@@ -178,7 +178,14 @@ export class Gateway {
       const route = match.value;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.guard === undefined);
-      if (scan.duplicate) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+      if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+      // Two credentials are never resolved by picking one (Node's req.headers
+      // keeps the first, an upstream may use the last): on a protected route
+      // that is a malformed credential, refused before any introspection; an
+      // open route would forward both, so it is a bad request.
+      if (scan.duplicateAuthorization) {
+        return this.refuse(req, res, route.guard === undefined ? DUPLICATE_HEADER : TOKEN_MALFORMED, start, target.path, true);
+      }
 
       const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
       const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue, trusted);

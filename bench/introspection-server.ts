@@ -1,0 +1,69 @@
+/*
+ * The benchmark's authorization server: a separate process so its CPU is not
+ * charged to the gateway. Scripted (fixed latency, canned JWTs) because the
+ * benchmark measures the gateway, not an authorization server.
+ *
+ *   valid-*, cold-*, mem-*  -> 200 application/jwt (about 800 bytes), after LATENCY ms
+ *   anything else           -> 204 (inactive), after LATENCY ms
+ *   GET /stats              -> {"calls": n, "connections": n}
+ *
+ * Usage: node introspection-server.js <port> <latencyMs>
+ */
+import { createServer } from 'node:http';
+import { createHash } from 'node:crypto';
+
+const port = Number(process.argv[2] ?? 0);
+const latency = Number(process.argv[3] ?? 5);
+let calls = 0;
+let connections = 0;
+
+const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'at+jwt', kid: 'bench-key-1' })).toString('base64url');
+function jwtFor(token: string): string {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    iss: 'https://login.example.com/oauth/v2/oauth-anonymous',
+    sub: createHash('sha256').update(token).digest('hex'),
+    aud: ['api.example.com', 'https://api.example.com/orders', 'https://api.example.com/customers'],
+    client_id: 'bench-client-with-a-realistic-name',
+    scope: 'read write openid profile email orders:read orders:write customers:read',
+    purpose: 'access_token',
+    delegationId: createHash('sha256').update(`d${token}`).digest('hex'),
+    iat: now,
+    nbf: now,
+    exp: now + 3600,
+    jti: createHash('sha256').update(`j${token}`).digest('base64url'),
+    preferred_username: 'benchmark.user@example.com',
+    tenant: 'example-tenant-0001',
+  };
+  const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
+  const sig = createHash('sha512').update(token).digest('base64url'); // the size of an ES256 signature
+  return `${header}.${payload}.${sig}`;
+}
+
+const server = createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/stats') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ calls, connections }));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    calls++;
+    const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
+    setTimeout(() => {
+      if (/^(valid|cold|mem)-/.test(token)) {
+        res.writeHead(200, { 'content-type': 'application/jwt', 'cache-control': 'max-age=3600' });
+        res.end(jwtFor(token));
+      } else {
+        res.writeHead(204);
+        res.end();
+      }
+    }, latency);
+  });
+});
+server.on('connection', () => connections++);
+server.keepAliveTimeout = 60_000;
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`ready ${(server.address() as { port: number }).port}\n`);
+});

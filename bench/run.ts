@@ -1,0 +1,402 @@
+/*
+ * npm run bench: the gateway against NGINX on this machine, in one run.
+ *
+ * Every subject is its own process (upstream NGINX, proxy NGINX, the gateway,
+ * a scripted introspection endpoint with a fixed latency), load comes from
+ * wrk (and autocannon for fixed-rate latency), and CPU per request is read
+ * from /proc/<pid>/stat of the proxy process only. Subjects alternate round
+ * by round and medians are reported, because shared machines are noisy.
+ *
+ * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
+ * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const QUICK = process.env.BENCH_QUICK === '1';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 5));
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const INTROSPECTION_LATENCY_MS = 5;
+const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+const work = mkdtempSync(join(tmpdir(), 'phantom-bench-'));
+const children: ChildProcess[] = [];
+
+// ---------------------------------------------------------------- prerequisites
+
+function need(cmd: string, pkg: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : pkg;
+}
+const missing = [need('nginx', 'nginx'), need('wrk', 'wrk')].filter(Boolean);
+if (missing.length > 0) {
+  process.stderr.write(`npm run bench needs these Debian packages: ${missing.join(' ')}\n  apt-get install -y ${missing.join(' ')}\n`);
+  process.exit(1);
+}
+try {
+  readFileSync(join(ROOT, 'dist/cli.js'));
+} catch {
+  process.stderr.write('npm run bench needs the compiled gateway: run npm run build (npm ci does it)\n');
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------- processes
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitForPort(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} did not start listening on ${port}`);
+}
+
+function start(cmd: string, args: string[], name: string): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  child.once('exit', (code) => {
+    if (code !== 0 && code !== null && !stopping) process.stderr.write(`${name} exited with ${code}: ${err}\n`);
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+function stopAll(): void {
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+}
+process.on('exit', stopAll);
+process.on('SIGINT', () => process.exit(130));
+
+function nginxConf(dir: string, body: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'nginx.conf');
+  writeFileSync(
+    file,
+    `worker_processes 1;
+daemon off;
+master_process on;
+error_log ${dir}/error.log error;
+pid ${dir}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  ${body}
+}
+`,
+  );
+  return file;
+}
+
+/** CPU ticks of a process and its children that are NGINX workers. */
+function cpuTicks(pid: number): number {
+  const read = (p: number) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+    } catch {
+      return undefined;
+    }
+  };
+  let total = read(pid)?.ticks ?? 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const s = read(Number(entry));
+    if (s && s.ppid === pid) total += s.ticks;
+  }
+  return total;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+// ---------------------------------------------------------------- load
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+  cpuUsPerReq: number | undefined;
+}
+
+function ms(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function luaScript(name: string, body: string): string {
+  const file = join(work, `${name}.lua`);
+  writeFileSync(file, body);
+  return file;
+}
+
+async function wrk(url: string, opts: { pid?: number; header?: string; script?: string; connections?: number; seconds?: number }): Promise<Load> {
+  const args = ['-t1', `-c${opts.connections ?? CONNECTIONS}`, `-d${opts.seconds ?? SECONDS}s`, '--latency'];
+  if (opts.header) args.push('-H', opts.header);
+  if (opts.script) args.push('-s', opts.script);
+  args.push(url);
+  const before = opts.pid ? cpuTicks(opts.pid) : 0;
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    p.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk failed: ${text}`))));
+  });
+  const after = opts.pid ? cpuTicks(opts.pid) : 0;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    p50: ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
+    p99: ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
+    requests,
+    errors: errors + (opts.header?.includes('garbage') || opts.script?.includes('invalid') ? 0 : non2xx),
+    cpuUsPerReq: opts.pid && requests > 0 ? (((after - before) / HZ) * 1e6) / requests : undefined,
+  };
+}
+
+async function autocannonP99(url: string, header: string | undefined, rate: number): Promise<number> {
+  const args = [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '50', '-R', String(rate), '-d', String(SECONDS), '-j'];
+  if (header) args.push('-H', header.replace(': ', '='));
+  args.push(url);
+  const out = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const result = JSON.parse(out.stdout) as { latency: { p99: number; p50: number } };
+  return result.latency.p99;
+}
+
+async function stats(port: number): Promise<{ calls: number; connections: number }> {
+  const r = await fetch(`http://127.0.0.1:${port}/stats`);
+  return (await r.json()) as { calls: number; connections: number };
+}
+
+function sleep(msec: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, msec));
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+// ---------------------------------------------------------------- subjects
+
+async function main(): Promise<void> {
+  const upstreamPort = await freePort();
+  const nginxPort = await freePort();
+  const introPort = await freePort();
+  const gwPort = await freePort();
+
+  const body = '{"message":"hello from the upstream API","ok":true}';
+  const upstreamConf = nginxConf(join(work, 'upstream'), `server { listen 127.0.0.1:${upstreamPort} backlog=4096; keepalive_requests 1000000; location / { default_type application/json; return 200 '${body}'; } }`);
+  const proxyConf = nginxConf(
+    join(work, 'proxy'),
+    `upstream api { server 127.0.0.1:${upstreamPort}; keepalive 128; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:${nginxPort} backlog=4096; keepalive_requests 1000000;
+    location / { proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+  );
+  start('nginx', ['-c', upstreamConf, '-p', join(work, 'upstream')], 'upstream nginx');
+  const nginx = start('nginx', ['-c', proxyConf, '-p', join(work, 'proxy')], 'proxy nginx');
+  start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/introspection-server.ts'), String(introPort), String(INTROSPECTION_LATENCY_MS)], 'introspection server');
+
+  const gwConfig = (port: number, extra = '') => {
+    const file = join(work, `gateway-${port}.yaml`);
+    writeFileSync(
+      file,
+      `listen: { host: 127.0.0.1, port: ${port} }
+phantom_token:
+  introspection_endpoint: http://127.0.0.1:${introPort}/introspect
+  client_id: bench
+  client_secret: bench-secret
+  scope: read
+  token_cache_seconds: 3600
+routes:
+  - path: /
+    upstream: http://127.0.0.1:${upstreamPort}
+log: { access_log: false }
+${extra}`,
+    );
+    return file;
+  };
+  const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwPort, 'cache: { max_entries: 20000 }')], 'gateway');
+
+  await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway')]);
+
+  const direct = `http://127.0.0.1:${upstreamPort}/`;
+  const viaNginx = `http://127.0.0.1:${nginxPort}/`;
+  const viaGw = `http://127.0.0.1:${gwPort}/`;
+
+  // Warm-up: JIT, keep-alive pools, and the 10,000 cached tokens.
+  const warm = new Pool(viaGw, { connections: 50 });
+  const tenK = Array.from({ length: 10_000 }, (_, i) => `valid-${i}`);
+  for (let i = 0; i < tenK.length; i += 200) {
+    await Promise.all(tenK.slice(i, i + 200).map((t) => warm.request({ path: '/', method: 'GET', headers: { authorization: `Bearer ${t}` } }).then((r) => r.body.dump())));
+  }
+  await warm.close();
+  await wrk(viaNginx, { seconds: 1 });
+  await wrk(viaGw, { seconds: 1, header: 'Authorization: Bearer valid-0' });
+
+  const tenKScript = luaScript('tenk', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer valid-" .. (n % 10000)})\nend\n`);
+  const invalidScript = luaScript('invalid', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer inactive-" .. (n % 100)})\nend\n`);
+
+  const results: Record<string, Load[]> = {};
+  const record = (name: string, l: Load) => (results[name] ??= []).push(l);
+  const cold: { p50: number; callsPerToken: number; connections: number; cpu: number | undefined }[] = [];
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    process.stderr.write(`round ${round}/${ROUNDS}\n`);
+    record('direct', await wrk(direct, {}));
+    record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
+    record('gateway: cache hit, 1 token', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer valid-0' }));
+    record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
+    record('gateway: cache hit, 10,000 tokens', await wrk(viaGw, { pid: gateway.pid!, script: tenKScript }));
+    record('gateway: garbage tokens', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer garbage!token' }));
+    record('gateway: inactive tokens', await wrk(viaGw, { pid: gateway.pid!, script: invalidScript }));
+
+    // Cold: every request a token never seen before. Few connections, so the
+    // latency measured is the gateway's and the 5 ms endpoint's, not a queue.
+    const before = await stats(introPort);
+    const coldScript = luaScript(`cold-${round}`, `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer cold-${round}-" .. n})\nend\n`);
+    const c = await wrk(viaGw, { pid: gateway.pid!, script: coldScript, connections: 10 });
+    const after = await stats(introPort);
+    cold.push({ p50: c.p50, callsPerToken: (after.calls - before.calls) / c.requests, connections: after.connections - before.connections, cpu: c.cpuUsPerReq });
+    record('gateway: cold (5 ms introspection)', c);
+  }
+
+  // Single-flight: 100 concurrent requests for each of 20 new tokens.
+  const sfBefore = await stats(introPort);
+  const pool = new Pool(viaGw, { connections: 100 });
+  for (let t = 0; t < 20; t++) {
+    await Promise.all(Array.from({ length: 100 }, () => pool.request({ path: '/', method: 'GET', headers: { authorization: `Bearer cold-sf-${t}` } }).then((r) => r.body.dump())));
+  }
+  await pool.close();
+  const sfAfter = await stats(introPort);
+  const singleFlight = (sfAfter.calls - sfBefore.calls) / 20;
+
+  // Fixed-rate latency.
+  const rate = 5000;
+  const p99Nginx = median([await autocannonP99(viaNginx, undefined, rate), await autocannonP99(viaNginx, undefined, rate)]);
+  const p99Gw = median([await autocannonP99(viaGw, 'Authorization: Bearer valid-0', rate), await autocannonP99(viaGw, 'Authorization: Bearer valid-0', rate)]);
+
+  // Memory: a fresh gateway, 100,000 tokens with ~800-byte JWTs, then a flood
+  // of 200,000 more distinct tokens against the bound.
+  const memPort = await freePort();
+  const memGw = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(memPort, 'cache: { max_entries: 100000 }')], 'gateway (memory)');
+  await waitForPort(memPort, 'gateway (memory)');
+  const memPool = new Pool(`http://127.0.0.1:${memPort}`, { connections: 100 });
+  const fill = async (prefix: string, n: number) => {
+    for (let i = 0; i < n; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, n - i) }, (_, j) =>
+          memPool.request({ path: '/', method: 'GET', headers: { authorization: `Bearer mem-${prefix}-${i + j}` } }).then((r) => r.body.dump()),
+        ),
+      );
+    }
+  };
+  await fill('warm', 1000);
+  const rssBase = rssMiB(memGw.pid!);
+  await fill('a', 100_000);
+  const rss100k = rssMiB(memGw.pid!);
+  await fill('b', 200_000);
+  const rssFlood = rssMiB(memGw.pid!);
+  await memPool.close();
+
+  // ------------------------------------------------------------ report
+  const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
+  const nginxRps = m('nginx', 'rps');
+  const nginxCpu = m('nginx', 'cpuUsPerReq');
+  const rows = Object.keys(results).map((name) => ({
+    subject: name,
+    rps: Math.round(m(name, 'rps')),
+    p50_ms: m(name, 'p50'),
+    p99_ms: m(name, 'p99'),
+    cpu_us_per_req: name === 'direct' ? null : Math.round(m(name, 'cpuUsPerReq') * 10) / 10,
+    rps_vs_nginx: name.startsWith('gateway') ? Math.round((m(name, 'rps') / nginxRps) * 100) / 100 : null,
+    cpu_vs_nginx: name.startsWith('gateway') ? Math.round((m(name, 'cpuUsPerReq') / nginxCpu) * 100) / 100 : null,
+    errors: results[name]!.reduce((a, l) => a + l.errors, 0),
+  }));
+  const coldP50 = median(cold.map((c) => c.p50));
+  const summary = {
+    date: new Date().toISOString(),
+    machine: { cpus: availableParallelism(), model: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
+    settings: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, introspection_latency_ms: INTROSPECTION_LATENCY_MS },
+    rows,
+    cold: {
+      p50_ms: coldP50,
+      added_p50_ms: Math.round((coldP50 - INTROSPECTION_LATENCY_MS) * 100) / 100,
+      introspections_per_distinct_token: median(cold.map((c) => c.callsPerToken)),
+      new_connections_to_authorization_server: cold.reduce((a, c) => a + c.connections, 0),
+    },
+    single_flight: { concurrent_requests_per_token: 100, introspections_per_token: singleFlight },
+    fixed_rate: { rate, p99_ms_nginx: p99Nginx, p99_ms_gateway: p99Gw, ratio: Math.round((p99Gw / p99Nginx) * 100) / 100 },
+    memory: {
+      rss_base_mib: Math.round(rssBase),
+      rss_after_100k_tokens_mib: Math.round(rss100k),
+      added_by_100k_tokens_mib: Math.round(rss100k - rssBase),
+      rss_after_200k_more_distinct_tokens_mib: Math.round(rssFlood),
+    },
+  };
+
+  const pad = (s: string, n: number) => s.padEnd(n);
+  const lines = [
+    `| subject | req/s | p50 ms | p99 ms | CPU µs/req | req/s vs nginx | CPU vs nginx |`,
+    `|---|---:|---:|---:|---:|---:|---:|`,
+    ...rows.map((r) => `| ${pad(r.subject, 36)} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req ?? '—'} | ${r.rps_vs_nginx ?? '—'} | ${r.cpu_vs_nginx ?? '—'} |`),
+  ];
+  process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  process.stdout.write(
+    `cold path: p50 ${coldP50.toFixed(2)} ms = ${INTROSPECTION_LATENCY_MS} ms introspection + ${summary.cold.added_p50_ms} ms; ` +
+      `${summary.cold.introspections_per_distinct_token.toFixed(3)} introspections per distinct token; ` +
+      `${summary.cold.new_connections_to_authorization_server} new connections to the authorization server over ${cold.length} cold runs\n` +
+      `single-flight: 100 concurrent requests per new token -> ${singleFlight} introspection(s) per token\n` +
+      `fixed rate ${rate} req/s: p99 nginx ${p99Nginx.toFixed(2)} ms, gateway ${p99Gw.toFixed(2)} ms (${summary.fixed_rate.ratio}x)\n` +
+      `memory: +${summary.memory.added_by_100k_tokens_mib} MiB RSS for 100,000 cached tokens; ${summary.memory.rss_after_200k_more_distinct_tokens_mib} MiB after 200,000 more distinct tokens (bound 100,000 entries)\n`,
+  );
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
+  process.stdout.write(`results: ${out}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

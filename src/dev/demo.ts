@@ -1,0 +1,171 @@
+/*
+ * `npm start`: the whole phantom token flow in one process, no Docker, no
+ * license. A development authorization server (oidc-provider), an example API
+ * that validates JWTs, and the gateway between them, configured from
+ * examples/demo.yaml.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfigFile, ConfigError } from '../config/load.js';
+import { createLogger } from '../observability/logger.js';
+import { Gateway } from '../proxy/server.js';
+import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from './authorization-server.js';
+import { startExampleApi, type ExampleApi } from './example-api.js';
+
+const CONFIG = fileURLToPath(new URL('../../examples/demo.yaml', import.meta.url));
+
+const USAGE = `Usage: npm start -- [--as-port N] [--api-port N] [--gateway-port N]
+
+Ports default to 8443 (authorization server), 3000 (API), 8080 (gateway),
+or come from AS_PORT, API_PORT, GATEWAY_PORT.
+`;
+
+export interface DemoPorts {
+  as: number;
+  api: number;
+  gateway: number;
+}
+
+export interface Demo {
+  as: DevAuthorizationServer;
+  api: ExampleApi;
+  gateway: Gateway;
+  ports: DemoPorts;
+  /** The commands printed for the user, ready to paste into a shell. */
+  commands: string;
+  close(): Promise<void>;
+}
+
+function port(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
+  const raw = flag ?? env;
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`${name} must be a port number (0-65535), got "${raw}"`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+function busy(what: string, p: number, hint: string, err: unknown): never {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') throw new UsageError(`port ${p} (${what}) is already in use: stop what uses it or pick another with ${hint}`);
+  if (code === 'EACCES') throw new UsageError(`no permission to listen on port ${p} (${what}): pick another with ${hint}`);
+  throw err;
+}
+
+/** Starts the three parts; resolves when all listen. */
+export async function startDemo(ports: DemoPorts, opts: { logLevel?: string } = {}): Promise<Demo> {
+  const started: { close(): Promise<void> }[] = [];
+  const closeAll = async () => {
+    for (const s of started.reverse()) await s.close().catch(() => {});
+  };
+  try {
+    const as = await startDevAuthorizationServer({ port: ports.as }).catch((err) => busy('authorization server', ports.as, '--as-port or AS_PORT', err));
+    started.push(as);
+    const api = await startExampleApi({ port: ports.api, issuer: as.issuer, audience: as.audience, jwksUri: `http://127.0.0.1:${as.port}${new URL(as.jwksUri).pathname}` }).catch((err) =>
+      busy('example API', ports.api, '--api-port or API_PORT', err),
+    );
+    started.push(api);
+    const config = loadConfigFile(CONFIG, { ...process.env, AS_PORT: String(as.port), API_PORT: String(api.port), GATEWAY_PORT: String(ports.gateway) });
+    const logger = createLogger(opts.logLevel ?? config.log.level);
+    const gateway = new Gateway(config, { logger });
+    const addr = await gateway.listen().catch(async (err) => {
+      await gateway.close();
+      return busy('gateway', ports.gateway, '--gateway-port or GATEWAY_PORT', err);
+    });
+    started.push(gateway);
+    const actual = { as: as.port, api: api.port, gateway: addr.port };
+    return { as, api, gateway, ports: actual, commands: commands(actual, as), close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function commands(ports: DemoPorts, as: DevAuthorizationServer): string {
+  const { client } = DEV_CLIENTS;
+  return [
+    `TOKEN=$(curl -s -X POST ${as.tokenEndpoint} -d client_id=${client.id} -d client_secret=${client.secret} -d grant_type=client_credentials -d scope=read | sed -E 's/.*"access_token":"([^"]+)".*/\\1/'); echo "$TOKEN"`,
+    `curl -s http://localhost:${ports.gateway}/api -H "Authorization: Bearer $TOKEN"`,
+  ].join('\n');
+}
+
+function banner(demo: Demo): string {
+  const { ports, as } = demo;
+  const line = '='.repeat(78);
+  const cmds = demo.commands.split('\n');
+  return `
+${line}
+  phantom-gateway demo: DEVELOPMENT ONLY (in-memory authorization server,
+  fixed client secrets, keys made at start). Never expose it.
+${line}
+  Authorization server  ${as.issuer}   (oidc-provider, discovery at /.well-known/openid-configuration)
+  Example API           http://localhost:${ports.api}/api   (validates the JWT itself, needs scope read)
+  Gateway               http://localhost:${ports.gateway}/api   (phantom token: opaque in, JWT out)
+
+  1. Get an opaque access token (client credentials, as in the Curity tutorial):
+
+     ${cmds[0]}
+
+  2. Call the API through the gateway with it:
+
+     ${cmds[1]}
+
+  The API answers with the claims of the JWT it received. Sent straight to the
+  API (port ${ports.api}), the opaque token is refused: only the gateway turns it into a JWT.
+  Ctrl+C stops everything.
+${line}
+`;
+}
+
+async function run(): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      options: { 'as-port': { type: 'string' }, 'api-port': { type: 'string' }, 'gateway-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`demo: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let demo: Demo;
+  try {
+    const ports = {
+      as: port(values['as-port'], process.env.AS_PORT, 8443, '--as-port'),
+      api: port(values['api-port'], process.env.API_PORT, 3000, '--api-port'),
+      gateway: port(values['gateway-port'], process.env.GATEWAY_PORT, 8080, '--gateway-port'),
+    };
+    demo = await startDemo(ports);
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError || (err instanceof Error && /NODE_ENV=production/.test(err.message))) {
+      process.stderr.write(`demo: ${err.message}\n`);
+      return err instanceof UsageError ? 1 : 2;
+    }
+    throw err;
+  }
+  process.stdout.write(banner(demo));
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  process.stdout.write('\nstopping the demo...\n');
+  await demo.close();
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  run().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`demo: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,450 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import type { GatewayConfig } from '../../src/config/schema.js';
+
+const FILE = 'gateway.yaml';
+
+/** 1-based line of the first line of `text` containing `needle` (so tests do not hard-code line numbers). */
+function lineOf(text: string, needle: string): number {
+  const i = text.split('\n').findIndex((l) => l.includes(needle));
+  assert.ok(i >= 0, `fixture has no line containing ${needle}`);
+  return i + 1;
+}
+
+function parse(text: string, env: Record<string, string> = {}): GatewayConfig {
+  return parseConfig(text, { file: FILE, env });
+}
+
+/** The problems reported for `text`; fails if it parses. */
+function problems(text: string, env: Record<string, string> = {}): readonly string[] {
+  try {
+    parse(text, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.equal(err.message, `invalid configuration:\n  ${err.problems.join('\n  ')}`);
+    return err.problems;
+  }
+  assert.fail('configuration was accepted');
+}
+
+/** The one problem reported for `text`. */
+function problem(text: string, env: Record<string, string> = {}): string {
+  const all = problems(text, env);
+  assert.equal(all.length, 1, `expected one problem, got:\n${all.join('\n')}`);
+  return all[0]!;
+}
+
+const BASE = `phantom_token:
+  introspection_endpoint: https://login.example.com/oauth/v2/oauth-introspect
+  client_id: introspection-client
+  client_secret: s3cret
+routes:
+  - path: /api
+    upstream: http://127.0.0.1:3000
+`;
+
+describe('config: defaults', () => {
+  test('a minimal file is completed with every documented default', () => {
+    const cfg = parse(`${BASE}  - path: /public
+    upstream: http://127.0.0.1:3001/v1
+    phantom_token: false
+`);
+    assert.deepEqual(cfg, {
+      listen: { host: '0.0.0.0', port: 8080 },
+      upstream: { connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128 },
+      server: {
+        max_headers: 100,
+        max_header_bytes: 16384,
+        headers_timeout_ms: 10_000,
+        request_timeout_ms: 60_000,
+        keep_alive_timeout_ms: 5000,
+        shutdown_timeout_ms: 10_000,
+      },
+      trusted_proxies: [],
+      cache: { max_entries: 10_000 },
+      log: { level: 'info', access_log: true },
+      routes: [
+        {
+          path: '/api',
+          upstream: 'http://127.0.0.1:3000',
+          phantom_token: {
+            introspection_endpoint: 'https://login.example.com/oauth/v2/oauth-introspect',
+            client_id: 'introspection-client',
+            client_secret: 's3cret',
+            token_cache_seconds: 300,
+            scope: '',
+            verify_ssl: true,
+            negative_cache_seconds: 10,
+            timeout_ms: 5000,
+            max_token_length: 4096,
+            max_answer_bytes: 65536,
+            connections: 32,
+          },
+        },
+        { path: '/public', upstream: 'http://127.0.0.1:3001/v1', phantom_token: false },
+      ],
+    });
+  });
+
+  test('a partly given section keeps the defaults of the options it leaves out', () => {
+    const cfg = parse(`${BASE}listen:\n  port: 9000\nserver:\n  max_headers: 50\n`);
+    assert.deepEqual(cfg.listen, { host: '0.0.0.0', port: 9000 });
+    assert.equal(cfg.server.max_headers, 50);
+    assert.equal(cfg.server.shutdown_timeout_ms, 10_000);
+  });
+
+  test('the top-level phantom_token block is only defaults: the config has none left after merging', () => {
+    const cfg = parse(BASE) as unknown as Record<string, unknown>;
+    assert.equal('phantom_token' in cfg, false);
+  });
+});
+
+describe('config: required options', () => {
+  test('a protected route without client_id names the option, the route and its line', () => {
+    const text = BASE.replace('  client_id: introspection-client\n', '');
+    const p = problem(text);
+    assert.match(p, new RegExp(`^${FILE}:${lineOf(text, '- path: /api')}: phantom_token\\.client_id is required for protected route routes\\[0\\] \\("/api"\\)`));
+    assert.match(p, /phantom_token: false/, 'the message says how to leave a route unprotected');
+  });
+
+  test('each protected route missing an option is reported, unprotected ones are not', () => {
+    const text = `phantom_token:
+  introspection_endpoint: https://as.example/introspect
+  client_id: c
+routes:
+  - path: /a
+    upstream: http://127.0.0.1:3000
+  - path: /open
+    upstream: http://127.0.0.1:3000
+    phantom_token: false
+  - path: /b
+    upstream: http://127.0.0.1:3000
+`;
+    const all = problems(text);
+    assert.equal(all.length, 2, all.join('\n'));
+    assert.match(all[0]!, new RegExp(`^${FILE}:${lineOf(text, '- path: /a')}: phantom_token\\.client_secret is required for protected route routes\\[0\\] \\("/a"\\)`));
+    assert.match(all[1]!, new RegExp(`^${FILE}:${lineOf(text, '- path: /b')}: phantom_token\\.client_secret is required for protected route routes\\[2\\] \\("/b"\\)`));
+  });
+
+  test('a required option given only in the route is enough', () => {
+    const text = BASE.replace('  client_id: introspection-client\n', '') + '    phantom_token:\n      client_id: route-client\n';
+    const pt = parse(text).routes[0]!.phantom_token;
+    assert.ok(pt);
+    assert.equal(pt.client_id, 'route-client');
+  });
+
+  test('routes: missing, not a list, or empty', () => {
+    assert.equal(problem('listen: { port: 8080 }\n'), `${FILE}:1: routes: is required`);
+    assert.equal(problem('routes: /api\n'), `${FILE}:1: routes: must be a list of routes`);
+    assert.equal(problem('routes: []\n'), `${FILE}:1: routes: must have at least one route`);
+  });
+
+  test('an empty file says what is missing', () => {
+    assert.equal(problem(''), `${FILE}: routes: is required`);
+  });
+
+  test('a value of the wrong type is reported as such, not as missing', () => {
+    const text = BASE.replace('client_id: introspection-client', 'client_id: 5') + 'listen:\n  port: eighty\n';
+    assert.deepEqual(problems(text), [
+      `${FILE}:${lineOf(text, 'client_id: 5')}: phantom_token.client_id: must be a string`,
+      `${FILE}:${lineOf(text, 'port: eighty')}: listen.port: must be a whole number`,
+    ]);
+  });
+
+  test('numbers out of range name the bound', () => {
+    const text = `${BASE}listen:\n  port: 70000\n`;
+    assert.equal(problem(text), `${FILE}:${lineOf(text, 'port: 70000')}: listen.port: must be at most 65535`);
+  });
+
+  test('an enum lists its allowed values', () => {
+    const text = `${BASE}log:\n  level: verbose\n`;
+    assert.equal(
+      problem(text),
+      `${FILE}:${lineOf(text, 'level: verbose')}: log.level: must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent"`,
+    );
+  });
+});
+
+describe('config: misspelt keys', () => {
+  test('misspelt phantom_token options: each named with its line and the right name', () => {
+    const text = BASE.replace('  client_secret: s3cret\n', '  client_secret: s3cret\n  token_cache_secs: 60\n  scop: read\n');
+    assert.deepEqual(problems(text), [
+      `${FILE}:${lineOf(text, 'token_cache_secs')}: phantom_token.token_cache_secs: unknown option (did you mean "token_cache_seconds"?)`,
+      `${FILE}:${lineOf(text, 'scop:')}: phantom_token.scop: unknown option (did you mean "scope"?)`,
+    ]);
+  });
+
+  test('misspelt keys in other sections and at the top level', () => {
+    const text = `${BASE}listen:\n  prot: 8080\nupstreams:\n  connections: 4\n`;
+    assert.deepEqual(problems(text), [
+      `${FILE}:${lineOf(text, 'prot:')}: listen.prot: unknown option (did you mean "port"?)`,
+      `${FILE}:${lineOf(text, 'upstreams:')}: upstreams: unknown option (did you mean "upstream"?)`,
+    ]);
+  });
+
+  test('a key with no near match gets no guess', () => {
+    const text = `${BASE}  - path: /x\n    upstream: http://127.0.0.1:3000\n    colour: blue\n`;
+    assert.equal(problem(text), `${FILE}:${lineOf(text, 'colour:')}: routes[1].colour: unknown option`);
+  });
+
+  test("a misspelt key inside a route's phantom_token override is reported with its own line", () => {
+    const text = `${BASE}    phantom_token:\n      scope: read\n      token_cache_second: 30\n`;
+    assert.equal(
+      problem(text),
+      `${FILE}:${lineOf(text, 'token_cache_second:')}: routes[0].phantom_token.token_cache_second: unknown option (did you mean "token_cache_seconds"?)`,
+    );
+  });
+
+  test('problems at the top level and in route overrides are reported in the same run, in file order', () => {
+    const text = `phantom_token:
+  introspection_endpoint: https://as.example/introspect
+  client_id: c
+  client_secret: s
+  scop: read
+routes:
+  - path: /api
+    upstream: http://127.0.0.1:3000
+    phantom_token:
+      verify_ssl: maybe
+  - path: /b
+    upstream: http://127.0.0.1:3000/?x
+    phantom_token:
+      timeout: 100
+`;
+    const all = problems(text);
+    assert.equal(all.length, 4, all.join('\n'));
+    assert.equal(all[0], `${FILE}:${lineOf(text, 'scop:')}: phantom_token.scop: unknown option (did you mean "scope"?)`);
+    assert.equal(all[1], `${FILE}:${lineOf(text, 'verify_ssl: maybe')}: routes[0].phantom_token.verify_ssl: must be true or false`);
+    assert.match(all[2]!, new RegExp(`^${FILE}:${lineOf(text, '3000/?x')}: routes\\[1\\]\\.upstream: must not contain a query string`));
+    assert.match(all[3]!, new RegExp(`^${FILE}:${lineOf(text, 'timeout: 100')}: routes\\[1\\]\\.phantom_token\\.timeout: unknown option`));
+  });
+});
+
+describe('config: URLs', () => {
+  for (const bad of ['not a url', 'ftp://as.example/introspect', 'https://user:pw@as.example/introspect', 'https://as.example/introspect#x', '']) {
+    test(`introspection_endpoint ${JSON.stringify(bad)} is refused with its line`, () => {
+      const text = BASE.replace('https://login.example.com/oauth/v2/oauth-introspect', JSON.stringify(bad));
+      assert.equal(
+        problem(text),
+        `${FILE}:${lineOf(text, 'introspection_endpoint')}: phantom_token.introspection_endpoint: must be an http:// or https:// introspection endpoint URL without credentials or fragment`,
+      );
+    });
+  }
+
+  for (const bad of ['127.0.0.1:3000', 'ws://127.0.0.1:3000', 'http://u:p@127.0.0.1:3000']) {
+    test(`upstream ${JSON.stringify(bad)} is refused with its line`, () => {
+      const text = BASE.replace('http://127.0.0.1:3000', bad);
+      assert.equal(
+        problem(text),
+        `${FILE}:${lineOf(text, 'upstream:')}: routes[0].upstream: must be an http:// or https:// upstream URL without credentials or fragment`,
+      );
+    });
+  }
+
+  for (const withQuery of ['http://127.0.0.1:3000/v1?tenant=a', 'http://127.0.0.1:3000/?']) {
+    test(`an upstream with a query string (${withQuery}) is refused: the client's query is forwarded`, () => {
+      const text = BASE.replace('http://127.0.0.1:3000', withQuery);
+      assert.equal(
+        problem(text),
+        `${FILE}:${lineOf(text, 'upstream:')}: routes[0].upstream: must not contain a query string (the client's query string is forwarded)`,
+      );
+    });
+  }
+
+  test('an upstream with a path is accepted as written', () => {
+    assert.equal(parse(BASE.replace('http://127.0.0.1:3000', 'https://api.internal:8443/v2/')).routes[0]!.upstream, 'https://api.internal:8443/v2/');
+  });
+});
+
+describe('config: ${VAR} substitution', () => {
+  const withVars = `phantom_token:
+  introspection_endpoint: \${AS_URL:-https://as.example/introspect}
+  client_id: introspection-client
+  client_secret: \${INTROSPECTION_CLIENT_SECRET}
+listen:
+  port: \${PORT}
+routes:
+  - path: /api
+    upstream: http://\${API_HOST:-127.0.0.1}:3000
+`;
+
+  test('variables are replaced from the environment; ${VAR:-default} falls back when unset', () => {
+    const cfg = parse(withVars, { INTROSPECTION_CLIENT_SECRET: 'from-env', PORT: '9123' });
+    const pt = cfg.routes[0]!.phantom_token;
+    assert.ok(pt);
+    assert.equal(pt.client_secret, 'from-env');
+    assert.equal(pt.introspection_endpoint, 'https://as.example/introspect');
+    assert.equal(cfg.routes[0]!.upstream, 'http://127.0.0.1:3000');
+  });
+
+  test('${PORT} gives a number where a number is expected', () => {
+    const cfg = parse(withVars, { INTROSPECTION_CLIENT_SECRET: 'x', PORT: '9123' });
+    assert.equal(cfg.listen.port, 9123);
+    assert.equal(typeof cfg.listen.port, 'number');
+  });
+
+  test('a set variable wins over the default; an empty one takes the default', () => {
+    const cfg = parse(withVars, { INTROSPECTION_CLIENT_SECRET: 'x', PORT: '1', AS_URL: 'https://other.example/i', API_HOST: '' });
+    const pt = cfg.routes[0]!.phantom_token;
+    assert.ok(pt);
+    assert.equal(pt.introspection_endpoint, 'https://other.example/i');
+    assert.equal(cfg.routes[0]!.upstream, 'http://127.0.0.1:3000');
+  });
+
+  test('an unset variable names the variable, the field and the line; all are reported', () => {
+    assert.deepEqual(problems(withVars), [
+      `${FILE}:${lineOf(withVars, 'INTROSPECTION_CLIENT_SECRET')}: phantom_token.client_secret: environment variable INTROSPECTION_CLIENT_SECRET is not set`,
+      `${FILE}:${lineOf(withVars, '${PORT}')}: listen.port: environment variable PORT is not set`,
+    ]);
+  });
+
+  test('a variable inside a route is located by its index', () => {
+    const text = BASE.replace('http://127.0.0.1:3000', '${UPSTREAM}');
+    assert.equal(problem(text), `${FILE}:${lineOf(text, '${UPSTREAM}')}: routes[0].upstream: environment variable UPSTREAM is not set`);
+  });
+
+  test('a substituted value that is not a number is reported against the field', () => {
+    const text = `${BASE}listen:\n  port: \${PORT}\n`;
+    assert.equal(problem(text, { PORT: 'http' }), `${FILE}:${lineOf(text, '${PORT}')}: listen.port: must be a whole number`);
+  });
+
+  test('substituted values are taken literally: no YAML, no second round of substitution', () => {
+    const text = BASE.replace('client_secret: s3cret', 'client_secret: ${SECRET}');
+    const secret = 'a: [b] #c ${HOME}';
+    const pt = parse(text, { SECRET: secret, HOME: '/root' }).routes[0]!.phantom_token;
+    assert.ok(pt);
+    assert.equal(pt.client_secret, secret);
+  });
+
+  test('problems never echo the value of a substituted secret', () => {
+    const text = BASE.replace('client_secret: s3cret', 'client_secret: ${SECRET}') + 'listen:\n  port: ${SECRET}\n';
+    const all = problems(text, { SECRET: 'hunter2-very-secret' });
+    assert.equal(all.length, 1);
+    assert.doesNotMatch(all[0]!, /hunter2/);
+  });
+});
+
+describe('config: routes', () => {
+  test('duplicate route paths: the second is named with its line and the first', () => {
+    const text = `${BASE}  - path: /other\n    upstream: http://127.0.0.1:3000\n  - path: /api\n    upstream: http://127.0.0.1:4000\n`;
+    const dupLine = text.split('\n').findLastIndex((l) => l.includes('- path: /api')) + 1;
+    assert.equal(problem(text), `${FILE}:${dupLine}: routes[2].path: duplicates routes[0].path "/api"`);
+  });
+
+  test('routes with phantom_token: false need no phantom_token options at all', () => {
+    const cfg = parse('routes:\n  - path: /\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n');
+    assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', phantom_token: false }]);
+  });
+
+  test('per-route overrides merge over the top-level block, which stays the default for other routes', () => {
+    const text = `phantom_token:
+  introspection_endpoint: https://as.example/introspect
+  client_id: shared
+  client_secret: shared-secret
+  scope: read
+  token_cache_seconds: 60
+routes:
+  - path: /api
+    upstream: http://127.0.0.1:3000
+  - path: /admin
+    upstream: http://127.0.0.1:3000
+    phantom_token:
+      scope: admin write
+      client_id: admin-client
+      client_secret: admin-secret
+      timeout_ms: 1500
+  - path: /explicit
+    upstream: http://127.0.0.1:3000
+    phantom_token: true
+`;
+    const [api, admin, explicit] = parse(text).routes;
+    assert.ok(api?.phantom_token && admin?.phantom_token && explicit?.phantom_token);
+    assert.deepEqual(
+      { ...admin.phantom_token },
+      {
+        ...api.phantom_token,
+        scope: 'admin write',
+        client_id: 'admin-client',
+        client_secret: 'admin-secret',
+        timeout_ms: 1500,
+      },
+    );
+    assert.equal(admin.phantom_token.token_cache_seconds, 60, 'inherited from the top level');
+    assert.equal(api.phantom_token.scope, 'read');
+    assert.equal(api.phantom_token.client_id, 'shared');
+    assert.equal(api.phantom_token.timeout_ms, 5000, 'the default');
+    assert.deepEqual(explicit.phantom_token, api.phantom_token);
+  });
+
+  test('an invalid override value is reported against the route', () => {
+    const text = `${BASE}    phantom_token:\n      token_cache_seconds: -1\n`;
+    assert.equal(problem(text), `${FILE}:${lineOf(text, 'token_cache_seconds: -1')}: routes[0].phantom_token.token_cache_seconds: must be at least 0`);
+  });
+
+  test('phantom_token: false is a route option only', () => {
+    const text = 'phantom_token: false\nroutes:\n  - path: /\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n';
+    assert.match(problem(text), new RegExp(`^${FILE}:1: phantom_token: must be a mapping of phantom token options`));
+  });
+
+  for (const bad of ['api', '', '/a/../b', '/..', '/a/./b', '/a//b', '/a?x=1', '/a#f', '/a%2e%2e', '/a\\b', '/a b']) {
+    test(`route path ${JSON.stringify(bad)} is refused with its line`, () => {
+      const text = BASE.replace('path: /api', `path: ${JSON.stringify(bad)}`);
+      const p = problem(text);
+      assert.ok(p.startsWith(`${FILE}:${lineOf(text, '- path:')}: routes[0].path: must `), p);
+    });
+  }
+
+  for (const good of ['/', '/api/v1', '/a.b', '/v1.0/items-x_y~z', '/api/']) {
+    test(`route path ${JSON.stringify(good)} is accepted`, () => {
+      assert.equal(parse(BASE.replace('path: /api', `path: ${good}`)).routes[0]!.path, good);
+    });
+  }
+});
+
+describe('config: YAML', () => {
+  test('a syntax error reports its line', () => {
+    const text = `${BASE}listen:\n  port: [8080\n  host: x\n`;
+    const p = problem(text);
+    assert.match(p, new RegExp(`^${FILE}:(\\d+): YAML syntax error: `));
+    const line = Number(/:(\d+):/.exec(p)![1]);
+    assert.ok(line >= lineOf(text, 'port: [8080') && line <= lineOf(text, 'host: x') + 1, p);
+  });
+
+  test('a duplicated key is a syntax error with the line of the second', () => {
+    const text = BASE.replace('  client_secret: s3cret\n', '  client_secret: s3cret\n  client_id: again\n');
+    assert.equal(problem(text), `${FILE}:${lineOf(text, 'client_id: again')}: YAML syntax error: Map keys must be unique`);
+  });
+
+  test('the file name given is the one reported; without one, "config"', () => {
+    assert.throws(() => parseConfig('routes: []\n', { env: {} }), (e: ConfigError) => e.problems[0] === 'config:1: routes: must have at least one route');
+  });
+});
+
+describe('config: the result is deeply frozen', () => {
+  test('no object in the configuration can be changed', () => {
+    const cfg = parse(`${BASE}trusted_proxies: [10.0.0.0/8]\n  `);
+    const route = cfg.routes[0]!;
+    assert.ok(route.phantom_token);
+    for (const o of [cfg, cfg.listen, cfg.upstream, cfg.server, cfg.cache, cfg.log, cfg.trusted_proxies, cfg.routes, route, route.phantom_token]) {
+      assert.ok(Object.isFrozen(o));
+    }
+    // ESM is strict mode: writes to frozen objects throw.
+    assert.throws(() => {
+      (cfg.listen as { port: number }).port = 1;
+    }, TypeError);
+    assert.throws(() => {
+      (route.phantom_token as { client_secret: string }).client_secret = 'x';
+    }, TypeError);
+    assert.throws(() => (cfg.routes as unknown[]).push({}), TypeError);
+    assert.throws(() => (cfg.trusted_proxies as string[]).push('0.0.0.0/0'), TypeError);
+  });
+
+  test('two parses share no mutable state (defaults are not one shared object)', () => {
+    const a = parse(BASE);
+    const b = parse(BASE);
+    assert.notEqual(a.listen, b.listen);
+    assert.notEqual(a.trusted_proxies, b.trusted_proxies);
+    assert.notEqual(a.routes[0]!.phantom_token, b.routes[0]!.phantom_token);
+  });
+});
