@@ -27,6 +27,9 @@ export type ErrorCode =
   | 'ERR_BAD_REQUEST_TARGET'
   | 'ERR_DUPLICATE_HEADER'
   | 'ERR_TOO_MANY_HEADERS'
+  | 'ERR_HEADERS_TOO_LARGE'
+  | 'ERR_MALFORMED_REQUEST'
+  | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_NO_ROUTE'
   | 'ERR_INTERNAL';
 
@@ -55,6 +58,9 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_BAD_REQUEST_TARGET: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
   ERR_DUPLICATE_HEADER: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
   ERR_TOO_MANY_HEADERS: { status: 431, publicCode: 'bad_request', message: 'Too many request headers' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, publicCode: 'bad_request', message: 'Request headers too large' },
+  ERR_MALFORMED_REQUEST: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_REQUEST_TIMEOUT: { status: 408, publicCode: 'bad_request', message: 'Request timeout' },
   ERR_NO_ROUTE: { status: 404, publicCode: 'not_found', message: 'No route for this path' },
   ERR_INTERNAL: { status: 500, publicCode: 'server_error', message: 'Internal error' },
 });

@@ -135,9 +135,11 @@ export class IntrospectionClient {
     const trimmed = body.trim();
     const isJson = contentType !== undefined && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
     if (isJson || trimmed.startsWith('{')) {
-      // A plain RFC 7662 answer: {"active": false} is a definite no. An active
-      // answer without a JWT means the server was not set up for phantom
-      // tokens; there is nothing to forward, so the request is refused, and
+      // An RFC 7662 JSON answer. {"active": false} is a definite no. An active
+      // answer may carry the JWT in a `jwt` member (Keycloak 25+ does so for
+      // Accept: application/jwt when the client is allowed to). An active
+      // answer without one means the server was not set up for phantom
+      // tokens: there is nothing to forward, so the request is refused and
       // the operator is told why.
       let parsed: unknown;
       try {
@@ -146,24 +148,28 @@ export class IntrospectionClient {
         this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is neither a JWT nor JSON' });
         return INACTIVE_NO_JWT;
       }
-      if (parsed !== null && typeof parsed === 'object' && (parsed as { active?: unknown }).active === true) {
-        this.#warn({
-          code: 'ERR_INTROSPECTION_INVALID_ANSWER',
-          status: 200,
-          detail: 'introspection answer is JSON without a JWT: configure the authorization server to answer Accept: application/jwt',
-        });
-        return INACTIVE_NO_JWT;
-      }
-      return INACTIVE_ACTIVE_FALSE;
+      if (parsed === null || typeof parsed !== 'object' || (parsed as { active?: unknown }).active !== true) return INACTIVE_ACTIVE_FALSE;
+      const embedded = (parsed as { jwt?: unknown }).jwt;
+      if (typeof embedded === 'string') return this.#jwtAnswer(embedded, maxAge);
+      this.#warn({
+        code: 'ERR_INTROSPECTION_INVALID_ANSWER',
+        status: 200,
+        detail: 'introspection answer is JSON without a JWT: configure the authorization server to answer Accept: application/jwt',
+      });
+      return INACTIVE_NO_JWT;
     }
+    return this.#jwtAnswer(trimmed, maxAge);
+  }
+
+  #jwtAnswer(jwt: string, maxAge: number | undefined): IntrospectionAnswer {
     let claims: JWTPayload;
     try {
-      claims = decodeJwt(trimmed);
+      claims = decodeJwt(jwt);
     } catch {
       this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is not a usable JWT' });
       return INACTIVE_NO_JWT;
     }
-    return { active: true, jwt: trimmed, claims, maxAge };
+    return { active: true, jwt, claims, maxAge };
   }
 
   #transportError(err: unknown): GatewayError {

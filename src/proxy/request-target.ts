@@ -6,9 +6,11 @@
  * (CL+TE, duplicate Content-Length, obs-fold, bare LF); these it lets through.
  */
 
-// Backslash, NUL, fragment; encoded dot, slash, backslash, NUL; a bad escape;
-// an empty segment; a "." or ".." segment.
-const FORBIDDEN_IN_PATH = /[\\#\0]|%(?:2[eEfF]|5[cC]|00)|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)/;
+// Backslash, NUL, fragment; encoded (or double-encoded, for upstreams that
+// decode twice) dot, slash, backslash, NUL; a bad escape; an empty segment; a
+// "." or ".." segment, also with a path parameter (`/..;/`, which Tomcat and
+// Spring treat as `..`).
+const FORBIDDEN_IN_PATH = /[\\#\0]|%(?:25)?(?:2[eEfF]|5[cC]|00)|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:[/;]|$)/;
 
 /**
  * Splits an origin-form request target into path and query (with its `?`),

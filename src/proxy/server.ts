@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIPv4, type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
@@ -37,6 +38,9 @@ const BAD_TARGET = new GatewayError('ERR_BAD_REQUEST_TARGET');
 const DUPLICATE_HEADER = new GatewayError('ERR_DUPLICATE_HEADER');
 const TOO_MANY_HEADERS = new GatewayError('ERR_TOO_MANY_HEADERS');
 const NO_ROUTE = new GatewayError('ERR_NO_ROUTE');
+const HEADERS_TOO_LARGE = new GatewayError('ERR_HEADERS_TOO_LARGE');
+const MALFORMED_REQUEST = new GatewayError('ERR_MALFORMED_REQUEST');
+const REQUEST_TIMEOUT = new GatewayError('ERR_REQUEST_TIMEOUT');
 const INTERNAL = new GatewayError('ERR_INTERNAL');
 const UPSTREAM_UNREACHABLE = new GatewayError('ERR_UPSTREAM_UNREACHABLE');
 const UPSTREAM_TIMEOUT = new GatewayError('ERR_UPSTREAM_TIMEOUT');
@@ -119,6 +123,7 @@ export class Gateway {
     this.server.maxHeadersCount = s.max_headers + 1;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false));
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
   }
 
   #exchangeFor(
@@ -213,6 +218,27 @@ export class Gateway {
       if (!res.headersSent) this.refuse(req, res, INTERNAL, start, '-', true);
       else res.destroy();
     }
+  }
+
+  /**
+   * Requests Node's parser refused before the gateway saw them (smuggling
+   * shapes, oversized heads, slow clients) get the same JSON refusals as the
+   * rest, instead of Node's bare default answer.
+   */
+  #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const refusal =
+      err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT : MALFORMED_REQUEST;
+    const body = errorBody(refusal);
+    socket.end(
+      `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.logger.info({ status: refusal.status, code: refusal.code, parser: err.code }, 'request refused by the HTTP parser');
   }
 
   #isTrusted(address: string | undefined): boolean {

@@ -124,6 +124,29 @@ describe('scripted introspection answers through the gateway', () => {
       assert.match(String(w.msg), /application\/jwt/);
     });
 
+    test('scripted 200 JSON {"active":true,"jwt":"..."} (Keycloak 25+ form): the embedded JWT is forwarded and cached by Cache-Control', async () => {
+      const t = fresh('json-jwt-claim');
+      const jwt = await signJwt({ scope: 'read' });
+      as.answers.set(t, {
+        status: 200,
+        body: JSON.stringify({ active: true, scope: 'read', jwt }),
+        headers: { 'content-type': 'application/json', 'cache-control': 'max-age=60' },
+      });
+      const res = await get(t);
+      assert.equal(res.status, 200);
+      assert.equal(api.received.at(-1)!.headers.authorization, `Bearer ${jwt}`);
+      assert.equal((await get(t)).status, 200);
+      assert.equal(as.callsFor(t), 1, 'the second request is a cache hit');
+      assert.equal(warningsSince(gw, mark).length, 0);
+    });
+
+    test('scripted 200 JSON with active true and a jwt member that is not a JWT: 401 and a warning', async () => {
+      const t = fresh('json-bad-jwt-claim');
+      as.answers.set(t, { status: 200, body: '{"active":true,"jwt":"nope"}', headers: { 'content-type': 'application/json' } });
+      assertInvalidToken(await get(t));
+      assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
+    });
+
     for (const [name, body, contentType] of [
       ['text', 'this is not a token', 'application/jwt'],
       ['three dots', 'a.b.c', 'application/jwt'],

@@ -87,6 +87,10 @@ describe('hostile requests', { timeout: 10_000 }, () => {
       ['# in the query', '/public?a=1#frag'],
       ['a bad percent escape %zz', '/public/%zz'],
       ['a truncated percent escape', '/public/%2'],
+      ['a ..; segment (Tomcat/Spring path parameter)', '/public/..;/api'],
+      ['a .; segment', '/public/.;x/api'],
+      ['double-encoded %252e%252e', '/public/%252e%252e/api'],
+      ['double-encoded %252f', '/public%252fapi'],
     ];
     for (const [what, target] of hostile) {
       test(`400 for a target with ${what}: ${JSON.stringify(target)}`, async () => {
@@ -158,6 +162,23 @@ describe('hostile requests', { timeout: 10_000 }, () => {
     test('two Authorization headers on an open route: 400, not forwarded', async () => {
       const res = await rawRequest(gw.port, 'GET /public HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n');
       assertBadRequest(res);
+    });
+  });
+
+  describe("requests Node's HTTP parser refuses get the gateway's JSON refusal", () => {
+    test('Content-Length together with Transfer-Encoding (request smuggling shape): 400 JSON, connection closed', async () => {
+      const res = await rawRequest(
+        gw.port,
+        `POST /api HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer ${token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      );
+      assertBadRequest(res);
+      assert.equal(res.headers.connection, 'close');
+    });
+
+    test('a request head larger than server.max_header_bytes: 431 JSON', async () => {
+      const res = await get('/api', `X-Big: ${'a'.repeat(20_000)}\r\n`);
+      assertBadRequest(res, 431);
+      assert.equal((JSON.parse(res.body) as { message: string }).message, 'Request headers too large');
     });
   });
 
