@@ -1,20 +1,22 @@
-import type { JWTPayload } from 'jose';
+import { decodeJwt, type JWTPayload } from 'jose';
 
 /**
- * What the gateway remembers about one token. Built once when the
+ * What the gateway remembers about one active token. Built once when the
  * introspection answer arrives, so a cache hit is a lookup, a scope check and
- * a header swap: no JWT parsing, no string building.
+ * a header swap: no JWT parsing, no string building. Kept small on purpose
+ * (one string of the JWT, one of its scopes): a gateway may hold 100,000 of
+ * these.
  */
 export interface ActiveToken {
   readonly active: true;
-  /** The JWT from the authorization server, forwarded to the upstream. */
-  readonly jwt: string;
-  /** `Bearer <jwt>`, pre-built for the upstream request. */
+  /** `Bearer <jwt>`, ready for the upstream request. */
   readonly authorization: string;
-  /** Scopes from the JWT's `scope` (space-separated) or `scp` (array) claim. */
-  readonly scopes: ReadonlySet<string>;
-  /** Decoded (not verified: the upstream verifies) JWT claims. */
-  readonly claims: Readonly<JWTPayload>;
+  /**
+   * The token's scopes from `scope` (space-separated) or `scp` (array),
+   * space-separated with a space before and after, so that `" read "` is
+   * found with one `includes`.
+   */
+  readonly scope: string;
   /** Epoch milliseconds after which the entry must not be used. */
   readonly expiresAt: number;
 }
@@ -26,3 +28,13 @@ export interface InactiveToken {
 }
 
 export type TokenEntry = ActiveToken | InactiveToken;
+
+/** The JWT of an entry (as forwarded to the upstream). */
+export function jwtOf(token: ActiveToken): string {
+  return token.authorization.slice(7);
+}
+
+/** The JWT's claims, decoded (not verified: the upstream verifies). Decoded on each call; not for hot paths. */
+export function claimsOf(token: ActiveToken): JWTPayload {
+  return decodeJwt(jwtOf(token));
+}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ActiveToken, TokenEntry } from '../cache/entry.js';
 import type { Clock, MemoryTokenCache } from '../cache/memory.js';
 import type { IntrospectionAnswer } from '../introspection/client.js';
-import { scopesOf, type ScopePolicy } from '../policy/scope.js';
+import { scopeString, type ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
 import { GatewayError, TOKEN_INACTIVE } from './errors.js';
 
@@ -105,10 +105,8 @@ export class TokenExchange {
     }
     const entry: ActiveToken = Object.freeze({
       active: true,
-      jwt: answer.jwt,
-      authorization: `Bearer ${answer.jwt}`,
-      scopes: scopesOf(claims),
-      claims: Object.freeze(claims),
+      authorization: flat(`Bearer ${answer.jwt}`),
+      scope: scopeString(claims),
       expiresAt: now + ttlMs,
     });
     this.#remember(key, entry);
@@ -123,6 +121,15 @@ export class TokenExchange {
   get inflight(): number {
     return this.#inflight.size;
   }
+}
+
+/**
+ * A concatenation as one flat string. V8 keeps `a + b` as a pair of pointers
+ * until first use and then flattens it into a copy, so a cached entry would
+ * hold the JWT twice; a Buffer round-trip stores it once. (JWTs are ASCII.)
+ */
+function flat(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1');
 }
 
 /** Cache key: SHA-256 of namespace, caching bounds and token. The raw token is never stored. */

@@ -164,6 +164,8 @@ export class IntrospectionClient {
   #jwtAnswer(jwt: string, maxAge: number | undefined): IntrospectionAnswer {
     let claims: JWTPayload;
     try {
+      // Compact JWS only: it goes into a header, so nothing but base64url and dots.
+      if (!JWS_COMPACT.test(jwt)) throw new Error('not a compact JWS');
       claims = decodeJwt(jwt);
     } catch {
       this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is not a usable JWT' });
@@ -197,6 +199,8 @@ export class IntrospectionClient {
 const INACTIVE_NO_CONTENT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_content' });
 const INACTIVE_ACTIVE_FALSE: IntrospectionAnswer = Object.freeze({ active: false, reason: 'active_false' });
 const INACTIVE_NO_JWT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_jwt' });
+
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** application/x-www-form-urlencoded encoding of one value (space as `+`). */
 export function formEncode(value: string): string {

@@ -7,33 +7,39 @@ import type { ActiveToken } from '../cache/entry.js';
  */
 export class ScopePolicy {
   readonly required: readonly string[];
+  readonly #needles: readonly string[];
   readonly #refusal: GatewayError | undefined;
 
   /** @param scope space-separated scopes, all of which a token must carry. */
   constructor(scope: string) {
     this.required = [...new Set(scope.split(' ').filter((s) => s.length > 0))];
+    this.#needles = this.required.map((s) => ` ${s} `);
     this.#refusal = this.required.length > 0 ? insufficientScope(this.required.join(' ')) : undefined;
   }
 
   /** Returns the 403 refusal when a required scope is missing, else undefined. */
   check(token: ActiveToken): GatewayError | undefined {
-    const required = this.required;
-    for (let i = 0; i < required.length; i++) {
-      if (!token.scopes.has(required[i]!)) return this.#refusal;
+    const needles = this.#needles;
+    for (let i = 0; i < needles.length; i++) {
+      if (!token.scope.includes(needles[i]!)) return this.#refusal;
     }
     return undefined;
   }
 }
 
-/** Scopes of a JWT: RFC 9068 `scope` (space-separated), or `scp` (string or array). */
-export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
+/**
+ * Scopes of a JWT, from RFC 9068 `scope` (space-separated) and `scp` (string
+ * or array), as one string with a space before, between and after each, the
+ * form `ActiveToken.scope` holds.
+ */
+export function scopeString(claims: Readonly<Record<string, unknown>>): string {
   const out = new Set<string>();
   for (const value of [claims.scope, claims.scp]) {
     if (typeof value === 'string') {
       for (const s of value.split(' ')) if (s) out.add(s);
     } else if (Array.isArray(value)) {
-      for (const s of value) if (typeof s === 'string' && s) out.add(s);
+      for (const s of value) if (typeof s === 'string' && s && !s.includes(' ')) out.add(s);
     }
   }
-  return out;
+  return out.size === 0 ? ' ' : ` ${[...out].join(' ')} `;
 }
