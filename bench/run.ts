@@ -254,12 +254,15 @@ ${extra}`,
     return file;
   };
   const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwPort, 'cache: { max_entries: 20000 }')], 'gateway');
+  const gwAutoPort = await freePort();
+  const gatewayAuto = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwAutoPort, 'workers: auto')], 'gateway (workers: auto)');
 
-  await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway')]);
+  await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway'), waitForPort(gwAutoPort, 'gateway (workers: auto)')]);
 
   const direct = `http://127.0.0.1:${upstreamPort}/`;
   const viaNginx = `http://127.0.0.1:${nginxPort}/`;
   const viaGw = `http://127.0.0.1:${gwPort}/`;
+  const viaGwAuto = `http://127.0.0.1:${gwAutoPort}/`;
 
   // Warm-up: JIT, keep-alive pools, and the 10,000 cached tokens.
   const warm = new Pool(viaGw, { connections: 50 });
@@ -270,6 +273,7 @@ ${extra}`,
   await warm.close();
   await wrk(viaNginx, { seconds: 1 });
   await wrk(viaGw, { seconds: 1, header: 'Authorization: Bearer valid-0' });
+  await wrk(viaGwAuto, { seconds: 2, header: 'Authorization: Bearer valid-0' });
 
   const tenKScript = luaScript('tenk', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer valid-" .. (n % 10000)})\nend\n`);
   const invalidScript = luaScript('invalid', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer inactive-" .. (n % 100)})\nend\n`);
@@ -287,6 +291,7 @@ ${extra}`,
     record('gateway: cache hit, 10,000 tokens', await wrk(viaGw, { pid: gateway.pid!, script: tenKScript }));
     record('gateway: garbage tokens', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer garbage!token' }));
     record('gateway: inactive tokens', await wrk(viaGw, { pid: gateway.pid!, script: invalidScript }));
+    record(`gateway: cache hit, workers: auto (${availableParallelism()})`, await wrk(viaGwAuto, { pid: gatewayAuto.pid!, header: 'Authorization: Bearer valid-0' }));
 
     // Cold: every request a token never seen before. Few connections, so the
     // latency measured is the gateway's and the 5 ms endpoint's, not a queue.

@@ -1,5 +1,7 @@
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
+import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { Gateway } from './proxy/server.js';
 
@@ -59,11 +61,32 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config);
+  const code = await runGateway(config);
+  // A worker's IPC channel to the primary would keep it alive after it is done.
+  if (cluster.isWorker) cluster.worker?.disconnect();
+  return code;
+}
+
+/** One gateway in this process: the whole gateway, or one worker of a cluster. */
+async function runGateway(config: GatewayConfig): Promise<number> {
   const logger = createLogger(config.log.level);
   const gateway = new Gateway(config, { logger });
+  // Handlers before listening: a signal during start-up still stops cleanly.
+  // `on`, not `once`: in a cluster a worker gets the terminal's SIGINT and then
+  // the primary's SIGTERM, and the second must not kill it mid-drain.
+  let stopRequested: string | undefined;
+  let onStop: (signal: string) => void = (signal) => {
+    stopRequested = signal;
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
   try {
     const addr = await gateway.listen();
-    logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path) }, 'phantom-gateway listening');
+    logger.info(
+      { host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
+      'phantom-gateway listening',
+    );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const where = `${config.listen.host}:${config.listen.port}`;
@@ -75,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: string) => {
+    onStop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
@@ -90,7 +113,71 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (stopRequested !== undefined) onStop(stopRequested);
+  });
+}
+
+/**
+ * `workers` > 1: this process only supervises. Each worker is a whole gateway
+ * (own cache, own pools) sharing nothing but the listening socket. A worker
+ * that dies is replaced; one that cannot start stops the whole gateway.
+ */
+async function runPrimary(config: GatewayConfig): Promise<number> {
+  const logger = createLogger(config.log.level);
+  const n = config.workers;
+  logger.info({ workers: n }, 'starting workers');
+  let stopping = false;
+  let failed = false;
+  let alive = 0;
+  const ready = new Set<number>();
+  const restarts: number[] = [];
+
+  const stopAll = (signal: NodeJS.Signals) => {
+    for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill(signal);
+  };
+
+  return new Promise<number>((resolve) => {
+    const finishIfDone = () => {
+      if (alive === 0) logger.flush(() => resolve(failed ? 1 : 0));
+    };
+    const fork = () => {
+      alive++;
+      cluster.fork();
+    };
+    cluster.on('listening', (worker) => ready.add(worker.id));
+    cluster.on('exit', (worker, code, signal) => {
+      alive--;
+      const wasReady = ready.delete(worker.id);
+      if (stopping) return finishIfDone();
+      if (!wasReady) {
+        // It never listened (port busy, bad permissions): more of the same would fail too.
+        failed = true;
+        stopping = true;
+        logger.error({ worker: worker.id, code }, 'a worker failed to start: stopping');
+        stopAll('SIGTERM');
+        return finishIfDone();
+      }
+      const now = Date.now();
+      restarts.push(now);
+      while (restarts.length > 0 && restarts[0]! < now - 60_000) restarts.shift();
+      if (restarts.length > n * 5) {
+        failed = true;
+        stopping = true;
+        logger.error('workers keep dying: stopping');
+        stopAll('SIGTERM');
+        return finishIfDone();
+      }
+      logger.error({ worker: worker.id, code, signal }, 'worker died: starting a new one');
+      fork();
+    });
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down workers');
+      stopAll('SIGTERM');
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    for (let i = 0; i < n; i++) fork();
   });
 }

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /*
@@ -134,6 +135,9 @@ export const configSchema = z.strictObject({
   cache: z
     .strictObject({ max_entries: int(1, 100_000_000).default(10_000) })
     .default({ max_entries: 10_000 }),
+  // Processes serving requests: a number, or `auto` for one per core. Each
+  // worker is a whole gateway with its own cache; only the socket is shared.
+  workers: z.preprocess((v) => (v === 'auto' ? availableParallelism() : v), int(1, 256)).default(1),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

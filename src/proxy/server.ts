@@ -172,7 +172,7 @@ export class Gateway {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
-    const start = performance.now();
+    const start = this.#accessLog ? performance.now() : 0;
     try {
       const raw = req.rawHeaders;
       if (raw.length > this.#maxRawHeaders) return this.refuse(req, res, TOO_MANY_HEADERS, start, '-', true);

@@ -25,6 +25,7 @@ server:
   shutdown_timeout_ms: 5000
 log:
   level: \${LOG_LEVEL:-info}
+workers: \${WORKERS:-1}
 routes:
   - path: /api
     upstream: \${API_URL}
@@ -256,6 +257,65 @@ describe('cli: phantom-gateway as a process', () => {
     await slowRes.body.dump();
     assert.deepEqual(await withTimeout(run.exited, 5000, 'the process to exit'), { code: 0, signal: null });
     assert.match(run.stdout(), /"signal":"SIGINT"/);
+  });
+
+  test('workers: 2 runs two gateway processes on one port, each serving; SIGTERM drains both and exits 0', async () => {
+    const jwt = await as.activate('cli-opaque-token-workers', { scope: 'read' });
+    const port = await freePort();
+    const run = startCli(['--config', configFile], env(port, { WORKERS: '2' }));
+    children.push(run);
+    await until(() => (run.stdout().match(/"msg":"phantom-gateway listening"/g) ?? []).length === 2, 'both workers to listen', 10_000);
+    assert.match(run.stdout(), /"worker":1/);
+    assert.match(run.stdout(), /"worker":2/);
+    // Separate connections land on the workers in turn; every one is served.
+    for (let i = 0; i < 6; i++) {
+      const res = await request(`http://127.0.0.1:${port}/api/w`, { headers: { authorization: 'Bearer cli-opaque-token-workers', connection: 'close' } });
+      assert.equal(res.statusCode, 200);
+      assert.equal(((await res.body.json()) as { headers: Record<string, string> }).headers.authorization, `Bearer ${jwt}`);
+    }
+    // Each worker has its own cache: at most one introspection per worker.
+    assert.ok(as.callsFor('cli-opaque-token-workers') <= 2);
+    run.child.kill('SIGTERM');
+    assert.deepEqual(await withTimeout(run.exited, 8000, 'the cluster to exit'), { code: 0, signal: null });
+    assert.equal((run.stdout().match(/"msg":"stopped"/g) ?? []).length, 2, 'both workers drained and stopped');
+  });
+
+  test('workers: 2, a worker that dies is replaced and requests keep being served', async () => {
+    const port = await freePort();
+    const run = startCli(['--config', configFile], env(port, { WORKERS: '2' }));
+    children.push(run);
+    const listening = () => (run.stdout().match(/"msg":"phantom-gateway listening"/g) ?? []).length;
+    await until(() => listening() === 2, 'both workers to listen', 10_000);
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const workerPids = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === run.child.pid;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+    assert.equal(workerPids.length, 2);
+    process.kill(workerPids[0]!, 'SIGKILL');
+    await until(() => listening() === 3, 'a replacement worker to listen', 10_000);
+    assert.match(run.stdout(), /worker died: starting a new one/);
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`http://127.0.0.1:${port}/public/after-crash`, { headers: { connection: 'close' } });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+    }
+    run.child.kill('SIGTERM');
+    assert.deepEqual(await withTimeout(run.exited, 8000, 'the cluster to exit'), { code: 0, signal: null });
+  });
+
+  test('workers: 2 on a busy port: exit 1 with the clear message, no restart loop', async () => {
+    const r = await runCli(['--config', configFile], env(busyPort, { WORKERS: '2' }));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is already in use/);
+    assert.doesNotMatch(r.stderr, STACK_FRAME);
   });
 
   test('the logs of a whole run (trace level) never contain an opaque token, a JWT or the client secret', async () => {

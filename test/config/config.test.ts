@@ -63,6 +63,7 @@ describe('config: defaults', () => {
       },
       trusted_proxies: [],
       cache: { max_entries: 10_000 },
+      workers: 1,
       log: { level: 'info', access_log: true },
       routes: [
         {
@@ -446,5 +447,19 @@ describe('config: the result is deeply frozen', () => {
     assert.notEqual(a.listen, b.listen);
     assert.notEqual(a.trusted_proxies, b.trusted_proxies);
     assert.notEqual(a.routes[0]!.phantom_token, b.routes[0]!.phantom_token);
+  });
+});
+
+describe('config: workers', () => {
+  const base = 'routes: [{ path: /x, upstream: "http://127.0.0.1:1", phantom_token: false }]\n';
+  test('a number of workers, or auto for one per core', async () => {
+    const { availableParallelism } = await import('node:os');
+    assert.equal(parseConfig(`${base}workers: 3\n`).workers, 3);
+    assert.equal(parseConfig(`${base}workers: auto\n`).workers, availableParallelism());
+    assert.equal(parseConfig(`${base}workers: \${W}\n`, { env: { W: '2' } }).workers, 2);
+  });
+  test('zero or a word other than auto is refused with the line', () => {
+    assert.throws(() => parseConfig(`${base}workers: 0\n`), /config:2: workers: must be at least 1/);
+    assert.throws(() => parseConfig(`${base}workers: many\n`), /config:2: workers: must be a whole number/);
   });
 });
