@@ -24,6 +24,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 5));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const INTROSPECTION_LATENCY_MS = 5;
+const MEMORY_HEAP_CAP_MIB = 320;
 const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-'));
 const children: ChildProcess[] = [];
@@ -254,10 +255,12 @@ ${extra}`,
     return file;
   };
   const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwPort, 'cache: { max_entries: 20000 }')], 'gateway');
+  const floorPort = await freePort();
+  const floor = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/node-floor.ts'), String(floorPort), String(upstreamPort)], 'node floor');
   const gwAutoPort = await freePort();
   const gatewayAuto = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwAutoPort, 'workers: auto')], 'gateway (workers: auto)');
 
-  await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway'), waitForPort(gwAutoPort, 'gateway (workers: auto)')]);
+  await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway'), waitForPort(gwAutoPort, 'gateway (workers: auto)'), waitForPort(floorPort, 'node floor')]);
 
   const direct = `http://127.0.0.1:${upstreamPort}/`;
   const viaNginx = `http://127.0.0.1:${nginxPort}/`;
@@ -274,6 +277,7 @@ ${extra}`,
   await wrk(viaNginx, { seconds: 1 });
   await wrk(viaGw, { seconds: 1, header: 'Authorization: Bearer valid-0' });
   await wrk(viaGwAuto, { seconds: 2, header: 'Authorization: Bearer valid-0' });
+  await wrk(`http://127.0.0.1:${floorPort}/`, { seconds: 1 });
 
   const tenKScript = luaScript('tenk', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer valid-" .. (n % 10000)})\nend\n`);
   const invalidScript = luaScript('invalid', `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer inactive-" .. (n % 100)})\nend\n`);
@@ -281,11 +285,13 @@ ${extra}`,
   const results: Record<string, Load[]> = {};
   const record = (name: string, l: Load) => (results[name] ??= []).push(l);
   const cold: { p50: number; callsPerToken: number; connections: number; cpu: number | undefined }[] = [];
+  const endpointP50: number[] = [];
 
   for (let round = 1; round <= ROUNDS; round++) {
     process.stderr.write(`round ${round}/${ROUNDS}\n`);
     record('direct', await wrk(direct, {}));
     record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
+    record('node floor: bare node:http + undici', await wrk(`http://127.0.0.1:${floorPort}/`, { pid: floor.pid! }));
     record('gateway: cache hit, 1 token', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer valid-0' }));
     record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
     record('gateway: cache hit, 10,000 tokens', await wrk(viaGw, { pid: gateway.pid!, script: tenKScript }));
@@ -301,6 +307,10 @@ ${extra}`,
     const after = await stats(introPort);
     cold.push({ p50: c.p50, callsPerToken: (after.calls - before.calls) / c.requests, connections: after.connections - before.connections, cpu: c.cpuUsPerReq });
     record('gateway: cold (5 ms introspection)', c);
+    // The scripted endpoint's own latency at the same concurrency (its 5 ms
+    // timer overshoots), so the gateway's share can be told apart.
+    const endpointScript = luaScript(`direct-${round}`, `local n = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, nil, "token=cold-direct-${round}-" .. n)\nend\n`);
+    endpointP50.push((await wrk(`http://127.0.0.1:${introPort}/introspect`, { script: endpointScript, connections: 10 })).p50);
   }
 
   // Single-flight: 100 concurrent requests for each of 20 new tokens.
@@ -321,7 +331,10 @@ ${extra}`,
   // Memory: a fresh gateway, 100,000 tokens with ~800-byte JWTs, then a flood
   // of 200,000 more distinct tokens against the bound.
   const memPort = await freePort();
-  const memGw = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(memPort, 'cache: { max_entries: 100000 }')], 'gateway (memory)');
+  // With a heap cap, as in production: V8 otherwise lets garbage pile up on a
+  // large machine, and RSS says little. Had the cache bound failed, the flood
+  // below would crash this process (out of memory) instead of completing.
+  const memGw = start(process.execPath, [`--max-old-space-size=${MEMORY_HEAP_CAP_MIB}`, join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(memPort, 'cache: { max_entries: 100000 }')], 'gateway (memory)');
   await waitForPort(memPort, 'gateway (memory)');
   const memPool = new Pool(`http://127.0.0.1:${memPort}`, { connections: 100 });
   const fill = async (prefix: string, n: number) => {
@@ -340,6 +353,7 @@ ${extra}`,
   await fill('b', 200_000);
   const rssFlood = rssMiB(memGw.pid!);
   await memPool.close();
+  const survived = memGw.exitCode === null;
 
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
@@ -351,11 +365,12 @@ ${extra}`,
     p50_ms: m(name, 'p50'),
     p99_ms: m(name, 'p99'),
     cpu_us_per_req: name === 'direct' ? null : Math.round(m(name, 'cpuUsPerReq') * 10) / 10,
-    rps_vs_nginx: name.startsWith('gateway') ? Math.round((m(name, 'rps') / nginxRps) * 100) / 100 : null,
-    cpu_vs_nginx: name.startsWith('gateway') ? Math.round((m(name, 'cpuUsPerReq') / nginxCpu) * 100) / 100 : null,
+    rps_vs_nginx: /^(gateway|node)/.test(name) ? Math.round((m(name, 'rps') / nginxRps) * 100) / 100 : null,
+    cpu_vs_nginx: /^(gateway|node)/.test(name) ? Math.round((m(name, 'cpuUsPerReq') / nginxCpu) * 100) / 100 : null,
     errors: results[name]!.reduce((a, l) => a + l.errors, 0),
   }));
   const coldP50 = median(cold.map((c) => c.p50));
+  const endpointP50Median = median(endpointP50);
   const summary = {
     date: new Date().toISOString(),
     machine: { cpus: availableParallelism(), model: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
@@ -363,7 +378,8 @@ ${extra}`,
     rows,
     cold: {
       p50_ms: coldP50,
-      added_p50_ms: Math.round((coldP50 - INTROSPECTION_LATENCY_MS) * 100) / 100,
+      endpoint_p50_ms: endpointP50Median,
+      added_p50_ms: Math.round((coldP50 - endpointP50Median) * 100) / 100,
       introspections_per_distinct_token: median(cold.map((c) => c.callsPerToken)),
       new_connections_to_authorization_server: cold.reduce((a, c) => a + c.connections, 0),
     },
@@ -374,6 +390,8 @@ ${extra}`,
       rss_after_100k_tokens_mib: Math.round(rss100k),
       added_by_100k_tokens_mib: Math.round(rss100k - rssBase),
       rss_after_200k_more_distinct_tokens_mib: Math.round(rssFlood),
+      heap_cap_mib: MEMORY_HEAP_CAP_MIB,
+      survived_flood: survived,
     },
   };
 
@@ -385,12 +403,13 @@ ${extra}`,
   ];
   process.stdout.write(`\n${lines.join('\n')}\n\n`);
   process.stdout.write(
-    `cold path: p50 ${coldP50.toFixed(2)} ms = ${INTROSPECTION_LATENCY_MS} ms introspection + ${summary.cold.added_p50_ms} ms; ` +
+    `cold path: p50 ${coldP50.toFixed(2)} ms = introspection endpoint alone ${endpointP50Median.toFixed(2)} ms (set to ${INTROSPECTION_LATENCY_MS} ms) + gateway ${summary.cold.added_p50_ms} ms; ` +
       `${summary.cold.introspections_per_distinct_token.toFixed(3)} introspections per distinct token; ` +
       `${summary.cold.new_connections_to_authorization_server} new connections to the authorization server over ${cold.length} cold runs\n` +
       `single-flight: 100 concurrent requests per new token -> ${singleFlight} introspection(s) per token\n` +
       `fixed rate ${rate} req/s: p99 nginx ${p99Nginx.toFixed(2)} ms, gateway ${p99Gw.toFixed(2)} ms (${summary.fixed_rate.ratio}x)\n` +
-      `memory: +${summary.memory.added_by_100k_tokens_mib} MiB RSS for 100,000 cached tokens; ${summary.memory.rss_after_200k_more_distinct_tokens_mib} MiB after 200,000 more distinct tokens (bound 100,000 entries)\n`,
+      `memory (--max-old-space-size=${MEMORY_HEAP_CAP_MIB}): +${summary.memory.added_by_100k_tokens_mib} MiB RSS for 100,000 cached tokens; ` +
+      `${summary.memory.rss_after_200k_more_distinct_tokens_mib} MiB after 200,000 more distinct tokens (bound 100,000 entries)${survived ? '' : ' -- THE GATEWAY DIED'}\n`,
   );
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
