@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from '../net/listen.js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import type { Provider as ProviderType } from 'oidc-provider';
 
@@ -95,14 +95,7 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
     res.writeHead(503).end();
   };
   const server: Server = createServer((req, res) => handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port } = await listen(server, opts.port, opts.host ?? '127.0.0.1');
   const issuer = `http://${opts.publicHost ?? 'localhost'}:${port}`;
   const audience = opts.audience ?? 'api.example.com';
   const ttl = opts.accessTokenTtl ?? 900;

@@ -4,8 +4,8 @@
  * against the authorization server's JWKS, issuer, audience, expiry, `typ`)
  * before authorizing with the token's scope.
  */
+import { listen } from '../net/listen.js';
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 
 export interface ExampleApiOptions {
@@ -80,14 +80,7 @@ export async function startExampleApi(opts: ExampleApiOptions): Promise<ExampleA
       else res.destroy();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port } = await listen(server, opts.port, opts.host ?? '127.0.0.1');
   return {
     port,
     url: `http://localhost:${port}${prefix}`,

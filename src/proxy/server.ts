@@ -12,6 +12,7 @@ import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
+import { listen } from '../net/listen.js';
 import { checkTarget } from './request-target.js';
 import { rewritePath, Router } from './router.js';
 
@@ -279,16 +280,8 @@ export class Gateway {
   }
 
   /** Starts listening; resolves with the bound address. */
-  async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
-    return this.server.address() as AddressInfo;
+  listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
+    return listen(this.server, port, host);
   }
 
   /**
