@@ -48,7 +48,14 @@ const phantomTokenShape = {
   client_id: z.string('must be a string').min(1, 'must not be empty'),
   client_secret: z.string('must be a string').min(1, 'must not be empty'),
   token_cache_seconds: int(0),
-  scope: z.string('must be a string of space-separated scopes'),
+  // RFC 6749 §3.3 scope tokens, space-separated. Trimmed first: a YAML block
+  // scalar (`scope: |`) ends in a newline.
+  scope: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim() : v),
+    z
+      .string('must be a string of space-separated scopes')
+      .regex(/^(?:[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*)?$/, 'must be scopes separated by single spaces, without quotes, backslashes or control characters'),
+  ),
   verify_ssl: bool(),
   ca_file: z.string('must be a file path').min(1),
   negative_cache_seconds: int(0),

@@ -133,6 +133,11 @@ export class IntrospectionClient {
   #decode(body: string, contentType: string | undefined, cacheControl: string | undefined): IntrospectionAnswer {
     const maxAge = parseMaxAge(cacheControl);
     const trimmed = body.trim();
+    if (trimmed === '') {
+      // Nothing to forward: the token is refused, as "200 without a JWT".
+      this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer 200 with an empty body' });
+      return INACTIVE_NO_JWT;
+    }
     const isJson = contentType !== undefined && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
     if (isJson || trimmed.startsWith('{')) {
       // An RFC 7662 JSON answer. {"active": false} is a definite no. An active
@@ -145,8 +150,7 @@ export class IntrospectionClient {
       try {
         parsed = JSON.parse(trimmed);
       } catch {
-        this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is neither a JWT nor JSON' });
-        return INACTIVE_NO_JWT;
+        throw this.#invalid('introspection answer is broken JSON');
       }
       if (parsed === null || typeof parsed !== 'object' || (parsed as { active?: unknown }).active !== true) return INACTIVE_ACTIVE_FALSE;
       const embedded = (parsed as { jwt?: unknown }).jwt;
@@ -161,6 +165,11 @@ export class IntrospectionClient {
     return this.#jwtAnswer(trimmed, maxAge);
   }
 
+  /**
+   * Garbage where a JWT should be (an HTML error page from a proxy in front of
+   * the server, a truncated body) is the server's failure, not the token's:
+   * 502, never "invalid token".
+   */
   #jwtAnswer(jwt: string, maxAge: number | undefined): IntrospectionAnswer {
     let claims: JWTPayload;
     try {
@@ -168,10 +177,14 @@ export class IntrospectionClient {
       if (!JWS_COMPACT.test(jwt)) throw new Error('not a compact JWS');
       claims = decodeJwt(jwt);
     } catch {
-      this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer is not a usable JWT' });
-      return INACTIVE_NO_JWT;
+      throw this.#invalid('introspection answer is not a usable JWT');
     }
     return { active: true, jwt, claims, maxAge };
+  }
+
+  #invalid(detail: string): GatewayError {
+    this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail });
+    return new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail });
   }
 
   #transportError(err: unknown): GatewayError {

@@ -29,7 +29,8 @@ export interface RequestHeaderScan {
    * refused like a malformed one (RFC 6750 §3.1 invalid_request).
    */
   readonly duplicateAuthorization: boolean;
-  readonly expectContinue: boolean;
+  /** A CORS preflight: `Origin` and `Access-Control-Request-Method` present. */
+  readonly preflight: boolean;
   /** The request announces a body (Content-Length > 0 or Transfer-Encoding). */
   readonly hasBody: boolean;
   /** Client-sent X-Forwarded-* values (kept only for trusted peers). */
@@ -53,7 +54,8 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   let authorization: string | undefined;
   let duplicateHost = false;
   let duplicateAuthorization = false;
-  let expectContinue = false;
+  let origin = false;
+  let acrm = false;
   let hasBody = false;
   let connection: string | undefined;
   let xff: string | undefined;
@@ -74,8 +76,14 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
         if (keepAuthorization) out.push(name, value);
         continue;
       case 'expect':
-        if (value.toLowerCase() === '100-continue') expectContinue = true;
+        // Answered by the gateway (checkContinue) once the token is accepted.
         continue;
+      case 'origin':
+        origin = true;
+        break;
+      case 'access-control-request-method':
+        acrm = true;
+        break;
       case 'content-length':
         if (value !== '0') hasBody = true;
         break;
@@ -101,7 +109,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, expectContinue, hasBody, xff, xfProto, xfHost };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, xff, xfProto, xfHost };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

@@ -6,11 +6,16 @@
  * (CL+TE, duplicate Content-Length, obs-fold, bare LF); these it lets through.
  */
 
-// Backslash, NUL, fragment; encoded (or double-encoded, for upstreams that
-// decode twice) dot, slash, backslash, NUL; a bad escape; an empty segment; a
-// "." or ".." segment, also with a path parameter (`/..;/`, which Tomcat and
-// Spring treat as `..`).
-const FORBIDDEN_IN_PATH = /[\\#\0]|%(?:25)?(?:2[eEfF]|5[cC]|00)|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:[/;]|$)/;
+// Refused anywhere in the path:
+// - backslash, NUL, fragment, and `;` (path parameters: Tomcat and Spring drop
+//   `;x` from a segment before routing, so `/api;x/` would be `/api/` there);
+// - percent-encoded `%`, NUL, `/`, `\` and every percent-encoded *unreserved*
+//   character (RFC 3986 §2.3: letters, digits, `-._~`), which an upstream that
+//   decodes before routing would read as plain text (`/%61pi` is `/api` to Go,
+//   Flask, Django). Reserved characters other than these stay allowed encoded;
+// - a bad escape, an empty segment, and `.` / `..` segments.
+const FORBIDDEN_IN_PATH =
+  /[\\#\0;]|%(?:25|00|2[DdEeFf]|3[0-9]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEe])|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)/;
 
 /**
  * Splits an origin-form request target into path and query (with its `?`),

@@ -12,21 +12,37 @@ export interface Route<T> {
  */
 export class Router<T> {
   readonly #routes: Route<T>[];
+  readonly #folded: Route<T>[];
 
   constructor(routes: ReadonlyArray<Route<T>>) {
     this.#routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
+    this.#folded = this.#routes.map((r) => ({ prefix: r.prefix.toLowerCase(), value: r.value }));
   }
 
   match(path: string): Route<T> | undefined {
-    const routes = this.#routes;
-    for (let i = 0; i < routes.length; i++) {
-      const r = routes[i]!;
-      const p = r.prefix;
-      if (!path.startsWith(p)) continue;
-      if (path.length === p.length || p.charCodeAt(p.length - 1) === 47 || path.charCodeAt(p.length) === 47) return r;
-    }
-    return undefined;
+    return longest(this.#routes, path);
   }
+
+  /**
+   * Whether `path` routes the same way when case is ignored. An upstream that
+   * matches paths case-insensitively (IIS, ASP.NET) would serve `/API/x` as
+   * `/api/x`: a path whose route depends on case is refused, so that spelling
+   * cannot pick a less protected route.
+   */
+  sameIgnoringCase(path: string, matched: Route<T> | undefined): boolean {
+    if (!/[A-Z]/.test(path)) return true;
+    return longest(this.#folded, path.toLowerCase())?.value === matched?.value;
+  }
+}
+
+function longest<T>(routes: readonly Route<T>[], path: string): Route<T> | undefined {
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i]!;
+    const p = r.prefix;
+    if (!path.startsWith(p)) continue;
+    if (path.length === p.length || p.charCodeAt(p.length - 1) === 47 || path.charCodeAt(p.length) === 47) return r;
+  }
+  return undefined;
 }
 
 /**

@@ -160,7 +160,10 @@ export class Gateway {
       exchange = new TokenExchange({
         introspector: client,
         cache,
-        namespace: `${pt.introspection_endpoint}\n${pt.client_id}`,
+        // Everything that identifies how the answer was obtained (endpoint,
+        // client, TLS settings): an entry fetched without certificate checks
+        // must never serve a route that verifies. Only ever hashed.
+        namespace: clientKey,
         tokenCacheSeconds: pt.token_cache_seconds,
         negativeCacheSeconds: pt.negative_cache_seconds,
         maxTokenLength: pt.max_token_length,
@@ -180,6 +183,7 @@ export class Gateway {
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
+      if (!this.#router.sameIgnoringCase(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       if (match === undefined) return this.refuse(req, res, NO_ROUTE, start, target.path, false);
       const route = match.value;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
@@ -196,7 +200,9 @@ export class Gateway {
       const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
       const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue, trusted);
       const guard = route.guard;
-      if (guard === undefined || req.method === 'OPTIONS') {
+      // CORS preflights carry no credentials by design, so they pass without a
+      // token (as with Curity's plugin); any other OPTIONS is checked like GET.
+      if (guard === undefined || (req.method === 'OPTIONS' && scan.preflight && !scan.hasBody)) {
         pr.forward(undefined);
         return;
       }
@@ -209,7 +215,12 @@ export class Gateway {
             this.logger.error({ err }, 'internal error');
             pr.decide(INTERNAL);
           },
-        );
+        ).catch((err: unknown) => {
+          // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
+          this.logger.error({ err }, 'internal error');
+          if (!res.headersSent) this.refuse(req, res, INTERNAL, start, '-', true);
+          else res.destroy();
+        });
       } else {
         pr.cache = verdict instanceof GatewayError ? '-' : 'hit';
         pr.decide(verdict);

@@ -140,26 +140,34 @@ describe('scripted introspection answers through the gateway', () => {
       assert.equal(warningsSince(gw, mark).length, 0);
     });
 
-    test('scripted 200 JSON with active true and a jwt member that is not a JWT: 401 and a warning', async () => {
-      const t = fresh('json-bad-jwt-claim');
-      as.answers.set(t, { status: 200, body: '{"active":true,"jwt":"nope"}', headers: { 'content-type': 'application/json' } });
+    // Garbage where a JWT should be is the server's failure (an HTML error page
+    // from a proxy in front of it, a truncated body), never "your token is bad".
+    for (const [name, body, contentType] of [
+      ['a jwt member that is not a JWT', '{"active":true,"jwt":"nope"}', 'application/json'],
+      ['text', 'this is not a token', 'application/jwt'],
+      ['an HTML error page', '<html><body>Service temporarily down</body></html>', 'text/html'],
+      ['three dots', 'a.b.c', 'application/jwt'],
+      ['broken JSON', '{"active": tr', 'application/json'],
+    ] as const) {
+      test(`scripted 200 garbage (${name}): 502 server_error and a warning, never 401`, async () => {
+        const t = fresh('garbage');
+        as.answers.set(t, { status: 200, body, headers: { 'content-type': contentType } });
+        const res = await get(t);
+        assert.equal(res.status, 502);
+        assert.equal(res.headers['www-authenticate'], undefined);
+        assert.equal((JSON.parse(res.body) as { code: string }).code, 'server_error');
+        assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
+        assert.equal((await get(t)).status, 502, 'a failure is not cached as an inactive token');
+        assert.equal(as.callsFor(t), 2);
+      });
+    }
+
+    test('scripted 200 with an empty body (no JWT at all): 401 and a warning', async () => {
+      const t = fresh('empty');
+      as.answers.set(t, { status: 200, body: '', headers: { 'content-type': 'application/jwt' } });
       assertInvalidToken(await get(t));
       assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
     });
-
-    for (const [name, body, contentType] of [
-      ['text', 'this is not a token', 'application/jwt'],
-      ['three dots', 'a.b.c', 'application/jwt'],
-      ['broken JSON', '{"active":', 'application/json'],
-      ['empty', '', 'application/jwt'],
-    ] as const) {
-      test(`scripted 200 garbage (${name}): 401 and a warning`, async () => {
-        const t = fresh('garbage');
-        as.answers.set(t, { status: 200, body, headers: { 'content-type': contentType } });
-        assertInvalidToken(await get(t));
-        assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
-      });
-    }
 
     test('scripted 200 with a JWT whose exp is in the past: 401 invalid_token, not forwarded', async () => {
       const t = fresh('expired');

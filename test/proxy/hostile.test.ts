@@ -91,6 +91,14 @@ describe('hostile requests', { timeout: 10_000 }, () => {
       ['a .; segment', '/public/.;x/api'],
       ['double-encoded %252e%252e', '/public/%252e%252e/api'],
       ['double-encoded %252f', '/public%252fapi'],
+      ['an encoded unreserved letter (/%61pi is /api to Go, Flask, Django)', '/%61pi/orders'],
+      ['an encoded unreserved letter, upper-case hex', '/ap%49/orders'],
+      ['an encoded digit', '/public/v%31'],
+      ['an encoded ~ - _', '/public/%7E%2D%5F'],
+      ['an encoded %', '/public/%25'],
+      ['a ; path parameter (/api;x/ is /api/ to Tomcat, Spring)', '/api;x/orders'],
+      ['a path that routes differently when case is ignored (/API is /api to IIS)', '/API/orders'],
+      ['mixed case of a protected prefix', '/Api'],
     ];
     for (const [what, target] of hostile) {
       test(`400 for a target with ${what}: ${JSON.stringify(target)}`, async () => {
@@ -328,5 +336,40 @@ describe('slow-header clients', { timeout: 10_000 }, () => {
   test('a client that sends its headers within the timeout is served', async () => {
     const res = await rawRequest(gw.port, 'GET /public/ok HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
     assert.equal(res.status, 200);
+  });
+});
+
+describe('a public catch-all route beside a protected one (the layout where spelling bypasses bite)', { timeout: 10_000 }, () => {
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let gw: TestGateway;
+  before(async () => {
+    as = await startScriptedIntrospection();
+    api = await startEchoUpstream();
+    gw = await startGateway(`
+phantom_token: { introspection_endpoint: "${as.url}/introspect", client_id: c, client_secret: s }
+routes:
+  - { path: /api, upstream: "${api.url}" }
+  - { path: /, upstream: "${api.url}", phantom_token: false }
+`);
+  });
+  after(async () => {
+    await gw.close();
+    await as.close();
+    await api.close();
+  });
+
+  for (const target of ['/%61pi/secret', '/ap%69/secret', '/api;x/secret', '/API/secret', '/%2561pi/secret']) {
+    test(`${target} without a token is refused, never served by the public route`, async () => {
+      const res = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: gw.test\r\n\r\n`);
+      assert.equal(res.status, 400, res.raw.slice(0, 120));
+      assert.equal(api.received.length, 0);
+    });
+  }
+
+  test('upper case elsewhere is fine: /About routes to the public catch-all', async () => {
+    const res = await rawRequest(gw.port, 'GET /About HTTP/1.1\r\nHost: gw.test\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(api.received.at(-1)!.url, '/About');
   });
 });

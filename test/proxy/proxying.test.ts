@@ -192,16 +192,32 @@ describe('reverse proxy: header hygiene (untrusted client)', { timeout: 10_000 }
     assert.equal(as.calls.length, 0);
   });
 
-  test('OPTIONS with an opaque token: the token is not introspected and not forwarded', async () => {
+  test('a CORS preflight that carries an opaque token: the token is not introspected and not forwarded', async () => {
     const token = freshToken();
     await as.activate(token);
-    const res = await request(`${gw.url}/api/orders`, { method: 'OPTIONS', headers: { authorization: `Bearer ${token}` } });
+    const res = await request(`${gw.url}/api/orders`, {
+      method: 'OPTIONS',
+      headers: { authorization: `Bearer ${token}`, origin: 'https://app.example', 'access-control-request-method': 'GET' },
+    });
     assert.equal(res.statusCode, 200);
     await res.body.dump();
     const s = seen();
     assert.deepEqual(rawValues(s.rawHeaders, 'authorization'), []);
     assert.ok(!JSON.stringify(s).includes(token));
     assert.equal(as.calls.length, 0);
+  });
+
+  test('an OPTIONS that is not a CORS preflight needs a token like any other method', async () => {
+    const res = await request(`${gw.url}/api/orders`, { method: 'OPTIONS' });
+    assert.equal(res.statusCode, 401);
+    await res.body.dump();
+    assert.equal(api.received.length, 0);
+    const token = freshToken();
+    const jwt = await as.activate(token);
+    const ok = await request(`${gw.url}/api/orders`, { method: 'OPTIONS', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(ok.statusCode, 200);
+    await ok.body.dump();
+    assert.deepEqual(rawValues(seen().rawHeaders, 'authorization'), [`Bearer ${jwt}`]);
   });
 
   test('the client\'s Authorization passes unchanged on an open route', async () => {
