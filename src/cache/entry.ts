@@ -1,5 +1,3 @@
-import { decodeJwt, type JWTPayload } from 'jose';
-
 /**
  * What the gateway remembers about one active token. Built once when the
  * introspection answer arrives, so a cache hit is a lookup, a scope check and
@@ -28,13 +26,3 @@ export interface InactiveToken {
 }
 
 export type TokenEntry = ActiveToken | InactiveToken;
-
-/** The JWT of an entry (as forwarded to the upstream). */
-export function jwtOf(token: ActiveToken): string {
-  return token.authorization.slice(7);
-}
-
-/** The JWT's claims, decoded (not verified: the upstream verifies). Decoded on each call; not for hot paths. */
-export function claimsOf(token: ActiveToken): JWTPayload {
-  return decodeJwt(jwtOf(token));
-}

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
 import type { z } from 'zod';
 import {
@@ -86,8 +86,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   const cfg = parsed.data;
 
-  const top = phantomTokenPartial.parse(cfg.phantom_token);
+  const top = cfg.phantom_token;
   const routes: RouteConfig[] = [];
+  const readableFiles = new Set<string>();
   const seen = new Map<string, number>();
   cfg.routes.forEach((route, i) => {
     const prev = seen.get(route.path);
@@ -114,6 +115,17 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
         }
       }
       return;
+    }
+    const caFile = merged.data.ca_file;
+    if (caFile !== undefined && !readableFiles.has(caFile)) {
+      try {
+        accessSync(caFile, constants.R_OK);
+        readableFiles.add(caFile);
+      } catch (err) {
+        const where = overrides.ca_file !== undefined ? ['routes', i, 'phantom_token', 'ca_file'] : ['phantom_token', 'ca_file'];
+        problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${caFile}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        return;
+      }
     }
     routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
   });

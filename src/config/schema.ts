@@ -105,7 +105,14 @@ export const configSchema = z.strictObject({
         path: routePath,
         // The client's query string is forwarded as is; one in the upstream URL
         // would be dropped or merged ambiguously, so it is refused up front.
-        upstream: httpUrl('upstream').refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)'),
+        upstream: httpUrl('upstream')
+          .refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)')
+          // The path is forwarded as written: it must already be what a URL
+          // parser makes of it (no dot segments, no spaces, encoded as needed).
+          .refine((v) => {
+            const written = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(v)?.[1];
+            return written === undefined || (written === new URL(v).pathname && !written.includes('//'));
+          }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)'),
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.
         phantom_token: z.unknown().optional(),
@@ -130,6 +137,11 @@ export const configSchema = z.strictObject({
       keep_alive_timeout_ms: int(100, 600_000).default(5000),
       shutdown_timeout_ms: int(0, 600_000).default(10_000),
     })
+    // Node refuses to start a server otherwise; say so here, with the line.
+    .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
+      message: 'headers_timeout_ms must not be larger than request_timeout_ms',
+      path: ['headers_timeout_ms'],
+    })
     .default({
       max_headers: 100,
       max_header_bytes: 16384,
@@ -140,7 +152,8 @@ export const configSchema = z.strictObject({
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z
-    .strictObject({ max_entries: int(1, 100_000_000).default(10_000) })
+    // lru-cache reserves its index for the bound up front (~15 bytes an entry).
+    .strictObject({ max_entries: int(1, 10_000_000).default(10_000) })
     .default({ max_entries: 10_000 }),
   // Processes serving requests: a number, or `auto` for one per core. Each
   // worker is a whole gateway with its own cache; only the socket is shared.

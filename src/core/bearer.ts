@@ -19,8 +19,8 @@ const SCHEME = /^[Bb][Ee][Aa][Rr][Ee][Rr](?: |$)/;
  */
 export function parseBearer(header: string | undefined, maxLength: number): string | GatewayError {
   if (header === undefined || header.length === 0) return TOKEN_MISSING;
-  // 7 = "Bearer ".length; anything longer than that plus the bound plus some
-  // spaces is refused before the regular expression sees it.
+  // Far longer than the bound allows ("Bearer", some spaces, the token): refused
+  // before the regular expression sees it.
   if (header.length > maxLength + 64) return SCHEME.test(header) ? TOKEN_MALFORMED : TOKEN_MISSING;
   const m = BEARER.exec(header);
   if (m === null) return SCHEME.test(header) ? TOKEN_MALFORMED : TOKEN_MISSING;

@@ -6,7 +6,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import type { GatewayConfig, PhantomTokenOptions } from '../config/schema.js';
-import { errorBody, GatewayError, TOKEN_MALFORMED } from '../core/errors.js';
+import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
 import { TokenExchange, type Verdict } from '../core/exchange.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
@@ -222,7 +222,9 @@ export class Gateway {
           else res.destroy();
         });
       } else {
-        pr.cache = verdict instanceof GatewayError ? '-' : 'hit';
+        // Decided from the cache (allowed, 403, or remembered inactive) unless
+        // the header never got as far as a token.
+        pr.cache = verdict === TOKEN_MISSING || verdict === TOKEN_MALFORMED ? '-' : 'hit';
         pr.decide(verdict);
       }
     } catch (err) {
@@ -304,6 +306,11 @@ export class Gateway {
     this.#draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    // A response that started before close() was sent with keep-alive; its
+    // connection turns idle only once that response ends. Sweep until done,
+    // so no client can slip another request in during the drain.
+    const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
+    sweep.unref();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -315,6 +322,7 @@ export class Gateway {
     });
     await Promise.race([closed, deadline]);
     clearTimeout(timer);
+    clearInterval(sweep);
     await Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
   }
 }
@@ -383,12 +391,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     if (this.res.destroyed) controller.abort(CLIENT_GONE);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx from the upstream are not relayed
     const out = responseHeaders(headers);
     if (this.gw.draining) out.connection = 'close';
     this.res.writeHead(statusCode, out);
-    void controller;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -407,9 +414,14 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#done = true;
     const { res } = this;
-    if (err === CLIENT_GONE || res.destroyed) return;
+    if (err === CLIENT_GONE || res.destroyed) {
+      // 499, as nginx logs it: the client went away before the answer.
+      this.gw.access(this.req.method, this.logPath, 499, this.start, this.cache, 'client_closed');
+      return;
+    }
     if (res.headersSent) {
       this.gw.logger.warn({ code: (err as { code?: string }).code, path: this.logPath }, 'upstream response failed mid-stream');
+      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'upstream_aborted');
       res.destroy();
       return;
     }

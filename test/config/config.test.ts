@@ -463,3 +463,35 @@ describe('config: workers', () => {
     assert.throws(() => parseConfig(`${base}workers: many\n`), /config:2: workers: must be a whole number/);
   });
 });
+
+describe('config: checks that keep a valid-looking file from failing at start or at the first request', () => {
+  const pt = 'phantom_token: { introspection_endpoint: "https://as.test/introspect", client_id: a, client_secret: b }\n';
+  const route = 'routes: [{ path: /api, upstream: "http://127.0.0.1:3000" }]\n';
+  test('a scope written as a YAML block scalar is trimmed', () => {
+    const cfg = parseConfig(`phantom_token:\n  introspection_endpoint: "https://as.test/i"\n  client_id: a\n  client_secret: b\n  scope: |\n    read write\n${route}`);
+    const p = cfg.routes[0]!.phantom_token;
+    assert.ok(p !== false);
+    assert.equal(p.scope, 'read write');
+  });
+  test('a scope with characters no scope token may hold (quote, backslash, control) is refused with its line', () => {
+    assert.throws(() => parseConfig(`${pt}${route}`.replace('client_secret: b', 'client_secret: b, scope: "read \\"x\\""')), /config:1: phantom_token\.scope: must be scopes separated by single spaces/);
+    assert.throws(() => parseConfig(`${pt}${route}`.replace('client_secret: b', 'client_secret: b, scope: "read\\twrite"')), /phantom_token\.scope/);
+  });
+  test('headers_timeout_ms larger than request_timeout_ms is refused (Node would refuse to start)', () => {
+    assert.throws(() => parseConfig(`${pt}${route}server: { headers_timeout_ms: 70000, request_timeout_ms: 60000 }\n`), /config:3: server\.headers_timeout_ms: headers_timeout_ms must not be larger than request_timeout_ms/);
+  });
+  test('an unreadable ca_file is refused with its line', () => {
+    assert.throws(
+      () => parseConfig(`phantom_token:\n  introspection_endpoint: "https://as.test/i"\n  client_id: a\n  client_secret: b\n  ca_file: /nonexistent/ca.pem\n${route}`),
+      /config:5: phantom_token\.ca_file: cannot read "\/nonexistent\/ca\.pem" \(ENOENT\)/,
+    );
+  });
+  for (const bad of ['http://127.0.0.1:3000/v1/../v2', 'http://127.0.0.1:3000/a b', 'http://127.0.0.1:3000/v1//x', 'http://127.0.0.1:3000/./v1']) {
+    test(`an upstream path that is not normalized is refused: ${bad}`, () => {
+      assert.throws(() => parseConfig(`${pt}routes: [{ path: /api, upstream: "${bad}" }]\n`), /routes\[0\]\.upstream: must have a normalized path/);
+    });
+  }
+  test('a normalized upstream path with percent-encoding is accepted', () => {
+    assert.equal(parseConfig(`${pt}routes: [{ path: /api, upstream: "http://127.0.0.1:3000/v1/a%20b" }]\n`).routes[0]!.upstream, 'http://127.0.0.1:3000/v1/a%20b');
+  });
+});
