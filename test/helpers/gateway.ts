@@ -3,6 +3,7 @@ import { Gateway } from '../../src/proxy/server.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Clock } from '../../src/cache/memory.js';
+import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from './servers.js';
 
 export interface TestGateway {
   gateway: Gateway;
@@ -61,4 +62,32 @@ routes:
     upstream: ${upstreamUrl}
     phantom_token: false
 ${extra}`;
+}
+
+/** A scripted introspection endpoint, an echo upstream and a gateway between them. */
+export interface Stack {
+  as: ScriptedIntrospection;
+  api: EchoUpstream;
+  gw: TestGateway;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the usual trio for a suite: `configure` gets the two peers and
+ * returns the gateway's YAML.
+ */
+export async function startStack(configure: (as: ScriptedIntrospection, api: EchoUpstream) => string, opts: { now?: Clock } = {}): Promise<Stack> {
+  const as = await startScriptedIntrospection();
+  const api = await startEchoUpstream();
+  const gw = await startGateway(configure(as, api), opts);
+  return {
+    as,
+    api,
+    gw,
+    close: async () => {
+      await gw.close();
+      await as.close();
+      await api.close();
+    },
+  };
 }

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { listen, signJwt, startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startGateway, type TestGateway, startStack, type Stack } from '../helpers/gateway.js';
 import { call, closedPort, gatewayConfig, type Reply } from '../helpers/core.js';
 
 const TIMEOUT_MS = 300;
@@ -272,19 +272,13 @@ describe('scripted introspection answers through the gateway', () => {
 
 describe('scripted keep-alive to the authorization server', () => {
   let as: ScriptedIntrospection;
-  let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(gatewayConfig({ introspection: as.url, upstream: api.url, phantom: { scope: '' }, routes: [{ path: '/api' }] }));
+    ({ as, gw } = stack = await startStack((as, api) => gatewayConfig({ introspection: as.url, upstream: api.url, phantom: { scope: '' }, routes: [{ path: '/api' }] })));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
 
   test('scripted: 5 sequential introspections reuse one TCP connection', async () => {
     let connections = 0;

@@ -1,24 +1,19 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
-import { basicConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import type { EchoUpstream, ScriptedIntrospection } from '../helpers/servers.js';
+import { basicConfig, startStack, type Stack, type TestGateway } from '../helpers/gateway.js';
 
 describe('phantom token flow through the reverse proxy', () => {
   let as: ScriptedIntrospection;
   let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url));
+    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
   beforeEach(() => {
     as.calls.length = 0;
     api.received.length = 0;

@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { startEchoUpstream, startScriptedIntrospection, type EchoRequest, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
-import { basicConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { basicConfig, startGateway, type TestGateway, startStack, type Stack } from '../helpers/gateway.js';
 import { rawRequest, type RawResponse } from '../helpers/raw.js';
 import { hasFinalResponse, openConversation } from '../helpers/conversation.js';
 
@@ -21,16 +21,11 @@ describe('hostile requests', { timeout: 10_000 }, () => {
   let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url, `server:\n  max_headers: ${MAX_HEADERS}\n`));
+    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url, `server:\n  max_headers: ${MAX_HEADERS}\n`)));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
   // A fresh active token per test: the gateway caches tokens, and "no
   // introspection happened" only means something for a token it has not seen.
   let token: string;
@@ -294,20 +289,14 @@ describe('hostile requests', { timeout: 10_000 }, () => {
 });
 
 describe('slow-header clients', { timeout: 10_000 }, () => {
-  let as: ScriptedIntrospection;
   let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url, 'server:\n  headers_timeout_ms: 300\n'));
+    ({ api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url, 'server:\n  headers_timeout_ms: 300\n')));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
 
   for (const [what, partial] of [
     ['an unfinished header block', 'GET /public HTTP/1.1\r\nHost: gw.test\r\nX-Slow: 1\r\n'],

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { listen, startEchoUpstream, startScriptedIntrospection, type EchoRequest, type EchoUpstream, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
-import { basicConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { basicConfig, startGateway, type TestGateway, startStack, type Stack } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
 
 let serial = 0;
@@ -36,16 +36,11 @@ describe('reverse proxy: header hygiene (untrusted client)', { timeout: 10_000 }
   let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url));
+    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
   beforeEach(() => {
     as.calls.length = 0;
     api.received.length = 0;
@@ -240,20 +235,14 @@ describe('reverse proxy: header hygiene (untrusted client)', { timeout: 10_000 }
 });
 
 describe('reverse proxy: X-Forwarded-* from a trusted proxy', { timeout: 10_000 }, () => {
-  let as: ScriptedIntrospection;
   let api: EchoUpstream;
   let gw: TestGateway;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url, 'trusted_proxies: [127.0.0.1]\n'));
+    ({ api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url, 'trusted_proxies: [127.0.0.1]\n')));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
   beforeEach(() => {
     api.received.length = 0;
   });
@@ -377,16 +366,11 @@ describe('reverse proxy: streaming bodies', { timeout: 10_000 }, () => {
   let gw: TestGateway;
   const MiB = 1024 * 1024;
 
+  let stack: Stack;
   before(async () => {
-    as = await startScriptedIntrospection();
-    api = await startEchoUpstream();
-    gw = await startGateway(basicConfig(as.url, api.url));
+    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
   });
-  after(async () => {
-    await gw.close();
-    await as.close();
-    await api.close();
-  });
+  after(() => stack.close());
   beforeEach(() => {
     api.received.length = 0;
   });
