@@ -34,3 +34,25 @@ server: { keep_alive_timeout_ms: 8000, shutdown_timeout_ms: 8000 }
     await upstream.close();
   }
 });
+
+test('a client that goes away before the upstream answers: one access line says 499 client_closed', async () => {
+  const { startStack, basicConfig } = await import('../helpers/gateway.js');
+  const stack = await startStack((as, api) => basicConfig(as.url, api.url));
+  try {
+    const ac = new AbortController();
+    const pending = request(`${stack.gw.url}/public/slow?ms=1500`, { signal: ac.signal }).catch((err: Error) => err);
+    const deadline = Date.now() + 2000;
+    while (stack.api.received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    assert.ok((await pending) instanceof Error);
+    const line = async () => stack.gw.logs.find((l) => l.msg === 'request' && l.path === '/public/slow');
+    while (!(await line()) && Date.now() < deadline + 1000) await new Promise((r) => setTimeout(r, 10));
+    const entry = await line();
+    assert.ok(entry, 'an access log line for the abandoned request');
+    assert.equal(entry.status, 499);
+    assert.equal(entry.code, 'client_closed');
+    assert.equal(stack.gw.logs.filter((l) => l.msg === 'request').length, 1, 'exactly one line for it');
+  } finally {
+    await stack.close();
+  }
+});
