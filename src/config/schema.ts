@@ -31,6 +31,15 @@ const httpUrl = (what: string) =>
     }
   }, { message: `must be an http:// or https:// ${what} URL without credentials or fragment`, abort: true });
 
+/**
+ * The path of an upstream URL as written, or '' when it has none. `new URL()`
+ * cannot tell `http://h` from `http://h/` (both have pathname `/`), and the
+ * two mean different things: keep the client's path, or replace the prefix.
+ */
+export function upstreamPath(upstream: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(upstream)?.[1] ?? '';
+}
+
 /** Defaults of the phantom token options (the Curity plugin's names first). */
 export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
   token_cache_seconds: 300,
@@ -110,8 +119,8 @@ export const configSchema = z.strictObject({
           // The path is forwarded as written: it must already be what a URL
           // parser makes of it (no dot segments, no spaces, encoded as needed).
           .refine((v) => {
-            const written = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(v)?.[1];
-            return written === undefined || (written === new URL(v).pathname && !written.includes('//'));
+            const written = upstreamPath(v);
+            return written === '' || (written === new URL(v).pathname && !written.includes('//'));
           }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)'),
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.

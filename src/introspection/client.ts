@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher } from 'undici';
 import { decodeJwt, type JWTPayload } from 'jose';
 import { GatewayError } from '../core/errors.js';
+import { isUndiciTimeout } from '../net/timeouts.js';
 
 export interface IntrospectionClientOptions {
   /** RFC 7662 introspection endpoint. */
@@ -190,13 +191,8 @@ export class IntrospectionClient {
   #transportError(err: unknown): GatewayError {
     const code = (err as { code?: string; name?: string })?.code;
     const name = (err as { name?: string })?.name;
-    if (
-      name === 'TimeoutError' ||
-      name === 'AbortError' ||
-      code === 'UND_ERR_CONNECT_TIMEOUT' ||
-      code === 'UND_ERR_HEADERS_TIMEOUT' ||
-      code === 'UND_ERR_BODY_TIMEOUT'
-    ) {
+    // TimeoutError/AbortError: the AbortSignal bounding the whole call fired.
+    if (name === 'TimeoutError' || name === 'AbortError' || isUndiciTimeout(err)) {
       this.#warn({ code: 'ERR_INTROSPECTION_TIMEOUT', detail: `introspection timed out after ${this.#opts.timeoutMs} ms` });
       return new GatewayError('ERR_INTROSPECTION_TIMEOUT', { cause: err });
     }

@@ -33,7 +33,7 @@ export interface RequestHeaderScan {
   readonly preflight: boolean;
   /** The request announces a body (Content-Length > 0 or Transfer-Encoding). */
   readonly hasBody: boolean;
-  /** Client-sent X-Forwarded-* values (kept only for trusted peers). */
+  /** X-Forwarded-* values sent by a trusted peer; always undefined for others. */
   readonly xff: string | undefined;
   readonly xfProto: string | undefined;
   readonly xfHost: string | undefined;
@@ -93,14 +93,16 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
       case 'connection':
         connection = connection === undefined ? value : `${connection},${value}`;
         continue;
+      // Read only from a trusted peer; from anyone else they are dropped, and
+      // the gateway's own values replace them.
       case 'x-forwarded-for':
-        xff = xff === undefined ? value : `${xff}, ${value}`;
+        if (keepForwarding) xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
       case 'x-forwarded-proto':
-        xfProto ??= value;
+        if (keepForwarding) xfProto ??= value;
         continue;
       case 'x-forwarded-host':
-        xfHost ??= value;
+        if (keepForwarding) xfHost ??= value;
         continue;
     }
     if (HOP_BY_HOP.has(name)) continue;

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
-import type { GatewayConfig, PhantomTokenOptions } from '../config/schema.js';
+import { upstreamPath, type GatewayConfig, type PhantomTokenOptions } from '../config/schema.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
 import { TokenExchange, type Verdict } from '../core/exchange.js';
 import { IntrospectionClient } from '../introspection/client.js';
@@ -13,6 +13,7 @@ import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
+import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget } from './request-target.js';
 import { rewritePath, Router } from './router.js';
 
@@ -93,7 +94,7 @@ export class Gateway {
       }
       const pt = r.phantom_token;
       const guard = pt === false ? undefined : { exchange: this.#exchangeFor(pt, cache, exchanges, clients, deps.now), policy: new ScopePolicy(pt.scope) };
-      return { prefix: r.path, value: { prefix: r.path, base: upstreamBase(r.upstream), pool, guard } };
+      return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard } };
     });
     this.#router = new Router(routes);
 
@@ -198,7 +199,7 @@ export class Gateway {
       }
 
       const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
-      const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue, trusted);
+      const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue);
       const guard = route.guard;
       // CORS preflights carry no credentials by design, so they pass without a
       // token (as with Curity's plugin); any other OPTIONS is checked like GET.
@@ -346,7 +347,6 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     readonly logPath: string,
     readonly start: number,
     readonly expectContinue: boolean,
-    readonly trusted: boolean,
   ) {}
 
   decide(v: Verdict): void {
@@ -359,16 +359,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     if (res.destroyed) return;
     const headers = scan.headers;
     if (token !== undefined) headers.push('authorization', token.authorization);
+    // The scan kept client X-Forwarded-* values only from a trusted peer.
     const peer = req.socket.remoteAddress ?? '';
-    if (this.trusted) {
-      headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`);
-      headers.push('x-forwarded-proto', scan.xfProto ?? 'http');
-      const host = scan.xfHost ?? scan.host;
-      if (host !== undefined) headers.push('x-forwarded-host', host);
-    } else {
-      headers.push('x-forwarded-for', peer, 'x-forwarded-proto', 'http');
-      if (scan.host !== undefined) headers.push('x-forwarded-host', scan.host);
-    }
+    headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`, 'x-forwarded-proto', scan.xfProto ?? 'http');
+    const host = scan.xfHost ?? scan.host;
+    if (host !== undefined) headers.push('x-forwarded-host', host);
     if (this.expectContinue) res.writeContinue();
     res.once('close', this.#onClose);
     this.route.pool.dispatch(
@@ -426,14 +421,8 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
       return;
     }
     const code = (err as { code?: string }).code;
-    const timeout = code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+    const timeout = isUndiciTimeout(err);
     this.gw.logger.warn({ code: code ?? err.name, path: this.logPath }, timeout ? 'upstream timed out' : 'upstream unreachable');
     this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody);
   }
-}
-
-/** The path part of an upstream URL as written, or '' when it has none. */
-function upstreamBase(upstream: string): string {
-  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(upstream);
-  return m?.[1] ?? '';
 }
