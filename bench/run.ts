@@ -40,6 +40,8 @@ if (missing.length > 0) {
   process.stderr.write(`npm run bench needs these Debian packages: ${missing.join(' ')}\n  apt-get install -y ${missing.join(' ')}\n`);
   process.exit(1);
 }
+/** Debian's nginx has it; a custom build may not, and then the cold path has no NGINX reference. */
+const hasAuthRequest = /http_auth_request_module/.test(spawnSync('nginx', ['-V'], { encoding: 'utf8' }).stderr ?? '');
 try {
   readFileSync(join(ROOT, 'dist/cli.js'));
 } catch {
@@ -233,6 +235,26 @@ async function main(): Promise<void> {
   );
   start('nginx', ['-c', upstreamConf, '-p', join(work, 'upstream')], 'upstream nginx');
   const nginx = start('nginx', ['-c', proxyConf, '-p', join(work, 'proxy')], 'proxy nginx');
+  // The cold path's reference: NGINX making the same two calls per request
+  // (auth_request to the introspection endpoint, then proxy_pass), so what
+  // this machine charges for two extra loopback hops can be told apart from
+  // what the gateway adds. Not a phantom token implementation: it forwards
+  // nothing from the answer.
+  const authPort = hasAuthRequest ? await freePort() : undefined;
+  if (authPort !== undefined) {
+    const authConf = nginxConf(
+      join(work, 'auth'),
+      `upstream api { server 127.0.0.1:${upstreamPort}; keepalive 128; keepalive_requests 1000000; }
+  upstream as { server 127.0.0.1:${introPort}; keepalive 32; keepalive_requests 1000000; }
+  map $http_authorization $token { "~^Bearer (?<t>.+)$" $t; default ""; }
+  server { listen 127.0.0.1:${authPort} backlog=4096; keepalive_requests 1000000;
+    location = /_introspect { internal; proxy_pass http://as/introspect; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_method POST; proxy_pass_request_body off; proxy_set_header Content-Type application/x-www-form-urlencoded;
+      proxy_set_header Accept application/jwt; proxy_set_body "token=$token"; }
+    location / { auth_request /_introspect; proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+    );
+    start('nginx', ['-c', authConf, '-p', join(work, 'auth')], 'auth_request nginx');
+  }
   start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/introspection-server.ts'), String(introPort), String(INTROSPECTION_LATENCY_MS)], 'introspection server');
 
   const gwConfig = (port: number, extra = '') => {
@@ -260,6 +282,7 @@ ${extra}`,
   const gwAutoPort = await freePort();
   const gatewayAuto = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwAutoPort, 'workers: auto')], 'gateway (workers: auto)');
 
+  if (authPort !== undefined) await waitForPort(authPort, 'auth_request nginx');
   await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway'), waitForPort(gwAutoPort, 'gateway (workers: auto)'), waitForPort(floorPort, 'node floor')]);
 
   const direct = `http://127.0.0.1:${upstreamPort}/`;
@@ -286,6 +309,7 @@ ${extra}`,
   const record = (name: string, l: Load) => (results[name] ??= []).push(l);
   const cold: { p50: number; callsPerToken: number; connections: number; cpu: number | undefined }[] = [];
   const endpointP50: number[] = [];
+  const nginxColdP50: number[] = [];
 
   for (let round = 1; round <= ROUNDS; round++) {
     process.stderr.write(`round ${round}/${ROUNDS}\n`);
@@ -311,6 +335,10 @@ ${extra}`,
     // timer overshoots), so the gateway's share can be told apart.
     const endpointScript = luaScript(`direct-${round}`, `local n = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, nil, "token=cold-direct-${round}-" .. n)\nend\n`);
     endpointP50.push((await wrk(`http://127.0.0.1:${introPort}/introspect`, { script: endpointScript, connections: 10 })).p50);
+    if (authPort !== undefined) {
+      const authScript = luaScript(`auth-${round}`, `local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer cold-nginx-${round}-" .. n})\nend\n`);
+      nginxColdP50.push((await wrk(`http://127.0.0.1:${authPort}/`, { script: authScript, connections: 10 })).p50);
+    }
   }
 
   // Single-flight: 100 concurrent requests for each of 20 new tokens.
@@ -380,6 +408,8 @@ ${extra}`,
       p50_ms: coldP50,
       endpoint_p50_ms: endpointP50Median,
       added_p50_ms: Math.round((coldP50 - endpointP50Median) * 100) / 100,
+      nginx_auth_request_p50_ms: nginxColdP50.length > 0 ? median(nginxColdP50) : null,
+      nginx_auth_request_added_p50_ms: nginxColdP50.length > 0 ? Math.round((median(nginxColdP50) - endpointP50Median) * 100) / 100 : null,
       introspections_per_distinct_token: median(cold.map((c) => c.callsPerToken)),
       new_connections_to_authorization_server: cold.reduce((a, c) => a + c.connections, 0),
     },
@@ -404,6 +434,9 @@ ${extra}`,
   process.stdout.write(`\n${lines.join('\n')}\n\n`);
   process.stdout.write(
     `cold path: p50 ${coldP50.toFixed(2)} ms = introspection endpoint alone ${endpointP50Median.toFixed(2)} ms (set to ${INTROSPECTION_LATENCY_MS} ms) + gateway ${summary.cold.added_p50_ms} ms; ` +
+      (summary.cold.nginx_auth_request_added_p50_ms !== null
+        ? `(NGINX making the same two calls with auth_request: +${summary.cold.nginx_auth_request_added_p50_ms} ms); `
+        : '(no NGINX auth_request reference: this nginx lacks the module); ') +
       `${summary.cold.introspections_per_distinct_token.toFixed(3)} introspections per distinct token; ` +
       `${summary.cold.new_connections_to_authorization_server} new connections to the authorization server over ${cold.length} cold runs\n` +
       `single-flight: 100 concurrent requests per new token -> ${singleFlight} introspection(s) per token\n` +

@@ -53,7 +53,7 @@ export class IntrospectionClient {
   readonly #opts: IntrospectionClientOptions;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
-  readonly #authorization: string;
+  readonly #headers: Readonly<Record<string, string>>;
   readonly #origin: string;
   readonly #path: string;
   readonly #warn: IntrospectionWarn;
@@ -63,7 +63,11 @@ export class IntrospectionClient {
     this.#warn = warn;
     // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
     const basic = Buffer.from(`${formEncode(opts.clientId)}:${formEncode(opts.clientSecret)}`).toString('base64');
-    this.#authorization = `Basic ${basic}`;
+    this.#headers = {
+      accept: 'application/jwt',
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${basic}`,
+    };
     this.#origin = opts.endpoint.origin;
     this.#path = opts.endpoint.pathname + opts.endpoint.search;
     if (opts.dispatcher) {
@@ -85,42 +89,26 @@ export class IntrospectionClient {
   }
 
   async introspect(token: string): Promise<IntrospectionAnswer> {
-    let res: Dispatcher.ResponseData;
+    let res: RawAnswer;
     try {
-      res = await this.#dispatcher.request({
-        origin: this.#origin,
-        path: this.#path,
-        method: 'POST',
-        headers: {
-          accept: 'application/jwt',
-          'content-type': 'application/x-www-form-urlencoded',
-          authorization: this.#authorization,
-        },
-        body: `token=${formEncode(token)}`,
-        signal: AbortSignal.timeout(this.#opts.timeoutMs),
+      res = await new Promise<RawAnswer>((resolve, reject) => {
+        const call = new IntrospectionCall(resolve, reject, this.#opts.timeoutMs, this.#opts.maxAnswerBytes);
+        this.#dispatcher.dispatch({ origin: this.#origin, path: this.#path, method: 'POST', headers: this.#headers, body: `token=${formEncode(token)}` }, call);
       });
     } catch (err) {
-      throw this.#transportError(err);
-    }
-
-    const { statusCode } = res;
-    if (statusCode === 200) {
-      let body: string;
-      try {
-        body = await readBounded(res.body, this.#opts.maxAnswerBytes);
-      } catch (err) {
-        if (!(err instanceof GatewayError)) throw this.#transportError(err);
+      if (err instanceof GatewayError) {
         this.#warn({ code: err.code, status: 200, detail: err.message });
         throw err;
       }
-      return this.#decode(body, header(res.headers['content-type']), header(res.headers['cache-control']));
+      throw this.#transportError(err);
     }
 
-    res.body.dump().catch(() => {});
+    const { statusCode, headers } = res;
+    if (statusCode === 200) return this.#decode(res.body.toString('utf8'), header(headers['content-type']), header(headers['cache-control']));
     if (statusCode === 204) return INACTIVE_NO_CONTENT;
     if (statusCode === 503 || statusCode === 429) {
       this.#warn({ code: 'ERR_INTROSPECTION_UNAVAILABLE', status: statusCode, detail: 'authorization server is unavailable' });
-      const retryAfter = header(res.headers['retry-after']);
+      const retryAfter = header(headers['retry-after']);
       throw new GatewayError('ERR_INTROSPECTION_UNAVAILABLE', retryAfter ? { retryAfter } : {});
     }
     const hint =
@@ -241,16 +229,97 @@ export function parseMaxAge(cacheControl: string | undefined): number | undefine
   return maxAge;
 }
 
-async function readBounded(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      body.destroy();
-      throw new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${limit} bytes` });
-    }
-    chunks.push(chunk as Buffer);
+interface RawAnswer {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  /** The body of a 200; empty for other statuses, which are decided by status alone. */
+  readonly body: Buffer;
+}
+
+const NO_BODY = Buffer.alloc(0);
+
+/**
+ * One introspection call as an undici dispatch handler: no response stream,
+ * no AbortSignal, one timer. The timer bounds the whole call, queueing
+ * included: the caller gets its 504 on time even while the request still
+ * waits for a connection (it is then aborted as soon as undici starts it).
+ * The body is kept only for a 200 and never beyond `limit` bytes; any other
+ * status settles at once and its body is drained in the background (aborted,
+ * closing the connection, if it outgrows the limit).
+ */
+class IntrospectionCall implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | undefined;
+  #resolve: ((a: RawAnswer) => void) | undefined;
+  #reject: ((err: unknown) => void) | undefined;
+  readonly #timer: NodeJS.Timeout;
+  readonly #limit: number;
+  #abortWith: Error | undefined;
+  #status = 0;
+  #headers: Record<string, string | string[] | undefined> = {};
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(resolve: (a: RawAnswer) => void, reject: (err: unknown) => void, timeoutMs: number, limit: number) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#limit = limit;
+    this.#timer = setTimeout(() => this.#fail(new TimeoutError(timeoutMs)), timeoutMs);
   }
-  return Buffer.concat(chunks).toString('utf8');
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#abortWith !== undefined) controller.abort(this.#abortWith);
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.#status = statusCode;
+    this.#headers = headers;
+    if (statusCode !== 200 && statusCode >= 200) this.#settle({ statusCode, headers, body: NO_BODY });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#size += chunk.length;
+    if (this.#size > this.#limit) {
+      const err = new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${this.#limit} bytes` });
+      this.#fail(err);
+      controller.abort(err);
+      return;
+    }
+    if (this.#status === 200) this.#chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    if (this.#status === 200) this.#settle({ statusCode: 200, headers: this.#headers, body: this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks) });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.#fail(err);
+  }
+
+  #settle(answer: RawAnswer): void {
+    const resolve = this.#resolve;
+    if (resolve === undefined) return;
+    this.#resolve = this.#reject = undefined;
+    clearTimeout(this.#timer);
+    resolve(answer);
+  }
+
+  #fail(err: Error): void {
+    const reject = this.#reject;
+    if (reject === undefined) return;
+    this.#resolve = this.#reject = undefined;
+    clearTimeout(this.#timer);
+    // Stop the request too; if undici has not started it yet, as soon as it does.
+    if (this.#controller !== undefined) this.#controller.abort(err);
+    else this.#abortWith = err;
+    reject(err);
+  }
+}
+
+/** The bound on the whole introspection call fired. */
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+  constructor(ms: number) {
+    super(`introspection took longer than ${ms} ms`);
+  }
 }

@@ -41,5 +41,19 @@ export function scopeString(claims: Readonly<Record<string, unknown>>): string {
       for (const s of value) if (typeof s === 'string' && s && !s.includes(' ')) out.add(s);
     }
   }
-  return out.size === 0 ? ' ' : ` ${[...out].join(' ')} `;
+  return out.size === 0 ? ' ' : intern(` ${[...out].join(' ')} `);
+}
+
+/**
+ * Most tokens of one deployment carry one of a few scope sets, so each cached
+ * token shares its scope string instead of holding a copy (about 100 bytes a
+ * token). Bounded: past the bound, strings are simply not shared.
+ */
+const SHARED_SCOPES_MAX = 1024;
+const sharedScopes = new Map<string, string>();
+function intern(s: string): string {
+  const shared = sharedScopes.get(s);
+  if (shared !== undefined) return shared;
+  if (sharedScopes.size < SHARED_SCOPES_MAX) sharedScopes.set(s, s);
+  return s;
 }

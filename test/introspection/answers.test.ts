@@ -201,6 +201,18 @@ describe('scripted introspection answers through the gateway', () => {
       });
     }
 
+    test('scripted 500 with a 4 MiB error page: 502 at once, and the next token is introspected normally', async () => {
+      const t = fresh('s500-huge');
+      as.answers.set(t, { status: 500, body: `AS-INTERNAL ${'x'.repeat(4 * 1024 * 1024)}`, headers: { 'content-type': 'text/html' } });
+      const res = await get(t);
+      assertServerError(res, 502);
+      assert.equal(res.body, UNAVAILABLE);
+      assertWarned('ERR_INTROSPECTION_REJECTED', 500);
+      const next = fresh('after-huge');
+      await as.activate(next);
+      assert.equal((await get(next)).status, 200);
+    });
+
     test('scripted 503 with Retry-After: 503 server_error, Retry-After passed on', async () => {
       const t = fresh('s503');
       as.answers.set(t, { status: 503, body: secretBody(503), headers: { 'retry-after': '7', 'x-as-detail': 'leak' } });
