@@ -53,10 +53,20 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: YAML syntax error: ${e.message.split('\n')[0]}`));
   }
   const problems: string[] = [];
-  substituteEnv(doc, env, (node, path, name) =>
-    problems.push(`${at(node.range?.[0])}: ${fmtPath(path)}: environment variable ${name} is not set`),
-  );
-  if (problems.length > 0) throw new ConfigError(problems);
+  // An unset variable is reported, and the rest of the file is still checked,
+  // so one run shows every problem; what the schema says about the emptied
+  // value itself ("must not be empty") would only repeat it, so it is dropped.
+  const unset: string[] = [];
+  const unsetLines = new Set<string>();
+  substituteEnv(doc, env, (node, path, name) => {
+    const where = at(node.range?.[0]);
+    unsetLines.add(`${where}: `);
+    unset.push(`${where}: ${fmtPath(path)}: environment variable ${name} is not set`);
+  });
+  const failure = (): ConfigError => {
+    const rest = problems.filter((p) => ![...unsetLines].some((l) => p.startsWith(l)));
+    return new ConfigError(inFileOrder([...unset, ...rest], file));
+  };
 
   const raw: unknown = doc.toJS() ?? {};
   const lineOf = (path: Path, key?: string) => at(offsetOf(doc, path, key));
@@ -82,7 +92,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     // that one run reports every problem, not the top level's first.
     const rawRoutes = isRecord(raw) && Array.isArray(raw.routes) ? (raw.routes as unknown[]) : [];
     rawRoutes.forEach((r, i) => overridesOf(isRecord(r) ? r.phantom_token : undefined, i));
-    throw new ConfigError(inFileOrder(problems, file));
+    throw failure();
   }
   const cfg = parsed.data;
 
@@ -129,7 +139,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     }
     routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
   });
-  if (problems.length > 0) throw new ConfigError(inFileOrder(problems, file));
+  if (problems.length > 0 || unset.length > 0) throw failure();
 
   const { phantom_token: _unused, routes: _routes, ...rest } = cfg;
   return deepFreeze({ ...rest, routes });

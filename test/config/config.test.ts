@@ -300,6 +300,14 @@ routes:
     ]);
   });
 
+  test('an unset variable does not hide the other problems of the file, nor adds one about its emptied value', () => {
+    const text = `${BASE.replace('client_secret: s3cret', 'client_secret: ${SECRET}')}listen:\n  prot: 8080\n`;
+    assert.deepEqual(problems(text), [
+      `${FILE}:${lineOf(text, '${SECRET}')}: phantom_token.client_secret: environment variable SECRET is not set`,
+      `${FILE}:${lineOf(text, 'prot:')}: listen.prot: unknown option (did you mean "port"?)`,
+    ]);
+  });
+
   test('a variable inside a route is located by its index', () => {
     const text = BASE.replace('http://127.0.0.1:3000', '${UPSTREAM}');
     assert.equal(problem(text), `${FILE}:${lineOf(text, '${UPSTREAM}')}: routes[0].upstream: environment variable UPSTREAM is not set`);
