@@ -341,6 +341,15 @@ describe('config: routes', () => {
     assert.equal(problem(text), `${FILE}:${dupLine}: routes[2].path: duplicates routes[0].path "/api"`);
   });
 
+  test('route paths that differ only by case: refused, since the proxy would never reach one of them', () => {
+    const text = `${BASE}  - path: /API\n    upstream: http://127.0.0.1:4000\n    phantom_token: false\n`;
+    assert.equal(
+      problem(text),
+      `${FILE}:${lineOf(text, '- path: /API')}: routes[1].path: "/API" differs from routes[0].path "/api" only by case; ` +
+        'requests whose route depends on case are refused, so one of them could never be reached',
+    );
+  });
+
   test('routes with phantom_token: false need no phantom_token options at all', () => {
     const cfg = parse('routes:\n  - path: /\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n');
     assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', phantom_token: false }]);
