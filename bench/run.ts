@@ -77,7 +77,10 @@ async function waitForPort(port: number, what: string): Promise<void> {
 }
 
 function start(cmd: string, args: string[], name: string): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+  // Its own process group, so that stopping it stops what it started too
+  // (NGINX workers, cluster workers): a SIGKILLed NGINX master leaves its
+  // workers running, holding their ports and skewing the next run.
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, detached: true });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   child.once('exit', (code) => {
@@ -90,7 +93,14 @@ function start(cmd: string, args: string[], name: string): ChildProcess {
 let stopping = false;
 function stopAll(): void {
   stopping = true;
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of children) {
+    if (c.pid === undefined) continue;
+    try {
+      process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   rmSync(work, { recursive: true, force: true });
 }
 process.on('exit', stopAll);
