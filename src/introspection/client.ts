@@ -240,12 +240,13 @@ const NO_BODY = Buffer.alloc(0);
 
 /**
  * One introspection call as an undici dispatch handler: no response stream,
- * no AbortSignal, one timer. The timer bounds the whole call, queueing
+ * no AbortSignal, one timer. The timer bounds the whole exchange, queueing
  * included: the caller gets its 504 on time even while the request still
  * waits for a connection (it is then aborted as soon as undici starts it).
- * The body is kept only for a 200 and never beyond `limit` bytes; any other
- * status settles at once and its body is drained in the background (aborted,
- * closing the connection, if it outgrows the limit).
+ * The body is kept only for a 200 and never beyond `limit` bytes. Any other
+ * status settles the call at once, but the timer and the size bound still
+ * apply to the rest of its body: an error page that drips or stalls must not
+ * hold one of the few connections to the authorization server.
  */
 class IntrospectionCall implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
@@ -253,6 +254,8 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
   #reject: ((err: unknown) => void) | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #limit: number;
+  /** The exchange is over: answered in full, failed, or cut. */
+  #done = false;
   #abortWith: Error | undefined;
   #status = 0;
   #headers: Record<string, string | string[] | undefined> = {};
@@ -277,18 +280,19 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
     if (statusCode !== 200 && statusCode >= 200) this.#settle({ statusCode, headers, body: NO_BODY });
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#size += chunk.length;
     if (this.#size > this.#limit) {
-      const err = new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${this.#limit} bytes` });
-      this.#fail(err);
-      controller.abort(err);
+      this.#fail(new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${this.#limit} bytes` }));
       return;
     }
     if (this.#status === 200) this.#chunks.push(chunk);
   }
 
   onResponseEnd(): void {
+    if (this.#done) return;
+    this.#done = true;
+    clearTimeout(this.#timer);
     if (this.#status === 200) this.#settle({ statusCode: 200, headers: this.#headers, body: this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks) });
   }
 
@@ -300,19 +304,26 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
     const resolve = this.#resolve;
     if (resolve === undefined) return;
     this.#resolve = this.#reject = undefined;
-    clearTimeout(this.#timer);
     resolve(answer);
   }
 
+  /** Ends the exchange: rejects the call unless it was already answered, and stops the request. */
   #fail(err: Error): void {
-    const reject = this.#reject;
-    if (reject === undefined) return;
-    this.#resolve = this.#reject = undefined;
+    if (this.#done) return;
+    this.#done = true;
     clearTimeout(this.#timer);
-    // Stop the request too; if undici has not started it yet, as soon as it does.
-    if (this.#controller !== undefined) this.#controller.abort(err);
-    else this.#abortWith = err;
-    reject(err);
+    const controller = this.#controller;
+    if (controller !== undefined) {
+      // Paused first, so that undici's parser stops at this chunk instead of
+      // completing a request that was just aborted.
+      controller.pause();
+      controller.abort(err);
+    } else {
+      this.#abortWith = err; // undici has not started it yet: as soon as it does
+    }
+    const reject = this.#reject;
+    this.#resolve = this.#reject = undefined;
+    reject?.(err);
   }
 }
 

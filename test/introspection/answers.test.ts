@@ -30,6 +30,8 @@ describe('scripted introspection answers through the gateway', () => {
   let api: EchoUpstream;
   let gw: TestGateway;
   let stalled: Started;
+  let dripping: Started;
+  let drips = 0;
 
   before(async () => {
     as = await startScriptedIntrospection();
@@ -44,6 +46,24 @@ describe('scripted introspection answers through the gateway', () => {
         res.write(jwt.slice(0, 10));
       }),
     );
+    // First call: a 500 whose error page drips a byte every 100 ms for 5 s;
+    // every later call: a JWT.
+    dripping = await listen(
+      createServer((req, res) => {
+        req.resume();
+        if (drips++ > 0) {
+          res.writeHead(200, { 'content-type': 'application/jwt' });
+          res.end(jwt);
+          return;
+        }
+        res.writeHead(500, { 'content-type': 'text/html', 'content-length': 50 });
+        let sent = 0;
+        const t = setInterval(() => {
+          if (res.destroyed || ++sent === 50) clearInterval(t);
+          if (!res.destroyed) res.write('x');
+        }, 100);
+      }),
+    );
     gw = await startGateway(
       gatewayConfig({
         introspection: as.url,
@@ -53,6 +73,7 @@ describe('scripted introspection answers through the gateway', () => {
           { path: '/api' },
           { path: '/down', phantom_token: { introspection_endpoint: `http://127.0.0.1:${down}/introspect` } },
           { path: '/stalled', phantom_token: { introspection_endpoint: `${stalled.url}/introspect` } },
+          { path: '/dripping', phantom_token: { introspection_endpoint: `${dripping.url}/introspect`, connections: 1 } },
         ],
       }),
     );
@@ -61,6 +82,7 @@ describe('scripted introspection answers through the gateway', () => {
     await gw.close();
     await as.close();
     await stalled.close();
+    await dripping.close();
     await api.close();
   });
   let mark = 0;
@@ -258,6 +280,15 @@ describe('scripted introspection answers through the gateway', () => {
       assertServerError(res, 504);
       assert.ok(elapsed < TIMEOUT_MS * 2.5, `answered after ${Math.round(elapsed)} ms`);
       assertWarned('ERR_INTROSPECTION_TIMEOUT');
+    });
+
+    test(`scripted 500 whose error page drips for 5 s, one connection allowed: 502 at once, and the connection is free again within timeout_ms (${TIMEOUT_MS})`, async () => {
+      assertServerError(await get(fresh('drip'), '/dripping'), 502);
+      const t0 = performance.now();
+      const next = await get(fresh('after-drip'), '/dripping');
+      const elapsed = performance.now() - t0;
+      assert.equal(next.status, 200);
+      assert.ok(elapsed < TIMEOUT_MS * 2.5, `the next introspection waited ${Math.round(elapsed)} ms for the dripping answer`);
     });
 
     test('scripted unreachable endpoint (closed port): 502 server_error, an unreachable warning', async () => {
