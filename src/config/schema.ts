@@ -145,6 +145,7 @@ export const configSchema = z.strictObject({
       request_timeout_ms: int(100, 3_600_000).default(60_000),
       keep_alive_timeout_ms: int(100, 600_000).default(5000),
       shutdown_timeout_ms: int(0, 600_000).default(10_000),
+      send_timeout_ms: int(100, 3_600_000).default(60_000),
     })
     // Node refuses to start a server otherwise; say so here, with the line.
     .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
@@ -158,6 +159,7 @@ export const configSchema = z.strictObject({
       request_timeout_ms: 60_000,
       keep_alive_timeout_ms: 5000,
       shutdown_timeout_ms: 10_000,
+      send_timeout_ms: 60_000,
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z

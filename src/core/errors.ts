@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'ERR_MALFORMED_REQUEST'
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_NO_ROUTE'
+  | 'ERR_METHOD_NOT_ALLOWED'
   | 'ERR_INTERNAL';
 
 interface ErrorSpec {
@@ -62,6 +63,7 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_MALFORMED_REQUEST: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
   ERR_REQUEST_TIMEOUT: { status: 408, publicCode: 'bad_request', message: 'Request timeout' },
   ERR_NO_ROUTE: { status: 404, publicCode: 'not_found', message: 'No route for this path' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, publicCode: 'bad_request', message: 'Method not allowed' },
   ERR_INTERNAL: { status: 500, publicCode: 'server_error', message: 'Internal error' },
 });
 

@@ -46,7 +46,9 @@ const REQUEST_TIMEOUT = new GatewayError('ERR_REQUEST_TIMEOUT');
 const INTERNAL = new GatewayError('ERR_INTERNAL');
 const UPSTREAM_UNREACHABLE = new GatewayError('ERR_UPSTREAM_UNREACHABLE');
 const UPSTREAM_TIMEOUT = new GatewayError('ERR_UPSTREAM_TIMEOUT');
+const METHOD_NOT_ALLOWED = new GatewayError('ERR_METHOD_NOT_ALLOWED');
 const CLIENT_GONE = new Error('client closed the connection');
+const QUEUE_TIMEOUT = new Error('no upstream connection became free within response_timeout_ms');
 
 /**
  * The reverse-proxy adapter: a `node:http` server that runs each request
@@ -126,6 +128,8 @@ export class Gateway {
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false));
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
+    // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
   }
 
   #exchangeFor(
@@ -181,6 +185,10 @@ export class Gateway {
     try {
       const raw = req.rawHeaders;
       if (raw.length > this.#maxRawHeaders) return this.refuse(req, res, TOO_MANY_HEADERS, start, '-', true);
+      // An upstream that answers TRACE echoes the request back, with the JWT
+      // the gateway put in it (RFC 9110 §9.3.8); NGINX refuses it too. (IIS's
+      // TRACK never gets here: Node's parser refuses unknown methods.)
+      if (req.method === 'TRACE') return this.refuse(req, res, METHOD_NOT_ALLOWED, start, '-', true);
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
@@ -241,19 +249,27 @@ export class Gateway {
    * rest, instead of Node's bare default answer.
    */
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    // A response still owed on this connection (an earlier pipelined request
+    // is being served): a refusal written now would be read as that
+    // request's answer, so the connection is cut instead.
+    const inFlight = (socket as { _httpMessage?: { writableEnded?: boolean } | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || (inFlight != null && !inFlight.writableEnded)) {
       socket.destroy();
       return;
     }
     const refusal =
       err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT : MALFORMED_REQUEST;
+    this.#rawRefusal(socket, refusal, err.code);
+  }
+
+  /** A refusal written straight to the socket, which is then closed (requests Node's server does not hand over). */
+  #rawRefusal(socket: Duplex, refusal: GatewayError, cause: string | undefined): void {
     const body = errorBody(refusal);
     socket.end(
       `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
         `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.logger.info({ status: refusal.status, code: refusal.code, parser: err.code }, 'request refused by the HTTP parser');
+    this.logger.info({ status: refusal.status, code: refusal.code, parser: cause }, 'request refused before routing');
   }
 
   #isTrusted(address: string | undefined): boolean {
@@ -335,7 +351,13 @@ export class Gateway {
 class ProxyRequest implements Dispatcher.DispatchHandler {
   cache = '-';
   #controller: Dispatcher.DispatchController | undefined;
+  /** The client's response is settled: ended, refused, or given up. */
   #done = false;
+  /** Why the upstream request must be aborted once undici starts it. */
+  #abortWith: Error | undefined;
+  #queueTimer: NodeJS.Timeout | undefined;
+  #sendTimer: NodeJS.Timeout | undefined;
+  #sendTimedOut = false;
 
   constructor(
     readonly gw: Gateway,
@@ -375,40 +397,96 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
       },
       this,
     );
+    // With a free connection undici starts the request within dispatch();
+    // otherwise it waits in the pool's queue, and that wait counts against
+    // response_timeout_ms too (undici's own timer only starts once the
+    // request is written), so clients that stop reading and hold every
+    // connection cannot make everyone else wait without bound.
+    if (this.#controller === undefined && !this.#done) {
+      this.#queueTimer = setTimeout(this.#onQueueTimeout, this.gw.config.upstream.response_timeout_ms);
+    }
   }
 
+  readonly #onQueueTimeout = (): void => {
+    this.#queueTimer = undefined;
+    if (this.#done || this.#controller !== undefined) return;
+    this.#done = true;
+    this.#abortWith = QUEUE_TIMEOUT;
+    this.gw.logger.warn({ path: this.logPath }, 'upstream timed out: no connection to it became free');
+    this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody);
+  };
+
   readonly #onClose = (): void => {
-    if (!this.#done) this.#controller?.abort(CLIENT_GONE);
+    if (this.#done) return;
+    if (this.#controller !== undefined) this.#controller.abort(CLIENT_GONE);
+    else this.#abortWith ??= CLIENT_GONE;
   };
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.res.destroyed) controller.abort(CLIENT_GONE);
+    if (this.#queueTimer !== undefined) {
+      clearTimeout(this.#queueTimer);
+      this.#queueTimer = undefined;
+    }
+    if (this.#abortWith !== undefined) controller.abort(this.#abortWith);
+    else if (this.res.destroyed) controller.abort(CLIENT_GONE);
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return; // 1xx from the upstream are not relayed
+    if (statusCode < 200 || this.#done) return; // 1xx from the upstream are not relayed
     const out = responseHeaders(headers);
     if (this.gw.draining) out.connection = 'close';
     this.res.writeHead(statusCode, out);
+    // These never have a body, whatever their Content-Length says (RFC 9110
+    // §8.6 allows one on a 304 and on HEAD): the client's response ends here,
+    // so undici's complaint that no body followed cannot cut it.
+    if (statusCode === 204 || statusCode === 304 || this.req.method === 'HEAD') this.#finish();
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#done) return;
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.res.once('drain', () => controller.resume());
+      this.res.once('drain', this.#onDrain);
+      this.#sendTimer = setTimeout(this.#onSendTimeout, this.gw.config.server.send_timeout_ms);
     }
   }
 
+  readonly #onDrain = (): void => {
+    clearTimeout(this.#sendTimer);
+    this.#sendTimer = undefined;
+    if (!this.#done) this.#controller?.resume();
+  };
+
+  readonly #onSendTimeout = (): void => {
+    this.#sendTimer = undefined;
+    this.#sendTimedOut = true;
+    this.gw.logger.warn({ path: this.logPath }, 'client accepted no data within send_timeout_ms: connection closed');
+    this.res.destroy(); // 'close' then aborts the upstream request
+  };
+
   onResponseEnd(): void {
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
     this.#done = true;
     this.res.end();
     this.gw.access(this.req.method, this.logPath, this.res.statusCode, this.start, this.cache);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#sendTimer !== undefined) clearTimeout(this.#sendTimer);
+    if (this.#queueTimer !== undefined) clearTimeout(this.#queueTimer);
+    // Already answered: ended early (204/304/HEAD), or refused on a queue timeout.
+    if (this.#done) return;
     this.#done = true;
     const { res } = this;
+    if (this.#sendTimedOut) {
+      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'send_timeout');
+      return;
+    }
     if (err === CLIENT_GONE || res.destroyed) {
       // 499, as nginx logs it: the client went away before the answer.
       this.gw.access(this.req.method, this.logPath, 499, this.start, this.cache, 'client_closed');

@@ -60,6 +60,7 @@ describe('config: defaults', () => {
         request_timeout_ms: 60_000,
         keep_alive_timeout_ms: 5000,
         shutdown_timeout_ms: 10_000,
+        send_timeout_ms: 60_000,
       },
       trusted_proxies: [],
       cache: { max_entries: 10_000 },
