@@ -46,6 +46,11 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  // A worker runs the configuration its primary validated, sent over the
+  // cluster's IPC channel: a worker started later (replacing one that died)
+  // must not pick up a file edited since, nor fail on one broken since.
+  if (cluster.isWorker) return runWorker();
+
   let config;
   try {
     config = loadConfigFile(args.config);
@@ -61,17 +66,43 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config);
-  const code = await runGateway(config);
-  // A worker's IPC channel to the primary would keep it alive after it is done.
-  if (cluster.isWorker) cluster.worker?.disconnect();
-  return code;
+  if (config.workers > 1) return runPrimary(config);
+  return runGateway(config);
+}
+
+const CONFIG_REQUEST = 'phantom-gateway:config?';
+const CONFIG_MESSAGE = 'phantom-gateway:config';
+
+async function runWorker(): Promise<number> {
+  try {
+    const config = await new Promise<GatewayConfig>((resolve) => {
+      const onMessage = (m: unknown) => {
+        if ((m as { type?: unknown } | null)?.type !== CONFIG_MESSAGE) return;
+        process.off('message', onMessage);
+        resolve((m as { config: GatewayConfig }).config);
+      };
+      process.on('message', onMessage);
+      // Asked for, not pushed: a message that arrives before the listener exists is lost.
+      process.send?.({ type: CONFIG_REQUEST });
+    });
+    return await runGateway(config);
+  } finally {
+    // A worker's IPC channel to the primary would keep it alive after it is
+    // done, or after it failed to start (the primary then sees it exit).
+    cluster.worker?.disconnect();
+  }
 }
 
 /** One gateway in this process: the whole gateway, or one worker of a cluster. */
 async function runGateway(config: GatewayConfig): Promise<number> {
   const logger = createLogger(config.log.level);
-  const gateway = new Gateway(config, { logger });
+  let gateway: Gateway;
+  try {
+    gateway = new Gateway(config, { logger });
+  } catch (err) {
+    process.stderr.write(`phantom-gateway: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
   // Handlers before listening: a signal during start-up still stops cleanly.
   // `on`, not `once`: in a cluster a worker gets the terminal's SIGINT and then
   // the primary's SIGTERM, and the second must not kill it mid-drain.
@@ -136,25 +167,48 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
     for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill(signal);
   };
 
+  const shutdown = () => {
+    stopping = true;
+    stopAll('SIGTERM');
+    // Each worker bounds its own drain by shutdown_timeout_ms; one still
+    // there well after that is stuck, and is killed.
+    setTimeout(() => {
+      if (alive > 0) {
+        failed = true;
+        logger.error('workers still running after shutdown_timeout_ms: killing them');
+        stopAll('SIGKILL');
+      }
+    }, config.server.shutdown_timeout_ms + 2000).unref();
+  };
+
   return new Promise<number>((resolve) => {
     const finishIfDone = () => {
       if (alive === 0) logger.flush(() => resolve(failed ? 1 : 0));
     };
     const fork = () => {
       alive++;
-      cluster.fork();
+      const worker = cluster.fork();
+      worker.on('message', (m: unknown) => {
+        if ((m as { type?: unknown } | null)?.type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+      });
     };
     cluster.on('listening', (worker) => ready.add(worker.id));
     cluster.on('exit', (worker, code, signal) => {
       alive--;
       const wasReady = ready.delete(worker.id);
-      if (stopping) return finishIfDone();
+      if (stopping) {
+        // A serving worker cut down while draining had requests cut with it.
+        if (wasReady && (code !== 0 || signal !== null)) {
+          failed = true;
+          logger.error({ worker: worker.id, worker_pid: worker.process.pid, code, signal }, 'a worker did not stop cleanly');
+        }
+        return finishIfDone();
+      }
       if (!wasReady) {
         // It never listened (port busy, bad permissions): more of the same would fail too.
         failed = true;
-        stopping = true;
-        logger.error({ worker: worker.id, code }, 'a worker failed to start: stopping');
-        stopAll('SIGTERM');
+        logger.error({ worker: worker.id, worker_pid: worker.process.pid, code, signal }, 'a worker exited before it was listening: stopping');
+        shutdown();
         return finishIfDone();
       }
       const now = Date.now();
@@ -162,19 +216,17 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
       while (restarts.length > 0 && restarts[0]! < now - 60_000) restarts.shift();
       if (restarts.length > n * 5) {
         failed = true;
-        stopping = true;
         logger.error('workers keep dying: stopping');
-        stopAll('SIGTERM');
+        shutdown();
         return finishIfDone();
       }
-      logger.error({ worker: worker.id, code, signal }, 'worker died: starting a new one');
+      logger.error({ worker: worker.id, worker_pid: worker.process.pid, code, signal }, 'worker died: starting a new one');
       fork();
     });
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) return;
-      stopping = true;
       logger.info({ signal }, 'shutting down workers');
-      stopAll('SIGTERM');
+      shutdown();
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -1,4 +1,4 @@
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
 import type { z } from 'zod';
 import {
@@ -139,7 +139,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     const caFile = merged.data.ca_file;
     if (caFile !== undefined && !readableFiles.has(caFile)) {
       try {
-        accessSync(caFile, constants.R_OK);
+        readFileSync(caFile); // read, not just checked: a directory or an unreadable file fails here, not in a worker
         readableFiles.add(caFile);
       } catch (err) {
         const where = overrides.ca_file !== undefined ? ['routes', i, 'phantom_token', 'ca_file'] : ['phantom_token', 'ca_file'];

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Agent, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { decodeJwt, type JWTPayload } from 'jose';
 import { GatewayError } from '../core/errors.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
@@ -19,7 +19,7 @@ export interface IntrospectionClientOptions {
   maxAnswerBytes: number;
   /** Outbound connections kept to the authorization server. */
   connections: number;
-  /** Dispatcher to use instead of a private keep-alive Agent (tests, proxies). */
+  /** Dispatcher to use instead of a private keep-alive Pool (tests, proxies). */
   dispatcher?: Dispatcher;
 }
 
@@ -77,7 +77,10 @@ export class IntrospectionClient {
       const connect: Record<string, unknown> = { timeout: opts.timeoutMs };
       if (!opts.verifySsl) connect.rejectUnauthorized = false;
       if (opts.caFile) connect.ca = readFileSync(opts.caFile);
-      this.#dispatcher = new Agent({
+      // A Pool, not an Agent: one origin, and an Agent's close() forgets its
+      // connections, so a destroy() after it (the end of a graceful stop)
+      // could not cut a call still waiting on a slow authorization server.
+      this.#dispatcher = new Pool(opts.endpoint.origin, {
         connections: opts.connections,
         keepAliveTimeout: 30_000,
         headersTimeout: opts.timeoutMs,
@@ -190,6 +193,11 @@ export class IntrospectionClient {
 
   async close(): Promise<void> {
     if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+
+  /** Stops at once: calls in flight fail (as unreachable). */
+  async destroy(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.destroy();
   }
 }
 

@@ -12,7 +12,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino(
     {
       level,
-      base: undefined,
+      // The pid tells workers apart, and matches ps and OOM-killer reports.
+      base: { pid: process.pid },
       redact: {
         paths: ['authorization', 'token', 'jwt', 'client_secret', '*.authorization', '*.token', '*.jwt', '*.client_secret', 'headers'],
         censor: '[redacted]',

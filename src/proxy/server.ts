@@ -320,6 +320,7 @@ export class Gateway {
    * `shutdown_timeout_ms` whatever is left is cut.
    */
   async close(): Promise<void> {
+    const began = performance.now();
     this.#draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -340,7 +341,21 @@ export class Gateway {
     await Promise.race([closed, deadline]);
     clearTimeout(timer);
     clearInterval(sweep);
-    await Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
+    // Outbound calls still running (an introspection waiting on a slow
+    // authorization server) get what is left of shutdown_timeout_ms, then are cut.
+    const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]).then(() => false);
+    const left = Math.max(0, this.config.server.shutdown_timeout_ms - (performance.now() - began));
+    let cut: NodeJS.Timeout | undefined;
+    const tooLong = new Promise<boolean>((resolve) => {
+      cut = setTimeout(() => resolve(true), left);
+      cut.unref();
+    });
+    const timedOut = await Promise.race([outbound, tooLong]);
+    clearTimeout(cut);
+    if (timedOut) {
+      this.logger.warn('shutdown timeout reached: cutting calls to the authorization server and upstreams');
+      await Promise.all([...this.#pools.map((p) => p.destroy()), ...this.#introspectors.map((c) => c.destroy())]);
+    }
   }
 }
 
@@ -418,8 +433,15 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
 
   readonly #onClose = (): void => {
     if (this.#done) return;
-    if (this.#controller !== undefined) this.#controller.abort(CLIENT_GONE);
-    else this.#abortWith ??= CLIENT_GONE;
+    if (this.#controller !== undefined) {
+      this.#controller.abort(CLIENT_GONE);
+      return;
+    }
+    // Still queued: nobody is waiting for a 504 any more; the request is
+    // dropped (and logged as 499) as soon as undici starts it.
+    clearTimeout(this.#queueTimer);
+    this.#queueTimer = undefined;
+    this.#abortWith ??= CLIENT_GONE;
   };
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

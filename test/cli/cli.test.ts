@@ -22,7 +22,7 @@ phantom_token:
   client_secret: \${INTROSPECTION_CLIENT_SECRET}
   scope: read
 server:
-  shutdown_timeout_ms: 5000
+  shutdown_timeout_ms: \${SHUTDOWN_MS:-5000}
 log:
   level: \${LOG_LEVEL:-info}
 workers: \${WORKERS:-1}
@@ -280,9 +280,10 @@ describe('cli: phantom-gateway as a process', () => {
     assert.equal((run.stdout().match(/"msg":"stopped"/g) ?? []).length, 2, 'both workers drained and stopped');
   });
 
-  test('workers: 2, a worker that dies is replaced and requests keep being served', async () => {
+  test('workers: 2, a worker that dies is replaced and requests keep being served, with the configuration the gateway started with', async () => {
     const port = await freePort();
-    const run = startCli(['--config', configFile], env(port, { WORKERS: '2' }));
+    const ownFile = files.write('replaced.yaml', CONFIG);
+    const run = startCli(['--config', ownFile], env(port, { WORKERS: '2' }));
     children.push(run);
     const listening = () => (run.stdout().match(/"msg":"phantom-gateway listening"/g) ?? []).length;
     await until(() => listening() === 2, 'both workers to listen', 10_000);
@@ -299,9 +300,12 @@ describe('cli: phantom-gateway as a process', () => {
       })
       .map(Number);
     assert.equal(workerPids.length, 2);
+    // Edited (and broken) after start: a replacement must not read it.
+    files.write('replaced.yaml', 'listen: [broken\n');
     process.kill(workerPids[0]!, 'SIGKILL');
     await until(() => listening() === 3, 'a replacement worker to listen', 10_000);
     assert.match(run.stdout(), /worker died: starting a new one/);
+    assert.equal(run.stderr(), '');
     for (let i = 0; i < 4; i++) {
       const res = await request(`http://127.0.0.1:${port}/public/after-crash`, { headers: { connection: 'close' } });
       assert.equal(res.statusCode, 200);
@@ -309,6 +313,26 @@ describe('cli: phantom-gateway as a process', () => {
     }
     run.child.kill('SIGTERM');
     assert.deepEqual(await withTimeout(run.exited, 8000, 'the cluster to exit'), { code: 0, signal: null });
+  });
+
+  test('SIGTERM while a request waits on a slow authorization server: exit 0 within shutdown_timeout_ms, not when the server answers', async () => {
+    await as.activate('cli-opaque-token-slow-as', { scope: 'read' }, { delayMs: 8000 });
+    const { run, url } = await startGatewayProcess({ SHUTDOWN_MS: '1000' });
+    const pending = request(`${url}/api/slow-as`, { dispatcher: client, headers: { authorization: 'Bearer cli-opaque-token-slow-as' } }).catch((e: unknown) => e);
+    await until(() => as.callsFor('cli-opaque-token-slow-as') === 1, 'the introspection call');
+    const t0 = performance.now();
+    run.child.kill('SIGTERM');
+    assert.deepEqual(await withTimeout(run.exited, 6000, 'the gateway to exit'), { code: 0, signal: null });
+    const elapsed = performance.now() - t0;
+    assert.ok(elapsed < 3000, `exited ${Math.round(elapsed)} ms after SIGTERM`);
+    await pending;
+  });
+
+  test('log lines carry the process id', async () => {
+    const { run } = await startGatewayProcess();
+    assert.match(run.stdout(), new RegExp(`"pid":${run.child.pid},[^\n]*"msg":"phantom-gateway listening"`));
+    run.child.kill('SIGTERM');
+    await run.exited;
   });
 
   test('workers: 2 on a busy port: exit 1 with the clear message, no restart loop', async () => {

@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 
@@ -497,6 +498,13 @@ describe('config: checks that keep a valid-looking file from failing at start or
   });
   test('headers_timeout_ms larger than request_timeout_ms is refused (Node would refuse to start)', () => {
     assert.throws(() => parseConfig(`${pt}${route}server: { headers_timeout_ms: 70000, request_timeout_ms: 60000 }\n`), /config:3: server\.headers_timeout_ms: headers_timeout_ms must not be larger than request_timeout_ms/);
+  });
+  test('a ca_file that is a directory is refused at the config check (it used to pass, then fail in the gateway)', () => {
+    const dir = tmpdir();
+    assert.throws(
+      () => parseConfig(`phantom_token:\n  introspection_endpoint: "https://as.test/i"\n  client_id: a\n  client_secret: b\n  ca_file: ${dir}\n${route}`),
+      /config:5: phantom_token\.ca_file: cannot read ".*" \(EISDIR\)/,
+    );
   });
   test('an unreadable ca_file is refused with its line', () => {
     assert.throws(
