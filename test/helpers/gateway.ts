@@ -1,3 +1,4 @@
+import { after, before, beforeEach } from 'node:test';
 import { Writable } from 'node:stream';
 import { Gateway } from '../../src/proxy/server.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -90,4 +91,22 @@ export async function startStack(configure: (as: ScriptedIntrospection, api: Ech
       await api.close();
     },
   };
+}
+
+/**
+ * `startStack` for the enclosing suite: started before its tests, closed
+ * after them, with the recorded calls and requests cleared before each test.
+ * The returned object's fields are set once the suite's `before` has run.
+ */
+export function suiteStack(configure: (as: ScriptedIntrospection, api: EchoUpstream) => string): Stack {
+  const stack = {} as Stack;
+  before(async () => {
+    Object.assign(stack, await startStack(configure));
+  });
+  after(() => stack.close());
+  beforeEach(() => {
+    stack.as.calls.length = 0;
+    stack.api.received.length = 0;
+  });
+  return stack;
 }

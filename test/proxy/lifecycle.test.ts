@@ -4,45 +4,34 @@
  * malformed request pipelined behind one being served, and clients that stop
  * reading while they hold the upstream's connections.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { listen, type Started } from '../helpers/servers.js';
-import { basicConfig, startGateway, startStack, type Stack, type TestGateway } from '../helpers/gateway.js';
+import { basicConfig, startGateway, suiteStack, type TestGateway } from '../helpers/gateway.js';
 import { openConversation } from '../helpers/conversation.js';
 import { rawRequest } from '../helpers/raw.js';
-import type { ScriptedIntrospection, EchoUpstream } from '../helpers/servers.js';
 
 const METHOD_NOT_ALLOWED = '{"code":"bad_request","message":"Method not allowed"}';
 
 describe('methods that are never forwarded', { timeout: 10_000 }, () => {
-  let as: ScriptedIntrospection;
-  let api: EchoUpstream;
-  let gw: TestGateway;
-  let stack: Stack;
-  before(async () => {
-    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
-  });
-  after(() => stack.close());
-  beforeEach(() => {
-    api.received.length = 0;
-  });
+  const s = suiteStack((as, api) => basicConfig(as.url, api.url));
 
   for (const path of ['/api/x', '/public/x']) {
     test(`TRACE ${path} with a valid token: 405, not forwarded (an upstream echoing TRACE would hand the JWT to the client)`, async () => {
-      await as.activate('lifecycle-trace-token', { scope: 'read' });
-      const res = await rawRequest(gw.port, `TRACE ${path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-trace-token\r\n\r\n`);
+      await s.as.activate('lifecycle-trace-token', { scope: 'read' });
+      const res = await rawRequest(s.gw.port, `TRACE ${path} HTTP/1.1\r\nHost: s.gw.test\r\nAuthorization: Bearer lifecycle-trace-token\r\n\r\n`);
       assert.equal(res.status, 405);
       assert.equal(res.body, METHOD_NOT_ALLOWED);
-      assert.equal(api.received.length, 0);
+      assert.equal(s.api.received.length, 0);
     });
   }
 
   test('CONNECT: 405 in the JSON shape and the connection closed, no tunnel', async () => {
-    const c = await openConversation(gw.port);
+    const c = await openConversation(s.gw.port);
     try {
-      c.send(`CONNECT ${new URL(api.url).host} HTTP/1.1\r\nHost: ${new URL(api.url).host}\r\n\r\n`);
+      c.send(`CONNECT ${new URL(s.api.url).host} HTTP/1.1\r\nHost: ${new URL(s.api.url).host}\r\n\r\n`);
       await c.closed;
       const text = c.received();
       assert.match(text, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
@@ -50,7 +39,7 @@ describe('methods that are never forwarded', { timeout: 10_000 }, () => {
     } finally {
       c.close();
     }
-    assert.equal(api.received.length, 0);
+    assert.equal(s.api.received.length, 0);
   });
 });
 
@@ -95,94 +84,78 @@ describe('scripted upstream: 304 and 204 answers that carry a Content-Length', {
 });
 
 describe('a malformed request pipelined behind one being served', { timeout: 10_000 }, () => {
-  let api: EchoUpstream;
-  let gw: TestGateway;
-  let stack: Stack;
-  before(async () => {
-    ({ api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
-  });
-  after(() => stack.close());
+  const s = suiteStack((as, api) => basicConfig(as.url, api.url));
 
   test('the connection is cut: the 400 meant for the second request is never read as the answer to the first', async () => {
-    const c = await openConversation(gw.port);
+    const c = await openConversation(s.gw.port);
     try {
       // The first request waits 300 ms at the upstream; the second is a request-smuggling shape Node's parser refuses.
       c.send(
-        'POST /public/slow?ms=300 HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2\r\n\r\nhi' +
-          'GET /public/y HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        'POST /public/slow?ms=300 HTTP/1.1\r\nHost: s.gw.test\r\nContent-Length: 2\r\n\r\nhi' +
+          'GET /public/y HTTP/1.1\r\nHost: s.gw.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
       );
       await c.closed;
       assert.doesNotMatch(c.received(), /400 Bad Request/);
     } finally {
       c.close();
     }
-    assert.ok(!api.received.some((r) => r.url === '/public/y'), 'the malformed request was forwarded');
+    assert.ok(!s.api.received.some((r) => r.url === '/public/y'), 'the malformed request was forwarded');
   });
 });
 
 describe('clients that stop reading', { timeout: 15_000 }, () => {
   const SEND_TIMEOUT = 1000;
   const RESPONSE_TIMEOUT = 300;
-  let api: EchoUpstream;
-  let gw: TestGateway;
-  let stack: Stack;
-  before(async () => {
-    ({ api, gw } = stack = await startStack((as, api) =>
-      basicConfig(
-        as.url,
-        api.url,
-        `server:\n  send_timeout_ms: ${SEND_TIMEOUT}\nupstream:\n  connections: 1\n  response_timeout_ms: ${RESPONSE_TIMEOUT}\n`,
-      ),
-    ));
-  });
-  after(() => stack.close());
+  const s = suiteStack((as, api) =>
+    basicConfig(as.url, api.url, `server:\n  send_timeout_ms: ${SEND_TIMEOUT}\nupstream:\n  connections: 1\n  response_timeout_ms: ${RESPONSE_TIMEOUT}\n`),
+  );
 
   /** A client that asks for 64 MiB and reads nothing of the answer. */
   async function stalledReader(): Promise<Socket> {
-    const s = connect(gw.port, '127.0.0.1');
-    s.on('error', () => {});
-    await new Promise((r) => s.once('connect', r));
-    s.pause();
-    s.write(`GET /public/big?bytes=${64 * 1024 * 1024} HTTP/1.1\r\nHost: gw.test\r\n\r\n`);
-    return s;
+    const sock = connect(s.gw.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.once('connect', r));
+    sock.pause();
+    sock.write(`GET /public/big?bytes=${64 * 1024 * 1024} HTTP/1.1\r\nHost: s.gw.test\r\n\r\n`);
+    return sock;
   }
 
   async function logLine(code: string, withinMs: number): Promise<Record<string, unknown> | undefined> {
     const deadline = performance.now() + withinMs;
     for (;;) {
-      const line = gw.logs.find((l) => l.code === code);
+      const line = s.gw.logs.find((l) => l.code === code);
       if (line !== undefined || performance.now() > deadline) return line;
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
   test(`while a stalled client holds the only upstream connection, others get 504 after response_timeout_ms (${RESPONSE_TIMEOUT}), not an endless wait`, async () => {
-    const s = await stalledReader();
+    const sock = await stalledReader();
     try {
       await new Promise((r) => setTimeout(r, 100)); // the stalled request takes the connection first
-      assert.equal(api.received.at(-1)?.url.startsWith('/public/big'), true);
+      assert.equal(s.api.received.at(-1)?.url.startsWith('/public/big'), true);
       const t0 = performance.now();
-      const res = await rawRequest(gw.port, 'GET /public/queued HTTP/1.1\r\nHost: gw.test\r\n\r\n');
+      const res = await rawRequest(s.gw.port, 'GET /public/queued HTTP/1.1\r\nHost: s.gw.test\r\n\r\n');
       const elapsed = performance.now() - t0;
       assert.equal(res.status, 504);
       assert.deepEqual(JSON.parse(res.body), { code: 'server_error', message: 'The upstream API timed out' });
       assert.ok(elapsed >= RESPONSE_TIMEOUT - 20 && elapsed < SEND_TIMEOUT, `answered after ${Math.round(elapsed)} ms`);
     } finally {
-      s.destroy();
+      sock.destroy();
     }
     await new Promise((r) => setTimeout(r, 200));
-    assert.ok(!api.received.some((r) => r.url === '/public/queued'), 'a request answered 504 must not reach the upstream later');
+    assert.ok(!s.api.received.some((r) => r.url === '/public/queued'), 'a request answered 504 must not reach the upstream later');
   });
 
   test(`a client that accepts nothing for send_timeout_ms (${SEND_TIMEOUT}) is cut off, and the upstream connection is freed`, async () => {
-    const s = await stalledReader();
+    const sock = await stalledReader();
     try {
       const line = await logLine('send_timeout', SEND_TIMEOUT + 3000);
       assert.ok(line, 'the gateway cut the stalled client and its access log line says send_timeout');
-      const res = await rawRequest(gw.port, 'GET /public/after HTTP/1.1\r\nHost: gw.test\r\n\r\n');
+      const res = await rawRequest(s.gw.port, 'GET /public/after HTTP/1.1\r\nHost: s.gw.test\r\n\r\n');
       assert.equal(res.status, 200);
     } finally {
-      s.destroy();
+      sock.destroy();
     }
   });
 });
