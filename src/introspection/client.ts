@@ -182,7 +182,7 @@ export class IntrospectionClient {
   #transportError(err: unknown): GatewayError {
     const code = (err as { code?: string; name?: string })?.code;
     const name = (err as { name?: string })?.name;
-    // TimeoutError/AbortError: the AbortSignal bounding the whole call fired.
+    // TimeoutError: the timer bounding the whole call fired (IntrospectionCall).
     if (name === 'TimeoutError' || name === 'AbortError' || isUndiciTimeout(err)) {
       this.#warn({ code: 'ERR_INTROSPECTION_TIMEOUT', detail: `introspection timed out after ${this.#opts.timeoutMs} ms` });
       return new GatewayError('ERR_INTROSPECTION_TIMEOUT', { cause: err });

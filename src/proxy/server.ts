@@ -329,33 +329,33 @@ export class Gateway {
     // so no client can slip another request in during the drain.
     const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
     sweep.unref();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.logger.warn('shutdown timeout reached: closing remaining connections');
-        this.server.closeAllConnections();
-        resolve();
-      }, this.config.server.shutdown_timeout_ms);
-      timer.unref();
-    });
-    await Promise.race([closed, deadline]);
-    clearTimeout(timer);
+    const deadline = began + this.config.server.shutdown_timeout_ms;
+    if (!(await settlesWithin(closed, deadline - performance.now()))) {
+      this.logger.warn('shutdown timeout reached: closing remaining connections');
+      this.server.closeAllConnections();
+    }
     clearInterval(sweep);
     // Outbound calls still running (an introspection waiting on a slow
     // authorization server) get what is left of shutdown_timeout_ms, then are cut.
-    const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]).then(() => false);
-    const left = Math.max(0, this.config.server.shutdown_timeout_ms - (performance.now() - began));
-    let cut: NodeJS.Timeout | undefined;
-    const tooLong = new Promise<boolean>((resolve) => {
-      cut = setTimeout(() => resolve(true), left);
-      cut.unref();
-    });
-    const timedOut = await Promise.race([outbound, tooLong]);
-    clearTimeout(cut);
-    if (timedOut) {
+    const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
+    if (!(await settlesWithin(outbound, deadline - performance.now()))) {
       this.logger.warn('shutdown timeout reached: cutting calls to the authorization server and upstreams');
       await Promise.all([...this.#pools.map((p) => p.destroy()), ...this.#introspectors.map((c) => c.destroy())]);
     }
+  }
+}
+
+/** Whether `work` settles within `ms` (at once when `ms` <= 0); the timer keeps no process alive. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
