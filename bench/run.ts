@@ -8,10 +8,12 @@
  * by round and medians are reported, because shared machines are noisy.
  *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
- * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run).
+ * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
+ * BENCH_BASELINE=<git ref> (also runs the gateway built from that commit, in
+ * the same rounds, so a change is compared before/after on one machine state).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +25,7 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 5));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const BASELINE = process.env.BENCH_BASELINE || undefined;
 const INTROSPECTION_LATENCY_MS = 5;
 const MEMORY_HEAP_CAP_MIB = 320;
 const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
@@ -47,6 +50,24 @@ try {
 } catch {
   process.stderr.write('npm run bench needs the compiled gateway: run npm run build (npm ci does it)\n');
   process.exit(1);
+}
+
+/**
+ * The gateway as it was at `ref`: its tree extracted with `git archive` into
+ * the work folder, sharing this checkout's node_modules, and compiled there.
+ * Returns the path of its CLI.
+ */
+function buildBaseline(ref: string): string {
+  const dir = join(work, 'baseline');
+  mkdirSync(dir);
+  const tar = spawnSync('git', ['-C', ROOT, 'archive', '--format=tar', ref], { maxBuffer: 512 * 1024 * 1024 });
+  if (tar.status !== 0) throw new Error(`BENCH_BASELINE: git archive ${ref} failed: ${tar.stderr.toString().trim()}`);
+  const x = spawnSync('tar', ['-x', '-C', dir], { input: tar.stdout });
+  if (x.status !== 0) throw new Error(`BENCH_BASELINE: extracting ${ref} failed`);
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.build.json')], { encoding: 'utf8' });
+  if (tsc.status !== 0) throw new Error(`BENCH_BASELINE: building ${ref} failed: ${tsc.stdout}${tsc.stderr}`);
+  return join(dir, 'bin/phantom-gateway.js');
 }
 
 // ---------------------------------------------------------------- processes
@@ -289,26 +310,33 @@ ${extra}`,
   const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwPort, 'cache: { max_entries: 20000 }')], 'gateway');
   const floorPort = await freePort();
   const floor = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/node-floor.ts'), String(floorPort), String(upstreamPort)], 'node floor');
+  const basePort = BASELINE === undefined ? undefined : await freePort();
+  const baseline =
+    basePort === undefined ? undefined : start(process.execPath, [buildBaseline(BASELINE!), '--config', gwConfig(basePort, 'cache: { max_entries: 20000 }')], `gateway at ${BASELINE}`);
   const gwAutoPort = await freePort();
   const gatewayAuto = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwAutoPort, 'workers: auto')], 'gateway (workers: auto)');
 
   if (authPort !== undefined) await waitForPort(authPort, 'auth_request nginx');
+  if (basePort !== undefined) await waitForPort(basePort, `gateway at ${BASELINE}`);
   await Promise.all([waitForPort(upstreamPort, 'upstream nginx'), waitForPort(nginxPort, 'nginx'), waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway'), waitForPort(gwAutoPort, 'gateway (workers: auto)'), waitForPort(floorPort, 'node floor')]);
 
   const direct = `http://127.0.0.1:${upstreamPort}/`;
   const viaNginx = `http://127.0.0.1:${nginxPort}/`;
   const viaGw = `http://127.0.0.1:${gwPort}/`;
   const viaGwAuto = `http://127.0.0.1:${gwAutoPort}/`;
+  const viaBase = basePort === undefined ? undefined : `http://127.0.0.1:${basePort}/`;
 
   // Warm-up: JIT, keep-alive pools, and the 10,000 cached tokens.
-  const warm = new Pool(viaGw, { connections: 50 });
   const tenK = Array.from({ length: 10_000 }, (_, i) => `valid-${i}`);
-  for (let i = 0; i < tenK.length; i += 200) {
-    await Promise.all(tenK.slice(i, i + 200).map((t) => warm.request({ path: '/', method: 'GET', headers: { authorization: `Bearer ${t}` } }).then((r) => r.body.dump())));
+  for (const url of viaBase === undefined ? [viaGw] : [viaGw, viaBase]) {
+    const warm = new Pool(url, { connections: 50 });
+    for (let i = 0; i < tenK.length; i += 50) {
+      await Promise.all(tenK.slice(i, i + 50).map((t) => warm.request({ path: '/', method: 'GET', headers: { authorization: `Bearer ${t}` } }).then((r) => r.body.dump())));
+    }
+    await warm.close();
+    await wrk(url, { seconds: 1, header: 'Authorization: Bearer valid-0' });
   }
-  await warm.close();
   await wrk(viaNginx, { seconds: 1 });
-  await wrk(viaGw, { seconds: 1, header: 'Authorization: Bearer valid-0' });
   await wrk(viaGwAuto, { seconds: 2, header: 'Authorization: Bearer valid-0' });
   await wrk(`http://127.0.0.1:${floorPort}/`, { seconds: 1 });
 
@@ -326,9 +354,24 @@ ${extra}`,
     record('direct', await wrk(direct, {}));
     record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
     record('node floor: bare node:http + undici', await wrk(`http://127.0.0.1:${floorPort}/`, { pid: floor.pid! }));
-    record('gateway: cache hit, 1 token', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer valid-0' }));
+    // The baseline (BENCH_BASELINE) runs right before or right after the
+    // current gateway, alternating by round, so drift favours neither.
+    const hits = [
+      async () => {
+        record('gateway: cache hit, 1 token', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer valid-0' }));
+        record('gateway: cache hit, 10,000 tokens', await wrk(viaGw, { pid: gateway.pid!, script: tenKScript }));
+      },
+    ];
+    if (viaBase !== undefined) {
+      const base = async () => {
+        record('baseline gateway: cache hit, 1 token', await wrk(viaBase, { pid: baseline!.pid!, header: 'Authorization: Bearer valid-0' }));
+        record('baseline gateway: cache hit, 10,000 tokens', await wrk(viaBase, { pid: baseline!.pid!, script: tenKScript }));
+      };
+      if (round % 2 === 1) hits.push(base);
+      else hits.unshift(base);
+    }
+    for (const run of hits) await run();
     record('nginx', await wrk(viaNginx, { pid: nginx.pid! }));
-    record('gateway: cache hit, 10,000 tokens', await wrk(viaGw, { pid: gateway.pid!, script: tenKScript }));
     record('gateway: garbage tokens', await wrk(viaGw, { pid: gateway.pid!, header: 'Authorization: Bearer garbage!token' }));
     record('gateway: inactive tokens', await wrk(viaGw, { pid: gateway.pid!, script: invalidScript }));
     record(`gateway: cache hit, workers: auto (${availableParallelism()})`, await wrk(viaGwAuto, { pid: gatewayAuto.pid!, header: 'Authorization: Bearer valid-0' }));
@@ -403,10 +446,27 @@ ${extra}`,
     p50_ms: m(name, 'p50'),
     p99_ms: m(name, 'p99'),
     cpu_us_per_req: name === 'direct' ? null : Math.round(m(name, 'cpuUsPerReq') * 10) / 10,
-    rps_vs_nginx: /^(gateway|node)/.test(name) ? Math.round((m(name, 'rps') / nginxRps) * 100) / 100 : null,
-    cpu_vs_nginx: /^(gateway|node)/.test(name) ? Math.round((m(name, 'cpuUsPerReq') / nginxCpu) * 100) / 100 : null,
+    rps_vs_nginx: /^(gateway|node|baseline)/.test(name) ? Math.round((m(name, 'rps') / nginxRps) * 100) / 100 : null,
+    cpu_vs_nginx: /^(gateway|node|baseline)/.test(name) ? Math.round((m(name, 'cpuUsPerReq') / nginxCpu) * 100) / 100 : null,
     errors: results[name]!.reduce((a, l) => a + l.errors, 0),
   }));
+  // The same subject before (BENCH_BASELINE) and after: ratios of the medians.
+  const vsBaseline =
+    viaBase === undefined
+      ? null
+      : {
+          ref: BASELINE,
+          commit: spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', BASELINE!], { encoding: 'utf8' }).stdout.trim(),
+          ...Object.fromEntries(
+            ['cache hit, 1 token', 'cache hit, 10,000 tokens'].map((k) => [
+              k,
+              {
+                rps_ratio: Math.round((m(`gateway: ${k}`, 'rps') / m(`baseline gateway: ${k}`, 'rps')) * 100) / 100,
+                cpu_ratio: Math.round((m(`gateway: ${k}`, 'cpuUsPerReq') / m(`baseline gateway: ${k}`, 'cpuUsPerReq')) * 100) / 100,
+              },
+            ]),
+          ),
+        };
   const coldP50 = median(cold.map((c) => c.p50));
   const endpointP50Median = median(endpointP50);
   const summary = {
@@ -414,6 +474,7 @@ ${extra}`,
     machine: { cpus: availableParallelism(), model: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version },
     settings: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, introspection_latency_ms: INTROSPECTION_LATENCY_MS },
     rows,
+    vs_baseline: vsBaseline,
     cold: {
       p50_ms: coldP50,
       endpoint_p50_ms: endpointP50Median,
@@ -442,6 +503,7 @@ ${extra}`,
     ...rows.map((r) => `| ${pad(r.subject, 36)} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req ?? '—'} | ${r.rps_vs_nginx ?? '—'} | ${r.cpu_vs_nginx ?? '—'} |`),
   ];
   process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  if (vsBaseline !== null) process.stdout.write(`against ${BASELINE} (${vsBaseline.commit}), same rounds: ${JSON.stringify(vsBaseline)}\n`);
   process.stdout.write(
     `cold path: p50 ${coldP50.toFixed(2)} ms = introspection endpoint alone ${endpointP50Median.toFixed(2)} ms (set to ${INTROSPECTION_LATENCY_MS} ms) + gateway ${summary.cold.added_p50_ms} ms; ` +
       (summary.cold.nginx_auth_request_added_p50_ms !== null
