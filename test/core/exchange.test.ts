@@ -286,6 +286,50 @@ describe('cache bound through the gateway (cache.max_entries: 3)', () => {
   });
 });
 
+describe('garbage tokens cannot evict valid ones (cache.max_entries: 200, max_negative_entries: 100)', () => {
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let gw: TestGateway;
+
+  before(async () => {
+    as = await startScriptedIntrospection(); // unknown tokens: 204 (inactive)
+    api = await startEchoUpstream();
+    gw = await startGateway(
+      gatewayConfig({
+        introspection: as.url,
+        upstream: api.url,
+        phantom: { scope: '' },
+        routes: [{ path: '/api' }],
+        extra: { cache: { max_entries: 200, max_negative_entries: 100 } },
+      }),
+    );
+  });
+  after(async () => {
+    await gw.close();
+    await as.close();
+    await api.close();
+  });
+
+  test('a cached valid token is still a cache hit after 260 distinct garbage tokens; the garbage evicts only garbage', async () => {
+    const valid = fresh('valid-under-flood');
+    await as.activate(valid);
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${valid}`)).status, 200);
+    const garbage = Array.from({ length: 260 }, (_, i) => `garbage-${i}-${Math.random().toString(36).slice(2)}`);
+    // 10 at a time: quick, and no burst a loaded machine would choke on.
+    for (let i = 0; i < garbage.length; i += 10) {
+      const replies = await Promise.all(garbage.slice(i, i + 10).map((g) => call(`${gw.url}/api`, `Bearer ${g}`)));
+      assert.ok(replies.every((r) => r.status === 401));
+    }
+    const calls = as.calls.length;
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${valid}`)).status, 200);
+    assert.equal(as.callsFor(valid), 1, 'the valid token was evicted by garbage');
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${garbage.at(-1)}`)).status, 401);
+    assert.equal(as.calls.length, calls, 'the most recent garbage token is remembered');
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${garbage[0]}`)).status, 401);
+    assert.equal(as.callsFor(garbage[0]!), 2, 'the negative store is bounded by max_negative_entries');
+  });
+});
+
 describe('TokenExchange directly', () => {
   let as: ScriptedIntrospection;
   let core: CoreExchange;
