@@ -201,7 +201,7 @@ export class IntrospectionClient {
       this.#warn({
         code: 'WARN_JWT_WITHOUT_EXP',
         status: 200,
-        detail: 'introspection JWT has no exp claim: such answers are cached at most token_cache_seconds (warned once per introspection endpoint)',
+        detail: 'introspection JWT has no exp claim: such answers are cached at most token_cache_seconds (logged once per introspection client)',
       });
     }
     return { active: true, jwt, claims: claims as JWTPayload, maxAge };
