@@ -1,37 +1,54 @@
 import { LRUCache } from 'lru-cache';
-import type { TokenEntry } from './entry.js';
+import type { ActiveToken, InactiveToken, TokenEntry } from './entry.js';
 
 /** A clock in epoch milliseconds; injectable so tests can move time. */
 export type Clock = () => number;
 
 export interface MemoryCacheOptions {
-  /** Upper bound on entries; the least recently used entry is evicted first. */
+  /** Upper bound on active entries; the least recently used entry is evicted first. */
   maxEntries: number;
+  /**
+   * Upper bound on remembered inactive tokens, in a store of their own (LRU
+   * too). Defaults to `maxEntries`.
+   */
+  maxNegativeEntries?: number;
   now?: Clock;
 }
 
 /**
- * In-process token cache: bounded LRU whose entries carry their own absolute
+ * In-process token cache: bounded LRUs whose entries carry their own absolute
  * expiry. Reads never extend an entry's life; an expired entry is dropped on
  * the read that finds it.
+ *
+ * Active and inactive tokens live in two stores with their own bounds: anyone
+ * can mint garbage tokens for free, so if both shared one LRU a flood of them
+ * would evict the valid tokens everyone else relies on (each evicted one then
+ * costs an introspection on its next request).
  */
 export class MemoryTokenCache {
-  readonly #lru: LRUCache<string, TokenEntry>;
+  readonly #active: LRUCache<string, ActiveToken>;
+  readonly #inactive: LRUCache<string, InactiveToken>;
   readonly #now: Clock;
 
   constructor(opts: MemoryCacheOptions) {
     if (!Number.isInteger(opts.maxEntries) || opts.maxEntries < 1) {
       throw new TypeError('"maxEntries" option must be a positive integer');
     }
-    this.#lru = new LRUCache({ max: opts.maxEntries });
+    const maxNegative = opts.maxNegativeEntries ?? opts.maxEntries;
+    if (!Number.isInteger(maxNegative) || maxNegative < 1) {
+      throw new TypeError('"maxNegativeEntries" option must be a positive integer');
+    }
+    this.#active = new LRUCache({ max: opts.maxEntries });
+    this.#inactive = new LRUCache({ max: maxNegative });
     this.#now = opts.now ?? Date.now;
   }
 
   get(key: string): TokenEntry | undefined {
-    const entry = this.#lru.get(key);
+    const entry = this.#active.get(key) ?? this.#inactive.get(key);
     if (entry === undefined) return undefined;
     if (entry.expiresAt <= this.#now()) {
-      this.#lru.delete(key);
+      if (entry.active) this.#active.delete(key);
+      else this.#inactive.delete(key);
       return undefined;
     }
     return entry;
@@ -39,18 +56,33 @@ export class MemoryTokenCache {
 
   set(key: string, entry: TokenEntry): void {
     if (entry.expiresAt <= this.#now()) return;
-    this.#lru.set(key, entry);
+    // A key lives in one store at a time: the newer answer replaces the other.
+    if (entry.active) {
+      this.#inactive.delete(key);
+      this.#active.set(key, entry);
+    } else {
+      this.#active.delete(key);
+      this.#inactive.set(key, entry);
+    }
   }
 
   delete(key: string): void {
-    this.#lru.delete(key);
+    this.#active.delete(key);
+    this.#inactive.delete(key);
   }
 
+  /** Entries held, active and inactive. */
   get size(): number {
-    return this.#lru.size;
+    return this.#active.size + this.#inactive.size;
+  }
+
+  /** Inactive entries held (the negative store). */
+  get negativeSize(): number {
+    return this.#inactive.size;
   }
 
   clear(): void {
-    this.#lru.clear();
+    this.#active.clear();
+    this.#inactive.clear();
   }
 }

@@ -164,8 +164,9 @@ export const configSchema = z.strictObject({
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z
     // lru-cache reserves its index for the bound up front (~15 bytes an entry).
-    .strictObject({ max_entries: int(1, 10_000_000).default(10_000) })
-    .default({ max_entries: 10_000 }),
+    // Inactive tokens have their own bound, so garbage cannot evict valid tokens.
+    .strictObject({ max_entries: int(1, 10_000_000).default(10_000), max_negative_entries: int(1, 10_000_000).default(10_000) })
+    .default({ max_entries: 10_000, max_negative_entries: 10_000 }),
   // Processes serving requests: a number, or `auto` for one per core. Each
   // worker is a whole gateway with its own cache; only the socket is shared.
   workers: z.preprocess((v) => (v === 'auto' ? availableParallelism() : v), int(1, 256)).default(1),

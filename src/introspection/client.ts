@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Pool, type Dispatcher } from 'undici';
-import { decodeJwt, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 import { GatewayError } from '../core/errors.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
+import { AMBIGUOUS, hasDuplicateKeys, parseMaxAge, parseRetryAfter, singleHeader, type HeaderValue } from './parse.js';
 
 export interface IntrospectionClientOptions {
   /** RFC 7662 introspection endpoint. */
@@ -57,6 +58,8 @@ export class IntrospectionClient {
   readonly #origin: string;
   readonly #path: string;
   readonly #warn: IntrospectionWarn;
+  /** A JWT without `exp` was reported (once per client, not per request). */
+  #warnedNoExp = false;
 
   constructor(opts: IntrospectionClientOptions, warn: IntrospectionWarn = () => {}) {
     this.#opts = opts;
@@ -107,11 +110,11 @@ export class IntrospectionClient {
     }
 
     const { statusCode, headers } = res;
-    if (statusCode === 200) return this.#decode(res.body.toString('utf8'), header(headers['content-type']), header(headers['cache-control']));
+    if (statusCode === 200) return this.#decode(res.body.toString('utf8'), headers['content-type'], headers['cache-control']);
     if (statusCode === 204) return INACTIVE_NO_CONTENT;
     if (statusCode === 503 || statusCode === 429) {
       this.#warn({ code: 'ERR_INTROSPECTION_UNAVAILABLE', status: statusCode, detail: 'authorization server is unavailable' });
-      const retryAfter = header(headers['retry-after']);
+      const retryAfter = parseRetryAfter(headers['retry-after']);
       throw new GatewayError('ERR_INTROSPECTION_UNAVAILABLE', retryAfter ? { retryAfter } : {});
     }
     const hint =
@@ -122,31 +125,42 @@ export class IntrospectionClient {
     throw new GatewayError('ERR_INTROSPECTION_REJECTED', { detail: hint });
   }
 
-  #decode(body: string, contentType: string | undefined, cacheControl: string | undefined): IntrospectionAnswer {
+  /**
+   * Only a definite answer about the token is a decision: a JWT, `{"active":
+   * true, "jwt": ...}`, or `{"active": false}`. Anything else in a 200 (an
+   * empty body, `null`, `{}`, `{"error": ...}` from a proxy in front of the
+   * server, `"active": "true"`, duplicate keys, an HTML page) is the
+   * server's failure: 502, never cached, never "invalid token", so a flapping
+   * server cannot turn good tokens into remembered refusals.
+   */
+  #decode(body: string, contentTypeHeader: HeaderValue, cacheControl: HeaderValue): IntrospectionAnswer {
+    const contentType = singleHeader(contentTypeHeader);
+    if (contentType === AMBIGUOUS) throw this.#invalid('introspection answer has two different Content-Type headers');
     const maxAge = parseMaxAge(cacheControl);
     const trimmed = body.trim();
-    if (trimmed === '') {
-      // Nothing to forward: the token is refused, as "200 without a JWT".
-      this.#warn({ code: 'ERR_INTROSPECTION_INVALID_ANSWER', status: 200, detail: 'introspection answer 200 with an empty body' });
-      return INACTIVE_NO_JWT;
-    }
-    const isJson = contentType !== undefined && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
+    if (trimmed === '') throw this.#invalid('introspection answer 200 with an empty body');
+    const isJson = contentType !== undefined && JSON_MEDIA_TYPE.test(contentType);
     if (isJson || trimmed.startsWith('{')) {
-      // An RFC 7662 JSON answer. {"active": false} is a definite no. An active
-      // answer may carry the JWT in a `jwt` member (Keycloak 25+ does so for
-      // Accept: application/jwt when the client is allowed to). An active
-      // answer without one means the server was not set up for phantom
-      // tokens: there is nothing to forward, so the request is refused and
-      // the operator is told why.
+      // An RFC 7662 JSON answer. An active answer may carry the JWT in a
+      // `jwt` member (Keycloak 25+ does so for Accept: application/jwt when
+      // the client is allowed to). An active answer without one means the
+      // server was not set up for phantom tokens: there is nothing to
+      // forward, so the request is refused (401, not remembered) and the
+      // operator is told why.
       let parsed: unknown;
       try {
         parsed = JSON.parse(trimmed);
       } catch {
         throw this.#invalid('introspection answer is broken JSON');
       }
-      if (parsed === null || typeof parsed !== 'object' || (parsed as { active?: unknown }).active !== true) return INACTIVE_ACTIVE_FALSE;
-      const embedded = (parsed as { jwt?: unknown }).jwt;
+      if (hasDuplicateKeys(trimmed)) throw this.#invalid('introspection answer is JSON with a duplicate member name');
+      if (!isPlainObject(parsed) || typeof parsed.active !== 'boolean') {
+        throw this.#invalid('introspection answer is JSON without a boolean "active" member');
+      }
+      if (!parsed.active) return INACTIVE_ACTIVE_FALSE;
+      const embedded = parsed.jwt;
       if (typeof embedded === 'string') return this.#jwtAnswer(embedded, maxAge);
+      if (embedded !== undefined) throw this.#invalid('introspection answer has a "jwt" member that is not a string');
       this.#warn({
         code: 'ERR_INTROSPECTION_INVALID_ANSWER',
         status: 200,
@@ -160,18 +174,37 @@ export class IntrospectionClient {
   /**
    * Garbage where a JWT should be (an HTML error page from a proxy in front of
    * the server, a truncated body) is the server's failure, not the token's:
-   * 502, never "invalid token".
+   * 502, never "invalid token". So are claims the gateway or the API would
+   * read differently from what the server meant: duplicate member names, and
+   * `exp`/`nbf`/`iat` that are not numbers (RFC 7519 NumericDate). A JWT
+   * without `exp` is accepted and cached at most `token_cache_seconds`.
    */
   #jwtAnswer(jwt: string, maxAge: number | undefined): IntrospectionAnswer {
-    let claims: JWTPayload;
+    // Compact JWS only: it goes into a header, so nothing but base64url and dots.
+    const payload = JWS_COMPACT.test(jwt) ? jwt.slice(jwt.indexOf('.') + 1, jwt.lastIndexOf('.')) : '';
+    let text: string;
+    let claims: unknown;
     try {
-      // Compact JWS only: it goes into a header, so nothing but base64url and dots.
-      if (!JWS_COMPACT.test(jwt)) throw new Error('not a compact JWS');
-      claims = decodeJwt(jwt);
+      text = UTF8.decode(Buffer.from(payload, 'base64url'));
+      claims = JSON.parse(text);
     } catch {
       throw this.#invalid('introspection answer is not a usable JWT');
     }
-    return { active: true, jwt, claims, maxAge };
+    if (!isPlainObject(claims)) throw this.#invalid('introspection answer is not a usable JWT');
+    if (hasDuplicateKeys(text)) throw this.#invalid('introspection JWT has a duplicate claim name');
+    for (const name of NUMERIC_DATES) {
+      const v = claims[name];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v))) throw this.#invalid(`introspection JWT has a ${name} claim that is not a number`);
+    }
+    if (claims.exp === undefined && !this.#warnedNoExp) {
+      this.#warnedNoExp = true;
+      this.#warn({
+        code: 'WARN_JWT_WITHOUT_EXP',
+        status: 200,
+        detail: 'introspection JWT has no exp claim: such answers are cached at most token_cache_seconds (logged once per introspection client)',
+      });
+    }
+    return { active: true, jwt, claims: claims as JWTPayload, maxAge };
   }
 
   #invalid(detail: string): GatewayError {
@@ -206,35 +239,19 @@ const INACTIVE_ACTIVE_FALSE: IntrospectionAnswer = Object.freeze({ active: false
 const INACTIVE_NO_JWT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_jwt' });
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** `application/json` or `application/<anything>+json`, with parameters or none. */
+const JSON_MEDIA_TYPE = /^\s*application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+/** RFC 7519 NumericDate claims. */
+const NUMERIC_DATES = ['exp', 'nbf', 'iat'] as const;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 /** application/x-www-form-urlencoded encoding of one value (space as `+`). */
 export function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+').replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-function header(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/**
- * `max-age` seconds from a Cache-Control value; 0 when the answer must not be
- * stored (`no-store`, `no-cache`, `private` is fine for us); undefined when
- * the header says nothing about lifetime.
- */
-export function parseMaxAge(cacheControl: string | undefined): number | undefined {
-  if (cacheControl === undefined) return undefined;
-  let maxAge: number | undefined;
-  for (const part of cacheControl.split(',')) {
-    const [rawName, rawValue] = part.split('=', 2) as [string, string | undefined];
-    const name = rawName.trim().toLowerCase();
-    if (name === 'no-store' || name === 'no-cache') return 0;
-    if (name === 'max-age' && rawValue !== undefined) {
-      const n = Number(rawValue.trim().replace(/^"|"$/g, ''));
-      if (Number.isFinite(n) && n >= 0) maxAge = Math.floor(n);
-      else return 0; // an unreadable lifetime is treated as "do not store"
-    }
-  }
-  return maxAge;
 }
 
 interface RawAnswer {

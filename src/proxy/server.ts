@@ -73,7 +73,7 @@ export class Gateway {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#maxRawHeaders = config.server.max_headers * 2;
 
-    const cache = new MemoryTokenCache({ maxEntries: config.cache.max_entries, ...(deps.now ? { now: deps.now } : {}) });
+    const cache = new MemoryTokenCache({ maxEntries: config.cache.max_entries, maxNegativeEntries: config.cache.max_negative_entries, ...(deps.now ? { now: deps.now } : {}) });
     const pools = new Map<string, Pool>();
     const exchanges = new Map<string, TokenExchange>();
     const clients = new Map<string, IntrospectionClient>();

@@ -64,7 +64,7 @@ describe('config: defaults', () => {
         send_timeout_ms: 60_000,
       },
       trusted_proxies: [],
-      cache: { max_entries: 10_000 },
+      cache: { max_entries: 10_000, max_negative_entries: 10_000 },
       workers: 1,
       log: { level: 'info', access_log: true },
       routes: [

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GatewayError, TOKEN_INACTIVE } from '../../src/core/errors.js';
 import { ScopePolicy } from '../../src/policy/scope.js';
-import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
+import { jwtWithPayload, startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { call, coreExchange, fakeClock, gatewayConfig, type CoreExchange, type Reply } from '../helpers/core.js';
 
@@ -111,6 +111,41 @@ describe('token exchange through the gateway', () => {
       assert.equal(res.headers['www-authenticate'], 'Bearer error="invalid_token"');
     });
 
+    for (const [name, cc] of [
+      ['the first of two max-age directives wins', 'max-age=30, max-age=3000'],
+      ['the first of two max-age lines wins', ['max-age=30', 'max-age=3000']],
+      ['the quoted form is read too', 'max-age="30"'],
+      ['a quoted argument is data, not directives', ['private="no-store, max-age=0", max-age=30', 'public']],
+    ] as const) {
+      test(`Cache-Control max-age (${name}): ${JSON.stringify(cc)} -> hit at +29 s, introspected again at +30 s`, async () => {
+        const t = fresh('maxage-strict');
+        await as.activate(t, {}, { expiresIn: 3600, headers: { 'cache-control': cc as string | string[] } });
+        assert.equal((await get('/api', t)).status, 200);
+        clock.advance(29_000);
+        assert.equal((await get('/api', t)).status, 200);
+        assert.equal(as.callsFor(t), 1);
+        clock.advance(1_000);
+        assert.equal((await get('/api', t)).status, 200);
+        assert.equal(as.callsFor(t), 2);
+      });
+    }
+
+    test('JWT without exp: cached at most token_cache_seconds (60), and one warning for the introspection endpoint, not one per answer', async () => {
+      const tokens = [fresh('no-exp'), fresh('no-exp')];
+      for (const t of tokens) as.answers.set(t, { status: 200, body: jwtWithPayload('{"sub":"u","scope":"read"}'), headers: { 'content-type': 'application/jwt' } });
+      const mark = gw.logs.length;
+      for (const t of tokens) assert.equal((await get('/api', t)).status, 200);
+      clock.advance(59_000);
+      for (const t of tokens) assert.equal((await get('/api', t)).status, 200);
+      assert.deepEqual(tokens.map((t) => as.callsFor(t)), [1, 1], 'cached');
+      clock.advance(1_000);
+      for (const t of tokens) assert.equal((await get('/api', t)).status, 200);
+      assert.deepEqual(tokens.map((t) => as.callsFor(t)), [2, 2], 'not beyond token_cache_seconds');
+      const warnings = gw.logs.slice(mark).filter((l) => l.level === 40);
+      assert.deepEqual(warnings.map((w) => w.code), ['WARN_JWT_WITHOUT_EXP']);
+      assert.match(String(warnings[0]!.msg), /token_cache_seconds/);
+    });
+
     test('a route with token_cache_seconds: 0 is never answered from another route\'s cache entry (a revoked token is refused at once)', async () => {
       const t = fresh('per-route-ttl');
       await as.activate(t);
@@ -125,8 +160,25 @@ describe('token exchange through the gateway', () => {
       assert.equal(as.callsFor(t), 3);
     });
 
-    for (const cc of ['no-store', 'max-age=0', 'no-cache']) {
-      test(`Cache-Control: ${cc} -> every request introspects`, async () => {
+    // Cache-Control read strictly: every line counts (RFC 9110 §5.3), and what
+    // cannot be read for certain is not cached.
+    for (const cc of [
+      'no-store',
+      'max-age=0',
+      'no-cache',
+      ['max-age=30', 'no-store'],
+      ['private', 'max-age=30, no-cache="set-cookie"'],
+      'max-age=0x10',
+      'max-age=1e2',
+      'max-age=-1',
+      'max-age=30.5',
+      'max-age=',
+      'max-age',
+      'max-age = 30',
+      'max-age=0, max-age=30',
+      'private="x, y, max-age=30',
+    ]) {
+      test(`Cache-Control: ${JSON.stringify(cc)} -> every request introspects`, async () => {
         const t = fresh('nostore');
         await as.activate(t, {}, { headers: { 'cache-control': cc } });
         for (let i = 0; i < 3; i++) assert.equal((await get('/api', t)).status, 200);
@@ -152,9 +204,11 @@ describe('token exchange through the gateway', () => {
       ['500', '/api', { status: 500, body: 'boom' }, 502],
       ['503', '/api', { status: 503 }, 503],
       ['timeout', '/impatient', { status: 200, body: 'x', delayMs: 400 }, 504],
+      ['200 with a JSON error from a proxy', '/api', { status: 200, body: '{"error":"temporarily_unavailable"}', headers: { 'content-type': 'application/json' } }, 502],
+      ['200 null', '/api', { status: 200, body: 'null', headers: { 'content-type': 'application/json' } }, 502],
     ] as const) {
       test(`failure (${name}) -> ${status}, never cached: the next request introspects again`, async () => {
-        const t = fresh(`fail-${name}`);
+        const t = fresh(`fail-${name.replace(/\W+/g, '-')}`);
         as.answers.set(t, answer);
         assert.equal((await get(path, t)).status, status);
         assert.equal((await get(path, t)).status, status);
@@ -283,6 +337,50 @@ describe('cache bound through the gateway (cache.max_entries: 3)', () => {
     assert.equal(as.calls.length, 6);
     await get('lru-5');
     assert.equal(as.callsFor('lru-5'), 2);
+  });
+});
+
+describe('garbage tokens cannot evict valid ones (cache.max_entries: 200, max_negative_entries: 100)', () => {
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let gw: TestGateway;
+
+  before(async () => {
+    as = await startScriptedIntrospection(); // unknown tokens: 204 (inactive)
+    api = await startEchoUpstream();
+    gw = await startGateway(
+      gatewayConfig({
+        introspection: as.url,
+        upstream: api.url,
+        phantom: { scope: '' },
+        routes: [{ path: '/api' }],
+        extra: { cache: { max_entries: 200, max_negative_entries: 100 } },
+      }),
+    );
+  });
+  after(async () => {
+    await gw.close();
+    await as.close();
+    await api.close();
+  });
+
+  test('a cached valid token is still a cache hit after 260 distinct garbage tokens; the garbage evicts only garbage', async () => {
+    const valid = fresh('valid-under-flood');
+    await as.activate(valid);
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${valid}`)).status, 200);
+    const garbage = Array.from({ length: 260 }, (_, i) => `garbage-${i}-${Math.random().toString(36).slice(2)}`);
+    // 10 at a time: quick, and no burst a loaded machine would choke on.
+    for (let i = 0; i < garbage.length; i += 10) {
+      const replies = await Promise.all(garbage.slice(i, i + 10).map((g) => call(`${gw.url}/api`, `Bearer ${g}`)));
+      assert.ok(replies.every((r) => r.status === 401));
+    }
+    const calls = as.calls.length;
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${valid}`)).status, 200);
+    assert.equal(as.callsFor(valid), 1, 'the valid token was evicted by garbage');
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${garbage.at(-1)}`)).status, 401);
+    assert.equal(as.calls.length, calls, 'the most recent garbage token is remembered');
+    assert.equal((await call(`${gw.url}/api`, `Bearer ${garbage[0]}`)).status, 401);
+    assert.equal(as.callsFor(garbage[0]!), 2, 'the negative store is bounded by max_negative_entries');
   });
 });
 

@@ -36,7 +36,8 @@ export async function listen(server: Server): Promise<Started> {
 export interface ScriptedAnswer {
   status: number;
   body?: string;
-  headers?: Record<string, string>;
+  /** An array sends the header once per value (several lines). */
+  headers?: Record<string, string | string[]>;
   /** Milliseconds to wait before answering. */
   delayMs?: number;
 }
@@ -56,7 +57,7 @@ export interface ScriptedIntrospection extends Started {
   answers: Map<string, ScriptedAnswer | ((call: IntrospectionCall) => ScriptedAnswer)>;
   fallback: ScriptedAnswer;
   /** Issues a real signed JWT for `token` and makes the endpoint answer it (200, application/jwt). */
-  activate(token: string, claims?: Record<string, unknown>, opts?: { expiresIn?: number; headers?: Record<string, string>; delayMs?: number }): Promise<string>;
+  activate(token: string, claims?: Record<string, unknown>, opts?: { expiresIn?: number; headers?: Record<string, string | string[]>; delayMs?: number }): Promise<string>;
   callsFor(token: string): number;
 }
 
@@ -75,6 +76,15 @@ export async function signJwt(claims: Record<string, unknown>, expiresIn = 300):
     .setExpirationTime(now + expiresIn)
     .setJti(createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16))
     .sign(await signingKey);
+}
+
+/**
+ * A compact JWS around exactly `payload` (any text, even invalid claims),
+ * with a dummy signature: the gateway does not verify JWTs, the API does.
+ */
+export function jwtWithPayload(payload: string): string {
+  const b64u = (s: string) => Buffer.from(s).toString('base64url');
+  return `${b64u('{"alg":"ES256","typ":"at+jwt"}')}.${b64u(payload)}.${b64u('not-a-real-signature')}`;
 }
 
 /** A scripted RFC 7662 endpoint (scripted so tests can inject faults). */

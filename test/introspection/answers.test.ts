@@ -9,7 +9,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { listen, signJwt, startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
+import { jwtWithPayload, listen, signJwt, startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
 import { startGateway, type TestGateway, startStack, type Stack } from '../helpers/gateway.js';
 import { call, closedPort, gatewayConfig, type Reply } from '../helpers/core.js';
 
@@ -184,11 +184,67 @@ describe('scripted introspection answers through the gateway', () => {
       });
     }
 
-    test('scripted 200 with an empty body (no JWT at all): 401 and a warning', async () => {
-      const t = fresh('empty');
-      as.answers.set(t, { status: 200, body: '', headers: { 'content-type': 'application/jwt' } });
-      assertInvalidToken(await get(t));
+    // Only `active: true` / `active: false` (booleans) and a JWT are decisions
+    // about the token. Anything else in a 200 says nothing about it: a proxy's
+    // JSON error, `null`, a body cut to nothing, answers that different JSON
+    // parsers read differently (duplicate member names). Treated as a
+    // decision, such an answer once turned good tokens into remembered 401s.
+    const now = Math.floor(Date.now() / 1000);
+    for (const [name, body, contentType] of [
+      ['an empty body', '', 'application/jwt'],
+      ['JSON null', 'null', 'application/json'],
+      ['null as application/jwt', 'null', 'application/jwt'],
+      ['{}', '{}', 'application/json'],
+      ['a JSON error from a proxy', '{"error":"temporarily_unavailable"}', 'application/json'],
+      ['an array', '[{"active":false}]', 'application/json'],
+      ['a JSON string', '"active"', 'application/json'],
+      ['active as the string "true"', '{"active":"true"}', 'application/json'],
+      ['active as the string "false"', '{"active":"false"}', 'application/json'],
+      ['active null', '{"active":null}', 'application/json'],
+      ['active 0', '{"active":0}', 'application/json'],
+      ['a jwt member that is not a string', '{"active":true,"jwt":{"a":1}}', 'application/json'],
+      ['duplicate active, last true', '{"active":false,"active":true}', 'application/json'],
+      ['duplicate active, last false', '{"active":true,"active":false}', 'application/json'],
+      ['duplicate active spelt with an escape', '{"active":false,"\\u0061ctive":false}', 'application/json'],
+      ['a duplicate member name deeper down', '{"active":false,"ext":{"a":1,"a":2}}', 'application/json'],
+      ['a JWT whose exp is a string', jwtWithPayload(`{"sub":"u","exp":"${now + 300}"}`), 'application/jwt'],
+      ['a JWT whose exp is null', jwtWithPayload('{"sub":"u","exp":null}'), 'application/jwt'],
+      ['a JWT whose exp overflows to Infinity', jwtWithPayload('{"sub":"u","exp":1e400}'), 'application/jwt'],
+      ['a JWT whose nbf is a string', jwtWithPayload(`{"sub":"u","exp":${now + 300},"nbf":"0"}`), 'application/jwt'],
+      ['a JWT whose iat is a boolean', jwtWithPayload(`{"sub":"u","exp":${now + 300},"iat":true}`), 'application/jwt'],
+      ['a JWT with a duplicate claim', jwtWithPayload(`{"sub":"u","exp":${now + 300},"scope":"read","scope":"admin"}`), 'application/jwt'],
+      ['a JWT whose payload is an array', jwtWithPayload('[1]'), 'application/jwt'],
+    ] as const) {
+      test(`non-decision 200 answers are the server's failure (${name}): 502 and a warning, never 401, never cached (scripted)`, async () => {
+        const t = fresh('non-decision');
+        as.answers.set(t, { status: 200, body, headers: { 'content-type': contentType } });
+        const res = await get(t);
+        assert.equal(res.status, 502);
+        assert.equal(res.body, UNAVAILABLE);
+        assert.equal(res.headers['www-authenticate'], undefined);
+        assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
+        assert.equal((await get(t)).status, 502, 'not remembered as an inactive token');
+        assert.equal(as.callsFor(t), 2);
+        const jwt = await as.activate(t);
+        const ok = await get(t);
+        assert.equal(ok.status, 200, 'the token works as soon as the server answers properly');
+        assert.equal(api.received.at(-1)!.headers.authorization, `Bearer ${jwt}`);
+      });
+    }
+
+    test('ambiguous headers: two different Content-Type lines are refused with 502 (scripted)', async () => {
+      const t = fresh('two-content-types');
+      as.answers.set(t, { status: 200, body: await signJwt({}), headers: { 'content-type': ['application/jwt', 'application/json'] } });
+      const res = await get(t);
+      assert.equal(res.status, 502);
       assertWarned('ERR_INTROSPECTION_INVALID_ANSWER', 200);
+    });
+
+    test('ambiguous headers: the same Content-Type on two lines is not ambiguous (scripted)', async () => {
+      const t = fresh('same-content-types');
+      as.answers.set(t, { status: 200, body: await signJwt({}), headers: { 'content-type': ['application/jwt', 'Application/JWT'] } });
+      assert.equal((await get(t)).status, 200);
+      assert.equal(warningsSince(gw, mark).length, 0);
     });
 
     test('scripted 200 with a JWT whose exp is in the past: 401 invalid_token, not forwarded', async () => {
@@ -243,6 +299,22 @@ describe('scripted introspection answers through the gateway', () => {
       assert.equal(res.headers['retry-after'], '7');
       assertWarned('ERR_INTROSPECTION_UNAVAILABLE', 503);
     });
+
+    for (const [name, value, passed] of [
+      ['an HTTP-date', 'Sun, 29 Nov 2026 08:00:00 GMT', 'Sun, 29 Nov 2026 08:00:00 GMT'],
+      ['two lines', ['1', '120'], undefined],
+      ['a negative number', '-5', undefined],
+      ['garbage', '7; evil', undefined],
+      ['an obsolete date form', 'Sunday, 29-Nov-26 08:00:00 GMT', undefined],
+    ] as const) {
+      test(`scripted 503 with Retry-After as ${name}: ${passed === undefined ? 'not passed on' : 'passed on'}`, async () => {
+        const t = fresh('s503-ra');
+        as.answers.set(t, { status: 503, headers: { 'retry-after': value as string | string[] } });
+        const res = await get(t);
+        assertServerError(res, 503);
+        assert.equal(res.headers['retry-after'], passed);
+      });
+    }
 
     test('scripted 503 without Retry-After: 503 and no Retry-After invented', async () => {
       const t = fresh('s503-bare');

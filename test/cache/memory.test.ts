@@ -1,0 +1,75 @@
+/*
+ * MemoryTokenCache on its own: active and inactive entries in two bounded
+ * stores, expiry on read, one store per key.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryTokenCache } from '../../src/cache/memory.js';
+import type { ActiveToken, InactiveToken } from '../../src/cache/entry.js';
+import { fakeClock } from '../helpers/core.js';
+
+const active = (expiresAt: number): ActiveToken => ({ active: true, authorization: 'Bearer a.b.c', scope: ' read ', expiresAt });
+const inactive = (expiresAt: number): InactiveToken => ({ active: false, expiresAt });
+
+describe('MemoryTokenCache: negative entries in their own store', () => {
+  test('garbage tokens cannot evict valid ones: 250 inactive entries leave the 2 active entries of a 2-entry bound in place', () => {
+    const clock = fakeClock();
+    const cache = new MemoryTokenCache({ maxEntries: 2, maxNegativeEntries: 3, now: clock.now });
+    const later = clock.now() + 60_000;
+    cache.set('good-1', active(later));
+    cache.set('good-2', active(later));
+    for (let i = 0; i < 250; i++) cache.set(`garbage-${i}`, inactive(later));
+    assert.equal(cache.get('good-1')?.active, true);
+    assert.equal(cache.get('good-2')?.active, true);
+    assert.equal(cache.negativeSize, 3, 'the negative store keeps its own bound');
+    assert.equal(cache.size, 5);
+    assert.equal(cache.get('garbage-0'), undefined, 'the oldest inactive entry was evicted');
+    assert.equal(cache.get('garbage-249')?.active, false);
+  });
+
+  test('active entries are evicted only by active entries (LRU)', () => {
+    const clock = fakeClock();
+    const cache = new MemoryTokenCache({ maxEntries: 2, maxNegativeEntries: 2, now: clock.now });
+    const later = clock.now() + 60_000;
+    cache.set('a', active(later));
+    cache.set('b', active(later));
+    cache.get('a');
+    cache.set('c', active(later));
+    assert.equal(cache.get('b'), undefined);
+    assert.ok(cache.get('a') && cache.get('c'));
+  });
+
+  test('a key lives in one store: a newer answer of the other kind replaces it', () => {
+    const clock = fakeClock();
+    const cache = new MemoryTokenCache({ maxEntries: 5, maxNegativeEntries: 5, now: clock.now });
+    const later = clock.now() + 60_000;
+    cache.set('k', inactive(later));
+    cache.set('k', active(later));
+    assert.equal(cache.get('k')?.active, true);
+    assert.equal(cache.size, 1);
+    cache.set('k', inactive(later));
+    assert.equal(cache.get('k')?.active, false);
+    assert.equal(cache.size, 1);
+    cache.delete('k');
+    assert.equal(cache.size, 0);
+  });
+
+  test('entries of both stores expire on read, and reads do not extend them', () => {
+    const clock = fakeClock();
+    const cache = new MemoryTokenCache({ maxEntries: 5, maxNegativeEntries: 5, now: clock.now });
+    cache.set('a', active(clock.now() + 1000));
+    cache.set('i', inactive(clock.now() + 1000));
+    clock.advance(999);
+    assert.ok(cache.get('a') && cache.get('i'));
+    clock.advance(1);
+    assert.equal(cache.get('a'), undefined);
+    assert.equal(cache.get('i'), undefined);
+    assert.equal(cache.size, 0);
+  });
+
+  test('bounds are checked when the cache is built', () => {
+    assert.throws(() => new MemoryTokenCache({ maxEntries: 1, maxNegativeEntries: 0 }), /"maxNegativeEntries" option must be a positive integer/);
+    assert.throws(() => new MemoryTokenCache({ maxEntries: 0 }), /"maxEntries" option must be a positive integer/);
+    assert.equal(new MemoryTokenCache({ maxEntries: 1 }).size, 0, 'maxNegativeEntries defaults to maxEntries');
+  });
+});
