@@ -117,8 +117,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
 
     const overrides = overridesOf(route.phantom_token, i);
     if (overrides === undefined) return;
+    const { phantom_token: _pt, ...common } = route;
     if (overrides === false) {
-      routes.push({ path: route.path, upstream: route.upstream, phantom_token: false });
+      routes.push({ ...common, phantom_token: false });
       return;
     }
     const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides }, { reportInput: true });
@@ -147,7 +148,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
         return;
       }
     }
-    routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
+    routes.push({ ...common, phantom_token: Object.freeze(merged.data) });
   });
   if (problems.length > 0 || unset.length > 0) throw failure();
 
