@@ -151,7 +151,7 @@ export class Gateway {
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     // Any Expect other than 100-continue (Node would answer a bare 417).
-    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.refuse(req, res, EXPECTATION_FAILED, 0, '-', true));
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true));
     // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
   }
