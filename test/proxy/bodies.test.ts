@@ -7,8 +7,8 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -143,6 +143,34 @@ server:
     }
     assert.ok(created.some((n) => n.startsWith('phantom-gateway-body-')), `no temporary file was used: ${JSON.stringify(created)}`);
     assert.deepEqual(await readdir(dir), []);
+  });
+
+  test('the temporary file is created mode 0600 and unlinked while still in use (Linux /proc)', { skip: !existsSync('/proc/self/fd') }, async () => {
+    const { api, gw } = stack;
+    const c = await openConversation(gw.port);
+    try {
+      c.send(`POST /public/spill HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 20000\r\n\r\n${'a'.repeat(10_000)}`);
+      // The gateway runs in this process: find the descriptor it holds on the file.
+      let found: string | undefined;
+      for (let i = 0; i < 50 && found === undefined; i++) {
+        await sleep(20);
+        for (const fd of await readdir('/proc/self/fd')) {
+          const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+          if (target.startsWith(join(dir, 'phantom-gateway-body-'))) found = `/proc/self/fd/${fd}`;
+        }
+      }
+      assert.ok(found !== undefined, 'no descriptor on a temporary file in body_temp_dir');
+      assert.match(await readlink(found), / \(deleted\)$/);
+      const st = await stat(found);
+      assert.equal(st.mode & 0o777, 0o600);
+      assert.equal(st.nlink, 0);
+      assert.deepEqual(await readdir(dir), []);
+      c.send('b'.repeat(10_000));
+      assert.match(await c.waitFor(hasFinalResponse), /^HTTP\/1\.1 200 /);
+    } finally {
+      c.close();
+    }
+    assert.equal(api.received.at(-1)!.bodySha256, sha('a'.repeat(10_000) + 'b'.repeat(10_000)));
   });
 
   test('413 by Content-Length past server.max_body_bytes: refused before any of the body is read, without 100 Continue, introspection or upstream', async () => {
