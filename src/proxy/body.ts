@@ -79,25 +79,32 @@ export function transferCoding(raw: readonly string[]): 'none' | 'chunked' | 'ot
 /**
  * Counts a client's body bytes per window and calls `slow` when a window
  * ends with fewer than `minRate` bytes per second — unless the gateway itself
- * was not reading (`paused()`), which is not the client's fault. The first
- * window is the grace period.
+ * stopped reading during it (`excuse()`, or `paused()` at its end), which is
+ * not the client's fault. The first window is the grace period.
  */
 class RateWatch {
   bytes = 0;
+  #excused = false;
   readonly #timer: NodeJS.Timeout;
   readonly #floor: number;
 
   constructor(limits: BodyLimits, paused: () => boolean, slow: () => void) {
     this.#floor = (limits.minRate * limits.windowMs) / 1000;
     this.#timer = setTimeout(() => {
-      if (this.bytes < this.#floor && !paused()) {
+      if (this.bytes < this.#floor && !this.#excused && !paused()) {
         slow();
         return;
       }
       this.bytes = 0;
+      this.#excused = false;
       this.#timer.refresh();
     }, limits.windowMs);
     this.#timer.unref();
+  }
+
+  /** The gateway paused the client during this window. */
+  excuse(): void {
+    this.#excused = true;
   }
 
   stop(): void {
@@ -163,6 +170,7 @@ class BodyBuffer {
   /** Writes what is in memory to the file (opening it first), pausing the client meanwhile. */
   async #spill(): Promise<void> {
     this.#writing = true;
+    this.#watch?.excuse();
     this.req.pause();
     try {
       this.#file ??= await openTemp(this.limits.tempDir);
@@ -175,6 +183,7 @@ class BodyBuffer {
     } catch (err) {
       this.#writing = false;
       this.#fail(err as Error);
+      this.#closeFile(); // when something else settled it meanwhile
       return;
     }
     if (this.#settled) return this.#closeFile();
@@ -274,16 +283,20 @@ export class MeteredBody extends Readable {
   }
 
   override _read(): void {
+    if (this.#stopped) return;
     if (!this.#started) {
       this.#started = true;
       const { req, limits } = this;
       if (limits.minRate > 0) this.#watch = new RateWatch(limits, () => req.isPaused(), () => this.#violation(BODY_TOO_SLOW));
-      this.#idle = setTimeout(() => this.#violation(BODY_TOO_SLOW), limits.idleMs);
+      // While the upstream is not reading (the client is paused), the client is not idle.
+      this.#idle = setTimeout(() => (req.isPaused() ? this.#idle!.refresh() : this.#violation(BODY_TOO_SLOW)), limits.idleMs);
       this.#idle.unref();
       req.on('data', this.#onData);
       req.on('end', this.#onEnd);
       req.on('close', this.#onClose);
       req.on('error', this.#onError);
+    } else {
+      this.#idle?.refresh();
     }
     this.req.resume();
   }
@@ -293,7 +306,10 @@ export class MeteredBody extends Readable {
     if (this.#size > this.limits.maxBytes) return this.#violation(BODY_TOO_LARGE);
     if (this.#watch !== undefined) this.#watch.bytes += chunk.length;
     this.#idle?.refresh();
-    if (!this.push(chunk)) this.req.pause();
+    if (!this.push(chunk)) {
+      this.#watch?.excuse();
+      this.req.pause();
+    }
   };
 
   readonly #onEnd = (): void => {

@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { request } from 'undici';
-import { basicConfig, startStack, type Stack } from '../helpers/gateway.js';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { basicConfig, startGateway, startStack, type Stack, type TestGateway } from '../helpers/gateway.js';
+import { listen, startScriptedIntrospection, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
 import { hasFinalResponse, openConversation, type Conversation } from '../helpers/conversation.js';
 import { rawRequest } from '../helpers/raw.js';
 
@@ -344,6 +346,45 @@ server:
   });
 });
 
+describe('request bodies: a slow upstream is not a slow client', { timeout: 20_000 }, () => {
+  let up: Started;
+  let gw: TestGateway;
+  let as: ScriptedIntrospection;
+  before(async () => {
+    as = await startScriptedIntrospection();
+    // Scripted: reads nothing of the body for 1 s, then all of it.
+    up = await listen(
+      createServer((req: IncomingMessage, res: ServerResponse) => {
+        setTimeout(() => {
+          let n = 0;
+          req.on('data', (c: Buffer) => (n += c.length));
+          req.on('end', () => res.end(String(n)));
+        }, 1000);
+      }),
+    );
+    gw = await startGateway(`
+phantom_token: { introspection_endpoint: "${as.url}/introspect", client_id: c, client_secret: s }
+routes:
+  - { path: /, upstream: "${up.url}", phantom_token: false, request_buffering: false, body_idle_timeout_ms: 300 }
+server:
+  min_body_rate_bytes: 100000
+  min_body_rate_window_ms: 200
+`);
+  });
+  after(async () => {
+    await gw.close();
+    await up.close();
+    await as.close();
+  });
+
+  test('streaming route, scripted upstream that stops reading for 1 s: the client held back by it is neither "too slow" nor "idle"', async () => {
+    const body = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    const res = await request(`${gw.url}/x`, { method: 'POST', body });
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), String(body.length));
+  });
+});
+
 describe('one request, one response', { timeout: 20_000 }, () => {
   const stack = {} as Stack;
   before(async () => {
@@ -438,6 +479,28 @@ describe('one request, one response', { timeout: 20_000 }, () => {
     assert.equal(res.status, 417);
     assert.equal(res.headers['content-type'], 'application/json');
     assert.deepEqual(JSON.parse(res.body), { code: 'bad_request', message: 'Expectation failed' });
+    assert.equal(stack.api.received.length, 0);
+  });
+});
+
+describe('server.request_timeout_ms reached during a body', { timeout: 20_000 }, () => {
+  const stack = {} as Stack;
+  before(async () => {
+    Object.assign(stack, await startStack((as, api) => basicConfig(as.url, api.url, 'server:\n  headers_timeout_ms: 200\n  request_timeout_ms: 500\n')));
+  });
+  after(() => stack.close());
+
+  test('bare reset on a body timeout: a request whose body is not complete within request_timeout_ms gets one 408 JSON', async () => {
+    const c = await openConversation(stack.gw.port);
+    try {
+      c.send('POST /public/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100\r\n\r\n0123456789');
+      await closedWithin(c, 3000);
+      const text = c.received();
+      assert.deepEqual(finalResponses(text), ['HTTP/1.1 408 Request Timeout']);
+      assert.deepEqual(jsonBody(text), { code: 'bad_request', message: 'Request timeout' });
+    } finally {
+      c.close();
+    }
     assert.equal(stack.api.received.length, 0);
   });
 });
