@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
 import type { z } from 'zod';
 import {
@@ -150,6 +150,17 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     }
     routes.push({ ...common, phantom_token: Object.freeze(merged.data) });
   });
+  const tempDir = cfg.server.body_temp_dir;
+  if (tempDir !== undefined) {
+    // Checked here, not when the first large body arrives.
+    try {
+      if (!statSync(tempDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      accessSync(tempDir, constants.W_OK);
+    } catch (err) {
+      const where = ['server', 'body_temp_dir'];
+      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
   if (problems.length > 0 || unset.length > 0) throw failure();
 
   const { phantom_token: _unused, routes: _routes, ...rest } = cfg;

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 
@@ -520,6 +521,12 @@ describe('config: checks that keep a valid-looking file from failing at start or
       () => parseConfig(`phantom_token:\n  introspection_endpoint: "https://as.test/i"\n  client_id: a\n  client_secret: b\n  ca_file: ${dir}\n${route}`),
       /config:5: phantom_token\.ca_file: cannot read ".*" \(EISDIR\)/,
     );
+  });
+  test('a server.body_temp_dir that is missing or not a directory is refused at the config check, with its line', () => {
+    assert.throws(() => parseConfig(`${pt}${route}server:\n  body_temp_dir: /nonexistent/bodies\n`), /config:\d+: server\.body_temp_dir: cannot write in "\/nonexistent\/bodies" \(ENOENT\)/);
+    const file = fileURLToPath(import.meta.url);
+    assert.throws(() => parseConfig(`${pt}${route}server:\n  body_temp_dir: ${file}\n`), /server\.body_temp_dir: cannot write in ".*" \(ENOTDIR\)/);
+    assert.equal(parseConfig(`${pt}${route}server:\n  body_temp_dir: ${tmpdir()}\n`).server.body_temp_dir, tmpdir());
   });
   test('an unreadable ca_file is refused with its line', () => {
     assert.throws(
