@@ -90,8 +90,8 @@ export class Gateway {
     const exchanges = new Map<string, TokenExchange>();
     const clients = new Map<string, IntrospectionClient>();
     const u = config.upstream;
-    const s = config.server;
-    const tempDir = s.body_temp_dir ?? tmpdir();
+    const b = config.server;
+    const tempDir = b.body_temp_dir ?? tmpdir();
 
     const routes = config.routes.map((r): { prefix: string; value: CompiledRoute } => {
       const url = new URL(r.upstream);
@@ -111,11 +111,11 @@ export class Gateway {
       const pt = r.phantom_token;
       const guard = pt === false ? undefined : { exchange: this.#exchangeFor(pt, cache, exchanges, clients, deps.now), policy: new ScopePolicy(pt.scope) };
       const body: StreamLimits = {
-        maxBytes: r.max_body_bytes ?? s.max_body_bytes,
-        memoryBytes: s.body_buffer_bytes,
+        maxBytes: r.max_body_bytes ?? b.max_body_bytes,
+        memoryBytes: b.body_buffer_bytes,
         tempDir,
-        minRate: s.min_body_rate_bytes,
-        windowMs: s.min_body_rate_window_ms,
+        minRate: b.min_body_rate_bytes,
+        windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
       return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body } };
@@ -133,6 +133,7 @@ export class Gateway {
       this.#trusted = list;
     }
 
+    const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.max_header_bytes,
       headersTimeout: s.headers_timeout_ms,
