@@ -218,7 +218,11 @@ export class Gateway {
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
       if (!this.#router.sameIgnoringCase(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
-      if (match === undefined) return this.refuse(req, res, NO_ROUTE, start, target.path, false);
+      if (match === undefined) {
+        // Not the hot path: req.headers may be built here.
+        if (req.httpVersionMinor === 1 && req.headers.host === undefined) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
+        return this.refuse(req, res, NO_ROUTE, start, target.path, false);
+      }
       const route = match.value;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.guard === undefined);

@@ -469,6 +469,8 @@ describe('one request, one response', { timeout: 20_000 }, () => {
     assert.equal(res.status, 400);
     assert.equal(res.headers['content-type'], 'application/json');
     assert.deepEqual(JSON.parse(res.body), { code: 'bad_request', message: 'Bad request' });
+    const unrouted = await rawRequest(stack.gw.port, 'GET /nowhere HTTP/1.1\r\n\r\n');
+    assert.equal(unrouted.status, 400, 'without Host, 400 before 404');
     const old = await rawRequest(stack.gw.port, 'GET /public/x HTTP/1.0\r\n\r\n');
     assert.equal(old.status, 200);
     assert.equal(stack.api.received.length, 1);
