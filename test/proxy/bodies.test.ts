@@ -103,6 +103,23 @@ server:
     }
   });
 
+  test('upstream pool starvation by slow bodies (scripted drip), protected route: one valid token dripping two POSTs does not hold the connections either', async () => {
+    const { as, api, gw } = stack;
+    const token = freshToken();
+    await as.activate(token);
+    const drips = [await openConversation(gw.port), await openConversation(gw.port)];
+    try {
+      for (const c of drips) c.send(`POST /api/drip HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100\r\n\r\n0123456789`);
+      await sleep(150);
+      const res = await request(`${gw.url}/api/orders`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+      assert.deepEqual(api.received.map((r) => r.url), ['/api/orders']);
+    } finally {
+      for (const c of drips) c.close();
+    }
+  });
+
   test('a chunked body is forwarded length-framed (Content-Length, no Transfer-Encoding), intact', async () => {
     const { api, gw } = stack;
     const parts = [randomBytes(1000), randomBytes(3000), randomBytes(5)];
