@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
 import type { z } from 'zod';
 import {
@@ -117,8 +117,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
 
     const overrides = overridesOf(route.phantom_token, i);
     if (overrides === undefined) return;
+    const { phantom_token: _pt, ...common } = route;
     if (overrides === false) {
-      routes.push({ path: route.path, upstream: route.upstream, phantom_token: false });
+      routes.push({ ...common, phantom_token: false });
       return;
     }
     const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides }, { reportInput: true });
@@ -147,8 +148,19 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
         return;
       }
     }
-    routes.push({ path: route.path, upstream: route.upstream, phantom_token: Object.freeze(merged.data) });
+    routes.push({ ...common, phantom_token: Object.freeze(merged.data) });
   });
+  const tempDir = cfg.server.body_temp_dir;
+  if (tempDir !== undefined) {
+    // Checked here, not when the first large body arrives.
+    try {
+      if (!statSync(tempDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      accessSync(tempDir, constants.W_OK);
+    } catch (err) {
+      const where = ['server', 'body_temp_dir'];
+      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
   if (problems.length > 0 || unset.length > 0) throw failure();
 
   const { phantom_token: _unused, routes: _routes, ...rest } = cfg;

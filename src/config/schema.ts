@@ -125,6 +125,14 @@ export const configSchema = z.strictObject({
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.
         phantom_token: z.unknown().optional(),
+        // Read the whole body before taking an upstream connection (NGINX's
+        // proxy_request_buffering); false streams it, for large uploads.
+        request_buffering: bool().default(true),
+        // Streaming routes: longest pause in the client's body while an
+        // upstream connection waits for it.
+        body_idle_timeout_ms: int(100, 3_600_000).default(10_000),
+        // This route's bound instead of server.max_body_bytes.
+        max_body_bytes: int(0).optional(),
       }),
       'must be a list of routes',
     )
@@ -146,6 +154,11 @@ export const configSchema = z.strictObject({
       keep_alive_timeout_ms: int(100, 600_000).default(5000),
       shutdown_timeout_ms: int(0, 600_000).default(10_000),
       send_timeout_ms: int(100, 3_600_000).default(60_000),
+      max_body_bytes: int(0).default(10 * 1024 * 1024),
+      body_buffer_bytes: int(1024, 64 * 1024 * 1024).default(65_536),
+      body_temp_dir: z.string('must be a directory path').min(1, 'must not be empty').optional(),
+      min_body_rate_bytes: int(0, 1024 * 1024 * 1024).default(240),
+      min_body_rate_window_ms: int(100, 600_000).default(5000),
     })
     // Node refuses to start a server otherwise; say so here, with the line.
     .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
@@ -160,6 +173,10 @@ export const configSchema = z.strictObject({
       keep_alive_timeout_ms: 5000,
       shutdown_timeout_ms: 10_000,
       send_timeout_ms: 60_000,
+      max_body_bytes: 10 * 1024 * 1024,
+      body_buffer_bytes: 65_536,
+      min_body_rate_bytes: 240,
+      min_body_rate_window_ms: 5000,
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z
@@ -183,6 +200,9 @@ type Parsed = z.infer<typeof configSchema>;
 export interface RouteConfig {
   readonly path: string;
   readonly upstream: string;
+  readonly request_buffering: boolean;
+  readonly body_idle_timeout_ms: number;
+  readonly max_body_bytes?: number;
   /** Merged options, or false for an unprotected route. */
   readonly phantom_token: Readonly<PhantomTokenOptions> | false;
 }

@@ -32,6 +32,11 @@ export type ErrorCode =
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_NO_ROUTE'
   | 'ERR_METHOD_NOT_ALLOWED'
+  | 'ERR_HOST_MISSING'
+  | 'ERR_EXPECTATION_FAILED'
+  | 'ERR_TRANSFER_CODING'
+  | 'ERR_BODY_TOO_LARGE'
+  | 'ERR_BODY_TOO_SLOW'
   | 'ERR_INTERNAL';
 
 interface ErrorSpec {
@@ -64,6 +69,11 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_REQUEST_TIMEOUT: { status: 408, publicCode: 'bad_request', message: 'Request timeout' },
   ERR_NO_ROUTE: { status: 404, publicCode: 'not_found', message: 'No route for this path' },
   ERR_METHOD_NOT_ALLOWED: { status: 405, publicCode: 'bad_request', message: 'Method not allowed' },
+  ERR_HOST_MISSING: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_EXPECTATION_FAILED: { status: 417, publicCode: 'bad_request', message: 'Expectation failed' },
+  ERR_TRANSFER_CODING: { status: 501, publicCode: 'bad_request', message: 'Unsupported transfer coding' },
+  ERR_BODY_TOO_LARGE: { status: 413, publicCode: 'bad_request', message: 'Request body too large' },
+  ERR_BODY_TOO_SLOW: { status: 408, publicCode: 'bad_request', message: 'Request timeout' },
   ERR_INTERNAL: { status: 500, publicCode: 'server_error', message: 'Internal error' },
 });
 

@@ -1,7 +1,8 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIPv4, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
@@ -11,6 +12,7 @@ import { TokenExchange, type Verdict } from '../core/exchange.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
+import { BODY_ABORTED, bufferBody, framingRefusal, MeteredBody, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
@@ -34,6 +36,9 @@ interface CompiledRoute {
   readonly base: string;
   readonly pool: Pool;
   readonly guard: Guard | undefined;
+  /** Read request bodies completely before dispatch (else stream them). */
+  readonly buffering: boolean;
+  readonly body: StreamLimits;
 }
 
 const BAD_TARGET = new GatewayError('ERR_BAD_REQUEST_TARGET');
@@ -47,8 +52,11 @@ const INTERNAL = new GatewayError('ERR_INTERNAL');
 const UPSTREAM_UNREACHABLE = new GatewayError('ERR_UPSTREAM_UNREACHABLE');
 const UPSTREAM_TIMEOUT = new GatewayError('ERR_UPSTREAM_TIMEOUT');
 const METHOD_NOT_ALLOWED = new GatewayError('ERR_METHOD_NOT_ALLOWED');
+const HOST_MISSING = new GatewayError('ERR_HOST_MISSING');
+const EXPECTATION_FAILED = new GatewayError('ERR_EXPECTATION_FAILED');
 const CLIENT_GONE = new Error('client closed the connection');
 const QUEUE_TIMEOUT = new Error('no upstream connection became free within response_timeout_ms');
+const DEADLINE = new Error('no upstream response headers within response_timeout_ms');
 
 /**
  * The reverse-proxy adapter: a `node:http` server that runs each request
@@ -65,6 +73,10 @@ export class Gateway {
   readonly #trusted: BlockList | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
+  /** Connections told `Connection: close`: nothing more is answered on them. */
+  readonly #closing = new WeakSet<Duplex>();
+  /** Requests with a body, by response: a parse error in a body is answered by its request. */
+  readonly #withBody = new WeakMap<ServerResponse, ProxyRequest>();
   #draining = false;
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
@@ -78,6 +90,8 @@ export class Gateway {
     const exchanges = new Map<string, TokenExchange>();
     const clients = new Map<string, IntrospectionClient>();
     const u = config.upstream;
+    const b = config.server;
+    const tempDir = b.body_temp_dir ?? tmpdir();
 
     const routes = config.routes.map((r): { prefix: string; value: CompiledRoute } => {
       const url = new URL(r.upstream);
@@ -96,7 +110,15 @@ export class Gateway {
       }
       const pt = r.phantom_token;
       const guard = pt === false ? undefined : { exchange: this.#exchangeFor(pt, cache, exchanges, clients, deps.now), policy: new ScopePolicy(pt.scope) };
-      return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard } };
+      const body: StreamLimits = {
+        maxBytes: r.max_body_bytes ?? b.max_body_bytes,
+        memoryBytes: b.body_buffer_bytes,
+        tempDir,
+        minRate: b.min_body_rate_bytes,
+        windowMs: b.min_body_rate_window_ms,
+        idleMs: r.body_idle_timeout_ms,
+      };
+      return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body } };
     });
     this.#router = new Router(routes);
 
@@ -119,7 +141,8 @@ export class Gateway {
       keepAliveTimeout: s.keep_alive_timeout_ms,
       // headersTimeout and requestTimeout are only enforced when this check runs.
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headers_timeout_ms / 4))),
-      requireHostHeader: true,
+      // Checked in #handle, so that the refusal is JSON like the others.
+      requireHostHeader: false,
       noDelay: true,
     });
     // One more than the bound, so that reaching it is visible instead of Node
@@ -128,6 +151,8 @@ export class Gateway {
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false));
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
+    // Any Expect other than 100-continue (Node would answer a bare 417).
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true));
     // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
   }
@@ -193,11 +218,17 @@ export class Gateway {
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
       if (!this.#router.sameIgnoringCase(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
-      if (match === undefined) return this.refuse(req, res, NO_ROUTE, start, target.path, false);
+      if (match === undefined) {
+        // Not the hot path: req.headers may be built here.
+        if (req.httpVersionMinor === 1 && req.headers.host === undefined) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
+        return this.refuse(req, res, NO_ROUTE, start, target.path, false);
+      }
       const route = match.value;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.guard === undefined);
       if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+      // RFC 9112 §3.2 (HTTP/1.0 may omit it).
+      if (scan.host === undefined && req.httpVersionMinor === 1) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
       // Two credentials are never resolved by picking one (Node's req.headers
       // keeps the first, an upstream may use the last): on a protected route
       // that is a malformed credential, refused before any introspection; an
@@ -206,8 +237,14 @@ export class Gateway {
         return this.refuse(req, res, route.guard === undefined ? DUPLICATE_HEADER : TOKEN_MALFORMED, start, target.path, true);
       }
 
+      if (scan.hasBody) {
+        const refusal = framingRefusal(req, route.body.maxBytes);
+        if (refusal !== undefined) return this.refuse(req, res, refusal, start, target.path, true);
+      }
+
       const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
       const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue);
+      if (scan.hasBody) this.#withBody.set(res, pr);
       const guard = route.guard;
       // CORS preflights carry no credentials by design, so they pass without a
       // token (as with Curity's plugin); any other OPTIONS is checked like GET.
@@ -249,17 +286,38 @@ export class Gateway {
    * rest, instead of Node's bare default answer.
    */
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    // A response still owed on this connection (an earlier pipelined request
-    // is being served): a refusal written now would be read as that
-    // request's answer, so the connection is cut instead.
-    const inFlight = (socket as { _httpMessage?: { writableEnded?: boolean } | null })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || (inFlight != null && !inFlight.writableEnded)) {
+    // One request, one response: on a connection already told it closes,
+    // whatever the parser finds later is not answered.
+    if (err.code === 'ECONNRESET' || !socket.writable || this.#closing.has(socket)) {
       socket.destroy();
       return;
     }
     const refusal =
       err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT : MALFORMED_REQUEST;
+    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight != null) {
+      // The fault is in the body of the request being answered: that
+      // request answers it once if it has sent nothing yet.
+      const pr = inFlight.req.complete ? undefined : this.#withBody.get(inFlight);
+      if (pr !== undefined && !inFlight.headersSent) {
+        pr.bodyFailed(refusal);
+        return;
+      }
+      // Otherwise a response is still owed or under way on this connection
+      // (an earlier pipelined request being served, or this one's): a
+      // refusal written now would be read as that answer, so the connection
+      // is cut instead.
+      if (!inFlight.writableEnded || !inFlight.req.complete) {
+        socket.destroy();
+        return;
+      }
+    }
     this.#rawRefusal(socket, refusal, err.code);
+  }
+
+  /** After this, nothing more is answered on the connection (see #clientError). */
+  closing(socket: Duplex): void {
+    this.#closing.add(socket);
   }
 
   /** A refusal written straight to the socket, which is then closed (requests Node's server does not hand over). */
@@ -292,6 +350,7 @@ export class Gateway {
     // A refused request's body is never read: closing is cheaper than draining it.
     if (close || this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
       headers.connection = 'close';
+      this.#closing.add(req.socket);
     }
     res.writeHead(err.status, headers);
     res.end(req.method === 'HEAD' ? undefined : body);
@@ -370,7 +429,8 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
   #done = false;
   /** Why the upstream request must be aborted once undici starts it. */
   #abortWith: Error | undefined;
-  #queueTimer: NodeJS.Timeout | undefined;
+  /** response_timeout_ms from dispatch to response headers, while queued for a connection and after. */
+  #deadline: NodeJS.Timeout | undefined;
   #sendTimer: NodeJS.Timeout | undefined;
   #sendTimedOut = false;
 
@@ -393,7 +453,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
 
   forward(token: ActiveToken | undefined): void {
     const { req, res, scan } = this;
-    if (res.destroyed) return;
+    if (this.#done || res.destroyed) return;
     const headers = scan.headers;
     if (token !== undefined) headers.push('authorization', token.authorization);
     // The scan kept client X-Forwarded-* values only from a trusted peer.
@@ -403,31 +463,94 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     if (host !== undefined) headers.push('x-forwarded-host', host);
     if (this.expectContinue) res.writeContinue();
     res.once('close', this.#onClose);
+    if (!scan.hasBody) {
+      this.#dispatch(null);
+      return;
+    }
+    // The body is read completely before an upstream connection is taken, so
+    // a slow client holds only its own buffer; a streaming route passes it
+    // through a meter that cuts a client too slow or too large.
+    if (!this.route.buffering) {
+      this.#dispatch(new MeteredBody(req, this.route.body, this.bodyFailed));
+      return;
+    }
+    bufferBody(req, this.route.body).then(this.#onBuffered, this.bodyFailed);
+  }
+
+  readonly #onBuffered = (body: BufferedBody): void => {
+    if (!Buffer.isBuffer(body.data)) this.res.once('close', body.dispose);
+    if (this.#done || this.res.destroyed) {
+      body.dispose();
+      return;
+    }
+    // A chunked body goes on length-framed (as NGINX does); one sent with
+    // Content-Length keeps it (the parser checked it matches).
+    const headers = this.scan.headers;
+    let framed = false;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') framed = true;
+    if (!framed) headers.push('content-length', String(body.length));
+    this.#dispatch(body.data);
+  };
+
+  /**
+   * The client's body failed before its request was answered: too large,
+   * too slow, unparsable (from the server's clientError), or the client
+   * went away. Answered once if nothing was sent yet; otherwise the
+   * connection is closed. The upstream request, if any, is aborted.
+   */
+  readonly bodyFailed = (err: Error): void => {
+    if (this.#done) return;
+    this.#done = true;
+    clearTimeout(this.#deadline);
+    clearTimeout(this.#sendTimer);
+    if (this.#controller !== undefined) this.#controller.abort(err);
+    else this.#abortWith = err;
+    const { req, res } = this;
+    if (err === BODY_ABORTED || res.destroyed) {
+      this.gw.access(req.method, this.logPath, 499, this.start, this.cache, 'client_closed');
+      return;
+    }
+    if (!(err instanceof GatewayError)) {
+      this.gw.logger.error({ err }, 'could not buffer a request body');
+      err = INTERNAL;
+    }
+    if (res.headersSent) {
+      this.gw.access(req.method, this.logPath, res.statusCode, this.start, this.cache, (err as GatewayError).code);
+      res.destroy();
+      return;
+    }
+    this.gw.refuse(req, res, err as GatewayError, this.start, this.logPath, true);
+  };
+
+  #dispatch(body: Buffer | Readable | null): void {
     this.route.pool.dispatch(
       {
         path: this.upstreamPath,
-        method: req.method as Dispatcher.HttpMethod,
-        headers,
-        body: scan.hasBody ? req : null,
+        method: this.req.method as Dispatcher.HttpMethod,
+        headers: this.scan.headers,
+        body,
       },
       this,
     );
     // With a free connection undici starts the request within dispatch();
-    // otherwise it waits in the pool's queue, and that wait counts against
-    // response_timeout_ms too (undici's own timer only starts once the
-    // request is written), so clients that stop reading and hold every
-    // connection cannot make everyone else wait without bound.
+    // otherwise it waits in the pool's queue. One deadline covers the wait
+    // and the response headers (undici's own timer only starts once the
+    // request is written, and would start a full period again), so clients
+    // that stop reading and hold every connection cannot make everyone else
+    // wait without bound, nor a queued request wait twice the bound.
     if (this.#controller === undefined && !this.#done) {
-      this.#queueTimer = setTimeout(this.#onQueueTimeout, this.gw.config.upstream.response_timeout_ms);
+      this.#deadline = setTimeout(this.#onDeadline, this.gw.config.upstream.response_timeout_ms);
     }
   }
 
-  readonly #onQueueTimeout = (): void => {
-    this.#queueTimer = undefined;
-    if (this.#done || this.#controller !== undefined) return;
+  readonly #onDeadline = (): void => {
+    this.#deadline = undefined;
+    if (this.#done) return;
     this.#done = true;
-    this.#abortWith = QUEUE_TIMEOUT;
-    this.gw.logger.warn({ path: this.logPath }, 'upstream timed out: no connection to it became free');
+    const queued = this.#controller === undefined;
+    if (queued) this.#abortWith = QUEUE_TIMEOUT;
+    else this.#controller!.abort(DEADLINE);
+    this.gw.logger.warn({ path: this.logPath }, queued ? 'upstream timed out: no connection to it became free' : 'upstream timed out');
     this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody);
   };
 
@@ -439,25 +562,31 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     }
     // Still queued: nobody is waiting for a 504 any more; the request is
     // dropped (and logged as 499) as soon as undici starts it.
-    clearTimeout(this.#queueTimer);
-    this.#queueTimer = undefined;
+    clearTimeout(this.#deadline);
+    this.#deadline = undefined;
     this.#abortWith ??= CLIENT_GONE;
   };
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#queueTimer !== undefined) {
-      clearTimeout(this.#queueTimer);
-      this.#queueTimer = undefined;
-    }
     if (this.#abortWith !== undefined) controller.abort(this.#abortWith);
     else if (this.res.destroyed) controller.abort(CLIENT_GONE);
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200 || this.#done) return; // 1xx from the upstream are not relayed
+    if (this.#deadline !== undefined) {
+      clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
     const out = responseHeaders(headers);
     if (this.gw.draining) out.connection = 'close';
+    // An answer before the client's (streamed) body ended: the rest of it is
+    // not read as a next request, and a fault in it is not answered again.
+    if (this.scan.hasBody && !this.req.complete) {
+      out.connection = 'close';
+      this.gw.closing(this.req.socket);
+    }
     this.res.writeHead(statusCode, out);
     // These never have a body, whatever their Content-Length says (RFC 9110
     // §8.6 allows one on a 304 and on HEAD): the client's response ends here,
@@ -500,7 +629,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.#sendTimer !== undefined) clearTimeout(this.#sendTimer);
-    if (this.#queueTimer !== undefined) clearTimeout(this.#queueTimer);
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
     // Already answered: ended early (204/304/HEAD), or refused on a queue timeout.
     if (this.#done) return;
     this.#done = true;

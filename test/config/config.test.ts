@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 
@@ -62,6 +63,10 @@ describe('config: defaults', () => {
         keep_alive_timeout_ms: 5000,
         shutdown_timeout_ms: 10_000,
         send_timeout_ms: 60_000,
+        max_body_bytes: 10 * 1024 * 1024,
+        body_buffer_bytes: 65_536,
+        min_body_rate_bytes: 240,
+        min_body_rate_window_ms: 5000,
       },
       trusted_proxies: [],
       cache: { max_entries: 10_000, max_negative_entries: 10_000 },
@@ -71,6 +76,8 @@ describe('config: defaults', () => {
         {
           path: '/api',
           upstream: 'http://127.0.0.1:3000',
+          request_buffering: true,
+          body_idle_timeout_ms: 10_000,
           phantom_token: {
             introspection_endpoint: 'https://login.example.com/oauth/v2/oauth-introspect',
             client_id: 'introspection-client',
@@ -85,7 +92,7 @@ describe('config: defaults', () => {
             connections: 32,
           },
         },
-        { path: '/public', upstream: 'http://127.0.0.1:3001/v1', phantom_token: false },
+        { path: '/public', upstream: 'http://127.0.0.1:3001/v1', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false },
       ],
     });
   });
@@ -352,9 +359,18 @@ describe('config: routes', () => {
     );
   });
 
+  test('request body options of a route: streaming opt-in with its idle bound, and its own size bound', () => {
+    const cfg = parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    request_buffering: false\n    body_idle_timeout_ms: 2000\n    max_body_bytes: 1073741824\n');
+    assert.deepEqual(cfg.routes, [
+      { path: '/up', upstream: 'http://127.0.0.1:3000', request_buffering: false, body_idle_timeout_ms: 2000, max_body_bytes: 1073741824, phantom_token: false },
+    ]);
+    assert.throws(() => parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    request_buffering: maybe\n'), /request_buffering: must be true or false/);
+    assert.throws(() => parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    body_idle_timeout_ms: 5\n'), /body_idle_timeout_ms: must be at least 100/);
+  });
+
   test('routes with phantom_token: false need no phantom_token options at all', () => {
     const cfg = parse('routes:\n  - path: /\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n');
-    assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', phantom_token: false }]);
+    assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false }]);
   });
 
   test('per-route overrides merge over the top-level block, which stays the default for other routes', () => {
@@ -505,6 +521,12 @@ describe('config: checks that keep a valid-looking file from failing at start or
       () => parseConfig(`phantom_token:\n  introspection_endpoint: "https://as.test/i"\n  client_id: a\n  client_secret: b\n  ca_file: ${dir}\n${route}`),
       /config:5: phantom_token\.ca_file: cannot read ".*" \(EISDIR\)/,
     );
+  });
+  test('a server.body_temp_dir that is missing or not a directory is refused at the config check, with its line', () => {
+    assert.throws(() => parseConfig(`${pt}${route}server:\n  body_temp_dir: /nonexistent/bodies\n`), /config:\d+: server\.body_temp_dir: cannot write in "\/nonexistent\/bodies" \(ENOENT\)/);
+    const file = fileURLToPath(import.meta.url);
+    assert.throws(() => parseConfig(`${pt}${route}server:\n  body_temp_dir: ${file}\n`), /server\.body_temp_dir: cannot write in ".*" \(ENOTDIR\)/);
+    assert.equal(parseConfig(`${pt}${route}server:\n  body_temp_dir: ${tmpdir()}\n`).server.body_temp_dir, tmpdir());
   });
   test('an unreadable ca_file is refused with its line', () => {
     assert.throws(

@@ -148,9 +148,13 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
   const server = createServer(async (req, res) => {
     const hash = createHash('sha256');
     let bytes = 0;
-    for await (const c of req) {
-      bytes += (c as Buffer).length;
-      hash.update(c as Buffer);
+    try {
+      for await (const c of req) {
+        bytes += (c as Buffer).length;
+        hash.update(c as Buffer);
+      }
+    } catch {
+      return; // the gateway aborted the request mid-body: nothing is recorded
     }
     const seen: EchoRequest = {
       method: req.method!,

@@ -368,7 +368,12 @@ describe('reverse proxy: streaming bodies', { timeout: 10_000 }, () => {
 
   let stack: Stack;
   before(async () => {
-    ({ as, api, gw } = stack = await startStack((as, api) => basicConfig(as.url, api.url)));
+    ({ as, api, gw } = stack = await startStack((as, api) =>
+      basicConfig(as.url, api.url, `  - path: /stream
+    upstream: ${api.url}
+    request_buffering: false
+`),
+    ));
   });
   after(() => stack.close());
   beforeEach(() => {
@@ -388,24 +393,42 @@ describe('reverse proxy: streaming bodies', { timeout: 10_000 }, () => {
     assert.equal(s.bodySha256, createHash('sha256').update(body).digest('hex'));
   });
 
-  test('a 1 MiB chunked upload arrives intact at the upstream', async () => {
+  for (const [route, framing] of [['/api', 'length-framed (buffered route)'], ['/stream', 'still chunked (streaming route)']] as const) {
+    test(`a 1 MiB chunked upload arrives intact at the upstream, ${framing}`, async () => {
+      const token = freshToken();
+      await as.activate(token);
+      const hash = createHash('sha256');
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 16; i++) {
+        const p = randomBytes(MiB / 16);
+        hash.update(p);
+        parts.push(p);
+      }
+      const res = await request(`${gw.url}${route}/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: Readable.from(parts) });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+      const s = api.received[0]!;
+      if (route === '/api') {
+        assert.equal(s.headers['transfer-encoding'], undefined);
+        assert.equal(s.headers['content-length'], String(MiB));
+      } else {
+        assert.equal(s.headers['transfer-encoding'], 'chunked');
+        assert.equal(s.headers['content-length'], undefined);
+      }
+      assert.equal(s.bodyBytes, MiB);
+      assert.equal(s.bodySha256, hash.digest('hex'));
+    });
+  }
+
+  test('a 1 MiB upload with Content-Length on a streaming route arrives intact', async () => {
     const token = freshToken();
     await as.activate(token);
-    const hash = createHash('sha256');
-    const parts: Buffer[] = [];
-    for (let i = 0; i < 16; i++) {
-      const p = randomBytes(MiB / 16);
-      hash.update(p);
-      parts.push(p);
-    }
-    const res = await request(`${gw.url}/api/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: Readable.from(parts) });
+    const body = randomBytes(MiB);
+    const res = await request(`${gw.url}/stream/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body });
     assert.equal(res.statusCode, 200);
     await res.body.dump();
-    const s = api.received[0]!;
-    assert.equal(s.headers['transfer-encoding'], 'chunked');
-    assert.equal(s.headers['content-length'], undefined);
-    assert.equal(s.bodyBytes, MiB);
-    assert.equal(s.bodySha256, hash.digest('hex'));
+    assert.equal(api.received[0]!.headers['content-length'], String(MiB));
+    assert.equal(api.received[0]!.bodySha256, createHash('sha256').update(body).digest('hex'));
   });
 
   test('a 1.5 MiB download arrives intact with its Content-Length', async () => {
@@ -431,10 +454,11 @@ describe('reverse proxy: streaming, against a scripted upstream', { timeout: 10_
     as = await startScriptedIntrospection();
     // /upload answers as soon as the first request chunk arrives, and then
     // reads the rest; /download sends a first chunk and holds the rest until
-    // the test releases it. Both deadlock if the gateway buffers whole bodies.
+    // the test releases it. Both deadlock if the gateway buffers whole
+    // bodies (which it does for requests, unless the route opts out).
     up = await listen(
       createServer((req: IncomingMessage, res: ServerResponse) => {
-        if (req.url === '/public/upload') {
+        if (req.url === '/stream/upload') {
           req.once('data', () => {
             onFirstChunk();
             res.writeHead(200, { 'content-type': 'text/plain' });
@@ -451,7 +475,11 @@ describe('reverse proxy: streaming, against a scripted upstream', { timeout: 10_
         void done.then(() => res.end('second-part\n'));
       }),
     );
-    gw = await startGateway(basicConfig(as.url, up.url));
+    gw = await startGateway(basicConfig(as.url, up.url, `  - path: /stream
+    upstream: ${up.url}
+    phantom_token: false
+    request_buffering: false
+`));
   });
   after(async () => {
     release();
@@ -460,11 +488,11 @@ describe('reverse proxy: streaming, against a scripted upstream', { timeout: 10_
     await up.close();
   });
 
-  test('the request body is streamed: the upstream sees the first chunk before the client sends the rest', { timeout: 3000 }, async () => {
+  test('on a streaming route (request_buffering: false) the request body is streamed: the upstream sees the first chunk before the client sends the rest', { timeout: 3000 }, async () => {
     firstChunkSeen = new Promise<void>((r) => (onFirstChunk = r));
     const body = new Readable({ read() {} });
     body.push(Buffer.alloc(1000, 0x62));
-    const pending = request(`${gw.url}/public/upload`, { method: 'POST', body });
+    const pending = request(`${gw.url}/stream/upload`, { method: 'POST', body });
     await firstChunkSeen;
     const res = await pending;
     assert.equal(res.statusCode, 200);
@@ -549,6 +577,32 @@ upstream:
 
   test('after a fault, the next request to a healthy upstream is served', async () => {
     const res = await request(`${gw.url}/public/ok`);
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+  });
+});
+
+describe('reverse proxy: one deadline for an upstream answer (upstream.response_timeout_ms)', { timeout: 10_000 }, () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack((as, api) => basicConfig(as.url, api.url, 'upstream:\n  connections: 1\n  response_timeout_ms: 800\n'));
+  });
+  after(() => stack.close());
+
+  test('response timeout exceeded twice over: a request queued for the only connection gets 504 within the bound, not 200 after the wait plus a fresh bound', async () => {
+    const { gw } = stack;
+    // The first request holds the only connection for most of the bound.
+    const first = request(`${gw.url}/public/slow?ms=500`);
+    await new Promise((r) => setTimeout(r, 50));
+    const started = Date.now();
+    // Queued until ~500 ms, then the upstream takes another 500 ms: 1000 ms
+    // in all, past the 800 ms bound, though each part alone is within it.
+    const second = await request(`${gw.url}/public/slow?ms=500`);
+    const elapsed = Date.now() - started;
+    assert.equal(second.statusCode, 504);
+    assert.deepEqual(await second.body.json(), { code: 'server_error', message: 'The upstream API timed out' });
+    assert.ok(elapsed < 800 + 700, `answered after ${elapsed} ms`);
+    const res = await first;
     assert.equal(res.statusCode, 200);
     await res.body.dump();
   });

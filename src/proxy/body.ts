@@ -1,0 +1,353 @@
+import { randomBytes } from 'node:crypto';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { GatewayError } from '../core/errors.js';
+
+/*
+ * Request bodies: read completely before an upstream connection is taken
+ * (the default, as NGINX's proxy_request_buffering), or streamed through a
+ * meter on routes that opt out. Both enforce the size bound and the minimum
+ * rate, so a client dripping a body is cut off early instead of holding
+ * gateway memory (buffered) or an upstream connection (streamed).
+ */
+
+export const BODY_TOO_LARGE = new GatewayError('ERR_BODY_TOO_LARGE');
+export const BODY_TOO_SLOW = new GatewayError('ERR_BODY_TOO_SLOW');
+const UNSUPPORTED_CODING = new GatewayError('ERR_TRANSFER_CODING');
+const FAULTY_FRAMING = new GatewayError('ERR_MALFORMED_REQUEST');
+/** The client went away (or its connection was cut) before the body ended: nobody to answer. */
+export const BODY_ABORTED = new Error('the client closed the connection before its body ended');
+
+export interface BodyLimits {
+  /** Larger bodies are refused with 413. */
+  readonly maxBytes: number;
+  /** Kept in memory up to this; past it the body goes to a temporary file. */
+  readonly memoryBytes: number;
+  readonly tempDir: string;
+  /** Bytes per second a client must send, measured over each window; 0 turns the check off. */
+  readonly minRate: number;
+  readonly windowMs: number;
+}
+
+/** A completely read body, ready to forward with `Content-Length: length`. */
+export interface BufferedBody {
+  readonly length: number;
+  /** A Buffer, or a stream over the temporary file. */
+  readonly data: Buffer | Readable;
+  /** Releases the temporary file (already unlinked; this closes it). Idempotent. */
+  dispose(): void;
+}
+
+/**
+ * The refusal, if any, for how a request announces its body: a transfer
+ * coding other than `chunked` alone (501), `Transfer-Encoding` on HTTP/1.0
+ * (RFC 9112 §6.1: faulty framing, 400), or a `Content-Length` past the
+ * bound (413, before a byte of the body is read).
+ */
+export function framingRefusal(req: IncomingMessage, maxBytes: number): GatewayError | undefined {
+  const raw = req.rawHeaders;
+  const coding = transferCoding(raw);
+  if (coding !== 'none') {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return FAULTY_FRAMING;
+    return coding === 'chunked' ? undefined : UNSUPPORTED_CODING;
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    // Node's parser has checked it is digits and not repeated with another value.
+    if (raw[i]!.length === 14 && raw[i]!.toLowerCase() === 'content-length') return Number(raw[i + 1]) > maxBytes ? BODY_TOO_LARGE : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * How a request's body is framed, from its raw headers: `chunked` only when
+ * every `Transfer-Encoding` line together name exactly one coding, `chunked`
+ * (any case, optional whitespace). Anything else (`gzip, chunked`...) would
+ * reach the upstream with the coding silently dropped, so it is refused
+ * (RFC 9112 §6.1: 501).
+ */
+export function transferCoding(raw: readonly string[]): 'none' | 'chunked' | 'other' {
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 17 && raw[i]!.toLowerCase() === 'transfer-encoding') value = value === undefined ? raw[i + 1]! : `${value},${raw[i + 1]!}`;
+  }
+  if (value === undefined) return 'none';
+  return value.trim().toLowerCase() === 'chunked' ? 'chunked' : 'other';
+}
+
+/**
+ * Counts a client's body bytes per window and calls `slow` when a window
+ * ends with fewer than `minRate` bytes per second — unless the gateway itself
+ * stopped reading during it (`excuse()`, or `paused()` at its end), which is
+ * not the client's fault. The first window is the grace period.
+ */
+class RateWatch {
+  bytes = 0;
+  #excused = false;
+  readonly #timer: NodeJS.Timeout;
+  readonly #floor: number;
+
+  constructor(limits: BodyLimits, paused: () => boolean, slow: () => void) {
+    this.#floor = (limits.minRate * limits.windowMs) / 1000;
+    this.#timer = setTimeout(() => {
+      if (this.bytes < this.#floor && !this.#excused && !paused()) {
+        slow();
+        return;
+      }
+      this.bytes = 0;
+      this.#excused = false;
+      this.#timer.refresh();
+    }, limits.windowMs);
+    this.#timer.unref();
+  }
+
+  /** The gateway paused the client during this window. */
+  excuse(): void {
+    this.#excused = true;
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
+/**
+ * Reads `req`'s body completely: in memory up to `memoryBytes`, then into a
+ * temporary file created with mode 0600 and unlinked at once, so it is gone
+ * whatever happens to the process; only the descriptor is left, closed by
+ * `dispose()`. Rejects with BODY_TOO_LARGE, BODY_TOO_SLOW, BODY_ABORTED, or
+ * the file system's error.
+ */
+export function bufferBody(req: IncomingMessage, limits: BodyLimits): Promise<BufferedBody> {
+  return new Promise((resolve, reject) => new BodyBuffer(req, limits, resolve, reject));
+}
+
+class BodyBuffer {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #file: FileHandle | undefined;
+  /** Chunks are being written to the file (the request is paused meanwhile). */
+  #writing = false;
+  #ended = false;
+  #settled = false;
+  readonly #watch: RateWatch | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly limits: BodyLimits,
+    readonly resolve: (b: BufferedBody) => void,
+    readonly reject: (err: Error) => void,
+  ) {
+    if (limits.minRate > 0) this.#watch = new RateWatch(limits, () => this.#writing, () => this.#fail(BODY_TOO_SLOW));
+    req.on('data', this.#onData);
+    req.on('end', this.#onEnd);
+    req.on('close', this.#onClose);
+    req.on('error', this.#onError);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#settled) return;
+    this.#size += chunk.length;
+    if (this.#watch !== undefined) this.#watch.bytes += chunk.length;
+    if (this.#size > this.limits.maxBytes) return this.#fail(BODY_TOO_LARGE);
+    this.#chunks.push(chunk);
+    if (this.#file === undefined && this.#size <= this.limits.memoryBytes) return;
+    if (!this.#writing) void this.#spill();
+  };
+
+  readonly #onEnd = (): void => {
+    this.#ended = true;
+    if (!this.#writing) this.#finish();
+  };
+
+  readonly #onClose = (): void => {
+    if (!this.req.complete) this.#fail(BODY_ABORTED);
+  };
+
+  readonly #onError = (): void => this.#fail(BODY_ABORTED);
+
+  /** Writes what is in memory to the file (opening it first), pausing the client meanwhile. */
+  async #spill(): Promise<void> {
+    this.#writing = true;
+    this.#watch?.excuse();
+    this.req.pause();
+    try {
+      this.#file ??= await openTemp(this.limits.tempDir);
+      while (this.#chunks.length > 0 && !this.#settled) {
+        const batch = this.#chunks;
+        this.#chunks = [];
+        await this.#file.writev(batch);
+      }
+      this.#writing = false;
+    } catch (err) {
+      this.#writing = false;
+      this.#fail(err as Error);
+      this.#closeFile(); // when something else settled it meanwhile
+      return;
+    }
+    if (this.#settled) return this.#closeFile();
+    if (this.#ended) this.#finish();
+    else this.req.resume();
+  }
+
+  #finish(): void {
+    if (this.#settled) return;
+    this.#stop();
+    const file = this.#file;
+    if (file === undefined) {
+      const data = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+      this.#chunks = [];
+      this.resolve({ length: this.#size, data, dispose: noop });
+      return;
+    }
+    let closed = false;
+    this.resolve({
+      length: this.#size,
+      data: file.createReadStream({ start: 0, autoClose: false }),
+      dispose: () => {
+        if (closed) return;
+        closed = true;
+        file.close().catch(noop);
+      },
+    });
+  }
+
+  #fail(err: Error): void {
+    if (this.#settled) return;
+    this.#stop();
+    this.#chunks = [];
+    // Without a 'data' listener the rest of the body is read and dropped
+    // until the connection closes (the refusal sent for this says close).
+    if (!this.#writing) this.#closeFile();
+    this.reject(err);
+  }
+
+  #stop(): void {
+    this.#settled = true;
+    this.#watch?.stop();
+    const { req } = this;
+    req.off('data', this.#onData);
+    req.off('end', this.#onEnd);
+    req.off('close', this.#onClose);
+    req.off('error', this.#onError);
+    // Keep an error listener: a connection cut later must not crash the process.
+    req.on('error', noop);
+  }
+
+  #closeFile(): void {
+    this.#file?.close().catch(noop);
+    this.#file = undefined;
+  }
+}
+
+/** Creates a 0600 file in `dir` and unlinks it at once: the descriptor is all that is left. */
+async function openTemp(dir: string): Promise<FileHandle> {
+  const path = join(dir, `phantom-gateway-body-${process.pid}-${randomBytes(8).toString('hex')}`);
+  const file = await open(path, 'wx+', 0o600);
+  try {
+    await unlink(path);
+  } catch (err) {
+    await file.close().catch(noop);
+    throw err;
+  }
+  return file;
+}
+
+export interface StreamLimits extends BodyLimits {
+  /** Longest pause between two pieces of the body. */
+  readonly idleMs: number;
+}
+
+/**
+ * The body of a request on a streaming route, as undici reads it: bytes pass
+ * as they come, but the size bound, the minimum rate and the idle bound are
+ * enforced. Reading from the client starts only when undici first asks
+ * (once it holds an upstream connection). On a violation `fail` is called
+ * once and the stream is destroyed with the same error, which aborts the
+ * upstream request.
+ */
+export class MeteredBody extends Readable {
+  #size = 0;
+  #started = false;
+  #stopped = false;
+  #watch: RateWatch | undefined;
+  #idle: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly limits: StreamLimits,
+    readonly fail: (err: Error) => void,
+  ) {
+    super();
+  }
+
+  override _read(): void {
+    if (this.#stopped) return;
+    if (!this.#started) {
+      this.#started = true;
+      const { req, limits } = this;
+      if (limits.minRate > 0) this.#watch = new RateWatch(limits, () => req.isPaused(), () => this.#violation(BODY_TOO_SLOW));
+      // While the upstream is not reading (the client is paused), the client is not idle.
+      this.#idle = setTimeout(() => (req.isPaused() ? this.#idle!.refresh() : this.#violation(BODY_TOO_SLOW)), limits.idleMs);
+      this.#idle.unref();
+      req.on('data', this.#onData);
+      req.on('end', this.#onEnd);
+      req.on('close', this.#onClose);
+      req.on('error', this.#onError);
+    } else {
+      this.#idle?.refresh();
+    }
+    this.req.resume();
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#size += chunk.length;
+    if (this.#size > this.limits.maxBytes) return this.#violation(BODY_TOO_LARGE);
+    if (this.#watch !== undefined) this.#watch.bytes += chunk.length;
+    this.#idle?.refresh();
+    if (!this.push(chunk)) {
+      this.#watch?.excuse();
+      this.req.pause();
+    }
+  };
+
+  readonly #onEnd = (): void => {
+    this.#stop();
+    this.push(null);
+  };
+
+  readonly #onClose = (): void => {
+    if (!this.req.complete) this.#violation(BODY_ABORTED);
+  };
+
+  readonly #onError = (): void => this.#violation(BODY_ABORTED);
+
+  #violation(err: Error): void {
+    if (this.destroyed) return;
+    this.#stop();
+    this.fail(err);
+    this.destroy(err);
+  }
+
+  #stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#watch?.stop();
+    clearTimeout(this.#idle);
+    const { req } = this;
+    req.off('data', this.#onData);
+    req.off('end', this.#onEnd);
+    req.off('close', this.#onClose);
+    req.off('error', this.#onError);
+    req.on('error', noop);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#started) this.#stop();
+    this.req.resume(); // whatever is left of the body is read and dropped until the connection closes
+    cb(err);
+  }
+}
+
+function noop(): void {}
