@@ -146,6 +146,10 @@ export const configSchema = z.strictObject({
       keep_alive_timeout_ms: int(100, 600_000).default(5000),
       shutdown_timeout_ms: int(0, 600_000).default(10_000),
       send_timeout_ms: int(100, 3_600_000).default(60_000),
+      // NGINX's option of the same name: request headers whose name contains
+      // `_` are dropped unless this is true (CGI-style upstreams read
+      // `X_Forwarded_For` as `X-Forwarded-For`).
+      underscores_in_headers: bool().default(false),
     })
     // Node refuses to start a server otherwise; say so here, with the line.
     .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
@@ -160,6 +164,7 @@ export const configSchema = z.strictObject({
       keep_alive_timeout_ms: 5000,
       shutdown_timeout_ms: 10_000,
       send_timeout_ms: 60_000,
+      underscores_in_headers: false,
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z

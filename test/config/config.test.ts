@@ -62,6 +62,7 @@ describe('config: defaults', () => {
         keep_alive_timeout_ms: 5000,
         shutdown_timeout_ms: 10_000,
         send_timeout_ms: 60_000,
+        underscores_in_headers: false,
       },
       trusted_proxies: [],
       cache: { max_entries: 10_000 },
