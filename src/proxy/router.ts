@@ -15,8 +15,9 @@ export interface Route<T> {
  * a protected `/admin/`):
  * - `/admin`, the prefix without its trailing `/` (Express and Spring MVC
  *   serve it with the `/admin/` handler);
- * - `/admin.json`, `/admin.x`: the prefix's last segment with an extension
- *   (Rails' `(.:format)`, Spring's suffix patterns serve them as `/admin`).
+ * - `/admin.json`, `/admin.x` (and `/admin.json/`): the prefix's last
+ *   segment with an extension (Rails' `(.:format)`, Spring's suffix patterns
+ *   serve them as `/admin`).
  * A longer configured prefix still wins (`/admin.json` as a route of its own).
  */
 export class Router<T> {
@@ -63,8 +64,11 @@ function matches(p: string, path: string): boolean {
   } else if (p.length === 1 || path.charCodeAt(name.length) === 47) {
     return true; // the root route, or on a segment boundary
   }
-  // `/admin.json`: an extension on the prefix's last segment, nothing after it.
-  return name.length > 1 && path.charCodeAt(name.length) === 46 /* . */ && !path.includes('/', name.length);
+  // `/admin.json`: an extension on the prefix's last segment, nothing after
+  // it but a trailing `/` (which Rails and Express ignore too).
+  if (name.length <= 1 || path.charCodeAt(name.length) !== 46 /* . */) return false;
+  const next = path.indexOf('/', name.length);
+  return next === -1 || next === path.length - 1;
 }
 
 /**
