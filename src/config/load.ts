@@ -112,6 +112,16 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
           'requests whose route depends on case are refused, so one of them could never be reached',
       );
     }
+    // `/admin` and `/admin/` name the same resource to Express and Spring,
+    // and the router gives `/admin` to the `/admin/` route (see Router).
+    const twin = route.path.length > 1 ? (route.path.endsWith('/') ? route.path.slice(0, -1) : `${route.path}/`) : undefined;
+    const twinAt = twin === undefined ? undefined : seenFolded.get(twin.toLowerCase());
+    if (prev === undefined && folded === undefined && twinAt !== undefined) {
+      problems.push(
+        `${lineOf(['routes', i, 'path'])}: routes[${i}].path: "${route.path}" differs from routes[${twinAt}].path "${cfg.routes[twinAt]!.path}" only by a trailing /; ` +
+          'upstreams serve both with the same handler, so they must be one route',
+      );
+    }
     seen.set(route.path, i);
     seenFolded.set(route.path.toLowerCase(), i);
 

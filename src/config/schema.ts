@@ -159,6 +159,10 @@ export const configSchema = z.strictObject({
       body_temp_dir: z.string('must be a directory path').min(1, 'must not be empty').optional(),
       min_body_rate_bytes: int(0, 1024 * 1024 * 1024).default(240),
       min_body_rate_window_ms: int(100, 600_000).default(5000),
+      // NGINX's option of the same name: request headers whose name contains
+      // `_` are dropped unless this is true (CGI-style upstreams read
+      // `X_Forwarded_For` as `X-Forwarded-For`).
+      underscores_in_headers: bool().default(false),
     })
     // Node refuses to start a server otherwise; say so here, with the line.
     .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
@@ -177,6 +181,7 @@ export const configSchema = z.strictObject({
       body_buffer_bytes: 65_536,
       min_body_rate_bytes: 240,
       min_body_rate_window_ms: 5000,
+      underscores_in_headers: false,
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
   cache: z

@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_BAD_REQUEST_TARGET'
   | 'ERR_DUPLICATE_HEADER'
+  | 'ERR_BAD_HOST'
+  | 'ERR_TOKEN_IN_QUERY'
   | 'ERR_TOO_MANY_HEADERS'
   | 'ERR_HEADERS_TOO_LARGE'
   | 'ERR_MALFORMED_REQUEST'
@@ -63,6 +65,8 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_UPSTREAM_TIMEOUT: { status: 504, publicCode: 'server_error', message: 'The upstream API timed out' },
   ERR_BAD_REQUEST_TARGET: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
   ERR_DUPLICATE_HEADER: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_BAD_HOST: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
+  ERR_TOKEN_IN_QUERY: { status: 400, publicCode: 'bad_request', message: 'Access tokens are not accepted in the query string' },
   ERR_TOO_MANY_HEADERS: { status: 431, publicCode: 'bad_request', message: 'Too many request headers' },
   ERR_HEADERS_TOO_LARGE: { status: 431, publicCode: 'bad_request', message: 'Request headers too large' },
   ERR_MALFORMED_REQUEST: { status: 400, publicCode: 'bad_request', message: 'Bad request' },

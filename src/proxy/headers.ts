@@ -13,8 +13,77 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'proxy-authenticate',
 ]);
 
-/** Headers a client could use to lie about where a request came from. */
-const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+/*
+ * Headers an upstream could read as supplied by a proxy in front of it: the
+ * client's address, the scheme, host, port, prefix or path the client used,
+ * its TLS client certificate. Frameworks trust them for exactly those
+ * (Spring's ForwardedHeaderFilter, Werkzeug's ProxyFix, Express's `trust
+ * proxy`, IIS's URL Rewrite reading X-Original-URL). Matched on the
+ * normalized name (lower case, `_` read as `-`: CGI, WSGI and PHP map both
+ * to the same variable, RFC 3875 §4.1.18). Via is not in the family: it is
+ * informational and loop detection, and no framework derives address,
+ * scheme, host or path from it.
+ */
+const PROXY_SUPPLIED = new Set([
+  'forwarded',
+  'x-real-ip',
+  'client-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'cf-connecting-ipv6',
+  'cf-visitor',
+  'fastly-client-ip',
+  'x-azure-clientip',
+  'x-azure-socketip',
+  'x-host',
+  'x-http-host-override',
+  'x-proxyuser-ip',
+  'proxy-client-ip',
+  'wl-proxy-client-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-originating-ip',
+  'x-rewrite-url',
+  'x-scheme',
+  'x-url-scheme',
+  'front-end-https',
+  'x-client-cert',
+  'ssl-client-cert',
+]);
+/** Whole prefixes of the family: `X-Forwarded-For/-Proto/-Host/-Port/-Prefix/-Ssl/-Server/...`, `X-Original-URL/-URI/-Host/-Method`. */
+const PROXY_SUPPLIED_PREFIXES = ['x-forwarded', 'x-original-', 'x-envoy-', 'x-arr-', 'x-ssl-'];
+
+/**
+ * Headers that change the method an upstream acts on (Express's
+ * method-override, ASP.NET, Symfony, Google's APIs): the gateway decides on
+ * the method it sees (a CORS preflight passes without a token), so a request
+ * must not mean one method to it and another to the upstream.
+ */
+const METHOD_OVERRIDE = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+
+/** The headers the gateway sets itself: other spellings of them never pass. */
+const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host']);
+
+/** `name` lower case with `_` read as `-`, the way CGI-style upstreams see it. */
+export function normalizeHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+}
+
+/** Whether an upstream could read the header as supplied by a proxy (any case, `_` or `-`). */
+export function isProxySupplied(name: string): boolean {
+  const n = normalizeHeaderName(name);
+  if (PROXY_SUPPLIED.has(n)) return true;
+  for (const p of PROXY_SUPPLIED_PREFIXES) if (n.startsWith(p)) return true;
+  return false;
+}
+
+/** Whether the header asks the upstream to act on another method (any case, `_` or `-`). */
+export function isMethodOverride(name: string): boolean {
+  return METHOD_OVERRIDE.has(normalizeHeaderName(name));
+}
 
 /** What the scan of a request's raw headers found. */
 export interface RequestHeaderScan {
@@ -33,6 +102,8 @@ export interface RequestHeaderScan {
   readonly preflight: boolean;
   /** The request announces a body (Content-Length > 0 or Transfer-Encoding). */
   readonly hasBody: boolean;
+  /** A method-override header (`X-HTTP-Method-Override`...) was sent: refused. */
+  readonly methodOverride: boolean;
   /** X-Forwarded-* values sent by a trusted peer; always undefined for others. */
   readonly xff: string | undefined;
   readonly xfProto: string | undefined;
@@ -43,12 +114,15 @@ export interface RequestHeaderScan {
  * One pass over `rawHeaders`: copies what may go to the upstream, and drops
  * hop-by-hop fields, every field the client names in `Connection` (so a client
  * cannot make the gateway strip a header it adds), `Host`, `Authorization`,
- * `Expect` and the forwarding fields the gateway sets itself.
+ * `Expect`, the forwarding fields the gateway sets itself, the whole
+ * proxy-supplied family unless the peer is trusted, and (unless
+ * `keepUnderscores`) every field whose name contains `_`.
  *
- * @param keepForwarding keep client `Forwarded`/`X-Forwarded-*` fields (trusted peer).
+ * @param keepForwarding keep the client's proxy-supplied fields (trusted peer).
  * @param keepAuthorization pass the client's `Authorization` on (unprotected route).
+ * @param keepUnderscores pass names with `_` (`server.underscores_in_headers`).
  */
-export function scanRequestHeaders(raw: readonly string[], keepForwarding: boolean, keepAuthorization: boolean): RequestHeaderScan {
+export function scanRequestHeaders(raw: readonly string[], keepForwarding: boolean, keepAuthorization: boolean, keepUnderscores = false): RequestHeaderScan {
   const out: string[] = [];
   let host: string | undefined;
   let authorization: string | undefined;
@@ -57,6 +131,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   let origin = false;
   let acrm = false;
   let hasBody = false;
+  let methodOverride = false;
   let connection: string | undefined;
   let xff: string | undefined;
   let xfProto: string | undefined;
@@ -105,13 +180,23 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
         if (keepForwarding) xfHost ??= value;
         continue;
     }
-    if (HOP_BY_HOP.has(name)) continue;
-    if (FORWARDING.has(name) && !keepForwarding) continue;
+    // NGINX, Apache and Gunicorn drop `_` names by default: `X_Forwarded_For`
+    // is HTTP_X_FORWARDED_FOR to a CGI-style upstream, like the real one.
+    const underscore = name.includes('_');
+    if (underscore && !keepUnderscores) continue;
+    const norm = underscore ? name.replaceAll('_', '-') : name;
+    if (HOP_BY_HOP.has(norm)) continue;
+    if (METHOD_OVERRIDE.has(norm)) {
+      methodOverride = true;
+      continue;
+    }
+    if (underscore && GATEWAY_SET.has(norm)) continue;
+    if (!keepForwarding && isProxySupplied(norm)) continue;
     out.push(name, value);
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, xff, xfProto, xfHost };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

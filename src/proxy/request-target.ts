@@ -6,16 +6,59 @@
  * (CL+TE, duplicate Content-Length, obs-fold, bare LF); these it lets through.
  */
 
+import { isIPv6 } from 'node:net';
+
 // Refused anywhere in the path:
 // - backslash, NUL, fragment, and `;` (path parameters: Tomcat and Spring drop
 //   `;x` from a segment before routing, so `/api;x/` would be `/api/` there);
-// - percent-encoded `%`, NUL, `/`, `\` and every percent-encoded *unreserved*
+// - anything outside visible ASCII sent raw (not valid in a URI; RFC 3986 §2);
+// - percent-encoded `%`, `/`, `\` and every percent-encoded *unreserved*
 //   character (RFC 3986 §2.3: letters, digits, `-._~`), which an upstream that
 //   decodes before routing would read as plain text (`/%61pi` is `/api` to Go,
-//   Flask, Django). Reserved characters other than these stay allowed encoded;
+//   Flask, Django);
+// - percent-encoded C0 controls and DEL (`%00`-`%1F`, `%7F`): decoded, `%0a`
+//   ends a line for a `$`-anchored pattern, `%09` and `%0d` are trimmed;
+// - percent-encoded `?` and `#`: an upstream that decodes and parses again
+//   cuts the path there, so `/api%3F` (no route: the public `/`) would be `/api`;
+// - a segment ending in `.` or an encoded space (`%20`): Windows and IIS strip
+//   them, so `/admin./x` and `/admin%20/x` would be `/admin/x` there;
 // - a bad escape, an empty segment, and `.` / `..` segments.
+// Reserved characters other than these stay allowed encoded.
 const FORBIDDEN_IN_PATH =
-  /[\\#\0;]|%(?:25|00|2[DdEeFf]|3[0-9]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEe])|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)/;
+  /[\\#\0;]|[^\x21-\x7e]|%(?:[01][0-9A-Fa-f]|2[35DdEeFf]|3[0-9Ff]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEeFf])|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)|(?:\.|%20)(?:\/|$)/;
+
+/** A percent-encoded byte >= 0x80: the path carries encoded UTF-8 (or garbage). */
+const ENCODED_HIGH = /%[89A-Fa-f][0-9A-Fa-f]/;
+
+// Code points some upstream turns into a line end (Java's `$` matches before
+// U+0085, U+2028 and U+2029) or into ASCII controls; with C1 controls, refused.
+const LINE_LIKE = /[\u0080-\u009f\u2028\u2029]/;
+const ASCII = /[\x00-\x7f]/;
+
+/**
+ * Encoded non-ASCII is refused when it is not valid UTF-8 (overlong forms such
+ * as `%C0%AF` for `/`, lone continuation bytes, surrogates), or when a
+ * character of it becomes ASCII under NFKC normalisation or case mapping
+ * (fullwidth solidus `%EF%BC%8F` is `/`, dotless `%C4%B1` upper-cases to `I`,
+ * the Kelvin sign `%E2%84%AA` lower-cases to `k`): an upstream that
+ * normalises or compares case-insensitively would read another ASCII path.
+ * Other non-ASCII text (`%C3%A9`, é) passes.
+ */
+function foldsToAscii(path: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return true; // not UTF-8
+  }
+  if (LINE_LIKE.test(decoded)) return true;
+  for (const ch of decoded) {
+    if (ch.charCodeAt(0) < 0x80) continue;
+    if (ASCII.test(ch.normalize('NFKC')) || ASCII.test(ch.toLowerCase()) || ASCII.test(ch.toUpperCase())) return true;
+    if (ASCII.test(ch.normalize('NFKC').toLowerCase()) || ASCII.test(ch.normalize('NFKC').toUpperCase())) return true;
+  }
+  return false;
+}
 
 /**
  * Splits an origin-form request target into path and query (with its `?`),
@@ -26,6 +69,54 @@ export function checkTarget(url: string | undefined): { path: string; query: str
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   if (FORBIDDEN_IN_PATH.test(path)) return undefined;
+  if (ENCODED_HIGH.test(path) && foldsToAscii(path)) return undefined;
   if (q !== -1 && (url.includes('#', q) || url.includes('\0', q))) return undefined;
   return { path, query: q === -1 ? '' : url.slice(q) };
+}
+
+// RFC 9112 §3.2 / RFC 3986 §3.2.2 `uri-host [":" port]`, narrowed to what
+// names a real host: a DNS-style name or IPv4 address (letters, digits, `-`,
+// `.`, `_`), or an IPv6 literal in brackets; the port 1-5 digits. Percent-
+// encoding and the sub-delims RFC 3986 allows in a reg-name (`'`, `(`, `;`,
+// `&`...) name no host anyone resolves, and are what turns a relayed
+// `X-Forwarded-Host` into an injection into URLs an upstream builds.
+const HOST = /^(?:[A-Za-z0-9._-]+|\[([0-9A-Fa-f:.]+)\])(?::[0-9]{1,5})?$/;
+
+/** Whether a `Host` (or trusted `X-Forwarded-Host`) value is a valid `uri-host [":" port]`. */
+export function isValidHost(value: string): boolean {
+  if (value.length > 261) return false; // 255 for a name, ':' and 5 digits
+  const m = HOST.exec(value);
+  if (m === null) return false;
+  return m[1] === undefined || isIPv6(m[1]);
+}
+
+/**
+ * Whether a query string (with its `?`) carries an RFC 6750 §2.3 `access_token`
+ * parameter, under any name a server-side framework reads as that one: the
+ * name percent-decoded (`access%5Ftoken`) and `+` as space, in any case
+ * (ASP.NET's query collection ignores case), with PHP's renaming of `.`, space
+ * and `[` to `_` (`access.token`, `access token`) and its arrays
+ * (`access_token[]`), and pairs split on `;` as well as `&` (older CGI
+ * libraries and Rack).
+ */
+export function hasQueryToken(query: string): boolean {
+  if (query.length < 13) return false; // '?access_token'
+  if (!/access|%/i.test(query)) return false;
+  for (const pair of query.slice(1).split(/[&;]/)) {
+    const eq = pair.indexOf('=');
+    let name = eq === -1 ? pair : pair.slice(0, eq);
+    if (name.length < 12) continue;
+    name = name.replaceAll('+', ' ');
+    try {
+      name = decodeURIComponent(name);
+    } catch {
+      // an undecodable name is read as written
+    }
+    name = name.trimStart().toLowerCase();
+    // PHP: `a[b]` is array `a`; a `[` without a `]` after it becomes `_`.
+    const bracket = name.indexOf('[');
+    if (bracket > 0 && name.includes(']', bracket)) name = name.slice(0, bracket);
+    if (name.replace(/[. []/g, '_') === 'access_token') return true;
+  }
+  return false;
 }

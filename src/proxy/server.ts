@@ -16,7 +16,8 @@ import { BODY_ABORTED, bufferBody, framingRefusal, MeteredBody, type BufferedBod
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
-import { checkTarget } from './request-target.js';
+import { checkTarget, hasQueryToken, isValidHost } from './request-target.js';
+import { startupWarnings } from '../config/warnings.js';
 import { rewritePath, Router } from './router.js';
 
 export interface GatewayDeps {
@@ -43,6 +44,9 @@ interface CompiledRoute {
 
 const BAD_TARGET = new GatewayError('ERR_BAD_REQUEST_TARGET');
 const DUPLICATE_HEADER = new GatewayError('ERR_DUPLICATE_HEADER');
+const BAD_HOST = new GatewayError('ERR_BAD_HOST');
+// RFC 6750 §3.1: a request using a credential method the gateway refuses.
+const TOKEN_IN_QUERY = new GatewayError('ERR_TOKEN_IN_QUERY', { challenge: 'Bearer error="invalid_request"' });
 const TOO_MANY_HEADERS = new GatewayError('ERR_TOO_MANY_HEADERS');
 const NO_ROUTE = new GatewayError('ERR_NO_ROUTE');
 const HEADERS_TOO_LARGE = new GatewayError('ERR_HEADERS_TOO_LARGE');
@@ -121,6 +125,7 @@ export class Gateway {
       return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body } };
     });
     this.#router = new Router(routes);
+    for (const w of startupWarnings(config)) this.logger.warn(w.fields, w.message);
 
     if (config.trusted_proxies.length > 0) {
       const list = new BlockList();
@@ -225,10 +230,19 @@ export class Gateway {
       }
       const route = match.value;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
-      const scan = scanRequestHeaders(raw, trusted, route.guard === undefined);
+      const scan = scanRequestHeaders(raw, trusted, route.guard === undefined, this.config.server.underscores_in_headers);
       if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
       // RFC 9112 §3.2 (HTTP/1.0 may omit it).
       if (scan.host === undefined && req.httpVersionMinor === 1) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
+      // RFC 9112 §3.2: an invalid Host is a 400; a trusted proxy's X-Forwarded-Host replaces it, so it is held to the same rule.
+      if ((scan.host !== undefined && !isValidHost(scan.host)) || (scan.xfHost !== undefined && !isValidHost(scan.xfHost))) {
+        return this.refuse(req, res, BAD_HOST, start, target.path, true);
+      }
+      if (scan.methodOverride) return this.refuse(req, res, METHOD_NOT_ALLOWED, start, target.path, true);
+      // RFC 6750 §2.3: a token in the query is a credential; never accepted, never passed on.
+      if (route.guard !== undefined && target.query !== '' && hasQueryToken(target.query)) {
+        return this.refuse(req, res, TOKEN_IN_QUERY, start, target.path, true);
+      }
       // Two credentials are never resolved by picking one (Node's req.headers
       // keeps the first, an upstream may use the last): on a protected route
       // that is a malformed credential, refused before any introspection; an

@@ -67,6 +67,7 @@ describe('config: defaults', () => {
         body_buffer_bytes: 65_536,
         min_body_rate_bytes: 240,
         min_body_rate_window_ms: 5000,
+        underscores_in_headers: false,
       },
       trusted_proxies: [],
       cache: { max_entries: 10_000, max_negative_entries: 10_000 },

@@ -1,0 +1,65 @@
+import { BlockList, isIPv4 } from 'node:net';
+import type { GatewayConfig } from './schema.js';
+
+/** A setting that is valid but unsafe: logged as a warning when the gateway starts. */
+export interface StartupWarning {
+  readonly message: string;
+  readonly fields: Record<string, unknown>;
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** Whether a URL host names this machine only: `localhost`, 127.0.0.0/8 or ::1. */
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+  if (host.toLowerCase() === 'localhost') return true;
+  if (isIPv4(host)) return LOOPBACK.check(host, 'ipv4');
+  try {
+    return LOOPBACK.check(host, 'ipv6');
+  } catch {
+    return false; // a name, not an address
+  }
+}
+
+// Wider than any private range (10.0.0.0/8, fc00::/7): such an entry trusts
+// public addresses, so anyone there can set X-Forwarded-* and the rest.
+const WIDEST_PRIVATE = { 4: 8, 6: 7 } as const;
+
+/**
+ * The start-up warnings of a validated configuration, each once: a plain
+ * `http://` introspection endpoint off loopback (tokens and the client secret
+ * travel in clear; RFC 7662 §4 requires TLS), and `trusted_proxies` entries
+ * wider than any private range (`0.0.0.0/0`, `::/0` trust everyone).
+ */
+export function startupWarnings(config: GatewayConfig): StartupWarning[] {
+  const out: StartupWarning[] = [];
+  const endpoints = new Set<string>();
+  for (const route of config.routes) {
+    const pt = route.phantom_token;
+    if (pt === false || endpoints.has(pt.introspection_endpoint)) continue;
+    endpoints.add(pt.introspection_endpoint);
+    const url = new URL(pt.introspection_endpoint);
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      out.push({
+        message:
+          'the introspection endpoint is plain http:// on another host: access tokens and the client secret cross the network unencrypted (RFC 7662 §4 requires TLS); use https://',
+        fields: { endpoint: `${url.origin}${url.pathname}` },
+      });
+    }
+  }
+  for (const entry of config.trusted_proxies) {
+    const [ip, bits] = entry.split('/') as [string, string | undefined];
+    if (bits === undefined) continue;
+    const family = isIPv4(ip) ? 4 : 6;
+    const n = Number(bits);
+    if (n === 0) {
+      out.push({ message: `trusted_proxies entry ${entry} trusts every address: any client can set X-Forwarded-* and the other proxy headers`, fields: { entry } });
+    } else if (n < WIDEST_PRIVATE[family]) {
+      out.push({ message: `trusted_proxies entry ${entry} is wider than any private range: clients on public addresses can set X-Forwarded-* and the other proxy headers`, fields: { entry } });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,137 @@
+/*
+ * Encoded paths an upstream could map onto a different ASCII path: encoded
+ * control characters (`%0a` ends a line for a `$`-anchored pattern), encoded
+ * `?`/`#` (an upstream that decodes and parses again cuts the path there),
+ * segments ending in `.` or `%20` (stripped by Windows/IIS), invalid UTF-8
+ * (overlong `/`), and non-ASCII that NFKC or case mapping turns into ASCII.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { checkTarget } from '../../src/proxy/request-target.js';
+import { suiteStack } from '../helpers/gateway.js';
+import { rawRequest } from '../helpers/raw.js';
+
+const hex2 = (n: number, upper: boolean) => {
+  const h = n.toString(16).padStart(2, '0');
+  return upper ? h.toUpperCase() : h;
+};
+
+describe('encoded paths: the rule (checkTarget)', () => {
+  test('property (encoded control character): every percent-encoded C0 control and DEL is refused, in either hex case, anywhere in the path', () => {
+    const byte = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.constant(0x7f));
+    fc.assert(
+      fc.property(byte, fc.boolean(), fc.constantFrom('/a', '/public/x', '/api/'), fc.constantFrom('', 'b', '/c'), (b, upper, before, afterwards) => {
+        assert.equal(checkTarget(`${before}%${hex2(b, upper)}${afterwards}`), undefined);
+      }),
+    );
+  });
+
+  const refused: Array<[string, string]> = [
+    ['%0a (LF)', '/api%0a'],
+    ['%0D (CR)', '/api%0D/x'],
+    ['%09 (tab)', '/api%09'],
+    ['%7f (DEL)', '/api%7f'],
+    ['%3F (an encoded ? cuts the path for an upstream that decodes and reparses)', '/api%3F'],
+    ['%3f', '/x/api%3fy'],
+    ['%23 (an encoded #)', '/api%23'],
+    ['a segment ending in . (Windows/IIS strip it)', '/api./x'],
+    ['a path ending in .', '/api.'],
+    ['a segment ending in %20', '/api%20/x'],
+    ['a path ending in %20', '/api%20'],
+    ['a segment ending in ..', '/api../x'],
+    ['overlong UTF-8 for / (%C0%AF)', '/public%C0%AFapi'],
+    ['overlong UTF-8 for . (%C0%AE)', '/public/%C0%AE%C0%AE/api'],
+    ['a lone continuation byte', '/public/%80'],
+    ['a truncated UTF-8 sequence', '/public/%C3'],
+    ['an encoded surrogate', '/public/%ED%A0%80'],
+    ['fullwidth solidus (NFKC: /)', '/public%EF%BC%8Fapi'],
+    ['fullwidth full stop (NFKC: .)', '/public/%EF%BC%8E%EF%BC%8E/api'],
+    ['dotless i (upper-cases to I)', '/ap%C4%B1'],
+    ['the Kelvin sign (lower-cases to k)', '/%E2%84%AAube'],
+    ['long s (upper-cases to S)', '/%C5%BFecret'],
+    ['a ligature (NFKC: fi)', '/%EF%AC%81le'],
+    ['a no-break space (NFKC: space)', '/api%C2%A0'],
+    ['NEL (a line end to Java\'s $)', '/api%C2%85'],
+    ['LINE SEPARATOR', '/api%E2%80%A8'],
+    ['a raw non-ASCII character', '/caf\u00e9'],
+    ['a raw DEL', '/api\u007f'],
+  ];
+  for (const [what, target] of refused) {
+    test(`refused: ${what}: ${JSON.stringify(target)}`, () => {
+      assert.equal(checkTarget(target), undefined);
+    });
+  }
+
+  const accepted: Array<[string, string]> = [
+    ['é encoded', '/caf%C3%A9'],
+    ['CJK encoded', '/%E4%B8%AD%E6%96%87'],
+    ['an encoded space inside a segment', '/a%20b/c'],
+    ['dots inside segments', '/v1.2/a.json'],
+    ['encoded reserved characters', '/a%3Ab%40c'],
+    ['%0a, %3F, %23 in the query (only the path is checked)', '/api/x?a=%0a&b=%3F&c=%23'],
+  ];
+  for (const [what, target] of accepted) {
+    test(`accepted: ${what}: ${JSON.stringify(target)}`, () => {
+      assert.notEqual(checkTarget(target), undefined);
+    });
+  }
+
+  /** Count of each ASCII character (case-insensitively) in `s`. */
+  const asciiCounts = (s: string): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const c of s.toLowerCase()) if (c.charCodeAt(0) < 0x80) m.set(c, (m.get(c) ?? 0) + 1);
+    return m;
+  };
+
+  test('property (Unicode normalisation to ASCII): an accepted path gains no ASCII character under NFKC, upper- or lower-casing once decoded (accent stripping is out: it would refuse every accented letter)', () => {
+    const codePoint = fc.integer({ min: 0x80, max: 0x2ffff }).filter((c) => c < 0xd800 || c > 0xdfff);
+    const piece = fc.oneof(fc.constantFrom('a', 'p', 'i', 's', 'k', '-', '/x'), codePoint.map((c) => encodeURIComponent(String.fromCodePoint(c))));
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 6 }), (pieces) => {
+        const target = `/${pieces.join('')}`;
+        if (checkTarget(target) === undefined) return;
+        const decoded = decodeURIComponent(target);
+        const before = asciiCounts(decoded);
+        for (const t of [(s: string) => s.normalize('NFKC'), (s: string) => s.toUpperCase(), (s: string) => s.toLowerCase()]) {
+          for (const [c, n] of asciiCounts(t(decoded))) {
+            assert.ok(n <= (before.get(c) ?? 0), `${target}: ${JSON.stringify(c)} appears ${n} times after a transform, ${before.get(c) ?? 0} before`);
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('encoded paths against a protected /api beside an open / (the layout where they bite)', { timeout: 10_000 }, () => {
+  const stack = suiteStack(
+    (as, api) => `
+phantom_token: { introspection_endpoint: "${as.url}/introspect", client_id: c, client_secret: s }
+routes:
+  - { path: /api, upstream: "${api.url}" }
+  - { path: /, upstream: "${api.url}", phantom_token: false }
+`,
+  );
+
+  for (const target of ['/api%0a', '/api%0d%0a', '/api%09', '/api%3F', '/api%23', '/api.', '/api./secret', '/api%20/secret', '/ap%C4%B1/secret', '/api%EF%BC%8Fsecret', '/ap%C0%A9']) {
+    test(`${target} without a token: 400, never served by the open route`, async () => {
+      const res = await rawRequest(stack.gw.port, `GET ${target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`);
+      assert.equal(res.status, 400, res.raw.slice(0, 200));
+      assert.deepEqual(JSON.parse(res.body), { code: 'bad_request', message: 'Bad request' });
+      assert.equal(stack.api.received.length, 0);
+    });
+  }
+
+  test('a raw UTF-8 byte sequence in the path: 400', async () => {
+    const res = await rawRequest(stack.gw.port, Buffer.concat([Buffer.from('GET /caf'), Buffer.from('é', 'utf8'), Buffer.from(' HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n')]));
+    assert.equal(res.status, 400);
+    assert.equal(stack.api.received.length, 0);
+  });
+
+  test('encoded non-ASCII that stays non-ASCII is served: /caf%C3%A9 reaches the open route unchanged', async () => {
+    const res = await rawRequest(stack.gw.port, 'GET /caf%C3%A9 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(stack.api.received[0]!.url, '/caf%C3%A9');
+  });
+});
