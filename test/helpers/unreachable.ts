@@ -63,6 +63,8 @@ export async function startUnreachable(answers?: Record<string, string>): Promis
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { PATH: process.env.PATH ?? '', ANSWERS: JSON.stringify(answers ?? {}), STOPPED: answers === undefined ? '1' : '0' },
   });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
   let out = '';
   const waiters = new Set<() => void>();
   child.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -84,6 +86,9 @@ export async function startUnreachable(answers?: Record<string, string>): Promis
     });
   const port = Number((await line(/^(\d+)\n/))[1]);
   if (answers === undefined) await line(/stopped\n/);
+  // Started: from now on never what keeps a test process alive, and never left behind by one.
+  child.unref();
+  (child.stdout as unknown as { unref(): void }).unref();
   return {
     port,
     url: `http://127.0.0.1:${port}`,
@@ -93,7 +98,9 @@ export async function startUnreachable(answers?: Record<string, string>): Promis
       await line(/stopped\n/);
     },
     close: async () => {
+      process.off('exit', kill);
       if (child.exitCode === null && child.signalCode === null) {
+        child.ref(); // to see it exit
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGKILL');
         await exited;
