@@ -352,6 +352,17 @@ export class Gateway {
     else this.logger.info({ method, path, status, ms, cache, code }, 'request');
   }
 
+  /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */
+  introspectionLoad(): { running: number; queued: number } {
+    let running = 0;
+    let queued = 0;
+    for (const c of this.#introspectors) {
+      running += c.load.running;
+      queued += c.load.queued;
+    }
+    return { running, queued };
+  }
+
   get draining(): boolean {
     return this.#draining;
   }
