@@ -9,3 +9,5 @@ export { ScopePolicy } from './policy/scope.js';
 export { loadConfigFile, parseConfig, ConfigError } from './config/load.js';
 export type { GatewayConfig, RouteConfig, PhantomTokenOptions } from './config/schema.js';
 export { createLogger } from './observability/logger.js';
+export type { Requester } from './core/exchange.js';
+export type { IntrospectionRequest } from './introspection/client.js';

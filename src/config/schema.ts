@@ -50,6 +50,8 @@ export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
   max_token_length: 4096,
   max_answer_bytes: 65536,
   connections: 32,
+  max_queued: 1024,
+  max_queued_per_client: 32,
 });
 
 const phantomTokenShape = {
@@ -72,6 +74,8 @@ const phantomTokenShape = {
   max_token_length: int(16, 65_536),
   max_answer_bytes: int(1024, 16 * 1024 * 1024),
   connections: int(1, 4096),
+  max_queued: int(0, 1_000_000),
+  max_queued_per_client: int(0, 1_000_000),
 };
 
 /** Every option optional: the top-level block and per-route overrides. */

@@ -9,7 +9,7 @@
  */
 
 /** The body `code` a client sees. */
-export type PublicCode = 'unauthorized' | 'forbidden' | 'server_error' | 'bad_request' | 'not_found';
+export type PublicCode = 'unauthorized' | 'forbidden' | 'server_error' | 'bad_request' | 'not_found' | 'too_many_requests';
 
 /** Internal codes, one per situation; logged, never sent to clients. */
 export type ErrorCode =
@@ -22,6 +22,9 @@ export type ErrorCode =
   | 'ERR_INTROSPECTION_INVALID_ANSWER'
   | 'ERR_INTROSPECTION_UNAVAILABLE'
   | 'ERR_INTROSPECTION_TIMEOUT'
+  | 'ERR_INTROSPECTION_OVERLOADED'
+  | 'ERR_TOO_MANY_INTROSPECTIONS'
+  | 'ERR_CLIENT_CLOSED'
   | 'ERR_UPSTREAM_UNREACHABLE'
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_BAD_REQUEST_TARGET'
@@ -61,6 +64,12 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_INTROSPECTION_INVALID_ANSWER: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
   ERR_INTROSPECTION_UNAVAILABLE: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
   ERR_INTROSPECTION_TIMEOUT: { status: 504, publicCode: 'server_error', message: 'Token validation timed out' },
+  // Too many new tokens waiting for the authorization server, from everyone: not the client's doing.
+  ERR_INTROSPECTION_OVERLOADED: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
+  // Too many new tokens waiting from this client's address: its own burst (RFC 6585 §4).
+  ERR_TOO_MANY_INTROSPECTIONS: { status: 429, publicCode: 'too_many_requests', message: 'Too many new access tokens at once' },
+  // The client went away while its token waited (nginx's 499); logged, never sent.
+  ERR_CLIENT_CLOSED: { status: 499, publicCode: 'bad_request', message: 'Client closed request' },
   ERR_UPSTREAM_UNREACHABLE: { status: 502, publicCode: 'server_error', message: 'The upstream API is unavailable' },
   ERR_UPSTREAM_TIMEOUT: { status: 504, publicCode: 'server_error', message: 'The upstream API timed out' },
   ERR_BAD_REQUEST_TARGET: { status: 400, publicCode: 'bad_request', message: 'Bad request' },
@@ -91,7 +100,7 @@ export class GatewayError extends Error {
   readonly publicCode: PublicCode;
   /** `WWW-Authenticate` value, when the refusal is an RFC 6750 challenge. */
   readonly challenge: string | undefined;
-  /** `Retry-After` to pass on (authorization server 503/429). */
+  /** `Retry-After` to send (authorization server 503/429 passed on, or the gateway's own queue full). */
   readonly retryAfter: string | undefined;
 
   constructor(code: ErrorCode, opts: { challenge?: string; retryAfter?: string; cause?: unknown; detail?: string } = {}) {

@@ -1,14 +1,30 @@
 import { hash } from 'node:crypto';
 import type { ActiveToken, TokenEntry } from '../cache/entry.js';
 import type { Clock, MemoryTokenCache } from '../cache/memory.js';
-import type { IntrospectionAnswer } from '../introspection/client.js';
+import type { IntrospectionAnswer, IntrospectionRequest } from '../introspection/client.js';
 import { scopeString, type ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
 import { GatewayError, TOKEN_INACTIVE } from './errors.js';
 
 /** What the exchange needs from an introspection client. */
 export interface Introspector {
-  introspect(token: string): Promise<IntrospectionAnswer>;
+  /** `request` says whose call it is; the introspector may set its `withdraw`. */
+  introspect(token: string, request?: IntrospectionRequest): Promise<IntrospectionAnswer>;
+}
+
+/** The request a token came with, as far as the exchange cares. */
+export interface Requester {
+  /** The client's address; read only when the token needs an introspection (never on a cache hit). */
+  readonly clientAddress: string;
+}
+
+/** One introspection and the requesters waiting for it. */
+interface Flight {
+  readonly key: string;
+  readonly request: IntrospectionRequest;
+  verdict: Promise<Verdict>;
+  /** Requesters that have not withdrawn. */
+  waiters: number;
 }
 
 export interface TokenExchangeOptions {
@@ -44,7 +60,9 @@ export type Verdict = ActiveToken | GatewayError;
 export class TokenExchange {
   readonly #o: TokenExchangeOptions;
   readonly #now: Clock;
-  readonly #inflight = new Map<string, Promise<Verdict>>();
+  readonly #inflight = new Map<string, Flight>();
+  /** Each waiting requester's promise, to find its flight when it withdraws. */
+  readonly #waiting = new Map<Promise<Verdict>, Flight>();
   readonly #prefix: string;
 
   constructor(opts: TokenExchangeOptions) {
@@ -58,29 +76,62 @@ export class TokenExchange {
     this.#prefix = `${opts.namespace}\n${opts.tokenCacheSeconds}\n${opts.negativeCacheSeconds}\n`;
   }
 
-  /** Resolves the bearer token in `authorization` and applies `policy`. */
-  authorize(authorization: string | undefined, policy: ScopePolicy): Verdict | Promise<Verdict> {
+  /**
+   * Resolves the bearer token in `authorization` and applies `policy`.
+   * `requester` is consulted only on a miss: introspections wait, and are
+   * bounded, per client address; a requester joining an introspection already
+   * under way costs nothing and counts against no bound.
+   */
+  authorize(authorization: string | undefined, policy: ScopePolicy, requester?: Requester): Verdict | Promise<Verdict> {
     const token = parseBearer(authorization, this.#o.maxTokenLength);
     if (typeof token !== 'string') return token;
     const key = cacheKey(this.#prefix, token);
     const entry = this.#o.cache.get(key);
     if (entry !== undefined) return entry.active ? (policy.check(entry) ?? entry) : TOKEN_INACTIVE;
-    return this.#miss(key, token).then((v) => (v instanceof GatewayError ? v : (policy.check(v) ?? v)));
+    const flight = this.#miss(key, token, requester);
+    flight.waiters++;
+    const waiting: Promise<Verdict> = flight.verdict.then((v) => {
+      this.#waiting.delete(waiting);
+      return v instanceof GatewayError ? v : (policy.check(v) ?? v);
+    });
+    this.#waiting.set(waiting, flight);
+    return waiting;
   }
 
-  #miss(key: string, token: string): Promise<Verdict> {
-    let pending = this.#inflight.get(key);
-    if (pending === undefined) {
-      pending = this.#introspect(key, token).finally(() => this.#inflight.delete(key));
-      this.#inflight.set(key, pending);
+  /**
+   * The requester that got `pending` from `authorize` went away. When it was
+   * the last one waiting and the introspection has not been sent yet, the
+   * introspection is dropped from the queue and never sent. One already sent
+   * runs to its end (its answer is cached for the next request).
+   */
+  withdraw(pending: Verdict | Promise<Verdict>): void {
+    if (!(pending instanceof Promise)) return;
+    const flight = this.#waiting.get(pending);
+    if (flight === undefined) return;
+    this.#waiting.delete(pending);
+    if (--flight.waiters > 0) return;
+    // Forgotten at once, so that a later request for the token starts afresh
+    // instead of joining an introspection that will never be made.
+    if (flight.request.withdraw?.() === true && this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
+  }
+
+  #miss(key: string, token: string, requester: Requester | undefined): Flight {
+    let flight = this.#inflight.get(key);
+    if (flight === undefined) {
+      const f: Flight = { key, request: { client: requester?.clientAddress ?? '' }, verdict: NOT_YET, waiters: 0 };
+      f.verdict = this.#introspect(key, token, f.request).finally(() => {
+        if (this.#inflight.get(key) === f) this.#inflight.delete(key);
+      });
+      this.#inflight.set(key, f);
+      flight = f;
     }
-    return pending;
+    return flight;
   }
 
-  async #introspect(key: string, token: string): Promise<Verdict> {
+  async #introspect(key: string, token: string, request: IntrospectionRequest): Promise<Verdict> {
     let answer: IntrospectionAnswer;
     try {
-      answer = await this.#o.introspector.introspect(token);
+      answer = await this.#o.introspector.introspect(token, request);
     } catch (err) {
       // Failures of the authorization server are never cached.
       if (err instanceof GatewayError) return err;
@@ -122,6 +173,9 @@ export class TokenExchange {
     return this.#inflight.size;
   }
 }
+
+/** Placeholder while a flight's promise is being made. */
+const NOT_YET: Promise<Verdict> = new Promise<Verdict>(() => {});
 
 /**
  * A concatenation as one flat string. V8 keeps `a + b` as a pair of pointers

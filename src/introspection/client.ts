@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { Pool, type Dispatcher } from 'undici';
+import { Client, type Dispatcher } from 'undici';
 import type { JWTPayload } from 'jose';
 import { GatewayError } from '../core/errors.js';
+import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { AMBIGUOUS, hasDuplicateKeys, parseMaxAge, parseRetryAfter, singleHeader, type HeaderValue } from './parse.js';
+import { FairScheduler, type Admission, type Job } from './scheduler.js';
 
 export interface IntrospectionClientOptions {
   /** RFC 7662 introspection endpoint. */
@@ -18,10 +20,30 @@ export interface IntrospectionClientOptions {
   caFile?: string | undefined;
   /** Bound on the answer body; a JWT is usually well under 4 KiB. */
   maxAnswerBytes: number;
-  /** Outbound connections kept to the authorization server. */
+  /**
+   * Introspections running at once, and so the bound on connections to the
+   * authorization server, whatever state it is in.
+   */
   connections: number;
-  /** Dispatcher to use instead of a private keep-alive Pool (tests, proxies). */
+  /** Introspections waiting for a connection, all clients together; past it: 503. Unbounded when absent. */
+  maxQueued?: number;
+  /** Introspections waiting for a connection for one client address; past it: 429. Unbounded when absent. */
+  maxQueuedPerClient?: number;
+  /** Dispatcher to use instead of private keep-alive connections (tests, proxies). */
   dispatcher?: Dispatcher;
+}
+
+/** Who an introspection is for; the client fills in `withdraw` when the call has to wait. */
+export interface IntrospectionRequest {
+  /** The requesting client's address: waiting calls queue, and are bounded, per address. */
+  readonly client: string;
+  /**
+   * Set by the introspection client while the call waits for a connection:
+   * removes it from the queue (its requesters went away), so it is never
+   * sent. Returns false once the call has started (it then runs to its end,
+   * and its answer is cached).
+   */
+  withdraw?: () => boolean;
 }
 
 /** An introspection answer, decoded. */
@@ -48,12 +70,27 @@ export type IntrospectionWarn = (event: { code: string; status?: number; detail:
  *
  * Outcomes: an answer (active with JWT, or inactive), or a `GatewayError`
  * thrown for every failure that is not the token's fault: 502 for rejections
- * and garbage, 503 for 503/429, 504 for timeouts.
+ * and garbage, 503 for 503/429 and a full queue, 429 for a client's full
+ * queue, 504 for timeouts.
+ *
+ * Transport: `connections` undici Clients, each running one call at a time,
+ * behind a `FairScheduler` with as many slots. A slot is given back when
+ * undici is done with the request, not when the caller got its answer, so a
+ * call answered 504 while its connect still hangs keeps its slot: however the
+ * server fails, there are never more than `connections` sockets to it. (An
+ * undici Pool does not keep that bound: it drops a client whose connect
+ * failed from its list but still feeds it queued requests, so each failed
+ * connect let one more socket open, and `destroy()` could not reach those.)
  */
 export class IntrospectionClient {
   readonly #opts: IntrospectionClientOptions;
-  readonly #dispatcher: Dispatcher;
-  readonly #ownsDispatcher: boolean;
+  /** The injected dispatcher; undefined when the client runs its own connections. */
+  readonly #shared: Dispatcher | undefined;
+  /** Own connections: idle ones, and all of them (at most `connections`). */
+  readonly #idle: Client[] = [];
+  readonly #clients: Client[] = [];
+  readonly #connector: TrackedConnector | undefined;
+  readonly #scheduler: FairScheduler<IntrospectionCall>;
   readonly #headers: Readonly<Record<string, string>>;
   readonly #origin: string;
   readonly #path: string;
@@ -73,35 +110,46 @@ export class IntrospectionClient {
     };
     this.#origin = opts.endpoint.origin;
     this.#path = opts.endpoint.pathname + opts.endpoint.search;
+    this.#scheduler = new FairScheduler({
+      slots: opts.connections,
+      maxQueued: opts.maxQueued ?? Number.MAX_SAFE_INTEGER,
+      maxQueuedPerClient: opts.maxQueuedPerClient ?? Number.MAX_SAFE_INTEGER,
+    });
     if (opts.dispatcher) {
-      this.#dispatcher = opts.dispatcher;
-      this.#ownsDispatcher = false;
+      this.#shared = opts.dispatcher;
     } else {
-      const connect: Record<string, unknown> = { timeout: opts.timeoutMs };
-      if (!opts.verifySsl) connect.rejectUnauthorized = false;
-      if (opts.caFile) connect.ca = readFileSync(opts.caFile);
-      // A Pool, not an Agent: one origin, and an Agent's close() forgets its
-      // connections, so a destroy() after it (the end of a graceful stop)
-      // could not cut a call still waiting on a slow authorization server.
-      this.#dispatcher = new Pool(opts.endpoint.origin, {
-        connections: opts.connections,
-        keepAliveTimeout: 30_000,
-        headersTimeout: opts.timeoutMs,
-        bodyTimeout: opts.timeoutMs,
-        connect,
+      this.#connector = new TrackedConnector({
+        timeout: opts.timeoutMs,
+        ...(opts.verifySsl ? {} : { rejectUnauthorized: false }),
+        ...(opts.caFile ? { ca: readFileSync(opts.caFile) } : {}),
       });
-      this.#ownsDispatcher = true;
     }
   }
 
-  async introspect(token: string): Promise<IntrospectionAnswer> {
+  /**
+   * Introspects `token`. With `request`, the call waits (when every
+   * connection is busy) in that client's queue, and may be refused at once
+   * when that queue or the whole queue is full.
+   */
+  async introspect(token: string, request?: IntrospectionRequest): Promise<IntrospectionAnswer> {
+    const call = new IntrospectionCall(
+      { origin: this.#origin, path: this.#path, method: 'POST', headers: this.#headers, body: `token=${formEncode(token)}` },
+      this.#opts.timeoutMs,
+      this.#opts.maxAnswerBytes,
+      this.#start,
+      this.#scheduler,
+    );
+    const admission = this.#scheduler.submit(request?.client ?? '', call);
+    if (admission !== 'started' && admission !== 'queued') {
+      call.discard();
+      throw refusal(admission);
+    }
+    if (admission === 'queued' && request !== undefined) request.withdraw = () => call.withdraw();
     let res: RawAnswer;
     try {
-      res = await new Promise<RawAnswer>((resolve, reject) => {
-        const call = new IntrospectionCall(resolve, reject, this.#opts.timeoutMs, this.#opts.maxAnswerBytes);
-        this.#dispatcher.dispatch({ origin: this.#origin, path: this.#path, method: 'POST', headers: this.#headers, body: `token=${formEncode(token)}` }, call);
-      });
+      res = await call.answer;
     } catch (err) {
+      if (err === WITHDRAWN) throw err;
       if (err instanceof GatewayError) {
         this.#warn({ code: err.code, status: 200, detail: err.message });
         throw err;
@@ -224,14 +272,73 @@ export class IntrospectionClient {
     return new GatewayError('ERR_INTROSPECTION_UNREACHABLE', { cause: err });
   }
 
-  async close(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  /** Runs a call the scheduler let through, on an idle connection (there is one: slots and connections are as many). */
+  readonly #start = (call: IntrospectionCall, release: () => void): void => {
+    if (this.#shared !== undefined) {
+      call.run(this.#shared, release);
+      return;
+    }
+    let client = this.#idle.pop();
+    if (client === undefined) {
+      client = new Client(this.#origin, {
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        headersTimeout: this.#opts.timeoutMs,
+        bodyTimeout: this.#opts.timeoutMs,
+        connect: this.#connector!.connect,
+      });
+      this.#clients.push(client);
+    }
+    const used = client;
+    call.run(used, () => {
+      this.#idle.push(used);
+      release();
+    });
+  };
+
+  /** Sockets to the authorization server right now, connecting ones included (own connections only). */
+  get sockets(): number {
+    return this.#connector?.size ?? 0;
   }
 
-  /** Stops at once: calls in flight fail (as unreachable). */
-  async destroy(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.destroy();
+  /** Introspections running, and waiting for a connection. */
+  get load(): { running: number; queued: number } {
+    return { running: this.#scheduler.running, queued: this.#scheduler.queued };
   }
+
+  /**
+   * Graceful stop: calls still waiting for a connection fail at once (their
+   * clients are gone by now: the gateway closes this after its own drain),
+   * calls running finish.
+   */
+  async close(): Promise<void> {
+    this.#failWaiting();
+    await Promise.all(this.#clients.map((c) => c.close()));
+  }
+
+  /** Stops at once: calls in flight fail (as unreachable), and connects still pending are cut. */
+  async destroy(): Promise<void> {
+    this.#failWaiting();
+    const destroyed = Promise.all(this.#clients.map((c) => c.destroy()));
+    this.#connector?.destroyAll();
+    await destroyed;
+  }
+
+  #failWaiting(): void {
+    for (const call of this.#scheduler.close()) call.cancel(new ClosedError());
+  }
+}
+
+/** The call was withdrawn before it was sent: its requesters are gone, nobody reads this. */
+export const WITHDRAWN: GatewayError = Object.freeze(new GatewayError('ERR_CLIENT_CLOSED', { detail: 'introspection withdrawn: its requesters went away' })) as GatewayError;
+
+const QUEUE_FULL = Object.freeze(new GatewayError('ERR_INTROSPECTION_OVERLOADED', { retryAfter: '1' }));
+const CLIENT_QUEUE_FULL = Object.freeze(new GatewayError('ERR_TOO_MANY_INTROSPECTIONS', { retryAfter: '1' }));
+
+function refusal(admission: Exclude<Admission, 'started' | 'queued'>): GatewayError {
+  if (admission === 'full') return QUEUE_FULL;
+  if (admission === 'client_full') return CLIENT_QUEUE_FULL;
+  return new GatewayError('ERR_INTROSPECTION_UNREACHABLE', { detail: 'introspection client closed' });
 }
 
 const INACTIVE_NO_CONTENT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_content' });
@@ -264,21 +371,31 @@ interface RawAnswer {
 const NO_BODY = Buffer.alloc(0);
 
 /**
- * One introspection call as an undici dispatch handler: no response stream,
- * no AbortSignal, one timer. The timer bounds the whole exchange, queueing
- * included: the caller gets its 504 on time even while the request still
- * waits for a connection (it is then aborted as soon as undici starts it).
- * The body is kept only for a 200 and never beyond `limit` bytes. Any other
- * status settles the call at once, but the timer and the size bound still
- * apply to the rest of its body: an error page that drips or stalls must not
- * hold one of the few connections to the authorization server.
+ * One introspection call: a scheduler job, then an undici dispatch handler.
+ * No response stream, no AbortSignal, one timer. The timer bounds the whole
+ * exchange, waiting for a connection included: the caller gets its 504 on
+ * time. A call still waiting in the scheduler's queue is then taken out of it
+ * and never sent; one already given to undici but not started (its connect
+ * hangs) is aborted as soon as undici starts it, and keeps its slot until
+ * then. The body is kept only for a 200 and never beyond `limit` bytes. Any
+ * other status settles the call at once, but the timer and the size bound
+ * still apply to the rest of its body: an error page that drips or stalls
+ * must not hold one of the few connections to the authorization server.
  */
-class IntrospectionCall implements Dispatcher.DispatchHandler {
+class IntrospectionCall implements Dispatcher.DispatchHandler, Job {
+  readonly answer: Promise<RawAnswer>;
+  readonly #request: Dispatcher.DispatchOptions;
+  readonly #launch: (call: IntrospectionCall, release: () => void) => void;
+  readonly #scheduler: FairScheduler<IntrospectionCall>;
   #controller: Dispatcher.DispatchController | undefined;
   #resolve: ((a: RawAnswer) => void) | undefined;
   #reject: ((err: unknown) => void) | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #limit: number;
+  /** Given to undici (by the scheduler). */
+  #started = false;
+  /** Gives the slot back; set while undici holds the request. */
+  #release: (() => void) | undefined;
   /** The exchange is over: answered in full, failed, or cut. */
   #done = false;
   #abortWith: Error | undefined;
@@ -287,11 +404,58 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
   #chunks: Buffer[] = [];
   #size = 0;
 
-  constructor(resolve: (a: RawAnswer) => void, reject: (err: unknown) => void, timeoutMs: number, limit: number) {
-    this.#resolve = resolve;
-    this.#reject = reject;
+  constructor(
+    request: Dispatcher.DispatchOptions,
+    timeoutMs: number,
+    limit: number,
+    launch: (call: IntrospectionCall, release: () => void) => void,
+    scheduler: FairScheduler<IntrospectionCall>,
+  ) {
+    this.#request = request;
+    this.#launch = launch;
+    this.#scheduler = scheduler;
     this.#limit = limit;
+    this.answer = new Promise<RawAnswer>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
     this.#timer = setTimeout(() => this.#fail(new TimeoutError(timeoutMs)), timeoutMs);
+  }
+
+  /** Job: the scheduler gave it a slot. */
+  start(release: () => void): void {
+    this.#started = true;
+    this.#launch(this, release);
+  }
+
+  /** Sends the request on `dispatcher`; `release` is called once undici is done with it. */
+  run(dispatcher: Dispatcher, release: () => void): void {
+    this.#release = release;
+    try {
+      dispatcher.dispatch(this.#request, this);
+    } catch (err) {
+      this.#fail(err as Error);
+      this.#free();
+    }
+  }
+
+  /** Never admitted: nothing was started, and nobody awaits `answer`. */
+  discard(): void {
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.#resolve = this.#reject = undefined;
+  }
+
+  /** Takes the call out of the queue if it still waits there; see `IntrospectionRequest.withdraw`. */
+  withdraw(): boolean {
+    if (this.#done || !this.#scheduler.cancel(this)) return false;
+    this.#fail(WITHDRAWN);
+    return true;
+  }
+
+  /** Fails a call the scheduler has already dropped from its queue. */
+  cancel(err: Error): void {
+    this.#fail(err);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -315,6 +479,7 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#free();
     if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
@@ -322,7 +487,21 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.#free();
     this.#fail(err);
+  }
+
+  /**
+   * undici is done with the request: its connection may serve the next call.
+   * In a microtask: the next call goes to this same undici Client, which must
+   * not be given a request from inside its own callbacks (it is still
+   * erroring or completing this one).
+   */
+  #free(): void {
+    const release = this.#release;
+    if (release === undefined) return;
+    this.#release = undefined;
+    queueMicrotask(release);
   }
 
   #settle(answer: RawAnswer): void {
@@ -343,12 +522,22 @@ class IntrospectionCall implements Dispatcher.DispatchHandler {
       // completing a request that was just aborted.
       controller.pause();
       controller.abort(err);
-    } else {
+    } else if (this.#started) {
       this.#abortWith = err; // undici has not started it yet: as soon as it does
+    } else {
+      this.#scheduler.cancel(this); // still queued: never sent
     }
     const reject = this.#reject;
     this.#resolve = this.#reject = undefined;
     reject?.(err);
+  }
+}
+
+/** The gateway is stopping: calls still waiting for a connection fail. */
+class ClosedError extends Error {
+  override readonly name = 'ClosedError';
+  constructor() {
+    super('introspection client closed');
   }
 }
 

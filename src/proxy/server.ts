@@ -1,5 +1,5 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { BlockList, isIPv4, type AddressInfo } from 'node:net';
+import { BlockList, isIP, isIPv4, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from 'node:stream';
@@ -8,13 +8,14 @@ import type { ActiveToken } from '../cache/entry.js';
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import { upstreamPath, type GatewayConfig, type PhantomTokenOptions } from '../config/schema.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
-import { TokenExchange, type Verdict } from '../core/exchange.js';
+import { TokenExchange, type Requester, type Verdict } from '../core/exchange.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { BODY_ABORTED, bufferBody, framingRefusal, MeteredBody, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
+import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, hasQueryToken, isValidHost } from './request-target.js';
 import { startupWarnings } from '../config/warnings.js';
@@ -74,6 +75,8 @@ export class Gateway {
   readonly #router: Router<CompiledRoute>;
   readonly #pools: Pool[] = [];
   readonly #introspectors: IntrospectionClient[] = [];
+  /** Every socket to an upstream, so that the end of a stop can cut connects still pending. */
+  readonly #upstreamSockets: TrackedConnector;
   readonly #trusted: BlockList | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
@@ -96,6 +99,7 @@ export class Gateway {
     const u = config.upstream;
     const b = config.server;
     const tempDir = b.body_temp_dir ?? tmpdir();
+    this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
     const routes = config.routes.map((r): { prefix: string; value: CompiledRoute } => {
       const url = new URL(r.upstream);
@@ -104,7 +108,7 @@ export class Gateway {
         pool = new Pool(url.origin, {
           connections: u.connections,
           pipelining: 1,
-          connect: { timeout: u.connect_timeout_ms },
+          connect: this.#upstreamSockets.connect,
           headersTimeout: u.response_timeout_ms,
           bodyTimeout: u.idle_timeout_ms,
           keepAliveTimeout: 4000,
@@ -169,7 +173,18 @@ export class Gateway {
     clients: Map<string, IntrospectionClient>,
     now: Clock | undefined,
   ): TokenExchange {
-    const clientKey = JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.client_secret, pt.verify_ssl, pt.ca_file, pt.timeout_ms, pt.max_answer_bytes, pt.connections]);
+    const clientKey = JSON.stringify([
+      pt.introspection_endpoint,
+      pt.client_id,
+      pt.client_secret,
+      pt.verify_ssl,
+      pt.ca_file,
+      pt.timeout_ms,
+      pt.max_answer_bytes,
+      pt.connections,
+      pt.max_queued,
+      pt.max_queued_per_client,
+    ]);
     let client = clients.get(clientKey);
     if (client === undefined) {
       if (!pt.verify_ssl) this.logger.warn({ endpoint: pt.introspection_endpoint }, 'verify_ssl is false: the introspection endpoint\'s TLS certificate is NOT verified; never do this in production');
@@ -183,6 +198,8 @@ export class Gateway {
           caFile: pt.ca_file,
           maxAnswerBytes: pt.max_answer_bytes,
           connections: pt.connections,
+          maxQueued: pt.max_queued,
+          maxQueuedPerClient: pt.max_queued_per_client,
         },
         (e) => this.logger.warn({ code: e.code, status: e.status }, e.detail),
       );
@@ -266,12 +283,23 @@ export class Gateway {
         pr.forward(undefined);
         return;
       }
-      const verdict = guard.exchange.authorize(scan.authorization, guard.policy);
+      const verdict = guard.exchange.authorize(scan.authorization, guard.policy, pr);
       if (verdict instanceof Promise) {
         pr.cache = 'miss';
+        // A client that leaves while its token waits withdraws it: an
+        // introspection nobody waits for any more is never sent.
+        const gone = () => {
+          guard.exchange.withdraw(verdict);
+          this.access(req.method, target.path, 499, start, 'miss', 'client_closed');
+        };
+        res.once('close', gone);
         verdict.then(
-          (v) => pr.decide(v),
+          (v) => {
+            res.off('close', gone);
+            pr.decide(v);
+          },
           (err: unknown) => {
+            res.off('close', gone);
             this.logger.error({ err }, 'internal error');
             pr.decide(INTERNAL);
           },
@@ -344,8 +372,27 @@ export class Gateway {
     this.logger.info({ status: refusal.status, code: refusal.code, parser: cause }, 'request refused before routing');
   }
 
+  /**
+   * The address a request's introspections are queued under: the peer, or,
+   * when the peer is a trusted proxy, the right-most `X-Forwarded-For` entry
+   * that is not itself a trusted proxy (entries left of it are the client's
+   * own claims). When every entry is a trusted proxy, the left-most one.
+   */
+  clientAddress(peer: string | undefined, xff: string | undefined): string {
+    if (xff === undefined || this.#trusted === undefined) return unmapped(peer ?? '');
+    const hops = xff.split(',');
+    let address = unmapped(peer ?? '');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = hops[i]!.trim();
+      if (hop === '') continue;
+      address = unmapped(hop);
+      if (!this.#isTrusted(hop)) break;
+    }
+    return address;
+  }
+
   #isTrusted(address: string | undefined): boolean {
-    if (address === undefined) return false;
+    if (address === undefined || isIP(address) === 0) return false;
     if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return this.#trusted!.check(address.slice(7), 'ipv4');
     return this.#trusted!.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
   }
@@ -376,6 +423,17 @@ export class Gateway {
     const ms = Math.round((performance.now() - start) * 100) / 100;
     if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'request');
     else this.logger.info({ method, path, status, ms, cache, code }, 'request');
+  }
+
+  /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */
+  introspectionLoad(): { running: number; queued: number } {
+    let running = 0;
+    let queued = 0;
+    for (const c of this.#introspectors) {
+      running += c.load.running;
+      queued += c.load.queued;
+    }
+    return { running, queued };
   }
 
   get draining(): boolean {
@@ -413,9 +471,19 @@ export class Gateway {
     const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
     if (!(await settlesWithin(outbound, deadline - performance.now()))) {
       this.logger.warn('shutdown timeout reached: cutting calls to the authorization server and upstreams');
-      await Promise.all([...this.#pools.map((p) => p.destroy()), ...this.#introspectors.map((c) => c.destroy())]);
+      const destroyed = Promise.all([...this.#pools.map((p) => p.destroy()), ...this.#introspectors.map((c) => c.destroy())]);
+      // undici's destroy() does not reach a connect still pending (a host
+      // that drops packets): cut, or it would keep the process alive until
+      // its connect timeout.
+      this.#upstreamSockets.destroyAll();
+      await destroyed;
     }
   }
+}
+
+/** An IPv4 address as itself rather than IPv4-mapped IPv6 (`::ffff:10.0.0.1`), so one client has one key. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
 
 /** Whether `work` settles within `ms` (at once when `ms` <= 0); the timer keeps no process alive. */
@@ -436,7 +504,7 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
  * One proxied request: the per-request context and the undici dispatch
  * handler in a single object, so forwarding allocates little.
  */
-class ProxyRequest implements Dispatcher.DispatchHandler {
+class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   cache = '-';
   #controller: Dispatcher.DispatchController | undefined;
   /** The client's response is settled: ended, refused, or given up. */
@@ -459,6 +527,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler {
     readonly start: number,
     readonly expectContinue: boolean,
   ) {}
+
+  /** Requester: read by the exchange on a miss only. */
+  get clientAddress(): string {
+    return this.gw.clientAddress(this.req.socket.remoteAddress, this.scan.xff);
+  }
 
   decide(v: Verdict): void {
     if (v instanceof GatewayError) this.gw.refuse(this.req, this.res, v, this.start, this.logPath, false);

@@ -91,6 +91,8 @@ describe('config: defaults', () => {
             max_token_length: 4096,
             max_answer_bytes: 65536,
             connections: 32,
+            max_queued: 1024,
+            max_queued_per_client: 32,
           },
         },
         { path: '/public', upstream: 'http://127.0.0.1:3001/v1', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false },
