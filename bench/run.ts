@@ -310,9 +310,10 @@ ${extra}`,
   const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwPort, 'cache: { max_entries: 20000 }')], 'gateway');
   const floorPort = await freePort();
   const floor = start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/node-floor.ts'), String(floorPort), String(upstreamPort)], 'node floor');
+  const baselineBin = BASELINE === undefined ? undefined : buildBaseline(BASELINE);
   const basePort = BASELINE === undefined ? undefined : await freePort();
   const baseline =
-    basePort === undefined ? undefined : start(process.execPath, [buildBaseline(BASELINE!), '--config', gwConfig(basePort, 'cache: { max_entries: 20000 }')], `gateway at ${BASELINE}`);
+    basePort === undefined ? undefined : start(process.execPath, [baselineBin!, '--config', gwConfig(basePort, 'cache: { max_entries: 20000 }')], `gateway at ${BASELINE}`);
   const gwAutoPort = await freePort();
   const gatewayAuto = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(gwAutoPort, 'workers: auto')], 'gateway (workers: auto)');
 
@@ -417,12 +418,19 @@ ${extra}`,
   // below would crash this process (out of memory) instead of completing.
   const memGw = start(process.execPath, [`--max-old-space-size=${MEMORY_HEAP_CAP_MIB}`, join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig(memPort, 'cache: { max_entries: 100000 }')], 'gateway (memory)');
   await waitForPort(memPort, 'gateway (memory)');
-  const memPool = new Pool(`http://127.0.0.1:${memPort}`, { connections: 100 });
+  const memPool = new Pool(`http://127.0.0.1:${memPort}`, { connections: 60 });
+  // 60 at a time from one address: within what the gateway lets one client
+  // have running and waiting (connections + max_queued_per_client), so every
+  // token is introspected and cached rather than refused with 429.
+  let refusedFills = 0;
   const fill = async (prefix: string, n: number) => {
-    for (let i = 0; i < n; i += 500) {
+    for (let i = 0; i < n; i += 60) {
       await Promise.all(
-        Array.from({ length: Math.min(500, n - i) }, (_, j) =>
-          memPool.request({ path: '/', method: 'GET', headers: { authorization: `Bearer mem-${prefix}-${i + j}` } }).then((r) => r.body.dump()),
+        Array.from({ length: Math.min(60, n - i) }, (_, j) =>
+          memPool.request({ path: '/', method: 'GET', headers: { authorization: `Bearer mem-${prefix}-${i + j}` } }).then((r) => {
+            if (r.statusCode !== 200) refusedFills++;
+            return r.body.dump();
+          }),
         ),
       );
     }
@@ -435,6 +443,23 @@ ${extra}`,
   const rssFlood = rssMiB(memGw.pid!);
   await memPool.close();
   const survived = memGw.exitCode === null;
+
+  // Token scanning (bench/scanning.ts, its own processes): a legitimate new
+  // token's latency while another client bursts 300 garbage tokens; for the
+  // baseline too when there is one.
+  const scanning = (bin: string): unknown => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/scanning.ts')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SCAN_GATEWAY_BIN: bin, SCAN_ROUNDS: String(QUICK ? 2 : 5) },
+      timeout: 180_000,
+    });
+    if (r.status !== 0) throw new Error(`bench/scanning.ts failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as unknown;
+  };
+  process.stderr.write('token scanning\n');
+  const scan = scanning(join(ROOT, 'bin/phantom-gateway.js')) as { legitimate: { p50_ms: number; max_ms: number; statuses: number[] }; introspections_per_round: number[] };
+  const scanBase = baselineBin === undefined ? undefined : (scanning(baselineBin) as typeof scan);
 
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
@@ -493,7 +518,9 @@ ${extra}`,
       rss_after_200k_more_distinct_tokens_mib: Math.round(rssFlood),
       heap_cap_mib: MEMORY_HEAP_CAP_MIB,
       survived_flood: survived,
+      requests_not_answered_200: refusedFills,
     },
+    token_scanning: { gateway: scan, baseline: scanBase ?? null },
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -514,7 +541,11 @@ ${extra}`,
       `single-flight: 100 concurrent requests per new token -> ${singleFlight} introspection(s) per token\n` +
       `fixed rate ${rate} req/s: p99 nginx ${p99Nginx.toFixed(2)} ms, gateway ${p99Gw.toFixed(2)} ms (${summary.fixed_rate.ratio}x)\n` +
       `memory (--max-old-space-size=${MEMORY_HEAP_CAP_MIB}): +${summary.memory.added_by_100k_tokens_mib} MiB RSS for 100,000 cached tokens; ` +
-      `${summary.memory.rss_after_200k_more_distinct_tokens_mib} MiB after 200,000 more distinct tokens (bound 100,000 entries)${survived ? '' : ' -- THE GATEWAY DIED'}\n`,
+      `${summary.memory.rss_after_200k_more_distinct_tokens_mib} MiB after 200,000 more distinct tokens (bound 100,000 entries)${survived ? '' : ' -- THE GATEWAY DIED'}` +
+      `${refusedFills > 0 ? ` (${refusedFills} fill requests not answered 200)` : ''}\n` +
+      `token scanning (300 garbage tokens from one client, 50 ms introspection): a new valid token from another client took p50 ${scan.legitimate.p50_ms} ms, max ${scan.legitimate.max_ms} ms, statuses ${scan.legitimate.statuses.join(' ')}; introspections per burst ${scan.introspections_per_round.join(' ')}` +
+      (scanBase === undefined ? '' : `; baseline: p50 ${scanBase.legitimate.p50_ms} ms, max ${scanBase.legitimate.max_ms} ms, statuses ${scanBase.legitimate.statuses.join(' ')}, introspections ${scanBase.introspections_per_round.join(' ')}`) +
+      '\n',
   );
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);

@@ -16,8 +16,10 @@
  * Environment: SCAN_ROUNDS (default 5), SCAN_BURST (default 300, at least
  * 300), SCAN_CONNECTIONS (default 8), SCAN_TIMEOUT_MS (the gateway's
  * timeout_ms, default 2000), SCAN_MAX_QUEUED_PER_CLIENT (unset: the gateway's
- * default; set high to see the queue order alone). Loopback only; bounded in count and time (a
- * watchdog stops everything after 120 s).
+ * default; set high to see the queue order alone), SCAN_GATEWAY_BIN (the
+ * gateway's CLI to run, default this checkout's: `npm run bench` passes the
+ * BENCH_BASELINE build to compare before/after). Loopback only; bounded in
+ * count and time (a watchdog stops everything after 120 s).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +37,7 @@ const CONNECTIONS = Number(process.env.SCAN_CONNECTIONS ?? 8);
 const TIMEOUT_MS = Number(process.env.SCAN_TIMEOUT_MS ?? 2000);
 /** Unset: the gateway's default. Set high to see the queue order alone, without the per-client cap. */
 const PER_CLIENT = process.env.SCAN_MAX_QUEUED_PER_CLIENT;
+const GATEWAY_BIN = process.env.SCAN_GATEWAY_BIN || join(ROOT, 'bin/phantom-gateway.js');
 const LATENCY_MS = 50;
 const FLOODER = '127.0.0.2';
 const LEGIT = '127.0.0.3';
@@ -133,7 +136,7 @@ ${PER_CLIENT === undefined ? '' : `  max_queued_per_client: ${Number(PER_CLIENT)
 log: { access_log: false, level: error }
 `,
   );
-  start([join(ROOT, 'bin/phantom-gateway.js'), '--config', config], 'gateway');
+  start([GATEWAY_BIN, '--config', config], 'gateway');
   await Promise.all([waitForPort(introPort, 'introspection server'), waitForPort(gwPort, 'gateway')]);
 
   const origin = `http://127.0.0.1:${gwPort}`;
