@@ -6,8 +6,12 @@
  * detached the request from the connection, so it never emits 'close' or
  * 'error', and the unlinked temp file's descriptor (plus up to
  * body_buffer_bytes of memory) stays open. With min_body_rate_bytes: 0 nothing
- * ever closes it (until GC finds the FileHandle); with the default rate check
- * it is held until the next rate window ends.
+ * closes it until a major GC finds the FileHandle (Node then warns
+ * "Closing file descriptor N on garbage collection", DEP0137: a future Node
+ * throws there); with the default rate check it is held until the next rate
+ * window ends. Each leaked descriptor also pins its unlinked file's disk
+ * space: up to max_body_bytes (10 MiB) per faulted upload.
+ * (Run with --expose-gc and call gc() to see them reclaimed only by GC.)
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { connect } from 'node:net';
