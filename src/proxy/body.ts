@@ -123,7 +123,25 @@ export function bufferBody(req: IncomingMessage, limits: BodyLimits): Promise<Bu
   return new Promise((resolve, reject) => new BodyBuffer(req, limits, resolve, reject));
 }
 
-class BodyBuffer {
+/**
+ * Reads `req`'s body as `bufferBody()` does, settling through `done` or
+ * `failed`; the returned handle's `abort(err)` stops the read early (fails
+ * it with `err`, closing the temporary file). The request must be aborted by
+ * whoever ends it before its body ended: after its response finished, Node
+ * detaches a request from its connection, so it never emits 'close' or
+ * 'error' and a read left waiting would hold its file until garbage collection.
+ */
+export function readBody(req: IncomingMessage, limits: BodyLimits, done: (b: BufferedBody) => void, failed: (err: Error) => void): BodyRead {
+  return new BodyBuffer(req, limits, done, failed);
+}
+
+/** A body read under way. */
+export interface BodyRead {
+  /** Fails the read with `err` unless it has settled; idempotent. */
+  abort(err: Error): void;
+}
+
+class BodyBuffer implements BodyRead {
   #chunks: Buffer[] = [];
   #size = 0;
   #file: FileHandle | undefined;
@@ -211,6 +229,10 @@ class BodyBuffer {
         file.close().catch(noop);
       },
     });
+  }
+
+  abort(err: Error): void {
+    this.#fail(err);
   }
 
   #fail(err: Error): void {

@@ -12,7 +12,7 @@ import { TokenExchange, type Requester, type Verdict } from '../core/exchange.js
 import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
-import { BODY_ABORTED, bufferBody, framingRefusal, MeteredBody, type BufferedBody, type StreamLimits } from './body.js';
+import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
 import { TrackedConnector } from '../net/sockets.js';
@@ -507,6 +507,8 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
 class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   cache = '-';
   #controller: Dispatcher.DispatchController | undefined;
+  /** The buffered body being read, until it is complete or failed. */
+  #read: BodyRead | undefined;
   /** The client's response is settled: ended, refused, or given up. */
   #done = false;
   /** Why the upstream request must be aborted once undici starts it. */
@@ -561,10 +563,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
       this.#dispatch(new MeteredBody(req, this.route.body, this.bodyFailed));
       return;
     }
-    bufferBody(req, this.route.body).then(this.#onBuffered, this.bodyFailed);
+    this.#read = readBody(req, this.route.body, this.#onBuffered, this.bodyFailed);
   }
 
   readonly #onBuffered = (body: BufferedBody): void => {
+    this.#read = undefined;
     if (!Buffer.isBuffer(body.data)) this.res.once('close', body.dispose);
     if (this.#done || this.res.destroyed) {
       body.dispose();
@@ -588,6 +591,13 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   readonly bodyFailed = (err: Error): void => {
     if (this.#done) return;
     this.#done = true;
+    // A fault reported by the parser (clientError) ends the request before
+    // its body did: the read is stopped here, or its temporary file stays
+    // open (Node detaches the request once the refusal is sent, so it never
+    // learns the body ended).
+    const read = this.#read;
+    this.#read = undefined;
+    read?.abort(err);
     clearTimeout(this.#deadline);
     clearTimeout(this.#sendTimer);
     if (this.#controller !== undefined) this.#controller.abort(err);
@@ -642,6 +652,9 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   };
 
   readonly #onClose = (): void => {
+    // The response is over while the body is still being read (the
+    // connection was cut, or a refusal was sent): the read stops with it.
+    this.#read?.abort(BODY_ABORTED);
     if (this.#done) return;
     if (this.#controller !== undefined) {
       this.#controller.abort(CLIENT_GONE);

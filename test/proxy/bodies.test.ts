@@ -524,6 +524,79 @@ describe('server.request_timeout_ms reached during a body', { timeout: 20_000 },
   });
 });
 
+describe('temp-file descriptor leak after a body fault', { timeout: 20_000, skip: !existsSync('/proc/self/fd') }, () => {
+  // A spilled body that faults through the parser (clientError) is answered
+  // by its request; the read of the body must stop then too, or its unlinked
+  // file stays open (Node detaches the request once the refusal is sent).
+  let dir: string;
+  const stack = {} as Stack;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'h3-fdleak-'));
+    Object.assign(
+      stack,
+      await startStack((as, api) =>
+        basicConfig(
+          as.url,
+          api.url,
+          `server:
+  body_buffer_bytes: 1024
+  body_temp_dir: ${dir}
+  min_body_rate_bytes: 0
+  headers_timeout_ms: 200
+  request_timeout_ms: 700
+`,
+        ),
+      ),
+    );
+  });
+  after(async () => {
+    await stack.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Descriptors this process holds on files in body_temp_dir. */
+  async function tempFds(): Promise<number> {
+    let n = 0;
+    for (const fd of await readdir('/proc/self/fd')) {
+      const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+      if (target.startsWith(join(dir, 'phantom-gateway-body-'))) n++;
+    }
+    return n;
+  }
+
+  const faults: Array<[string, (c: Conversation) => void, string]> = [
+    ['half-close mid-body', (c) => c.socket.end(), 'HTTP/1.1 400 Bad Request'],
+    ['malformed chunk', (c) => c.send('zz\r\n\r\n'), 'HTTP/1.1 400 Bad Request'],
+    ['request_timeout_ms', () => {}, 'HTTP/1.1 408 Request Timeout'],
+  ];
+  for (const [kind, fault, status] of faults) {
+    test(`temp-file descriptor leak after a body fault (${kind}): the spilled body's descriptor is closed once the refusal is sent`, async () => {
+      const baseline = await tempFds();
+      const c = await openConversation(stack.gw.port);
+      try {
+        const chunked = kind === 'malformed chunk';
+        c.send(
+          chunked
+            ? `POST /public/up HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n1f40\r\n${'a'.repeat(8000)}\r\n`
+            : `POST /public/up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 20000\r\n\r\n${'a'.repeat(8000)}`,
+        );
+        // Spilled: the gateway holds a descriptor on its temporary file.
+        for (let i = 0; i < 50 && (await tempFds()) === baseline; i++) await sleep(10);
+        assert.equal(await tempFds(), baseline + 1, 'the body was not spilled to a temporary file');
+        fault(c);
+        await closedWithin(c, 3000);
+        assert.deepEqual(finalResponses(c.received()), [status]);
+      } finally {
+        c.close();
+      }
+      // Closing a FileHandle is asynchronous: allow it a moment, not a GC.
+      for (let i = 0; i < 50 && (await tempFds()) !== baseline; i++) await sleep(20);
+      assert.equal(await tempFds(), baseline);
+      assert.equal(stack.api.received.length, 0);
+    });
+  }
+});
+
 describe('transfer codings', { timeout: 20_000 }, () => {
   const stack = {} as Stack;
   before(async () => {
