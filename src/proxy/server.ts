@@ -161,7 +161,9 @@ export class Gateway {
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     // Any Expect other than 100-continue (Node would answer a bare 417).
-    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true));
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+      this.#closing.has(req.socket) ? this.drop(req, res) : this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true),
+    );
     // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
   }
@@ -228,6 +230,10 @@ export class Gateway {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    // RFC 9112 §9.6: after an answer that said `Connection: close`, nothing
+    // more received on the connection is processed (a pipelined POST would
+    // run upstream with its answer thrown away). One WeakSet lookup (~4 ns).
+    if (this.#closing.has(req.socket)) return this.drop(req, res);
     const start = this.#accessLog ? performance.now() : 0;
     try {
       const raw = req.rawHeaders;
@@ -296,6 +302,8 @@ export class Gateway {
         verdict.then(
           (v) => {
             res.off('close', gone);
+            // An earlier request's answer closed the connection meanwhile.
+            if (this.#closing.has(req.socket)) return this.drop(req, res);
             pr.decide(v);
           },
           (err: unknown) => {
@@ -357,9 +365,22 @@ export class Gateway {
     this.#rawRefusal(socket, refusal, err.code);
   }
 
-  /** After this, nothing more is answered on the connection (see #clientError). */
+  /** After this, nothing more is processed or answered on the connection (see #handle, #clientError). */
   closing(socket: Duplex): void {
     this.#closing.add(socket);
+  }
+
+  /**
+   * A request received after an answer that closes its connection: neither
+   * forwarded nor answered. The connection ends once what is owed on it is
+   * written (Node itself ends it after that answer; this covers the case
+   * where nothing is owed any more).
+   */
+  drop(req: IncomingMessage, res: ServerResponse): void {
+    if (res.headersSent) return; // this request's own answer is the closing one
+    const socket = req.socket;
+    const owed = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (owed == null || owed === res) socket.end(() => socket.destroy());
   }
 
   /** A refusal written straight to the socket, which is then closed (requests Node's server does not hand over). */
@@ -680,7 +701,10 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
       this.#deadline = undefined;
     }
     const out = responseHeaders(headers);
-    if (this.gw.draining) out.connection = 'close';
+    if (this.gw.draining) {
+      out.connection = 'close';
+      this.gw.closing(this.req.socket);
+    }
     // An answer before the client's (streamed) body ended: the rest of it is
     // not read as a next request, and a fault in it is not answered again.
     if (this.scan.hasBody && !this.req.complete) {

@@ -103,6 +103,41 @@ describe('a malformed request pipelined behind one being served', { timeout: 10_
   });
 });
 
+describe('requests pipelined behind a closing answer (RFC 9112 §9.6)', { timeout: 15_000 }, () => {
+  // A second request in the same packet as one refused with
+  // `Connection: close` must not run upstream: its answer would be thrown
+  // away, and the client could not know a POST was executed.
+  const s = suiteStack((as, api) => basicConfig(as.url, api.url));
+  const TRANSFER = 'POST /api/transfer HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-pipelined-token\r\nContent-Length: 2\r\n\r\n{}';
+  const firsts: Array<[string, string, number]> = [
+    ['401 (no token, with a body)', 'POST /api/a HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 3\r\n\r\nabc', 401],
+    ['400 (bad target)', 'GET /api/%2e%2e/x HTTP/1.1\r\nHost: gw.test\r\n\r\n', 400],
+    ['405 (method override)', 'GET /api/a HTTP/1.1\r\nHost: gw.test\r\nX-HTTP-Method-Override: DELETE\r\n\r\n', 405],
+    ['417 (unknown Expect)', 'POST /public/a HTTP/1.1\r\nHost: gw.test\r\nExpect: foo\r\nContent-Length: 2\r\n\r\nhi', 417],
+  ];
+  for (const [name, first, status] of firsts) {
+    test(`request after a closing refusal: a valid POST pipelined behind a ${name} is neither forwarded nor answered, and the connection closes`, async () => {
+      // Cached, as any active client's token is: the pipelined request would be decided at once.
+      await s.as.activate('lifecycle-pipelined-token', { scope: 'read' });
+      await rawRequest(s.gw.port, 'GET /api/warm HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-pipelined-token\r\n\r\n');
+      s.api.received.length = 0;
+      const c = await openConversation(s.gw.port);
+      try {
+        c.send(first + TRANSFER);
+        await c.closed;
+        const statuses = c.received().match(/HTTP\/1\.1 \d{3}/g) ?? [];
+        assert.deepEqual(statuses, [`HTTP/1.1 ${status}`]);
+        assert.match(c.received(), /connection: close/i);
+      } finally {
+        c.close();
+      }
+      // Give a wrongly forwarded request time to arrive.
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(s.api.received.map((r) => r.url), []);
+    });
+  }
+});
+
 describe('clients that stop reading', { timeout: 15_000 }, () => {
   const SEND_TIMEOUT = 1000;
   const RESPONSE_TIMEOUT = 300;
