@@ -534,8 +534,12 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   #done = false;
   /** Why the upstream request must be aborted once undici starts it. */
   #abortWith: Error | undefined;
-  /** response_timeout_ms from dispatch to response headers, while queued for a connection and after. */
+  /** response_timeout_ms from dispatch to response headers, while queued for a connection and after (see #dispatch). */
   #deadline: NodeJS.Timeout | undefined;
+  /** When the deadline was armed (performance.now()), for a streamed body only. */
+  #armedAt = 0;
+  /** A body undici reads as a stream: the deadline stops while it is being sent. */
+  #streamed: Readable | undefined;
   #sendTimer: NodeJS.Timeout | undefined;
   #sendTimedOut = false;
 
@@ -641,7 +645,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   };
 
   #dispatch(body: Buffer | Readable | null): void {
-    this.route.pool.dispatch(
+    const free = this.route.pool.dispatch(
       {
         path: this.upstreamPath,
         method: this.req.method as Dispatcher.HttpMethod,
@@ -650,15 +654,43 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
       },
       this,
     );
-    // With a free connection undici starts the request within dispatch();
-    // otherwise it waits in the pool's queue. One deadline covers the wait
-    // and the response headers (undici's own timer only starts once the
-    // request is written, and would start a full period again), so clients
-    // that stop reading and hold every connection cannot make everyone else
-    // wait without bound, nor a queued request wait twice the bound.
-    if (this.#controller === undefined && !this.#done) {
+    // undici 7 seldom starts a request within dispatch(), even on a free
+    // connection: a reused keep-alive socket is first checked for a close
+    // from its peer (setImmediate), a new one must connect (bounded by
+    // connect_timeout_ms). dispatch() returns true only when the request
+    // went to a connection that was free and another is still free: then
+    // nothing queues it, and undici's headersTimeout (response_timeout_ms
+    // from the end of the request) is the only deadline, with no timer of
+    // ours on the hot path. Otherwise the request may wait in the pool's
+    // queue: one deadline covers that wait and the response headers
+    // (undici's own timer would start a full period again once the request
+    // is written), so clients that stop reading and hold every connection
+    // cannot make everyone else wait without bound, nor a queued request
+    // wait twice the bound. It stops while a streamed body is being sent
+    // (see onRequestStart).
+    if (!free && this.#controller === undefined && !this.#done) {
       this.#deadline = setTimeout(this.#onDeadline, this.gw.config.upstream.response_timeout_ms);
+      if (body !== null && !Buffer.isBuffer(body)) {
+        this.#streamed = body;
+        this.#armedAt = performance.now();
+      }
     }
+  }
+
+  /**
+   * The time a streamed body takes to send is not the upstream's delay: it is
+   * bounded by the client's rate and idle checks and by undici's write
+   * timers. The deadline stops when the request starts and gets what was
+   * left of it (not a fresh period) once the body has been read to its end.
+   */
+  #holdDeadline(body: Readable): void {
+    clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+    const left = Math.max(1, this.gw.config.upstream.response_timeout_ms - (performance.now() - this.#armedAt));
+    body.once('end', () => {
+      if (this.#done || this.res.headersSent) return;
+      this.#deadline = setTimeout(this.#onDeadline, left);
+    });
   }
 
   readonly #onDeadline = (): void => {
@@ -692,6 +724,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     this.#controller = controller;
     if (this.#abortWith !== undefined) controller.abort(this.#abortWith);
     else if (this.res.destroyed) controller.abort(CLIENT_GONE);
+    else if (this.#streamed !== undefined && this.#deadline !== undefined) this.#holdDeadline(this.#streamed);
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {

@@ -402,6 +402,103 @@ server:
   });
 });
 
+describe('upstream deadline cutting a body being sent', { timeout: 20_000 }, () => {
+  // upstream.response_timeout_ms bounds the wait for a connection and for
+  // the response headers, not the time the client takes to send its body
+  // (bounded by the rate and idle checks) nor an upstream reading it steadily.
+  const RESPONSE_TIMEOUT = 300;
+  let api: Started & { received: Array<{ url: string; bodyBytes: number }> };
+  let slowReader: Started;
+  const gws: TestGateway[] = [];
+  let as: ScriptedIntrospection;
+  before(async () => {
+    as = await startScriptedIntrospection();
+    const received: Array<{ url: string; bodyBytes: number }> = [];
+    api = Object.assign(
+      await listen(
+        createServer((req: IncomingMessage, res: ServerResponse) => {
+          let n = 0;
+          req.on('data', (c: Buffer) => (n += c.length));
+          req.on('end', () => {
+            received.push({ url: req.url!, bodyBytes: n });
+            res.end(String(n));
+          });
+        }),
+      ),
+      { received },
+    );
+    // Scripted: reads the body slowly but steadily (a pause after every piece).
+    slowReader = await listen(
+      createServer((req: IncomingMessage, res: ServerResponse) => {
+        let n = 0;
+        req.on('data', (c: Buffer) => {
+          n += c.length;
+          req.pause();
+          setTimeout(() => req.resume(), 2);
+        });
+        req.on('end', () => res.end(String(n)));
+      }),
+    );
+    for (const connections of [1, 4]) {
+      gws.push(
+        await startGateway(`
+phantom_token: { introspection_endpoint: "${as.url}/introspect", client_id: c, client_secret: s }
+routes:
+  - { path: /stream, upstream: "${api.url}", phantom_token: false, request_buffering: false, body_idle_timeout_ms: 2000 }
+  - { path: /slow-reader, upstream: "${slowReader.url}", phantom_token: false }
+upstream:
+  connections: ${connections}
+  response_timeout_ms: ${RESPONSE_TIMEOUT}
+server:
+  max_body_bytes: 33554432
+  body_buffer_bytes: 4096
+  min_body_rate_bytes: 100
+  min_body_rate_window_ms: 1000
+`),
+      );
+    }
+  });
+  after(async () => {
+    for (const gw of gws) await gw.close();
+    await api.close();
+    await slowReader.close();
+    await as.close();
+  });
+
+  for (const [i, connections] of [[0, 1], [1, 4]] as const) {
+    test(`deadline cuts a streamed upload (upstream.connections: ${connections}): a chunked upload lasting 3x response_timeout_ms at 20 KiB/s gets 200, not 504`, async () => {
+      const c = await openConversation(gws[i]!.port);
+      try {
+        c.send('POST /stream/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n');
+        const until = performance.now() + 3 * RESPONSE_TIMEOUT;
+        let sent = 0;
+        while (performance.now() < until && !hasFinalResponse(c.received())) {
+          await sleep(50);
+          c.send(`400\r\n${'a'.repeat(1024)}\r\n`);
+          sent += 1024;
+        }
+        assert.equal(finalResponses(c.received()).length, 0, `answered before the body ended: ${c.received().slice(0, 80)}`);
+        c.send('0\r\n\r\n');
+        assert.match(await c.waitFor(hasFinalResponse), /^HTTP\/1\.1 200 /);
+        assert.equal(api.received.at(-1)?.bodyBytes, sent);
+      } finally {
+        c.close();
+      }
+    });
+  }
+
+  // The pool's only connection: the deadline is armed at dispatch (it may queue).
+  for (const [i, connections] of [[0, 1]] as const) {
+    test(`deadline cuts a spilled buffered body (upstream.connections: ${connections}): 24 MiB to a scripted upstream reading it steadily for longer than response_timeout_ms gets 200, not 504`, async () => {
+      const body = Buffer.alloc(24 * 1024 * 1024, 0x62);
+      const res = await request(`${gws[i]!.url}/slow-reader/up`, { method: 'POST', body });
+      const text = await res.body.text();
+      assert.equal(res.statusCode, 200);
+      assert.equal(text, String(body.length));
+    });
+  }
+});
+
 describe('one request, one response', { timeout: 20_000 }, () => {
   const stack = {} as Stack;
   before(async () => {
