@@ -7,12 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
-import { BODY_ABORTED, BODY_TOO_LARGE, BODY_TOO_SLOW, bufferBody, transferCoding, type BodyLimits } from '../../src/proxy/body.js';
+import { BODY_ABORTED, BODY_TOO_LARGE, BODY_TOO_SLOW, bufferBody, readBody, transferCoding, type BodyLimits } from '../../src/proxy/body.js';
 
 /** A stand-in for IncomingMessage: `complete` turns true just before the end, as with Node's parser. */
 function fakeRequest(chunks: Buffer[], opts: { stallAfter?: number } = {}): IncomingMessage {
@@ -101,6 +102,30 @@ describe('bufferBody', () => {
     setTimeout(() => req.destroy(), 20);
     await assert.rejects(pending, (err) => err === BODY_ABORTED);
     assert.deepEqual(await readdir(dir), []);
+  });
+
+  test('property: temp-file descriptor leak on an aborted read: whenever abort() comes (before, during or after the spill), the read fails with its error and the descriptor is closed', { skip: !existsSync('/proc/self/fd') }, async () => {
+    const openFds = async (): Promise<number> => {
+      let n = 0;
+      for (const fd of await readdir('/proc/self/fd')) if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')).startsWith(dir)) n++;
+      return n;
+    };
+    const baseline = await openFds();
+    const REASON = new Error('ended early');
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 15 }), async (delay) => {
+        // A client that sent past the memory bound, then went quiet (its request detached, never closing).
+        const req = fakeRequest([Buffer.alloc(10_000, 1)], { stallAfter: 1 });
+        const settled = new Promise<Error>((resolve, reject) => {
+          const read = readBody(req, limits(), () => reject(new Error('completed')), resolve);
+          setTimeout(() => read.abort(REASON), delay);
+        });
+        assert.equal(await settled, REASON);
+        for (let i = 0; i < 50 && (await openFds()) !== baseline; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(await openFds(), baseline);
+      }),
+      { numRuns: 20 },
+    );
   });
 });
 
