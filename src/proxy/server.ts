@@ -230,6 +230,15 @@ export class Gateway {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    // A request pipelined behind one still being answered waits for its
+    // turn (Node hands its response the connection once the earlier one is
+    // finished), so that an earlier answer that closes the connection stops
+    // it before it runs upstream. Node never hands it over after such an
+    // answer: the request is then dropped without a word.
+    if (res.socket === null) {
+      res.once('socket', () => this.#handle(req, res, expectContinue));
+      return;
+    }
     // RFC 9112 §9.6: after an answer that said `Connection: close`, nothing
     // more received on the connection is processed (a pipelined POST would
     // run upstream with its answer thrown away). One WeakSet lookup (~4 ns).

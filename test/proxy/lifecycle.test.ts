@@ -138,6 +138,44 @@ describe('requests pipelined behind a closing answer (RFC 9112 §9.6)', { timeou
   }
 });
 
+describe('requests pipelined behind an answer decided later', { timeout: 15_000 }, () => {
+  const s = suiteStack((as, api) => basicConfig(as.url, api.url));
+
+  test('request after a closing refusal decided by introspection: a valid POST pipelined behind a POST whose unknown token is refused (401 after a cache miss) never runs upstream', async () => {
+    await s.as.activate('lifecycle-behind-miss', { scope: 'read' });
+    await rawRequest(s.gw.port, 'GET /api/warm HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-behind-miss\r\n\r\n');
+    s.api.received.length = 0;
+    // Not known to the authorization server: inactive, after a round trip.
+    const c = await openConversation(s.gw.port);
+    try {
+      c.send(
+        'POST /api/a HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-unknown-token\r\nContent-Length: 3\r\n\r\nabc' +
+          'POST /api/transfer HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer lifecycle-behind-miss\r\nContent-Length: 2\r\n\r\n{}',
+      );
+      await c.closed;
+      assert.deepEqual(c.received().match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 401']);
+    } finally {
+      c.close();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(s.api.received.map((r) => r.url), []);
+  });
+
+  test('pipelined requests behind answers that keep the connection are all served, in order', async () => {
+    await s.as.activate('lifecycle-pipelined-ok', { scope: 'read' });
+    const c = await openConversation(s.gw.port);
+    try {
+      const auth = 'Authorization: Bearer lifecycle-pipelined-ok\r\n';
+      c.send(`GET /api/1 HTTP/1.1\r\nHost: gw.test\r\n${auth}\r\nGET /public/slow?ms=100 HTTP/1.1\r\nHost: gw.test\r\n\r\nPOST /api/3 HTTP/1.1\r\nHost: gw.test\r\n${auth}Content-Length: 2\r\n\r\n{}`);
+      const text = await c.waitFor((t) => (t.match(/HTTP\/1\.1 200/g) ?? []).length === 3);
+      const urls = [...text.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+      assert.deepEqual(urls, ['/api/1', '/public/slow?ms=100', '/api/3']);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('clients that stop reading', { timeout: 15_000 }, () => {
   const SEND_TIMEOUT = 1000;
   const RESPONSE_TIMEOUT = 300;
