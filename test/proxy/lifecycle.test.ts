@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { listen, type Started } from '../helpers/servers.js';
+import { listen, startEchoUpstream, type Started } from '../helpers/servers.js';
 import { basicConfig, startGateway, suiteStack, type TestGateway } from '../helpers/gateway.js';
 import { openConversation } from '../helpers/conversation.js';
 import { rawRequest } from '../helpers/raw.js';
@@ -172,6 +172,33 @@ describe('requests pipelined behind an answer decided later', { timeout: 15_000 
       assert.deepEqual(urls, ['/api/1', '/public/slow?ms=100', '/api/3']);
     } finally {
       c.close();
+    }
+  });
+});
+
+describe('requests pipelined behind an answer during a graceful stop', { timeout: 15_000 }, () => {
+  test('request after a closing answer (graceful stop): a POST pipelined behind a request being served when close() begins never runs upstream', async () => {
+    const api = await startEchoUpstream();
+    const gw = await startGateway(basicConfig('http://127.0.0.1:9', api.url));
+    try {
+      const c = await openConversation(gw.port);
+      try {
+        c.send(
+          'GET /public/slow?ms=300 HTTP/1.1\r\nHost: gw.test\r\n\r\n' +
+            'POST /public/transfer HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2\r\n\r\n{}',
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        const closing = gw.close();
+        await c.closed;
+        await closing;
+        assert.deepEqual(c.received().match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200']);
+        assert.match(c.received(), /connection: close/i);
+      } finally {
+        c.close();
+      }
+      assert.deepEqual(api.received.map((r) => r.url), ['/public/slow?ms=300']);
+    } finally {
+      await api.close();
     }
   });
 });
