@@ -23,7 +23,8 @@ import { isIPv6 } from 'node:net';
 // - a segment ending in `.` or an encoded space (`%20`): Windows and IIS strip
 //   them, so `/admin./x` and `/admin%20/x` would be `/admin/x` there;
 // - a bad escape, an empty segment, and `.` / `..` segments.
-// Reserved characters other than these stay allowed encoded.
+// Reserved characters other than these stay allowed encoded (the router refuses
+// those that some route prefix contains literally, see Router).
 const FORBIDDEN_IN_PATH =
   /[\\#\0;]|[^\x21-\x7e]|%(?:[01][0-9A-Fa-f]|2[35DdEeFf]|3[0-9Ff]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEeFf])|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)|(?:\.|%20)(?:\/|$)/;
 
