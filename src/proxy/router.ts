@@ -45,18 +45,18 @@ interface Refusal<T> extends Route<T> {
  */
 export class Router<T extends Protection> {
   readonly #routes: Route<T>[];
-  readonly #names: ReadonlySet<string>;
+  readonly #names: Names;
   readonly #folded: Route<T>[];
-  readonly #foldedNames: ReadonlySet<string>;
+  readonly #foldedNames: Names;
   /** Percent-encoded forms of the reserved characters route prefixes contain, or null. */
   readonly #encoded: RegExp | null;
   readonly #refusals = new Map<Route<T>, Refusal<T>>();
 
   constructor(routes: ReadonlyArray<Route<T>>) {
     this.#routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
-    this.#names = new Set(this.#routes.map((r) => nameOf(r.prefix)));
+    this.#names = namesOf(this.#routes);
     this.#folded = this.#routes.map((r) => ({ prefix: r.prefix.toLowerCase(), value: r.value }));
-    this.#foldedNames = new Set(this.#folded.map((r) => nameOf(r.prefix)));
+    this.#foldedNames = namesOf(this.#folded);
     const reserved = new Set<string>();
     for (const r of this.#routes) for (const ch of r.prefix) if (!/[A-Za-z0-9\-._~/]/.test(ch)) reserved.add(ch.charCodeAt(0).toString(16).toUpperCase());
     this.#encoded = reserved.size === 0 ? null : new RegExp(`%(?:${[...reserved].join('|')})`, 'i');
@@ -101,26 +101,45 @@ export class Router<T extends Protection> {
 
 const REFUSE = Symbol('refuse');
 
+/** Route names (prefixes without their trailing `/`), with their lengths flagged so most paths skip the hash. */
+interface Names {
+  readonly set: ReadonlySet<string>;
+  readonly lengths: Uint8Array;
+}
+
+function namesOf(routes: readonly Route<unknown>[]): Names {
+  const set = new Set(routes.map((r) => nameOf(r.prefix)));
+  const lengths = new Uint8Array(Math.max(0, ...[...set].map((n) => n.length)) + 1);
+  for (const n of set) lengths[n.length] = 1;
+  return { set, lengths };
+}
+
+
 /** `/admin` for `/admin/` and `/admin`; `/` for the root. */
 function nameOf(prefix: string): string {
   return prefix.length > 1 && prefix.charCodeAt(prefix.length - 1) === 47 ? prefix.slice(0, -1) : prefix;
 }
 
-function choose<T extends Protection>(routes: readonly Route<T>[], names: ReadonlySet<string>, path: string): Route<T> | undefined | typeof REFUSE {
+function choose<T extends Protection>(routes: readonly Route<T>[], names: Names, path: string): Route<T> | undefined | typeof REFUSE {
   const plain = longest(routes, path);
-  const n = nameOf(path);
+  // The path's name: without its trailing `/`.
+  const len = path.length > 1 && path.charCodeAt(path.length - 1) === 47 ? path.length - 1 : path.length;
   // A route configured for this very path (with or without its trailing /).
-  if (plain !== undefined && plain.prefix.length >= n.length) return plain;
+  if (plain !== undefined && plain.prefix.length >= len) return plain;
   let candidates: Array<Route<T> | undefined> | undefined;
   // `/x` with `/x/` configured: its trailing-slash twin's route.
-  if (names.has(n)) candidates = [plain, longest(routes, `${n}/`)];
-  // Extension stems, for a path some route covers.
+  if (names.lengths[len] === 1) {
+    const n = path.slice(0, len);
+    if (names.set.has(n)) candidates = [plain, longest(routes, `${n}/`)];
+  }
+  // Extension stems (a `.` in the last segment, not its first character), for a path some route covers.
   if (plain !== undefined) {
-    const seg = n.lastIndexOf('/') + 1;
-    for (let k = n.indexOf('.', seg + 1); k !== -1; k = n.indexOf('.', k + 1)) {
-      const stem = n.slice(0, k);
-      if (!names.has(stem)) continue;
-      (candidates ??= [plain]).push(longest(routes, stem), longest(routes, `${stem}/`));
+    for (let k = len - 1; k > 1; k--) {
+      const c = path.charCodeAt(k);
+      if (c === 47) break;
+      if (c !== 46 || names.lengths[k] !== 1 || path.charCodeAt(k - 1) === 47) continue;
+      const stem = path.slice(0, k);
+      if (names.set.has(stem)) (candidates ??= [plain]).push(longest(routes, stem), longest(routes, `${stem}/`));
     }
   }
   if (candidates === undefined) return plain;

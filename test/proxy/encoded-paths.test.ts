@@ -78,6 +78,21 @@ describe('encoded paths: the rule (checkTarget)', () => {
     });
   }
 
+  test('property (fast path): a path of letters, digits, -._~!$&\'()*+,=:@ and / is accepted exactly when it has no //, no . or .. segment and no segment ending in .', () => {
+    const ch = fc.constantFrom(...'aZ09-._~!$&\'()*+,=:@/');
+    fc.assert(
+      fc.property(fc.string({ unit: ch, maxLength: 16 }), fc.constantFrom('', '?q=1', '?a=%2e#'), (rest, query) => {
+        const path = `/${rest}`;
+        const expected = !path.includes('//') && !/\.(?:\/|$)/.test(path);
+        const got = checkTarget(`${path}${query}`);
+        if (query.includes('#')) assert.equal(got, undefined, path);
+        else assert.equal(got !== undefined, expected, path);
+        if (got !== undefined) assert.deepEqual(got, { path, query });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   /** Count of each ASCII character (case-insensitively) in `s`. */
   const asciiCounts = (s: string): Map<string, number> => {
     const m = new Map<string, number>();
