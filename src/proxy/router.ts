@@ -63,12 +63,9 @@ export class Router<T extends Protection> {
   }
 
   match(path: string): Route<T> | undefined {
-    if (this.#encoded !== null && path.includes('%') && this.#encoded.test(path)) {
-      const plain = longest(this.#routes, path);
-      return plain === undefined ? plain : this.#refusal(plain);
-    }
+    if (this.#encoded !== null && path.includes('%') && this.#encoded.test(path)) return this.#refusal(path);
     const chosen = choose(this.#routes, this.#names, path);
-    return chosen === REFUSE ? this.#refusal(longest(this.#routes, path) ?? this.#routes[this.#routes.length - 1]!) : chosen;
+    return chosen === REFUSE ? this.#refusal(path) : chosen;
   }
 
   /**
@@ -92,7 +89,9 @@ export class Router<T extends Protection> {
     return this.unambiguous(path, matched);
   }
 
-  #refusal(route: Route<T>): Refusal<T> {
+  /** A refusal carrying the plain match (or any route): what `match` gives when `unambiguous` must say no. */
+  #refusal(path: string): Refusal<T> {
+    const route = longest(this.#routes, path) ?? this.#routes[this.#routes.length - 1]!;
     let r = this.#refusals.get(route);
     if (r === undefined) this.#refusals.set(route, (r = { prefix: route.prefix, value: route.value, refused: true }));
     return r;

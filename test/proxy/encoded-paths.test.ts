@@ -192,6 +192,9 @@ describe('encoded sub-delims in a route prefix (encoded route-character bypass)'
     ]);
     assert.ok(router.unambiguous('/users/a%40b', router.match('/users/a%40b')));
     assert.equal(router.unambiguous('/users/a%3Ab', router.match('/users/a%3Ab')), false);
+    // Refused (400), not 404, also where no route covers the path.
+    const only = new Router<V>([{ prefix: '/@admin/', value: guarded }]);
+    assert.equal(only.unambiguous('/x/%40y', only.match('/x/%40y')), false);
   });
 
   const stack = suiteStack(
