@@ -32,7 +32,8 @@ const WIDEST_PRIVATE = { 4: 8, 6: 7 } as const;
  * The start-up warnings of a validated configuration, each once: a plain
  * `http://` introspection endpoint off loopback (tokens and the client secret
  * travel in clear; RFC 7662 §4 requires TLS), and `trusted_proxies` entries
- * wider than any private range (`0.0.0.0/0`, `::/0` trust everyone).
+ * wider than any private range (`0.0.0.0/0`, `::/0` trust everyone), and open
+ * routes that are an extension spelling of a protected one.
  */
 export function startupWarnings(config: GatewayConfig): StartupWarning[] {
   const out: StartupWarning[] = [];
@@ -50,6 +51,24 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       });
     }
   }
+  // A route configured for a path is taken for it (see Router): an open
+  // `/admin.json` beside a protected `/admin/` serves what an upstream with
+  // format suffixes (Rails, Spring) answers as `/admin`, without a token.
+  const guarded = new Set(config.routes.filter((r) => r.phantom_token !== false).map((r) => nameOf(r.path)));
+  for (const route of config.routes) {
+    if (route.phantom_token !== false) continue;
+    const name = nameOf(route.path);
+    const seg = name.lastIndexOf('/') + 1;
+    for (let k = name.indexOf('.', seg + 1); k !== -1; k = name.indexOf('.', k + 1)) {
+      const stem = name.slice(0, k);
+      if (!guarded.has(stem)) continue;
+      out.push({
+        message: `the open route ${route.path} is an extension spelling of the protected route for ${stem}: upstreams that read format suffixes (Rails, Spring) serve it as ${stem}, without a token`,
+        fields: { route: route.path, protected: stem },
+      });
+      break;
+    }
+  }
   for (const entry of config.trusted_proxies) {
     const [ip, bits] = entry.split('/') as [string, string | undefined];
     if (bits === undefined) continue;
@@ -62,4 +81,9 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
     }
   }
   return out;
+}
+
+/** A route path without its trailing `/`. */
+function nameOf(path: string): string {
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }

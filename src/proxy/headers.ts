@@ -23,8 +23,24 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
  * to the same variable, RFC 3875 §4.1.18). Via is not in the family: it is
  * informational and loop detection, and no framework derives address,
  * scheme, host or path from it.
+ *
+ * The family also holds the identity headers an authenticating proxy sets
+ * and its upstream trusts as the signed-in user: Apache's and Authelia's
+ * `Remote-User`/`-Groups`/`-Email`/`-Name`, Kubernetes' `X-Remote-User`/
+ * `-Group`/`-Extra-*`, oauth2-proxy's `X-Auth-Request-*`, Grafana's and
+ * Gitea's `X-WEBAUTH-*`, Azure Easy Auth's `X-MS-CLIENT-PRINCIPAL*` and
+ * `X-MS-TOKEN-*`, Google IAP's `X-Goog-Authenticated-*` and
+ * `X-Goog-IAP-JWT-Assertion`, Cloud Endpoints' and API Gateway's
+ * `X-Endpoint-API-UserInfo`/`X-Apigateway-Api-Userinfo`, AWS ALB's
+ * `X-Amzn-Oidc-*`, Cloudflare Access's `Cf-Access-*`, Kong's
+ * `X-Consumer-*`, `X-Authenticated-*`, `X-Credential-Identifier`/`-Username`,
+ * `X-Anonymous-Consumer` and `X-Userinfo`, WSO2's `X-JWT-Assertion`,
+ * Pomerium's `X-Pomerium-*`, Vouch's `X-Vouch-*`, authentik's
+ * `X-Authentik-*`, Tailscale's `Tailscale-User-*`. Names too generic to be
+ * an auth proxy's alone (`X-User`, `X-Email`, `X-Auth-Token`, `X-Access-Token`,
+ * which clients send as their own credentials) are not in it.
  */
-const PROXY_SUPPLIED = new Set([
+const PROXY_SUPPLIED = [
   'forwarded',
   'x-real-ip',
   'client-ip',
@@ -42,8 +58,6 @@ const PROXY_SUPPLIED = new Set([
   'x-proxyuser-ip',
   'proxy-client-ip',
   'wl-proxy-client-ip',
-  'x-remote-ip',
-  'x-remote-addr',
   'x-originating-ip',
   'x-rewrite-url',
   'x-scheme',
@@ -51,9 +65,24 @@ const PROXY_SUPPLIED = new Set([
   'front-end-https',
   'x-client-cert',
   'ssl-client-cert',
-]);
-/** Whole prefixes of the family: `X-Forwarded-For/-Proto/-Host/-Port/-Prefix/-Ssl/-Server/...`, `X-Original-URL/-URI/-Host/-Method`. */
-const PROXY_SUPPLIED_PREFIXES = ['x-forwarded', 'x-original-', 'x-envoy-', 'x-arr-', 'x-ssl-'];
+  // identity
+  'x-goog-iap-jwt-assertion',
+  'x-endpoint-api-userinfo',
+  'x-apigateway-api-userinfo',
+  'x-credential-identifier',
+  'x-credential-username',
+  'x-anonymous-consumer',
+  'x-userinfo',
+  'x-jwt-assertion',
+];
+/**
+ * Whole prefixes of the family, by first letter so that most names meet no
+ * pattern at all: `X-Forwarded-For/-Proto/-Host/-Port/-Prefix/-Ssl/-Server/...`,
+ * `X-Original-URL/-URI/-Host/-Method`, `X-Remote-IP/-Addr/-User/-Group/...`,
+ * and the identity families above.
+ */
+const X_PREFIXES =
+  /^x-(?:forwarded|original-|envoy-|arr-|ssl-|remote-|auth-request-|webauth-|ms-client-principal|ms-token-|goog-authenticated-|amzn-oidc-|consumer-|authenticated-|pomerium-|vouch-|authentik-)/;
 
 /**
  * Headers that change the method an upstream acts on (Express's
@@ -61,10 +90,16 @@ const PROXY_SUPPLIED_PREFIXES = ['x-forwarded', 'x-original-', 'x-envoy-', 'x-ar
  * the method it sees (a CORS preflight passes without a token), so a request
  * must not mean one method to it and another to the upstream.
  */
-const METHOD_OVERRIDE = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+const METHOD_OVERRIDE = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
 /** The headers the gateway sets itself: other spellings of them never pass. */
 const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host']);
+
+const HOP = 1;
+const OVERRIDE = 2;
+const SUPPLIED = 3;
+/** One lookup per header name in the scan: hop-by-hop, method override or proxy-supplied. */
+const KIND = new Map<string, number>([...[...HOP_BY_HOP].map((n): [string, number] => [n, HOP]), ...METHOD_OVERRIDE.map((n): [string, number] => [n, OVERRIDE]), ...PROXY_SUPPLIED.map((n): [string, number] => [n, SUPPLIED])]);
 
 /** `name` lower case with `_` read as `-`, the way CGI-style upstreams see it. */
 export function normalizeHeaderName(name: string): string {
@@ -72,17 +107,31 @@ export function normalizeHeaderName(name: string): string {
   return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
 }
 
+/** Whether an already normalized name matches a prefix of the family. */
+function suppliedPrefix(n: string): boolean {
+  switch (n.charCodeAt(0)) {
+    case 120: // x
+      return n.charCodeAt(1) === 45 && X_PREFIXES.test(n);
+    case 99: // c
+      return n.startsWith('cf-access-');
+    case 114: // r
+      return n.startsWith('remote-');
+    case 116: // t
+      return n.startsWith('tailscale-user-');
+    default:
+      return false;
+  }
+}
+
 /** Whether an upstream could read the header as supplied by a proxy (any case, `_` or `-`). */
 export function isProxySupplied(name: string): boolean {
   const n = normalizeHeaderName(name);
-  if (PROXY_SUPPLIED.has(n)) return true;
-  for (const p of PROXY_SUPPLIED_PREFIXES) if (n.startsWith(p)) return true;
-  return false;
+  return KIND.get(n) === SUPPLIED || suppliedPrefix(n);
 }
 
 /** Whether the header asks the upstream to act on another method (any case, `_` or `-`). */
 export function isMethodOverride(name: string): boolean {
-  return METHOD_OVERRIDE.has(normalizeHeaderName(name));
+  return KIND.get(normalizeHeaderName(name)) === OVERRIDE;
 }
 
 /** What the scan of a request's raw headers found. */
@@ -185,13 +234,16 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
     const underscore = name.includes('_');
     if (underscore && !keepUnderscores) continue;
     const norm = underscore ? name.replaceAll('_', '-') : name;
-    if (HOP_BY_HOP.has(norm)) continue;
-    if (METHOD_OVERRIDE.has(norm)) {
-      methodOverride = true;
-      continue;
-    }
+    const kind = KIND.get(norm);
+    if (kind !== undefined) {
+      if (kind === HOP) continue;
+      if (kind === OVERRIDE) {
+        methodOverride = true;
+        continue;
+      }
+      if (!keepForwarding) continue; // SUPPLIED
+    } else if (!keepForwarding && suppliedPrefix(norm)) continue;
     if (underscore && GATEWAY_SET.has(norm)) continue;
-    if (!keepForwarding && isProxySupplied(norm)) continue;
     out.push(name, value);
   }
 

@@ -23,7 +23,8 @@ import { isIPv6 } from 'node:net';
 // - a segment ending in `.` or an encoded space (`%20`): Windows and IIS strip
 //   them, so `/admin./x` and `/admin%20/x` would be `/admin/x` there;
 // - a bad escape, an empty segment, and `.` / `..` segments.
-// Reserved characters other than these stay allowed encoded.
+// Reserved characters other than these stay allowed encoded (the router refuses
+// those that some route prefix contains literally, see Router).
 const FORBIDDEN_IN_PATH =
   /[\\#\0;]|[^\x21-\x7e]|%(?:[01][0-9A-Fa-f]|2[35DdEeFf]|3[0-9Ff]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEeFf])|%(?![0-9A-Fa-f]{2})|\/\/|\/\.\.?(?:\/|$)|(?:\.|%20)(?:\/|$)/;
 
@@ -61,15 +62,45 @@ function foldsToAscii(path: string): boolean {
 }
 
 /**
+ * Characters a path may hold as they are, with no further look: letters,
+ * digits and `-._~!$&'()*+,=:@/` (no `%`, `;`, `\`, `#`, controls, non-ASCII).
+ */
+const PLAIN = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/") PLAIN[c.charCodeAt(0)] = 1;
+
+/**
+ * The common case in one pass: the length of the start of `url` that is a
+ * path of PLAIN characters, with no `//` and no segment ending in `.` (which
+ * covers `.` and `..` segments), up to its `?` or end. When that is the whole
+ * path, it passes every rule of FORBIDDEN_IN_PATH and carries no escape;
+ * anything else gets the full check.
+ */
+function plainUntil(url: string): number {
+  let prev = 0;
+  let i = 0;
+  for (; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c === 63 /* ? */) break;
+    if (c >= 128 || PLAIN[c] === 0) return -1;
+    if (c === 47 && (prev === 47 || prev === 46)) return -1;
+    prev = c;
+  }
+  return prev === 46 ? -1 : i;
+}
+
+/**
  * Splits an origin-form request target into path and query (with its `?`),
  * or returns undefined when the target must be refused with 400.
  */
 export function checkTarget(url: string | undefined): { path: string; query: string } | undefined {
   if (url === undefined || url.charCodeAt(0) !== 47 /* / */) return undefined; // absolute-, authority-, asterisk-form
-  const q = url.indexOf('?');
+  const end = plainUntil(url);
+  const q = url.charCodeAt(end) === 63 /* ? */ ? end : url.indexOf('?', end);
   const path = q === -1 ? url : url.slice(0, q);
-  if (FORBIDDEN_IN_PATH.test(path)) return undefined;
-  if (ENCODED_HIGH.test(path) && foldsToAscii(path)) return undefined;
+  if (end !== path.length) {
+    if (FORBIDDEN_IN_PATH.test(path)) return undefined;
+    if (ENCODED_HIGH.test(path) && foldsToAscii(path)) return undefined;
+  }
   if (q !== -1 && (url.includes('#', q) || url.includes('\0', q))) return undefined;
   return { path, query: q === -1 ? '' : url.slice(q) };
 }
@@ -85,9 +116,29 @@ const HOST = /^(?:[A-Za-z0-9._-]+|\[([0-9A-Fa-f:.]+)\])(?::[0-9]{1,5})?$/;
 /** Whether a `Host` (or trusted `X-Forwarded-Host`) value is a valid `uri-host [":" port]`. */
 export function isValidHost(value: string): boolean {
   if (value.length > 261) return false; // 255 for a name, ':' and 5 digits
+  if (value.charCodeAt(0) !== 91 /* [ */) return isNameAndPort(value);
   const m = HOST.exec(value);
   if (m === null) return false;
   return m[1] === undefined || isIPv6(m[1]);
+}
+
+/** `[A-Za-z0-9._-]+(:[0-9]{1,5})?` (HOST without its IPv6 branch), as a loop. */
+function isNameAndPort(value: string): boolean {
+  let i = 0;
+  for (; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 58 /* : */) break;
+    if (!((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 46 || c === 45 || c === 95)) return false;
+  }
+  if (i === 0) return false;
+  if (i === value.length) return true;
+  const digits = value.length - i - 1;
+  if (digits < 1 || digits > 5) return false;
+  for (let j = i + 1; j < value.length; j++) {
+    const c = value.charCodeAt(j);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 /**

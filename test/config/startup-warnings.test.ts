@@ -21,6 +21,24 @@ ${extra}`,
   );
 
 describe('start-up warnings', () => {
+  test('an open route that is an extension spelling of a protected route warns (configured routes win over spellings)', () => {
+    const cfg = parseConfig(
+      `
+phantom_token: { introspection_endpoint: "https://as.example/i", client_id: c, client_secret: s }
+routes:
+  - { path: /admin/, upstream: "http://127.0.0.1:1" }
+  - { path: /admin.json, upstream: "http://127.0.0.1:1", phantom_token: false }
+  - { path: /, upstream: "http://127.0.0.1:1" }
+  - { path: /robots.txt, upstream: "http://127.0.0.1:1", phantom_token: false }
+`,
+      { file: 'f.yaml', env: {} },
+    );
+    const w = startupWarnings(cfg);
+    assert.equal(w.length, 1);
+    assert.match(w[0]!.message, /open route \/admin\.json is an extension spelling of the protected route for \/admin/);
+  });
+
+
   for (const endpoint of ['http://login.example.com/introspect', 'http://10.0.0.5:8443/oauth/introspect', 'http://[2001:db8::1]/i', 'http://127.example/i']) {
     test(`plain-http introspection off loopback warns: ${endpoint}`, () => {
       const w = startupWarnings(config(endpoint));

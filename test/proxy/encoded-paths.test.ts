@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { checkTarget } from '../../src/proxy/request-target.js';
+import { Router } from '../../src/proxy/router.js';
 import { suiteStack } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
 
@@ -77,6 +78,21 @@ describe('encoded paths: the rule (checkTarget)', () => {
     });
   }
 
+  test('property (fast path): a path of letters, digits, -._~!$&\'()*+,=:@ and / is accepted exactly when it has no //, no . or .. segment and no segment ending in .', () => {
+    const ch = fc.constantFrom(...'aZ09-._~!$&\'()*+,=:@/');
+    fc.assert(
+      fc.property(fc.string({ unit: ch, maxLength: 16 }), fc.constantFrom('', '?q=1', '?a=%2e#'), (rest, query) => {
+        const path = `/${rest}`;
+        const expected = !path.includes('//') && !/\.(?:\/|$)/.test(path);
+        const got = checkTarget(`${path}${query}`);
+        if (query.includes('#')) assert.equal(got, undefined, path);
+        else assert.equal(got !== undefined, expected, path);
+        if (got !== undefined) assert.deepEqual(got, { path, query });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   /** Count of each ASCII character (case-insensitively) in `s`. */
   const asciiCounts = (s: string): Map<string, number> => {
     const m = new Map<string, number>();
@@ -133,5 +149,80 @@ routes:
     const res = await rawRequest(stack.gw.port, 'GET /caf%C3%A9 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
     assert.equal(res.status, 200);
     assert.equal(stack.api.received[0]!.url, '/caf%C3%A9');
+  });
+});
+
+describe('encoded sub-delims in a route prefix (encoded route-character bypass)', { timeout: 10_000 }, () => {
+  type V = { readonly guard: { exchange: object; policy: { required: readonly string[] } } | undefined };
+  const guarded: V = { guard: { exchange: {}, policy: { required: [] } } };
+  const open: V = { guard: undefined };
+  const subDelims = [...":@!$&'()*+,="];
+
+  test('property: for a protected route whose prefix has sub-delims, no spelling with some of them percent-encoded is forwarded without that route\'s check', () => {
+    const word = fc.constantFrom('v1', 'projects', 'admin', 'x');
+    const piece = fc.oneof(word, fc.constantFrom(...subDelims));
+    const routePrefix = fc.tuple(fc.array(fc.array(piece, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 3 }), fc.boolean()).map(([segs, slash]) => `/${segs.map((s) => s.join('')).join('/')}${slash ? '/' : ''}`);
+    fc.assert(
+      fc.property(routePrefix, fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }), fc.constantFrom('', '/users', '/a:b'), (prefix, choices, rest) => {
+        fc.pre(subDelims.some((c) => prefix.includes(c)));
+        const router = new Router<V>([
+          { prefix: '/', value: open },
+          { prefix, value: guarded },
+        ]);
+        // Each sub-delim encoded or not, in either hex case.
+        let i = 0;
+        const spelled = [...prefix].map((c) => (subDelims.includes(c) && choices[i++ % 40] ? `%${c.charCodeAt(0).toString(16)[choices[(i * 7) % 40] ? 'toUpperCase' : 'toLowerCase']()}` : c)).join('');
+        const target = `${spelled}${rest}`;
+        if (checkTarget(target) === undefined) return;
+        const m = router.match(target);
+        if (m === undefined || !router.unambiguous(target, m)) return; // refused
+        // Forwarded: only with the protected route's check, or to a path that does not decode to it.
+        const decoded = decodeURIComponent(target);
+        const reachesProtected = decoded === prefix || decoded.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`) || decoded === prefix.replace(/\/$/, '');
+        if (reachesProtected) assert.equal(m.value, guarded, `${target} (decoded ${decoded}) forwarded on ${m.prefix} beside the protected ${prefix}`);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('an encoded character that no route prefix has stays accepted (%40 when no route has @)', () => {
+    const router = new Router<V>([
+      { prefix: '/', value: open },
+      { prefix: '/v1/projects:purge', value: guarded },
+    ]);
+    assert.ok(router.unambiguous('/users/a%40b', router.match('/users/a%40b')));
+    assert.equal(router.unambiguous('/users/a%3Ab', router.match('/users/a%3Ab')), false);
+    // Refused (400), not 404, also where no route covers the path.
+    const only = new Router<V>([{ prefix: '/@admin/', value: guarded }]);
+    assert.equal(only.unambiguous('/x/%40y', only.match('/x/%40y')), false);
+  });
+
+  const stack = suiteStack(
+    (as, api) => `
+phantom_token: { introspection_endpoint: "${as.url}/introspect", client_id: c, client_secret: s }
+routes:
+  - { path: /, upstream: "${api.url}", phantom_token: false }
+  - { path: "/v1/projects:purge", upstream: "${api.url}" }
+  - { path: /@admin/, upstream: "${api.url}" }
+`,
+  );
+
+  for (const target of ['/v1/projects%3Apurge', '/v1/projects%3apurge', '/%40admin/users', '/%40admin', '/x/%3A']) {
+    test(`encoded route-character bypass: POST ${target} is refused 400, never served by the open route`, async () => {
+      const res = await rawRequest(stack.gw.port, `POST ${target} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      assert.equal(res.status, 400, res.raw.slice(0, 200));
+      assert.deepEqual(JSON.parse(res.body), { code: 'bad_request', message: 'Bad request' });
+      assert.equal(stack.api.received.length, 0);
+    });
+  }
+
+  test('the literal spellings keep their protection, and %2C (no route has a comma) still reaches the open route', async () => {
+    for (const target of ['/v1/projects:purge', '/@admin/users']) {
+      const res = await rawRequest(stack.gw.port, `POST ${target} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      assert.equal(res.status, 401, target);
+    }
+    const res = await rawRequest(stack.gw.port, 'GET /a%2Cb HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(stack.api.received[0]!.url, '/a%2Cb');
   });
 });

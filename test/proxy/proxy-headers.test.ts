@@ -154,6 +154,113 @@ describe('proxy-supplied headers from an untrusted peer (proxy header spoofing)'
   });
 });
 
+/** Identity headers that authenticating proxies set and their upstreams trust as the signed-in user. */
+const IDENTITY = [
+  'Remote-User',
+  'Remote-Groups',
+  'Remote-Email',
+  'Remote-Name',
+  'X-Remote-User',
+  'X-Remote-Group',
+  'X-Remote-Extra-Scopes',
+  'X-Auth-Request-User',
+  'X-Auth-Request-Email',
+  'X-Auth-Request-Groups',
+  'X-Auth-Request-Access-Token',
+  'X-WEBAUTH-USER',
+  'X-Webauth-Email',
+  'X-MS-CLIENT-PRINCIPAL',
+  'X-MS-CLIENT-PRINCIPAL-NAME',
+  'X-MS-CLIENT-PRINCIPAL-ID',
+  'X-MS-TOKEN-AAD-ID-TOKEN',
+  'X-Goog-Authenticated-User-Email',
+  'X-Goog-Authenticated-User-Id',
+  'X-Goog-IAP-JWT-Assertion',
+  'X-Endpoint-API-UserInfo',
+  'X-Apigateway-Api-Userinfo',
+  'X-Amzn-Oidc-Identity',
+  'X-Amzn-Oidc-Data',
+  'X-Amzn-Oidc-Accesstoken',
+  'Cf-Access-Authenticated-User-Email',
+  'Cf-Access-Jwt-Assertion',
+  'X-Consumer-ID',
+  'X-Consumer-Username',
+  'X-Consumer-Custom-ID',
+  'X-Consumer-Groups',
+  'X-Authenticated-User',
+  'X-Authenticated-Userid',
+  'X-Authenticated-Scope',
+  'X-Credential-Identifier',
+  'X-Credential-Username',
+  'X-Anonymous-Consumer',
+  'X-Userinfo',
+  'X-JWT-Assertion',
+  'X-Pomerium-Jwt-Assertion',
+  'X-Pomerium-Claim-Email',
+  'X-Vouch-User',
+  'X-Authentik-Username',
+  'X-Authentik-Groups',
+  'Tailscale-User-Login',
+  'Tailscale-User-Name',
+  'X-Forwarded-User',
+  'X-Forwarded-Email',
+  'X-Forwarded-Groups',
+  'X-Forwarded-Preferred-Username',
+];
+
+/** Every header the upstream got whose value carries the client's marker. */
+function marked(s: EchoRequest): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < s.rawHeaders.length; i += 2) if (s.rawHeaders[i + 1]!.includes(MARK)) out.push(`${s.rawHeaders[i]}: ${s.rawHeaders[i + 1]}`);
+  return out;
+}
+
+describe('auth-proxy identity headers from an untrusted peer (identity header spoofing)', { timeout: 20_000 }, () => {
+  const stack = suiteStack((as, api) => basicConfig(as.url, api.url));
+
+  test('every identity header is dropped on a protected route, beside the JWT', async () => {
+    await stack.as.activate('identity-token');
+    const res = await rawRequest(stack.gw.port, head('/api/me', `Authorization: Bearer identity-token\r\n${IDENTITY.map((n) => `${n}: ${MARK}\r\n`).join('')}`));
+    assert.equal(res.status, 200, res.raw.slice(0, 200));
+    const s = stack.api.received[0]!;
+    assert.match(String(s.headers.authorization), /^Bearer ey/);
+    assert.deepEqual(marked(s), []);
+  });
+
+  test('every identity header is dropped on an open route', async () => {
+    const res = await rawRequest(stack.gw.port, head('/public/x', IDENTITY.map((n) => `${n}: ${MARK}\r\n`).join('')));
+    assert.equal(res.status, 200);
+    assert.deepEqual(marked(stack.api.received[0]!), []);
+  });
+
+  test('property: an identity header in any case and any mix of _ and - never reaches the upstream', async () => {
+    const spelling = fc
+      .tuple(fc.constantFrom(...IDENTITY), fc.infiniteStream(fc.boolean()), fc.infiniteStream(fc.boolean()))
+      .map(([name, upper, under]) => {
+        const u = upper[Symbol.iterator]();
+        const d = under[Symbol.iterator]();
+        return [...name].map((c) => (c === '-' && d.next().value ? '_' : u.next().value ? c.toUpperCase() : c.toLowerCase())).join('');
+      });
+    await fc.assert(
+      fc.asyncProperty(spelling, async (name) => {
+        stack.api.received.length = 0;
+        const res = await rawRequest(stack.gw.port, head('/public/p', `${name}: ${MARK}\r\n`));
+        assert.equal(res.status, 200, name);
+        assert.deepEqual(marked(stack.api.received[0]!), [], name);
+        assert.ok(isProxySupplied(name), name);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
+  test('names too generic to be an auth proxy\'s alone pass (X-User, X-Email, X-Auth-Token, X-Access-Token, X-Remote-ish lookalikes)', async () => {
+    const res = await rawRequest(stack.gw.port, head('/public/x', 'X-User: u\r\nX-Email: e\r\nX-Auth-Token: t\r\nX-Access-Token: a\r\nX-Remoteness: r\r\nRemotely: y\r\n'));
+    assert.equal(res.status, 200);
+    const h = stack.api.received[0]!.headers;
+    assert.deepEqual([h['x-user'], h['x-email'], h['x-auth-token'], h['x-access-token'], h['x-remoteness'], h['remotely']], ['u', 'e', 't', 'a', 'r', 'y']);
+  });
+});
+
 describe('proxy-supplied headers: server.underscores_in_headers: true', { timeout: 10_000 }, () => {
   const stack = suiteStack((as, api) => basicConfig(as.url, api.url, 'server:\n  underscores_in_headers: true\n'));
 
@@ -189,6 +296,14 @@ describe('proxy-supplied headers from a trusted proxy', { timeout: 10_000 }, () 
     assert.equal(s.headers['x_forwarded_for'], undefined);
     assert.equal(s.headers['x_forwarded_host'], undefined);
     assertGatewayValues(s);
+  });
+
+  test('identity headers from the trusted proxy pass (it is the auth proxy that sets them)', async () => {
+    const res = await rawRequest(stack.gw.port, head('/public/x', 'Remote-User: alice\r\nX-Auth-Request-Email: alice@example.com\r\n'));
+    assert.equal(res.status, 200);
+    const s = stack.api.received[0]!;
+    assert.equal(s.headers['remote-user'], 'alice');
+    assert.equal(s.headers['x-auth-request-email'], 'alice@example.com');
   });
 
   for (const xfh of ['evil.example/x?y=1', 'a.example, b.example', 'user@evil.example']) {
