@@ -84,11 +84,6 @@ export class Router<T extends Protection> {
     return folded !== REFUSE && folded?.value === matched?.value;
   }
 
-  /** The name the proxy calls `unambiguous` by. */
-  sameIgnoringCase(path: string, matched: Route<T> | undefined): boolean {
-    return this.unambiguous(path, matched);
-  }
-
   /** A refusal carrying the plain match (or any route): what `match` gives when `unambiguous` must say no. */
   #refusal(path: string): Refusal<T> {
     const route = longest(this.#routes, path) ?? this.#routes[this.#routes.length - 1]!;

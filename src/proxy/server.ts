@@ -254,7 +254,7 @@ export class Gateway {
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
-      if (!this.#router.sameIgnoringCase(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
+      if (!this.#router.unambiguous(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       if (match === undefined) {
         // Not the hot path: req.headers may be built here.
         if (req.httpVersionMinor === 1 && req.headers.host === undefined) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
