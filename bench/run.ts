@@ -14,11 +14,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { freePort, waitForPort } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -72,30 +72,7 @@ function buildBaseline(ref: string): string {
 
 // ---------------------------------------------------------------- processes
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
-async function waitForPort(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(port, '127.0.0.1');
-      c.once('connect', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`${what} did not start listening on ${port}`);
-}
 
 function start(cmd: string, args: string[], name: string): ChildProcess {
   // Its own process group, so that stopping it stops what it started too
@@ -238,9 +215,6 @@ async function stats(port: number): Promise<{ calls: number; connections: number
   return (await r.json()) as { calls: number; connections: number };
 }
 
-function sleep(msec: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, msec));
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
