@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { request } from 'undici';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { basicConfig, startGateway, startStack, type Stack, type TestGateway } from '../helpers/gateway.js';
+import { basicConfig, startGateway, startStack, suiteStack, type Stack, type TestGateway } from '../helpers/gateway.js';
 import { listen, startScriptedIntrospection, type ScriptedIntrospection, type Started } from '../helpers/servers.js';
 import { hasFinalResponse, openConversation, type Conversation } from '../helpers/conversation.js';
 import { rawRequest } from '../helpers/raw.js';
@@ -279,15 +279,11 @@ server:
 });
 
 describe('request bodies: minimum rate and idle bound', { timeout: 20_000 }, () => {
-  const stack = {} as Stack;
-  before(async () => {
-    Object.assign(
-      stack,
-      await startStack((as, api) =>
-        basicConfig(
-          as.url,
-          api.url,
-          `  - path: /stream
+  const stack = suiteStack((as, api) =>
+    basicConfig(
+      as.url,
+      api.url,
+      `  - path: /stream
     upstream: ${api.url}
     phantom_token: false
     request_buffering: false
@@ -302,14 +298,8 @@ server:
   min_body_rate_bytes: 2000
   min_body_rate_window_ms: 300
 `,
-        ),
-      ),
-    );
-  });
-  after(() => stack.close());
-  beforeEach(() => {
-    stack.api.received.length = 0;
-  });
+    ),
+  );
 
   for (const route of ['/public', '/stream'] as const) {
     test(`slow body drip (scripted): a body slower than min_body_rate_bytes is cut with one 408 JSON on ${route === '/public' ? 'a buffering' : 'a streaming'} route`, async () => {
@@ -500,28 +490,17 @@ server:
 });
 
 describe('one request, one response', { timeout: 20_000 }, () => {
-  const stack = {} as Stack;
-  before(async () => {
-    Object.assign(
-      stack,
-      await startStack((as, api) =>
-        basicConfig(
-          as.url,
-          api.url,
-          `  - path: /stream
+  const stack = suiteStack((as, api) =>
+    basicConfig(
+      as.url,
+      api.url,
+      `  - path: /stream
     upstream: ${api.url}
     phantom_token: false
     request_buffering: false
 `,
-        ),
-      ),
-    );
-  });
-  after(() => stack.close());
-  beforeEach(() => {
-    stack.as.calls.length = 0;
-    stack.api.received.length = 0;
-  });
+    ),
+  );
 
   /** Sends `parts` with a pause between them and returns the transcript once the gateway closed. */
   async function converse(parts: string[]): Promise<string> {
@@ -600,11 +579,7 @@ describe('one request, one response', { timeout: 20_000 }, () => {
 });
 
 describe('server.request_timeout_ms reached during a body', { timeout: 20_000 }, () => {
-  const stack = {} as Stack;
-  before(async () => {
-    Object.assign(stack, await startStack((as, api) => basicConfig(as.url, api.url, 'server:\n  headers_timeout_ms: 200\n  request_timeout_ms: 500\n')));
-  });
-  after(() => stack.close());
+  const stack = suiteStack((as, api) => basicConfig(as.url, api.url, 'server:\n  headers_timeout_ms: 200\n  request_timeout_ms: 500\n'));
 
   test('bare reset on a body timeout: a request whose body is not complete within request_timeout_ms gets one 408 JSON', async () => {
     const c = await openConversation(stack.gw.port);
@@ -695,14 +670,7 @@ describe('temp-file descriptor leak after a body fault', { timeout: 20_000, skip
 });
 
 describe('transfer codings', { timeout: 20_000 }, () => {
-  const stack = {} as Stack;
-  before(async () => {
-    Object.assign(stack, await startStack((as, api) => basicConfig(as.url, api.url)));
-  });
-  after(() => stack.close());
-  beforeEach(() => {
-    stack.api.received.length = 0;
-  });
+  const stack = suiteStack((as, api) => basicConfig(as.url, api.url));
 
   const post = (te: string, version = '1.1') =>
     rawRequest(stack.gw.port, `POST /public/x HTTP/${version}\r\nHost: gw.test\r\n${te}Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
