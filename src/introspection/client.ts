@@ -155,6 +155,11 @@ export class IntrospectionClient {
         throw err;
       }
       throw this.#transportError(err);
+    } finally {
+      // The exchange's flight holds `request`, and stale Map tables may hold
+      // the flight until the next full GC (see FairScheduler): it must not
+      // keep the call, and with it the answer, once the wait is over.
+      if (request?.withdraw !== undefined) request.withdraw = undefined;
     }
 
     const { statusCode, headers } = res;

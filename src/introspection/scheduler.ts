@@ -34,10 +34,19 @@ export interface SchedulerOptions {
 
 export class FairScheduler<J extends Job = Job> {
   readonly #opts: SchedulerOptions;
-  /** Waiting jobs by client; the Map's order is the round-robin order. */
-  readonly #queues = new Map<string, Set<J>>();
-  /** Which client queue each waiting job is in. */
-  readonly #clientOf = new Map<J, string>();
+  /**
+   * Waiting jobs by client, oldest first; the Map's order is the round-robin
+   * order. Arrays and a WeakMap, no Set or Map keyed by job: when V8 outgrows
+   * a Map's or Set's table it keeps the old one, entries included, linked to
+   * the new one, and once such a table is in old space every later table and
+   * every job it held survives young-generation GCs into old space; a
+   * long-lived collection of jobs so moved each introspection (its answer,
+   * headers, body) to old space as garbage: ~170 bytes a cached token of RSS.
+   */
+  readonly #queues = new Map<string, J[]>();
+  /** Which client queue each waiting job is in (weak keys are not kept alive by stale tables). */
+  readonly #clientOf = new WeakMap<J, string>();
+  #queued = 0;
   #running = 0;
   #closed = false;
   #pumping = false;
@@ -52,19 +61,20 @@ export class FairScheduler<J extends Job = Job> {
   /** Starts `job` now if a slot is free, else queues it for `client`, unless a bound is reached. */
   submit(client: string, job: J): Admission {
     if (this.#closed) return 'closed';
-    if (this.#running < this.#opts.slots && this.#clientOf.size === 0) {
+    if (this.#running < this.#opts.slots && this.#queued === 0) {
       this.#start(job);
       return 'started';
     }
     let queue = this.#queues.get(client);
-    if ((queue?.size ?? 0) >= this.#opts.maxQueuedPerClient) return 'client_full';
-    if (this.#clientOf.size >= this.#opts.maxQueued) return 'full';
+    if ((queue?.length ?? 0) >= this.#opts.maxQueuedPerClient) return 'client_full';
+    if (this.#queued >= this.#opts.maxQueued) return 'full';
     if (queue === undefined) {
-      queue = new Set();
+      queue = [];
       this.#queues.set(client, queue);
     }
-    queue.add(job);
+    queue.push(job);
     this.#clientOf.set(job, client);
+    this.#queued++;
     return 'queued';
   }
 
@@ -73,18 +83,20 @@ export class FairScheduler<J extends Job = Job> {
     const client = this.#clientOf.get(job);
     if (client === undefined) return false;
     this.#clientOf.delete(job);
+    this.#queued--;
     const queue = this.#queues.get(client)!;
-    queue.delete(job);
-    if (queue.size === 0) this.#queues.delete(client);
+    queue.splice(queue.indexOf(job), 1);
+    if (queue.length === 0) this.#queues.delete(client);
     return true;
   }
 
   /** Refuses every later job and returns the waiting ones, now removed (running jobs are left alone). */
   close(): J[] {
     this.#closed = true;
-    const waiting = [...this.#clientOf.keys()];
+    const waiting = [...this.#queues.values()].flat();
+    for (const job of waiting) this.#clientOf.delete(job);
     this.#queues.clear();
-    this.#clientOf.clear();
+    this.#queued = 0;
     return waiting;
   }
 
@@ -93,12 +105,12 @@ export class FairScheduler<J extends Job = Job> {
   }
 
   get queued(): number {
-    return this.#clientOf.size;
+    return this.#queued;
   }
 
   /** Waiting jobs of one client. */
   queuedFor(client: string): number {
-    return this.#queues.get(client)?.size ?? 0;
+    return this.#queues.get(client)?.length ?? 0;
   }
 
   #start(job: J): void {
@@ -130,12 +142,12 @@ export class FairScheduler<J extends Job = Job> {
         const next = this.#queues.entries().next();
         if (next.done) break;
         const [client, queue] = next.value;
-        const job = queue.values().next().value as J;
-        queue.delete(job);
+        const job = queue.shift()!;
         this.#clientOf.delete(job);
+        this.#queued--;
         // To the back of the round: re-inserting moves the key to the end.
         this.#queues.delete(client);
-        if (queue.size > 0) this.#queues.set(client, queue);
+        if (queue.length > 0) this.#queues.set(client, queue);
         try {
           this.#start(job);
         } catch {
