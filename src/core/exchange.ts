@@ -62,7 +62,7 @@ export class TokenExchange {
   readonly #now: Clock;
   readonly #inflight = new Map<string, Flight>();
   /** Each waiting requester's promise, to find its flight when it withdraws. */
-  readonly #waiting = new Map<Promise<Verdict>, Flight>();
+  readonly #waiting = new WeakMap<Promise<Verdict>, Flight>();
   readonly #prefix: string;
 
   constructor(opts: TokenExchangeOptions) {
