@@ -80,7 +80,8 @@ export function transferCoding(raw: readonly string[]): 'none' | 'chunked' | 'ot
  * Counts a client's body bytes per window and calls `slow` when a window
  * ends with fewer than `minRate` bytes per second — unless the gateway itself
  * stopped reading during it (`excuse()`, or `paused()` at its end), which is
- * not the client's fault. The first window is the grace period.
+ * not the client's fault. Every window is judged at its end, the first one
+ * included: no client is cut before one window has passed.
  */
 class RateWatch {
   bytes = 0;
