@@ -226,7 +226,8 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
         if (keepForwarding) xfProto ??= value;
         continue;
       case 'x-forwarded-host':
-        if (keepForwarding) xfHost ??= value;
+        // Two lines are a chain, like a comma-separated value: refused by the Host rule, not resolved by picking one.
+        if (keepForwarding) xfHost = xfHost === undefined ? value : `${xfHost},${value}`;
         continue;
     }
     // NGINX, Apache and Gunicorn drop `_` names by default: `X_Forwarded_For`

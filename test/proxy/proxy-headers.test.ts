@@ -314,6 +314,12 @@ describe('proxy-supplied headers from a trusted proxy', { timeout: 10_000 }, () 
     });
   }
 
+  test('X-Forwarded-Host on two lines from the trusted proxy is a chain, refused like a comma-separated one (not the first line picked)', async () => {
+    const res = await rawRequest(stack.gw.port, head('/public/x', 'X-Forwarded-Host: a.example\r\nX-Forwarded-Host: b.example\r\n'));
+    assert.equal(res.status, 400);
+    assert.equal(stack.api.received.length, 0);
+  });
+
   test('a valid X-Forwarded-Host from the trusted proxy is relayed', async () => {
     const res = await rawRequest(stack.gw.port, head('/public/x', 'X-Forwarded-Host: public.example:8443\r\n'));
     assert.equal(res.status, 200);
