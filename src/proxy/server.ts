@@ -214,10 +214,12 @@ export class Gateway {
       exchange = new TokenExchange({
         introspector: client,
         cache,
-        // Everything that identifies how the answer was obtained (endpoint,
-        // client, TLS settings): an entry fetched without certificate checks
-        // must never serve a route that verifies. Only ever hashed.
-        namespace: clientKey,
+        // Only what can change an answer: the server (endpoint, and the TLS
+        // trust that decides which server that is: an entry fetched without
+        // certificate checks must never serve a route that verifies) and the
+        // client asking. Not the secret, timeouts or pool sizes, so rotating
+        // a secret or resizing a pool keeps the cache. Only ever hashed.
+        namespace: JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null]),
         tokenCacheSeconds: pt.token_cache_seconds,
         negativeCacheSeconds: pt.negative_cache_seconds,
         maxTokenLength: pt.max_token_length,

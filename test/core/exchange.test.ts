@@ -39,6 +39,7 @@ describe('token exchange through the gateway', () => {
           { path: '/write', phantom_token: { scope: 'write' } },
           { path: '/impatient', phantom_token: { timeout_ms: 150 } },
           { path: '/uncached', phantom_token: { token_cache_seconds: 0 } },
+          { path: '/rotated', phantom_token: { client_secret: 'rotated-secret', connections: 4 } },
         ],
       }),
       { now: clock.now },
@@ -144,6 +145,15 @@ describe('token exchange through the gateway', () => {
       const warnings = gw.logs.slice(mark).filter((l) => l.level === 40);
       assert.deepEqual(warnings.map((w) => w.code), ['WARN_JWT_WITHOUT_EXP']);
       assert.match(String(warnings[0]!.msg), /token_cache_seconds/);
+    });
+
+    test('cache namespace holds only what changes an answer: another client_secret, pool size or timeout shares the entry (rotating a secret keeps the cache)', async () => {
+      const t = fresh('shared-namespace');
+      await as.activate(t);
+      assert.equal((await get('/api', t)).status, 200);
+      assert.equal((await get('/rotated', t)).status, 200);
+      assert.equal((await get('/impatient', t)).status, 200);
+      assert.equal(as.callsFor(t), 1, 'one introspection for routes that differ only in secret, connections or timeout_ms');
     });
 
     test('a route with token_cache_seconds: 0 is never answered from another route\'s cache entry (a revoked token is refused at once)', async () => {
