@@ -151,6 +151,7 @@ class BodyBuffer implements BodyRead {
   #ended = false;
   #settled = false;
   readonly #watch: RateWatch | undefined;
+  readonly #unfollow: () => void;
 
   constructor(
     readonly req: IncomingMessage,
@@ -159,10 +160,7 @@ class BodyBuffer implements BodyRead {
     readonly reject: (err: Error) => void,
   ) {
     if (limits.minRate > 0) this.#watch = new RateWatch(limits, () => this.#writing, () => this.#fail(BODY_TOO_SLOW));
-    req.on('data', this.#onData);
-    req.on('end', this.#onEnd);
-    req.on('close', this.#onClose);
-    req.on('error', this.#onError);
+    this.#unfollow = followBody(req, this.#onData, this.#onEnd, () => this.#fail(BODY_ABORTED));
   }
 
   readonly #onData = (chunk: Buffer): void => {
@@ -179,12 +177,6 @@ class BodyBuffer implements BodyRead {
     this.#ended = true;
     if (!this.#writing) this.#finish();
   };
-
-  readonly #onClose = (): void => {
-    if (!this.req.complete) this.#fail(BODY_ABORTED);
-  };
-
-  readonly #onError = (): void => this.#fail(BODY_ABORTED);
 
   /** Writes what is in memory to the file (opening it first), pausing the client meanwhile. */
   async #spill(): Promise<void> {
@@ -249,13 +241,7 @@ class BodyBuffer implements BodyRead {
   #stop(): void {
     this.#settled = true;
     this.#watch?.stop();
-    const { req } = this;
-    req.off('data', this.#onData);
-    req.off('end', this.#onEnd);
-    req.off('close', this.#onClose);
-    req.off('error', this.#onError);
-    // Keep an error listener: a connection cut later must not crash the process.
-    req.on('error', noop);
+    this.#unfollow();
   }
 
   #closeFile(): void {
@@ -296,6 +282,7 @@ export class MeteredBody extends Readable {
   #stopped = false;
   #watch: RateWatch | undefined;
   #idle: NodeJS.Timeout | undefined;
+  #unfollow: (() => void) | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -314,10 +301,7 @@ export class MeteredBody extends Readable {
       // While the upstream is not reading (the client is paused), the client is not idle.
       this.#idle = setTimeout(() => (req.isPaused() ? this.#idle!.refresh() : this.#violation(BODY_TOO_SLOW)), limits.idleMs);
       this.#idle.unref();
-      req.on('data', this.#onData);
-      req.on('end', this.#onEnd);
-      req.on('close', this.#onClose);
-      req.on('error', this.#onError);
+      this.#unfollow = followBody(req, this.#onData, this.#onEnd, () => this.#violation(BODY_ABORTED));
     } else {
       this.#idle?.refresh();
     }
@@ -340,12 +324,6 @@ export class MeteredBody extends Readable {
     this.push(null);
   };
 
-  readonly #onClose = (): void => {
-    if (!this.req.complete) this.#violation(BODY_ABORTED);
-  };
-
-  readonly #onError = (): void => this.#violation(BODY_ABORTED);
-
   #violation(err: Error): void {
     if (this.destroyed) return;
     this.#stop();
@@ -358,12 +336,7 @@ export class MeteredBody extends Readable {
     this.#stopped = true;
     this.#watch?.stop();
     clearTimeout(this.#idle);
-    const { req } = this;
-    req.off('data', this.#onData);
-    req.off('end', this.#onEnd);
-    req.off('close', this.#onClose);
-    req.off('error', this.#onError);
-    req.on('error', noop);
+    this.#unfollow?.();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -371,6 +344,29 @@ export class MeteredBody extends Readable {
     this.req.resume(); // whatever is left of the body is read and dropped until the connection closes
     cb(err);
   }
+}
+
+/**
+ * Follows `req`'s body: `data` for each piece, `end` when it is complete,
+ * `aborted` when the connection fails or closes before it is. Returns the
+ * function that stops following; an error listener stays, so that a
+ * connection cut later cannot crash the process.
+ */
+function followBody(req: IncomingMessage, data: (chunk: Buffer) => void, end: () => void, aborted: () => void): () => void {
+  const onClose = (): void => {
+    if (!req.complete) aborted();
+  };
+  req.on('data', data);
+  req.on('end', end);
+  req.on('close', onClose);
+  req.on('error', aborted);
+  return () => {
+    req.off('data', data);
+    req.off('end', end);
+    req.off('close', onClose);
+    req.off('error', aborted);
+    req.on('error', noop);
+  };
 }
 
 function noop(): void {}
