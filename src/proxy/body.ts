@@ -117,17 +117,10 @@ class RateWatch {
  * Reads `req`'s body completely: in memory up to `memoryBytes`, then into a
  * temporary file created with mode 0600 and unlinked at once, so it is gone
  * whatever happens to the process; only the descriptor is left, closed by
- * `dispose()`. Rejects with BODY_TOO_LARGE, BODY_TOO_SLOW, BODY_ABORTED, or
- * the file system's error.
- */
-export function bufferBody(req: IncomingMessage, limits: BodyLimits): Promise<BufferedBody> {
-  return new Promise((resolve, reject) => new BodyBuffer(req, limits, resolve, reject));
-}
-
-/**
- * Reads `req`'s body as `bufferBody()` does, settling through `done` or
- * `failed`; the returned handle's `abort(err)` stops the read early (fails
- * it with `err`, closing the temporary file). The request must be aborted by
+ * `dispose()`. Settles through `done`, or `failed` with BODY_TOO_LARGE,
+ * BODY_TOO_SLOW, BODY_ABORTED, or the file system's error. The returned
+ * handle's `abort(err)` stops the read early (fails it with `err`, closing
+ * the temporary file). The request must be aborted by
  * whoever ends it before its body ended: after its response finished, Node
  * detaches a request from its connection, so it never emits 'close' or
  * 'error' and a read left waiting would hold its file until garbage collection.

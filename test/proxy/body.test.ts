@@ -1,5 +1,5 @@
 /*
- * The body module on its own: bufferBody() keeps every byte in order whatever
+ * The body module on its own: readBody() keeps every byte in order whatever
  * the chunking, spills past the memory bound to a file that is never left in
  * the directory, and refuses past the size bound; transferCoding() accepts
  * only `chunked` alone.
@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
-import { BODY_ABORTED, BODY_TOO_LARGE, BODY_TOO_SLOW, bufferBody, readBody, transferCoding, type BodyLimits } from '../../src/proxy/body.js';
+import { BODY_ABORTED, BODY_TOO_LARGE, BODY_TOO_SLOW, readBody, transferCoding, type BodyLimits, type BufferedBody } from '../../src/proxy/body.js';
 
 /** A stand-in for IncomingMessage: `complete` turns true just before the end, as with Node's parser. */
 function fakeRequest(chunks: Buffer[], opts: { stallAfter?: number } = {}): IncomingMessage {
@@ -32,6 +32,11 @@ function fakeRequest(chunks: Buffer[], opts: { stallAfter?: number } = {}): Inco
   return Object.assign(req, { complete: false }) as unknown as IncomingMessage;
 }
 
+/** readBody() as a promise. */
+function bufferBody(req: IncomingMessage, l: BodyLimits): Promise<BufferedBody> {
+  return new Promise((resolve, reject) => readBody(req, l, resolve, reject));
+}
+
 async function collect(data: Buffer | Readable): Promise<Buffer> {
   if (Buffer.isBuffer(data)) return data;
   const parts: Buffer[] = [];
@@ -39,7 +44,7 @@ async function collect(data: Buffer | Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-describe('bufferBody', () => {
+describe('readBody', () => {
   let dir: string;
   // The module's timers are unref'd (a server's listening socket keeps the
   // process alive); here nothing else would.
