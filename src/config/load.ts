@@ -106,7 +106,7 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     const folded = seenFolded.get(route.path.toLowerCase());
     if (prev !== undefined) problems.push(`${lineOf(['routes', i, 'path'])}: routes[${i}].path: duplicates routes[${prev}].path "${route.path}"`);
     else if (folded !== undefined) {
-      // The proxy refuses a path whose route depends on case (see Router.unambiguous), so one of the two would never be reached.
+      // The proxy refuses a path whose route depends on case (see Router.match), so one of the two would never be reached.
       problems.push(
         `${lineOf(['routes', i, 'path'])}: routes[${i}].path: "${route.path}" differs from routes[${folded}].path "${cfg.routes[folded]!.path}" only by case; ` +
           'requests whose route depends on case are refused, so one of them could never be reached',

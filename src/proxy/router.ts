@@ -13,10 +13,8 @@ export interface Protection {
   readonly guard: { readonly exchange: object; readonly policy: { readonly required: readonly string[] } } | undefined;
 }
 
-/** A match the proxy must refuse (400): see `Router.unambiguous`. */
-interface Refusal<T> extends Route<T> {
-  readonly refused: true;
-}
+/** What `Router.match` gives for a path the proxy must refuse (400). */
+export const REFUSED: unique symbol = Symbol('refused');
 
 /**
  * Longest-prefix routing on whole path segments: `/api` matches `/api`,
@@ -50,7 +48,6 @@ export class Router<T extends Protection> {
   readonly #foldedNames: Names;
   /** Percent-encoded forms of the reserved characters route prefixes contain, or null. */
   readonly #encoded: RegExp | null;
-  readonly #refusals = new Map<Route<T>, Refusal<T>>();
 
   constructor(routes: ReadonlyArray<Route<T>>) {
     this.#routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
@@ -62,34 +59,22 @@ export class Router<T extends Protection> {
     this.#encoded = reserved.size === 0 ? null : new RegExp(`%(?:${[...reserved].join('|')})`, 'i');
   }
 
-  match(path: string): Route<T> | undefined {
-    if (this.#encoded !== null && path.includes('%') && this.#encoded.test(path)) return this.#refusal(path);
-    const chosen = choose(this.#routes, this.#names, path);
-    return chosen === REFUSE ? this.#refusal(path) : chosen;
-  }
-
   /**
-   * Whether the proxy may forward `path` on `matched` (what `match` gave):
-   * false when its spellings pick routes whose protection does not compare,
-   * when it carries an encoded reserved character of a route prefix, or when
-   * it routes otherwise with case ignored. An upstream that matches paths
+   * The route for `path`, undefined when none, or REFUSED (400) when its
+   * spellings pick routes whose protection does not compare, when it carries
+   * an encoded reserved character of a route prefix, or when it routes
+   * otherwise with case ignored. An upstream that matches paths
    * case-insensitively (IIS, ASP.NET) would serve `/API/x` as `/api/x`: a
    * path whose route depends on case is refused, so that spelling cannot pick
    * a less protected route.
    */
-  unambiguous(path: string, matched: Route<T> | undefined): boolean {
-    if (matched !== undefined && (matched as Partial<Refusal<T>>).refused === true) return false;
-    if (!/[A-Z]/.test(path)) return true;
+  match(path: string): Route<T> | undefined | typeof REFUSED {
+    if (this.#encoded !== null && path.includes('%') && this.#encoded.test(path)) return REFUSED;
+    const chosen = choose(this.#routes, this.#names, path);
+    if (chosen === REFUSE) return REFUSED;
+    if (!/[A-Z]/.test(path)) return chosen;
     const folded = choose(this.#folded, this.#foldedNames, path.toLowerCase());
-    return folded !== REFUSE && folded?.value === matched?.value;
-  }
-
-  /** A refusal carrying the plain match (or any route): what `match` gives when `unambiguous` must say no. */
-  #refusal(path: string): Refusal<T> {
-    const route = longest(this.#routes, path) ?? this.#routes[this.#routes.length - 1]!;
-    let r = this.#refusals.get(route);
-    if (r === undefined) this.#refusals.set(route, (r = { prefix: route.prefix, value: route.value, refused: true }));
-    return r;
+    return folded !== REFUSE && folded?.value === chosen?.value ? chosen : REFUSED;
   }
 }
 

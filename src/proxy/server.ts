@@ -19,7 +19,7 @@ import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, hasQueryToken, isValidHost } from './request-target.js';
 import { startupWarnings } from '../config/warnings.js';
-import { rewritePath, Router } from './router.js';
+import { REFUSED, rewritePath, Router } from './router.js';
 
 export interface GatewayDeps {
   logger: Logger;
@@ -256,7 +256,7 @@ export class Gateway {
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       const match = this.#router.match(target.path);
-      if (!this.#router.unambiguous(target.path, match)) return this.refuse(req, res, BAD_TARGET, start, '-', true);
+      if (match === REFUSED) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       if (match === undefined) {
         // Not the hot path: req.headers may be built here.
         if (req.httpVersionMinor === 1 && req.headers.host === undefined) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
