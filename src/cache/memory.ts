@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { ActiveToken, InactiveToken, TokenEntry } from './entry.js';
+import type { TokenStore } from './store.js';
 
 /** A clock in epoch milliseconds; injectable so tests can move time. */
 export type Clock = () => number;
@@ -25,7 +26,7 @@ export interface MemoryCacheOptions {
  * would evict the valid tokens everyone else relies on (each evicted one then
  * costs an introspection on its next request).
  */
-export class MemoryTokenCache {
+export class MemoryTokenCache implements TokenStore {
   readonly #active: LRUCache<string, ActiveToken>;
   readonly #inactive: LRUCache<string, InactiveToken>;
   readonly #now: Clock;

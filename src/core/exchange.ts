@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
-import type { ActiveToken, TokenEntry } from '../cache/entry.js';
-import type { Clock, MemoryTokenCache } from '../cache/memory.js';
+import { activeToken, type ActiveToken, type TokenEntry } from '../cache/entry.js';
+import type { Clock } from '../cache/memory.js';
+import type { TokenStore } from '../cache/store.js';
 import type { IntrospectionAnswer, IntrospectionRequest } from '../introspection/client.js';
 import { scopeString, type ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
@@ -29,7 +30,8 @@ interface Flight {
 
 export interface TokenExchangeOptions {
   introspector: Introspector;
-  cache: MemoryTokenCache;
+  /** Where answers are kept; a synchronous store answers cache hits without a promise. */
+  cache: TokenStore;
   /**
    * Distinguishes introspection set-ups that share one cache (endpoint,
    * client): the same token may mean different things at different servers.
@@ -86,9 +88,9 @@ export class TokenExchange {
     const token = parseBearer(authorization, this.#o.maxTokenLength);
     if (typeof token !== 'string') return token;
     const key = cacheKey(this.#prefix, token);
-    const entry = this.#o.cache.get(key);
-    if (entry !== undefined) return entry.active ? (policy.check(entry) ?? entry) : TOKEN_INACTIVE;
-    const flight = this.#miss(key, token, requester);
+    const found = this.#o.cache.get(key);
+    if (found !== undefined && !(found instanceof Promise)) return found.active ? (policy.check(found) ?? found) : TOKEN_INACTIVE;
+    const flight = this.#miss(key, token, requester, found);
     flight.waiters++;
     const waiting: Promise<Verdict> = flight.verdict.then((v) => {
       this.#waiting.delete(waiting);
@@ -115,17 +117,35 @@ export class TokenExchange {
     if (flight.request.withdraw?.() === true && this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
   }
 
-  #miss(key: string, token: string, requester: Requester | undefined): Flight {
+  /**
+   * The flight for `key`: the one under way, or a new one. `stored` is an
+   * asynchronous store's pending read: a new flight looks there first and
+   * introspects only when it finds nothing.
+   */
+  #miss(key: string, token: string, requester: Requester | undefined, stored: Promise<TokenEntry | undefined> | undefined): Flight {
     let flight = this.#inflight.get(key);
     if (flight === undefined) {
       const f: Flight = { key, request: { client: requester?.clientAddress ?? '' }, verdict: NOT_YET, waiters: 0 };
-      f.verdict = this.#introspect(key, token, f.request).finally(() => {
+      const run = stored === undefined ? this.#introspect(key, token, f.request) : this.#lookup(stored, key, token, f.request);
+      f.verdict = run.finally(() => {
         if (this.#inflight.get(key) === f) this.#inflight.delete(key);
       });
       this.#inflight.set(key, f);
       flight = f;
     }
     return flight;
+  }
+
+  async #lookup(stored: Promise<TokenEntry | undefined>, key: string, token: string, request: IntrospectionRequest): Promise<Verdict> {
+    let entry: TokenEntry | undefined;
+    try {
+      entry = await stored;
+    } catch (err) {
+      // A store that cannot answer is a miss, never a refusal.
+      this.#o.onInternalError?.(err);
+    }
+    if (entry !== undefined && entry.expiresAt > this.#now()) return entry.active ? entry : TOKEN_INACTIVE;
+    return this.#introspect(key, token, request);
   }
 
   async #introspect(key: string, token: string, request: IntrospectionRequest): Promise<Verdict> {
@@ -154,18 +174,15 @@ export class TokenExchange {
       }
       ttlMs = Math.min(ttlMs, left);
     }
-    const entry: ActiveToken = Object.freeze({
-      active: true,
-      authorization: flat(`Bearer ${answer.jwt}`),
-      scope: scopeString(claims),
-      expiresAt: now + ttlMs,
-    });
+    const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs);
     this.#remember(key, entry);
     return entry;
   }
 
   #remember(key: string, entry: TokenEntry): void {
-    if (entry.expiresAt > this.#now()) this.#o.cache.set(key, entry);
+    if (entry.expiresAt <= this.#now()) return;
+    const written = this.#o.cache.set(key, entry);
+    if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
   }
 
   /** Introspections in flight right now (for tests and metrics). */

@@ -5,31 +5,32 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
-import { MemoryTokenCache, type Clock } from '../cache/memory.js';
-import { upstreamPath, type GatewayConfig, type PhantomTokenOptions } from '../config/schema.js';
+import type { Clock } from '../cache/memory.js';
+import { upstreamPath, type GatewayConfig } from '../config/schema.js';
+import { checkCredentials, PREFLIGHT } from '../core/credentials.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
-import { TokenExchange, type Requester, type Verdict } from '../core/exchange.js';
-import { IntrospectionClient } from '../introspection/client.js';
+import type { Requester, Verdict } from '../core/exchange.js';
+import { createGuards, REFUSED, type Guard, type Guards } from '../core/guards.js';
+import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
-import { ScopePolicy } from '../policy/scope.js';
 import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
 import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
-import { checkTarget, hasQueryToken, isValidHost } from './request-target.js';
-import { startupWarnings } from '../config/warnings.js';
-import { REFUSED, rewritePath, Router } from './router.js';
+import { checkTarget, isValidHost } from '../routing/request-target.js';
+import { rewritePath } from '../routing/router.js';
 
 export interface GatewayDeps {
   logger: Logger;
   /** Clock for cache lifetimes (tests move it). */
   now?: Clock;
-}
-
-interface Guard {
-  readonly exchange: TokenExchange;
-  readonly policy: ScopePolicy;
+  /**
+   * The engine to use, shared with other front doors (the forward-auth
+   * listener); its owner closes it. Without it the gateway builds its own
+   * from `config` and closes it on `close()`.
+   */
+  guards?: Guards;
 }
 
 interface CompiledRoute {
@@ -46,8 +47,6 @@ interface CompiledRoute {
 const BAD_TARGET = new GatewayError('ERR_BAD_REQUEST_TARGET');
 const DUPLICATE_HEADER = new GatewayError('ERR_DUPLICATE_HEADER');
 const BAD_HOST = new GatewayError('ERR_BAD_HOST');
-// RFC 6750 §3.1: a request using a credential method the gateway refuses.
-const TOKEN_IN_QUERY = new GatewayError('ERR_TOKEN_IN_QUERY', { challenge: 'Bearer error="invalid_request"' });
 const TOO_MANY_HEADERS = new GatewayError('ERR_TOO_MANY_HEADERS');
 const NO_ROUTE = new GatewayError('ERR_NO_ROUTE');
 const HEADERS_TOO_LARGE = new GatewayError('ERR_HEADERS_TOO_LARGE');
@@ -72,9 +71,12 @@ export class Gateway {
   readonly server: Server;
   readonly config: GatewayConfig;
   readonly logger: Logger;
-  readonly #router: Router<CompiledRoute>;
+  readonly guards: Guards;
+  /** Built here, so closed here. */
+  readonly #ownsGuards: boolean;
+  /** By route index (`GuardedRoute.index`). */
+  readonly #routes: readonly CompiledRoute[];
   readonly #pools: Pool[] = [];
-  readonly #introspectors: IntrospectionClient[] = [];
   /** Every socket to an upstream, so that the end of a stop can cut connects still pending. */
   readonly #upstreamSockets: TrackedConnector;
   readonly #trusted: BlockList | undefined;
@@ -92,16 +94,15 @@ export class Gateway {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#maxRawHeaders = config.server.max_headers * 2;
 
-    const cache = new MemoryTokenCache({ maxEntries: config.cache.max_entries, maxNegativeEntries: config.cache.max_negative_entries, ...(deps.now ? { now: deps.now } : {}) });
+    this.#ownsGuards = deps.guards === undefined;
+    this.guards = deps.guards ?? createGuards(config, deps);
     const pools = new Map<string, Pool>();
-    const exchanges = new Map<string, TokenExchange>();
-    const clients = new Map<string, IntrospectionClient>();
     const u = config.upstream;
     const b = config.server;
     const tempDir = b.body_temp_dir ?? tmpdir();
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
-    const routes = config.routes.map((r): { prefix: string; value: CompiledRoute } => {
+    this.#routes = this.guards.routes.map(({ config: r, guard }): CompiledRoute => {
       const url = new URL(r.upstream);
       let pool = pools.get(url.origin);
       if (pool === undefined) {
@@ -116,8 +117,6 @@ export class Gateway {
         pools.set(url.origin, pool);
         this.#pools.push(pool);
       }
-      const pt = r.phantom_token;
-      const guard = pt === false ? undefined : { exchange: this.#exchangeFor(pt, cache, exchanges, clients, deps.now), policy: new ScopePolicy(pt.scope) };
       const body: StreamLimits = {
         maxBytes: r.max_body_bytes ?? b.max_body_bytes,
         memoryBytes: b.body_buffer_bytes,
@@ -126,10 +125,8 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { prefix: r.path, value: { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body } };
+      return { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body };
     });
-    this.#router = new Router(routes);
-    for (const w of startupWarnings(config)) this.logger.warn(w.fields, w.message);
 
     if (config.trusted_proxies.length > 0) {
       const list = new BlockList();
@@ -168,69 +165,6 @@ export class Gateway {
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
   }
 
-  #exchangeFor(
-    pt: Readonly<PhantomTokenOptions>,
-    cache: MemoryTokenCache,
-    exchanges: Map<string, TokenExchange>,
-    clients: Map<string, IntrospectionClient>,
-    now: Clock | undefined,
-  ): TokenExchange {
-    const clientKey = JSON.stringify([
-      pt.introspection_endpoint,
-      pt.client_id,
-      pt.client_secret,
-      pt.verify_ssl,
-      pt.ca_file,
-      pt.timeout_ms,
-      pt.max_answer_bytes,
-      pt.connections,
-      pt.max_queued,
-      pt.max_queued_per_client,
-    ]);
-    let client = clients.get(clientKey);
-    if (client === undefined) {
-      if (!pt.verify_ssl) this.logger.warn({ endpoint: pt.introspection_endpoint }, 'verify_ssl is false: the introspection endpoint\'s TLS certificate is NOT verified; never do this in production');
-      client = new IntrospectionClient(
-        {
-          endpoint: new URL(pt.introspection_endpoint),
-          clientId: pt.client_id,
-          clientSecret: pt.client_secret,
-          timeoutMs: pt.timeout_ms,
-          verifySsl: pt.verify_ssl,
-          caFile: pt.ca_file,
-          maxAnswerBytes: pt.max_answer_bytes,
-          connections: pt.connections,
-          maxQueued: pt.max_queued,
-          maxQueuedPerClient: pt.max_queued_per_client,
-        },
-        (e) => this.logger.warn({ code: e.code, status: e.status }, e.detail),
-      );
-      clients.set(clientKey, client);
-      this.#introspectors.push(client);
-    }
-    const exchangeKey = JSON.stringify([clientKey, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length]);
-    let exchange = exchanges.get(exchangeKey);
-    if (exchange === undefined) {
-      exchange = new TokenExchange({
-        introspector: client,
-        cache,
-        // Only what can change an answer: the server (endpoint, and the TLS
-        // trust that decides which server that is: an entry fetched without
-        // certificate checks must never serve a route that verifies) and the
-        // client asking. Not the secret, timeouts or pool sizes, so rotating
-        // a secret or resizing a pool keeps the cache. Only ever hashed.
-        namespace: JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null]),
-        tokenCacheSeconds: pt.token_cache_seconds,
-        negativeCacheSeconds: pt.negative_cache_seconds,
-        maxTokenLength: pt.max_token_length,
-        ...(now ? { now } : {}),
-        onInternalError: (err) => this.logger.error({ err }, 'internal error during token exchange'),
-      });
-      exchanges.set(exchangeKey, exchange);
-    }
-    return exchange;
-  }
-
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     // A request pipelined behind one still being answered waits for its
     // turn (Node hands its response the connection once the earlier one is
@@ -255,14 +189,14 @@ export class Gateway {
       if (req.method === 'TRACE') return this.refuse(req, res, METHOD_NOT_ALLOWED, start, '-', true);
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
-      const match = this.#router.match(target.path);
+      const match = this.guards.forRoute(target.path);
       if (match === REFUSED) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       if (match === undefined) {
         // Not the hot path: req.headers may be built here.
         if (req.httpVersionMinor === 1 && req.headers.host === undefined) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
         return this.refuse(req, res, NO_ROUTE, start, target.path, false);
       }
-      const route = match.value;
+      const route = this.#routes[match.index]!;
       const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.guard === undefined, this.config.server.underscores_in_headers);
       if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
@@ -273,16 +207,14 @@ export class Gateway {
         return this.refuse(req, res, BAD_HOST, start, target.path, true);
       }
       if (scan.methodOverride) return this.refuse(req, res, METHOD_NOT_ALLOWED, start, target.path, true);
-      // RFC 6750 §2.3: a token in the query is a credential; never accepted, never passed on.
-      if (route.guard !== undefined && target.query !== '' && hasQueryToken(target.query)) {
-        return this.refuse(req, res, TOKEN_IN_QUERY, start, target.path, true);
-      }
-      // Two credentials are never resolved by picking one (Node's req.headers
-      // keeps the first, an upstream may use the last): on a protected route
-      // that is a malformed credential, refused before any introspection; an
-      // open route would forward both, so it is a bad request.
-      if (scan.duplicateAuthorization) {
-        return this.refuse(req, res, route.guard === undefined ? DUPLICATE_HEADER : TOKEN_MALFORMED, start, target.path, true);
+      const guard = route.guard;
+      let credentials: GatewayError | typeof PREFLIGHT | undefined;
+      if (guard !== undefined) {
+        credentials = checkCredentials(req.method!, target.query, scan.duplicateAuthorization ? 2 : 1, scan.preflight, scan.hasBody);
+        if (credentials instanceof GatewayError) return this.refuse(req, res, credentials, start, target.path, true);
+      } else if (scan.duplicateAuthorization) {
+        // An open route would forward both credentials: a bad request.
+        return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
       }
 
       if (scan.hasBody) {
@@ -293,10 +225,7 @@ export class Gateway {
       const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
       const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue);
       if (scan.hasBody) this.#withBody.set(res, pr);
-      const guard = route.guard;
-      // CORS preflights carry no credentials by design, so they pass without a
-      // token (as with Curity's plugin); any other OPTIONS is checked like GET.
-      if (guard === undefined || (req.method === 'OPTIONS' && scan.preflight && !scan.hasBody)) {
+      if (guard === undefined || credentials === PREFLIGHT) {
         pr.forward(undefined);
         return;
       }
@@ -432,21 +361,15 @@ export class Gateway {
   /** Sends a refusal in the JSON shape of Curity's plugin. */
   refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, start: number, path: string, close: boolean): void {
     if (res.headersSent || res.destroyed) return;
-    const body = errorBody(err);
-    const headers: OutgoingHttpHeaders = {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      'cache-control': 'no-store',
-    };
-    if (err.challenge !== undefined) headers['www-authenticate'] = err.challenge;
-    if (err.retryAfter !== undefined) headers['retry-after'] = err.retryAfter;
+    const r = renderRefusal(err);
+    const headers: OutgoingHttpHeaders = { ...r.headers };
     // A refused request's body is never read: closing is cheaper than draining it.
     if (close || this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
       headers.connection = 'close';
       this.#closing.add(req.socket);
     }
-    res.writeHead(err.status, headers);
-    res.end(req.method === 'HEAD' ? undefined : body);
+    res.writeHead(r.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : r.body);
     this.access(req.method, path, err.status, start, '-', err.code);
   }
 
@@ -459,13 +382,7 @@ export class Gateway {
 
   /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */
   introspectionLoad(): { running: number; queued: number } {
-    let running = 0;
-    let queued = 0;
-    for (const c of this.#introspectors) {
-      running += c.load.running;
-      queued += c.load.queued;
-    }
-    return { running, queued };
+    return this.guards.introspectionLoad();
   }
 
   get draining(): boolean {
@@ -500,10 +417,11 @@ export class Gateway {
     clearInterval(sweep);
     // Outbound calls still running (an introspection waiting on a slow
     // authorization server) get what is left of shutdown_timeout_ms, then are cut.
-    const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...this.#introspectors.map((c) => c.close())]);
+    const guards = this.#ownsGuards ? [this.guards] : [];
+    const outbound = Promise.all([...this.#pools.map((p) => p.close()), ...guards.map((g) => g.close())]);
     if (!(await settlesWithin(outbound, deadline - performance.now()))) {
       this.logger.warn('shutdown timeout reached: cutting calls to the authorization server and upstreams');
-      const destroyed = Promise.all([...this.#pools.map((p) => p.destroy()), ...this.#introspectors.map((c) => c.destroy())]);
+      const destroyed = Promise.all([...this.#pools.map((p) => p.destroy()), ...guards.map((g) => g.destroy())]);
       // undici's destroy() does not reach a connect still pending (a host
       // that drops packets): cut, or it would keep the process alive until
       // its connect timeout.

@@ -5,10 +5,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryTokenCache } from '../../src/cache/memory.js';
-import type { ActiveToken, InactiveToken } from '../../src/cache/entry.js';
+import { activeToken, type ActiveToken, type InactiveToken } from '../../src/cache/entry.js';
 import { fakeClock } from '../helpers/core.js';
 
-const active = (expiresAt: number): ActiveToken => ({ active: true, authorization: 'Bearer a.b.c', scope: ' read ', expiresAt });
+const active = (expiresAt: number): ActiveToken => activeToken('Bearer a.b.c', ' read ', expiresAt, {});
 const inactive = (expiresAt: number): InactiveToken => ({ active: false, expiresAt });
 
 describe('MemoryTokenCache: negative entries in their own store', () => {

@@ -8,8 +8,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkTarget } from '../../src/proxy/request-target.js';
-import { REFUSED, Router } from '../../src/proxy/router.js';
+import { checkTarget } from '../../src/routing/request-target.js';
+import { REFUSED, Router } from '../../src/routing/router.js';
 import { suiteStack } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
 

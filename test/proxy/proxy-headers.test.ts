@@ -12,7 +12,7 @@ import { basicConfig, suiteStack } from '../helpers/gateway.js';
 import { rawRequest, type RawResponse } from '../helpers/raw.js';
 import type { EchoRequest } from '../helpers/servers.js';
 import { isProxySupplied } from '../../src/proxy/headers.js';
-import { isValidHost } from '../../src/proxy/request-target.js';
+import { isValidHost } from '../../src/routing/request-target.js';
 
 /** The proxy-supplied family, as the issue and the frameworks that trust them name it. */
 const FAMILY = [

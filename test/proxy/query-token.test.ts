@@ -8,7 +8,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { hasQueryToken } from '../../src/proxy/request-target.js';
+import { hasQueryToken } from '../../src/core/credentials.js';
 import { basicConfig, suiteStack } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
 

@@ -8,7 +8,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { REFUSED, rewritePath, Router } from '../../src/proxy/router.js';
+import { REFUSED, rewritePath, Router } from '../../src/routing/router.js';
 
 /** The prefix of what `Router.match` chose, or REFUSED. */
 const prefixOf = (m: { prefix: string } | undefined | typeof REFUSED) => (m === REFUSED ? m : m?.prefix);

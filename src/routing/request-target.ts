@@ -140,34 +140,3 @@ function isNameAndPort(value: string): boolean {
   }
   return true;
 }
-
-/**
- * Whether a query string (with its `?`) carries an RFC 6750 §2.3 `access_token`
- * parameter, under any name a server-side framework reads as that one: the
- * name percent-decoded (`access%5Ftoken`) and `+` as space, in any case
- * (ASP.NET's query collection ignores case), with PHP's renaming of `.`, space
- * and `[` to `_` (`access.token`, `access token`) and its arrays
- * (`access_token[]`), and pairs split on `;` as well as `&` (older CGI
- * libraries and Rack).
- */
-export function hasQueryToken(query: string): boolean {
-  if (query.length < 13) return false; // '?access_token'
-  if (!/access|%/i.test(query)) return false;
-  for (const pair of query.slice(1).split(/[&;]/)) {
-    const eq = pair.indexOf('=');
-    let name = eq === -1 ? pair : pair.slice(0, eq);
-    if (name.length < 12) continue;
-    name = name.replaceAll('+', ' ');
-    try {
-      name = decodeURIComponent(name);
-    } catch {
-      // an undecodable name is read as written
-    }
-    name = name.trimStart().toLowerCase();
-    // PHP: `a[b]` is array `a`; a `[` without a `]` after it becomes `_`.
-    const bracket = name.indexOf('[');
-    if (bracket > 0 && name.includes(']', bracket)) name = name.slice(0, bracket);
-    if (name.replace(/[. []/g, '_') === 'access_token') return true;
-  }
-  return false;
-}

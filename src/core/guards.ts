@@ -1,0 +1,180 @@
+import { MemoryTokenCache, type Clock } from '../cache/memory.js';
+import type { TokenStore } from '../cache/store.js';
+import type { GatewayConfig, PhantomTokenOptions, RouteConfig } from '../config/schema.js';
+import { startupWarnings } from '../config/warnings.js';
+import { IntrospectionClient } from '../introspection/client.js';
+import type { Logger } from '../observability/logger.js';
+import { ScopePolicy } from '../policy/scope.js';
+import { REFUSED, Router } from '../routing/router.js';
+import { TokenExchange, type Requester, type Verdict } from './exchange.js';
+
+export interface GuardsDeps {
+  logger: Logger;
+  /** Clock for cache lifetimes (tests move it). */
+  now?: Clock;
+  /**
+   * Where answers are kept. Defaults to an in-process LRU bounded by
+   * `cache.max_entries` / `cache.max_negative_entries`.
+   */
+  store?: TokenStore;
+}
+
+/** What protects one route: its exchange (authorization server, client, cache bounds) and its required scopes. */
+export interface Guard {
+  readonly exchange: TokenExchange;
+  readonly policy: ScopePolicy;
+  /** The route's merged phantom token options. */
+  readonly options: Readonly<PhantomTokenOptions>;
+}
+
+/** A configured route and what protects it. */
+export interface GuardedRoute {
+  /** Position in `config.routes`, so a front door can keep its own per-route state in an array. */
+  readonly index: number;
+  readonly config: RouteConfig;
+  /** Undefined on an open route (`phantom_token: false`). */
+  readonly guard: Guard | undefined;
+}
+
+/**
+ * The engine every front door shares, built once from a validated
+ * configuration: one token store, one introspection client per
+ * authorization server and client, one exchange per set of caching bounds,
+ * one policy per route, and the route table. Front doors (the reverse proxy,
+ * the forward-auth listener, Envoy's gRPC check, the middleware) only
+ * translate requests to it and its verdicts to responses; several of them
+ * may share one `Guards`, and so one cache and one single-flight.
+ *
+ * @example
+ * const guards = createGuards(config, { logger });
+ * const route = guards.forRoute('/api/items');
+ * if (route !== undefined && route !== REFUSED && route.guard) {
+ *   const verdict = await route.guard.authorize(req.headers.authorization);
+ * }
+ * await guards.close();
+ */
+export class Guards {
+  readonly store: TokenStore;
+  readonly routes: readonly GuardedRoute[];
+  readonly #router: Router<GuardedRoute>;
+  readonly #clients: IntrospectionClient[] = [];
+
+  constructor(config: GatewayConfig, deps: GuardsDeps) {
+    const { logger } = deps;
+    this.store =
+      deps.store ??
+      new MemoryTokenCache({ maxEntries: config.cache.max_entries, maxNegativeEntries: config.cache.max_negative_entries, ...(deps.now ? { now: deps.now } : {}) });
+    const clients = new Map<string, IntrospectionClient>();
+    const exchanges = new Map<string, TokenExchange>();
+
+    const exchangeFor = (pt: Readonly<PhantomTokenOptions>): TokenExchange => {
+      const clientKey = JSON.stringify([
+        pt.introspection_endpoint,
+        pt.client_id,
+        pt.client_secret,
+        pt.verify_ssl,
+        pt.ca_file,
+        pt.timeout_ms,
+        pt.max_answer_bytes,
+        pt.connections,
+        pt.max_queued,
+        pt.max_queued_per_client,
+      ]);
+      let client = clients.get(clientKey);
+      if (client === undefined) {
+        if (!pt.verify_ssl) logger.warn({ endpoint: pt.introspection_endpoint }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
+        client = new IntrospectionClient(
+          {
+            endpoint: new URL(pt.introspection_endpoint),
+            clientId: pt.client_id,
+            clientSecret: pt.client_secret,
+            timeoutMs: pt.timeout_ms,
+            verifySsl: pt.verify_ssl,
+            caFile: pt.ca_file,
+            maxAnswerBytes: pt.max_answer_bytes,
+            connections: pt.connections,
+            maxQueued: pt.max_queued,
+            maxQueuedPerClient: pt.max_queued_per_client,
+          },
+          (e) => logger.warn({ code: e.code, status: e.status }, e.detail),
+        );
+        clients.set(clientKey, client);
+        this.#clients.push(client);
+      }
+      const exchangeKey = JSON.stringify([clientKey, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length]);
+      let exchange = exchanges.get(exchangeKey);
+      if (exchange === undefined) {
+        exchange = new TokenExchange({
+          introspector: client,
+          cache: this.store,
+          // Only what can change an answer: the server (endpoint, and the TLS
+          // trust that decides which server that is: an entry fetched without
+          // certificate checks must never serve a route that verifies) and the
+          // client asking. Not the secret, timeouts or pool sizes, so rotating
+          // a secret or resizing a pool keeps the cache. Only ever hashed.
+          namespace: JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null]),
+          tokenCacheSeconds: pt.token_cache_seconds,
+          negativeCacheSeconds: pt.negative_cache_seconds,
+          maxTokenLength: pt.max_token_length,
+          ...(deps.now ? { now: deps.now } : {}),
+          onInternalError: (err) => logger.error({ err }, 'internal error during token exchange'),
+        });
+        exchanges.set(exchangeKey, exchange);
+      }
+      return exchange;
+    };
+
+    this.routes = Object.freeze(
+      config.routes.map((r, index): GuardedRoute => {
+        const pt = r.phantom_token;
+        const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope), options: pt });
+        return Object.freeze({ index, config: r, guard });
+      }),
+    );
+    this.#router = new Router(this.routes.map((r) => ({ prefix: r.config.path, value: r })));
+    for (const w of startupWarnings(config)) logger.warn(w.fields, w.message);
+  }
+
+  /**
+   * The route for a request path (already checked by `checkTarget`): the
+   * route, undefined when none matches (404), or `REFUSED` when the path's
+   * spellings pick routes whose protection does not compare (400).
+   */
+  forRoute(path: string): GuardedRoute | undefined | typeof REFUSED {
+    const m = this.#router.match(path);
+    return m === REFUSED || m === undefined ? m : m.value;
+  }
+
+  /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */
+  introspectionLoad(): { running: number; queued: number } {
+    let running = 0;
+    let queued = 0;
+    for (const c of this.#clients) {
+      running += c.load.running;
+      queued += c.load.queued;
+    }
+    return { running, queued };
+  }
+
+  /** Lets introspections under way finish, then closes the connections to the authorization servers. */
+  async close(): Promise<void> {
+    await Promise.all(this.#clients.map((c) => c.close()));
+  }
+
+  /** Cuts every call to the authorization servers at once. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.#clients.map((c) => c.destroy()));
+  }
+}
+
+/** Builds the guards for a validated configuration (see `Guards`). */
+export function createGuards(config: GatewayConfig, deps: GuardsDeps): Guards {
+  return new Guards(config, deps);
+}
+
+/** Resolves a request's `Authorization` for a guarded route: sync on a cache hit, a promise on a miss. */
+export function authorize(guard: Guard, authorization: string | undefined, requester?: Requester): Verdict | Promise<Verdict> {
+  return guard.exchange.authorize(authorization, guard.policy, requester);
+}
+
+export { REFUSED };
