@@ -11,3 +11,8 @@ export type { GatewayConfig, RouteConfig, PhantomTokenOptions } from './config/s
 export { createLogger } from './observability/logger.js';
 export type { Requester } from './core/exchange.js';
 export type { IntrospectionRequest } from './introspection/client.js';
+export { createGuards, Guards, REFUSED, type Guard, type GuardedRoute, type GuardsDeps } from './core/guards.js';
+export { decide, withdraw, type Decision, type DecisionRequest, type Allow, type Deny, type CacheOutcome } from './core/decide.js';
+export { renderRefusal, type RenderedRefusal } from './core/render.js';
+export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.js';
+export type { TokenStore } from './cache/store.js';

@@ -55,12 +55,15 @@ export interface GuardedRoute {
  */
 export class Guards {
   readonly store: TokenStore;
+  /** The clock cache lifetimes are measured with (epoch ms). */
+  readonly now: Clock;
   readonly routes: readonly GuardedRoute[];
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
 
   constructor(config: GatewayConfig, deps: GuardsDeps) {
     const { logger } = deps;
+    this.now = deps.now ?? Date.now;
     this.store =
       deps.store ??
       new MemoryTokenCache({ maxEntries: config.cache.max_entries, maxNegativeEntries: config.cache.max_negative_entries, ...(deps.now ? { now: deps.now } : {}) });

@@ -1,0 +1,123 @@
+import type { ActiveToken } from '../cache/entry.js';
+import { checkTarget } from '../routing/request-target.js';
+import { checkCredentials, PREFLIGHT } from './credentials.js';
+import { GatewayError, TOKEN_INACTIVE } from './errors.js';
+import type { Requester, Verdict } from './exchange.js';
+import { REFUSED, type Guard, type GuardedRoute, type Guards } from './guards.js';
+
+/**
+ * What a front door that does not carry the request itself (a forward-auth
+ * listener, Envoy's check, middleware) knows of the request to decide on.
+ */
+export interface DecisionRequest {
+  /** The original request's method. */
+  readonly method: string;
+  /** The original request target, origin-form: path and query. */
+  readonly target: string;
+  /** Every `Authorization` value the original request carried (none, one, or several). */
+  readonly authorization: readonly string[];
+  /** `Origin` and `Access-Control-Request-Method` are both present (a CORS preflight, with `OPTIONS`). */
+  readonly preflight: boolean;
+  /** The original request announces a body; a preflight with a body is checked like any request. Default false. */
+  readonly hasBody?: boolean;
+  /** A method-override header (`X-HTTP-Method-Override`...) was sent: refused, as by the proxy. */
+  readonly methodOverride?: boolean;
+  /** The client's address: introspections wait, and are bounded, per address. Read on a cache miss only. */
+  readonly clientAddress: string;
+}
+
+/** Whether the token was found in the cache (`hit`), needed an introspection (`miss`), or was never looked up (`-`). */
+export type CacheOutcome = 'hit' | 'miss' | '-';
+
+export interface Allow {
+  readonly allow: true;
+  readonly route: GuardedRoute;
+  /** The token to forward; undefined on an open route and for a CORS preflight (nothing to swap). */
+  readonly token: ActiveToken | undefined;
+  readonly cache: CacheOutcome;
+  /**
+   * Whole seconds an outside cache (NGINX `proxy_cache`) may keep this
+   * decision: what is left of the token's own cache entry, never more. 0:
+   * not at all.
+   */
+  readonly ttl: number;
+}
+
+export interface Deny {
+  readonly allow: false;
+  readonly error: GatewayError;
+  readonly route: GuardedRoute | undefined;
+  readonly cache: CacheOutcome;
+  /**
+   * Seconds an outside cache may keep this refusal: the route's
+   * `negative_cache_seconds` for a token found inactive or lacking a scope;
+   * 0 for everything else (a failure of the authorization server is never
+   * cached anywhere, nor a refusal of the request's shape).
+   */
+  readonly ttl: number;
+}
+
+export type Decision = Allow | Deny;
+
+const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
+const NO_ROUTE = Object.freeze(new GatewayError('ERR_NO_ROUTE'));
+const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
+
+/** Promises `decide` returned, to find what to withdraw. */
+const pendingVerdicts = new WeakMap<Promise<Decision>, { guard: Guard; verdict: Promise<Verdict> }>();
+
+/**
+ * The whole decision on a request another gateway carries: the same target
+ * checks as the proxy (a path the proxy would refuse is refused), the same
+ * route rules and per-route settings, the credential rules, then the token.
+ * Synchronous when the answer is known (a cache hit, a refusal before any
+ * token), a promise when an introspection is needed.
+ *
+ * @example
+ * const d = await decide(guards, { method: 'GET', target: '/api/x', authorization: ['Bearer abc'], preflight: false, clientAddress: '10.0.0.1' });
+ * if (d.allow && d.token) upstreamHeaders.authorization = d.token.authorization;
+ */
+export function decide(guards: Guards, req: DecisionRequest): Decision | Promise<Decision> {
+  const now = guards.now;
+  // An upstream that answers TRACE echoes the request, JWT included (RFC 9110 §9.3.8).
+  if (req.method === 'TRACE' || req.methodOverride === true) return deny(METHOD_NOT_ALLOWED, undefined, '-', 0);
+  const target = checkTarget(req.target);
+  if (target === undefined) return deny(BAD_TARGET, undefined, '-', 0);
+  const route = guards.forRoute(target.path);
+  if (route === REFUSED) return deny(BAD_TARGET, undefined, '-', 0);
+  if (route === undefined) return deny(NO_ROUTE, undefined, '-', 0);
+  const guard = route.guard;
+  if (guard === undefined) {
+    // An open route: two credentials would both reach the upstream.
+    return req.authorization.length > 1 ? deny(new GatewayError('ERR_DUPLICATE_HEADER'), route, '-', 0) : { allow: true, route, token: undefined, cache: '-', ttl: 0 };
+  }
+  const rule = checkCredentials(req.method, target.query, req.authorization.length, req.preflight, req.hasBody === true);
+  if (rule === PREFLIGHT) return { allow: true, route, token: undefined, cache: '-', ttl: 0 };
+  if (rule !== undefined) return deny(rule, route, '-', 0);
+  const verdict = guard.exchange.authorize(req.authorization[0], guard.policy, req satisfies Requester);
+  if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', now);
+  const pending = verdict.then((v) => settle(v, route, 'miss', now));
+  pendingVerdicts.set(pending, { guard, verdict });
+  return pending;
+}
+
+/**
+ * The requester that got `pending` from `decide` went away: when nobody else
+ * waits for its token, an introspection not yet sent is never sent.
+ */
+export function withdraw(pending: Decision | Promise<Decision>): void {
+  if (!(pending instanceof Promise)) return;
+  const p = pendingVerdicts.get(pending);
+  if (p !== undefined) p.guard.exchange.withdraw(p.verdict);
+}
+
+function settle(v: Verdict, route: GuardedRoute, cache: CacheOutcome, now: () => number): Decision {
+  if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: Math.max(0, Math.floor((v.expiresAt - now()) / 1000)) };
+  // A verdict about the token itself (not its absence, not an outage).
+  const known = v === TOKEN_INACTIVE || v.code === 'ERR_INSUFFICIENT_SCOPE';
+  return deny(v, route, v.code === 'ERR_TOKEN_MISSING' || v.code === 'ERR_TOKEN_MALFORMED' ? '-' : cache, known ? route.guard!.options.negative_cache_seconds : 0);
+}
+
+function deny(error: GatewayError, route: GuardedRoute | undefined, cache: CacheOutcome, ttl: number): Deny {
+  return { allow: false, error, route, cache, ttl };
+}
