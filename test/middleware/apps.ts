@@ -158,3 +158,12 @@ export function capturedLogger(): { logger: Logger; lines: string[] } {
   });
   return { logger: createLogger('info', sink), lines };
 }
+
+/** Waits until `condition` holds, polling; fails the test after `ms` instead of hanging. */
+export async function waitFor(condition: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

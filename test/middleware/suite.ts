@@ -6,10 +6,12 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
+import type { TokenEntry } from '../../src/cache/entry.js';
+import type { TokenStore } from '../../src/cache/store.js';
 import { createGuards, type Guards } from '../../src/core/guards.js';
 import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpers/servers.js';
 import { rawRequest } from '../helpers/raw.js';
-import { capturedLogger, middlewareConfig, type AppUnderTest, type StartApp } from './apps.js';
+import { capturedLogger, middlewareConfig, waitFor, type AppUnderTest, type StartApp } from './apps.js';
 
 const MISSING = { code: 'unauthorized', message: 'Access token required' };
 const INACTIVE = { code: 'unauthorized', message: 'Invalid or expired access token' };
@@ -18,7 +20,7 @@ const FORBIDDEN = { code: 'forbidden', message: 'The access token does not have 
 const NO_ROUTE = { code: 'not_found', message: 'No route for this path' };
 
 export function middlewareSuite(name: string, startApp: StartApp): void {
-  describe(`${name}: the phantom token exchange as middleware`, () => {
+  describe(`${name}: the phantom token exchange as middleware`, { timeout: 20_000 }, () => {
     let as: ScriptedIntrospection;
     let guards: Guards;
     let app: AppUnderTest;
@@ -224,10 +226,10 @@ export function middlewareSuite(name: string, startApp: StartApp): void {
       await as.activate('opaque-slow', {}, { delayMs: 400 });
       await as.activate('opaque-left');
       const slow = request(`${app.url}/bounded/a`, { headers: { authorization: 'Bearer opaque-slow' } });
-      while (guards.introspectionLoad().running === 0) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(() => guards.introspectionLoad().running === 1);
       const abort = new AbortController();
       const left = request(`${app.url}/bounded/b`, { headers: { authorization: 'Bearer opaque-left' }, signal: abort.signal });
-      while (guards.introspectionLoad().queued === 0) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(() => guards.introspectionLoad().queued === 1);
       abort.abort();
       await assert.rejects(left);
       const res = await slow;
@@ -238,5 +240,59 @@ export function middlewareSuite(name: string, startApp: StartApp): void {
       assert.equal(as.callsFor('opaque-left'), 0);
       assert.deepEqual(app.seen.map((s) => s.url), ['/bounded/a']);
     });
+  });
+
+  describe(`${name}: a bug inside the middleware`, { timeout: 20_000 }, () => {
+    let as: ScriptedIntrospection;
+    let guards: Guards;
+    let app: AppUnderTest;
+    let logs: string[];
+    /** How the scripted broken store fails. */
+    let mode: 'throw' | 'async-broken-entry' | 'throwing-entry' = 'throw';
+    const broken: TokenStore = {
+      get() {
+        if (mode === 'throw') throw new Error('secret-internal-detail: store exploded');
+        if (mode === 'async-broken-entry') return Promise.resolve({ active: true, expiresAt: Date.now() + 60_000 } as unknown as TokenEntry);
+        return {
+          active: true,
+          scope: ' read ',
+          expiresAt: Date.now() + 60_000,
+          get authorization(): string {
+            throw new Error('secret-internal-detail: entry exploded');
+          },
+          claims: {},
+        };
+      },
+      set() {},
+      delete() {},
+    };
+
+    before(async () => {
+      as = await startScriptedIntrospection();
+      const { logger, lines } = capturedLogger();
+      logs = lines;
+      guards = createGuards(middlewareConfig(as.url), { logger, store: broken });
+      app = await startApp({ guards, logger });
+    });
+    after(async () => {
+      await app.close();
+      await guards.destroy();
+      await as.close();
+    });
+
+    for (const m of ['throw', 'async-broken-entry', 'throwing-entry'] as const) {
+      test(`scripted broken store (${m}): 500 from the error table, logged, never the error's message; the handler never runs`, async () => {
+        mode = m;
+        logs.length = 0;
+        const res = await request(`${app.url}/api/x`, { headers: { authorization: 'Bearer opaque-any' } });
+        assert.equal(res.statusCode, 500);
+        assert.equal(res.headers['content-type'], 'application/json');
+        const body = await res.body.text();
+        assert.equal(body, JSON.stringify({ code: 'server_error', message: 'Internal error' }));
+        assert.equal(app.seen.length, 0);
+        assert.equal(app.appErrors.length, 0, 'never handed to the framework\'s error handler');
+        assert.ok(logs.some((l) => l.includes('"level":50') && l.includes('internal error')), 'logged as an error');
+      });
+    }
   });
 }
