@@ -80,10 +80,10 @@ describe('Fastify plugin: options and framework details', { timeout: 20_000 }, (
   test('bad options fail registration with a TypeError naming the option', async () => {
     const app = Fastify();
     app.register(phantomToken, { guards, unmatched: 'skip' as 'pass' });
-    await assert.rejects(app.ready(), { name: 'TypeError', message: /"unmatched" option must be 'refuse' or 'pass'/ });
+    await assert.rejects(async () => void (await app.ready()), { name: 'TypeError', message: /"unmatched" option must be 'refuse' or 'pass'/ });
     const app2 = Fastify();
     app2.register(phantomToken, {});
-    await assert.rejects(app2.ready(), { name: 'TypeError', message: /exactly one of the "guards" and "config" options/ });
+    await assert.rejects(async () => void (await app2.ready()), { name: 'TypeError', message: /exactly one of the "guards" and "config" options/ });
   });
 
   test('built from a configuration, the plugin owns its guards and closes them when the app closes; unmatched: "pass" reaches the app', async () => {
