@@ -6,7 +6,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import type { Clock } from '../cache/memory.js';
-import { upstreamPath, type GatewayConfig } from '../config/schema.js';
+import { LISTEN_DEFAULTS, upstreamPath, type GatewayConfig } from '../config/schema.js';
 import { checkCredentials, PREFLIGHT } from '../core/credentials.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
 import type { Requester, Verdict } from '../core/exchange.js';
@@ -102,7 +102,9 @@ export class Gateway {
     const tempDir = b.body_temp_dir ?? tmpdir();
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
-    this.#routes = this.guards.routes.map(({ config: r, guard }): CompiledRoute => {
+    this.#routes = this.guards.routes.map(({ config: r, guard, index }): CompiledRoute => {
+      // The loader refuses this whenever `listen` is set; a configuration built by hand might not.
+      if (r.upstream === undefined) throw new TypeError(`routes[${index}] ("${r.path}") has no upstream: the proxy needs one for every route`);
       const url = new URL(r.upstream);
       let pool = pools.get(url.origin);
       if (pool === undefined) {
@@ -390,7 +392,7 @@ export class Gateway {
   }
 
   /** Starts listening; resolves with the bound address. */
-  listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
+  listen(port = (this.config.listen ?? LISTEN_DEFAULTS).port, host = (this.config.listen ?? LISTEN_DEFAULTS).host): Promise<AddressInfo> {
     return listen(this.server, port, host);
   }
 
