@@ -77,6 +77,8 @@ export class ForwardAuthListener {
   readonly #pathPrefix: string | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
+  /** Open connections, for the end of a graceful stop. */
+  readonly #sockets = new Set<Duplex>();
   #draining = false;
 
   constructor(config: GatewayConfig, deps: ForwardAuthDeps) {
@@ -109,6 +111,10 @@ export class ForwardAuthListener {
     // No `100 Continue`: the body of a decision request is never read.
     this.server.on('checkContinue', handle);
     this.server.on('checkExpectation', handle);
+    this.server.on('connection', (socket: Duplex) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED));
   }
@@ -244,8 +250,14 @@ export class ForwardAuthListener {
     const began = performance.now();
     this.#draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const sweep = setInterval(() => this.server.closeIdleConnections(), 100);
+    const idle = () => {
+      this.server.closeIdleConnections();
+      // Node leaves out connections that never carried a request (a client
+      // that opened a spare one): nothing is owed on them either.
+      for (const socket of this.#sockets) if ((socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+    };
+    idle();
+    const sweep = setInterval(idle, 100);
     sweep.unref();
     const deadline = began + this.config.server.shutdown_timeout_ms;
     if (!(await settlesWithin(closed, deadline - performance.now()))) {
