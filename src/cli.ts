@@ -73,6 +73,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const CONFIG_REQUEST = 'phantom-gateway:config?';
+/** A worker listens on every listener its configuration has (one 'listening' event is not enough with two). */
+const READY_MESSAGE = 'phantom-gateway:ready';
 const CONFIG_MESSAGE = 'phantom-gateway:config';
 
 async function runWorker(): Promise<number> {
@@ -155,6 +157,7 @@ async function runGateway(config: GatewayConfig): Promise<number> {
       const addr = await forwardAuth.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'forward-auth listening');
     }
+    if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EADDRINUSE' ? `${where} is already in use: stop what is using it or change ${option}` : e.code === 'EACCES' ? `no permission to listen on ${where}` : `cannot listen on ${where}: ${e.message}`;
@@ -225,10 +228,11 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
       alive++;
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
-        if ((m as { type?: unknown } | null)?.type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+        const type = (m as { type?: unknown } | null)?.type;
+        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+        else if (type === READY_MESSAGE) ready.add(worker.id);
       });
     };
-    cluster.on('listening', (worker) => ready.add(worker.id));
     cluster.on('exit', (worker, code, signal) => {
       alive--;
       const wasReady = ready.delete(worker.id);

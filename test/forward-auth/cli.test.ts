@@ -97,17 +97,25 @@ describe('cli: the forward-auth listener', () => {
     assert.deepEqual(await run.exited, { code: 0, signal: null });
   });
 
-  test('a forward-auth port already in use stops start-up with exit 1 and names the option', async () => {
-    const busy = await startEchoUpstream();
-    try {
-      const file = files.write('busy.yaml', `${PT}forward_auth:\n  listen:\n    port: ${busy.port}\nroutes:\n  - path: /api\n`);
-      const run = startCli(['--config', file], { AS_URL: as.url });
-      children.push(run);
-      const { code } = await run.exited;
-      assert.equal(code, 1);
-      assert.match(run.stderr(), new RegExp(`127\\.0\\.0\\.1:${busy.port} is already in use: stop what is using it or change forward_auth\\.listen\\.port`));
-    } finally {
-      await busy.close();
-    }
-  });
+  for (const workers of ['1', '2']) {
+    test(`a forward-auth port already in use stops start-up with exit 1 and names the option, even after the proxy listener started (workers: ${workers})`, async () => {
+      const busy = await startEchoUpstream();
+      try {
+        const proxyPort = await freePort();
+        const file = files.write(
+          `busy-${workers}.yaml`,
+          `${PT}listen:\n  host: 127.0.0.1\n  port: ${proxyPort}\nforward_auth:\n  listen:\n    port: ${busy.port}\nroutes:\n  - path: /api\n    upstream: ${api.url}\n`,
+        );
+        const run = startCli(['--config', file], { AS_URL: as.url, WORKERS: workers });
+        children.push(run);
+        const { code } = await run.exited;
+        assert.equal(code, 1);
+        assert.match(run.stderr(), new RegExp(`127\\.0\\.0\\.1:${busy.port} is already in use: stop what is using it or change forward_auth\\.listen\\.port`));
+        // A worker that could not open every listener is not one to replace: the gateway stops.
+        if (workers === '2') assert.match(run.stdout(), /a worker exited before it was listening: stopping/);
+      } finally {
+        await busy.close();
+      }
+    });
+  }
 });
