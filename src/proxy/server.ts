@@ -94,6 +94,9 @@ export class Gateway {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#maxRawHeaders = config.server.max_headers * 2;
 
+    // The loader refuses this whenever `listen` is set; a configuration built by hand might not.
+    const bare = config.routes.findIndex((r) => r.upstream === undefined);
+    if (bare !== -1) throw new TypeError(`routes[${bare}] ("${config.routes[bare]!.path}") has no upstream: the proxy needs one for every route`);
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
     const pools = new Map<string, Pool>();
@@ -102,10 +105,8 @@ export class Gateway {
     const tempDir = b.body_temp_dir ?? tmpdir();
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
-    this.#routes = this.guards.routes.map(({ config: r, guard, index }): CompiledRoute => {
-      // The loader refuses this whenever `listen` is set; a configuration built by hand might not.
-      if (r.upstream === undefined) throw new TypeError(`routes[${index}] ("${r.path}") has no upstream: the proxy needs one for every route`);
-      const url = new URL(r.upstream);
+    this.#routes = this.guards.routes.map(({ config: r, guard }): CompiledRoute => {
+      const url = new URL(r.upstream!);
       let pool = pools.get(url.origin);
       if (pool === undefined) {
         pool = new Pool(url.origin, {
@@ -127,7 +128,7 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body };
+      return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, buffering: r.request_buffering, body };
     });
 
     if (config.trusted_proxies.length > 0) {

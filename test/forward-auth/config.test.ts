@@ -2,6 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Gateway } from '../../src/proxy/server.js';
 
 const FILE = 'gateway.yaml';
 
@@ -94,5 +96,10 @@ describe('config: forward_auth', () => {
       const text = `${PT}forward_auth:\n  path_prefix: "${bad}"\nroutes:\n  - path: /api\n`;
       assert.match(problems(text)[0]!, new RegExp(`^${FILE}:${lineOf(text, 'path_prefix')}: forward_auth\\.path_prefix: must`), bad);
     }
+  });
+
+  test('the proxy refuses a forward-auth-only configuration handed to it directly, naming the route', () => {
+    const cfg = parse(`${PT}forward_auth: {}\nroutes:\n  - path: /api\n`);
+    assert.throws(() => new Gateway(cfg, { logger: createLogger('silent') }), { name: 'TypeError', message: 'routes[0] ("/api") has no upstream: the proxy needs one for every route' });
   });
 });
