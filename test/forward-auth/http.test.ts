@@ -232,6 +232,18 @@ describe('forward-auth: deny', () => {
     assert.equal(as.callsFor(token), 2);
   });
 
+  test('scripted authorization server answering 500, or garbage: 502, never cached', async () => {
+    const token = fresh('broken');
+    as.answers.set(token, { status: 500, body: 'stack trace here' });
+    const a = await ask(fa.url, forwarded('GET', '/api', `Bearer ${token}`));
+    assert.equal(a.status, 502);
+    assert.equal(a.headers['x-accel-expires'], '0');
+    assert.deepEqual(JSON.parse(a.body), { code: 'server_error', message: 'Token validation is unavailable' });
+    const other = fresh('garbage');
+    as.answers.set(other, { status: 200, body: '<html>', headers: { 'content-type': 'text/html' } });
+    assert.equal((await ask(fa.url, forwarded('GET', '/api', `Bearer ${other}`))).status, 502);
+  });
+
   test('scripted authorization server too slow: 504', async () => {
     const token = fresh('slow');
     await as.activate(token, {}, { delayMs: 1000 });
