@@ -9,6 +9,7 @@ import { decide } from '../../src/core/decide.js';
 import { renderRefusal } from '../../src/core/render.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { startGateway } from '../helpers/gateway.js';
+import { ask, startForwardAuth } from '../helpers/forward-auth.js';
 import type { EchoUpstream } from '../helpers/servers.js';
 import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
 
@@ -84,6 +85,29 @@ export const libraryDoor: FrontDoor = {
         return { status: r.status, challenge: r.headers['www-authenticate'], retryAfter: r.headers['retry-after'], body: JSON.parse(r.body), forwarded: undefined };
       },
       close: () => guards.close(),
+    };
+  },
+};
+
+/** The forward-auth listener, asked as Traefik/Caddy ask (X-Forwarded-Method/Uri); "forwarded" is the Authorization of its allow. */
+export const forwardAuthDoor: FrontDoor = {
+  name: 'forward-auth listener (HTTP)',
+  async start(yaml) {
+    const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
+    return {
+      async call(req) {
+        const h = ['x-forwarded-method', req.method ?? 'GET', 'x-forwarded-uri', req.target, ...headerList(req)];
+        const a = await ask(fa.url, h);
+        const ok = a.status >= 200 && a.status < 300;
+        return {
+          status: a.status,
+          challenge: one(a.headers['www-authenticate']),
+          retryAfter: one(a.headers['retry-after']),
+          body: ok || a.body === '' ? undefined : safeJson(a.body),
+          forwarded: ok ? (one(a.headers.authorization) ?? null) : undefined,
+        };
+      },
+      close: () => fa.close(),
     };
   },
 };
