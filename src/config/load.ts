@@ -27,15 +27,28 @@ type Overrides = z.infer<typeof phantomTokenPartial>;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Reads, substitutes `${VAR}`, validates and freezes a YAML config file. */
-export function loadConfigFile(file: string, env: Env = process.env): GatewayConfig {
+/** Reads, substitutes `${VAR}`, validates and freezes a YAML config file (`opts`: see `ParseOptions`). */
+export function loadConfigFile(file: string, env: Env = process.env, opts: Pick<ParseOptions, 'proxy'> = {}): GatewayConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError([`${file}: cannot read the configuration file (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
   }
-  return parseConfig(text, { file, env });
+  return parseConfig(text, { file, env, ...opts });
+}
+
+export interface ParseOptions {
+  /** Named in problems (`gateway.yaml:6: ...`). */
+  file?: string;
+  env?: Env;
+  /**
+   * false: the caller runs no proxy listener (the Node middleware), so a
+   * missing `listen` means none and routes need no `upstream`, as with
+   * `forward_auth`. Default true: a missing `listen` is the default proxy
+   * listener (the CLI).
+   */
+  proxy?: boolean;
 }
 
 /**
@@ -43,7 +56,7 @@ export function loadConfigFile(file: string, env: Env = process.env): GatewayCon
  * are replaced from `env` inside values (never keys); an unset variable without
  * a default is an error, so a secret is never silently empty.
  */
-export function parseConfig(text: string, opts: { file?: string; env?: Env } = {}): GatewayConfig {
+export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfig {
   const file = opts.file ?? 'config';
   const env = opts.env ?? process.env;
   const lines = new LineCounter();
@@ -97,9 +110,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   const cfg = parsed.data;
 
-  // No `listen` means the default proxy listener, unless forward-auth is set:
-  // then it means no proxy listener at all.
-  const listen = cfg.listen ?? (cfg.forward_auth === undefined ? { ...LISTEN_DEFAULTS } : undefined);
+  // No `listen` means the default proxy listener, unless forward-auth is set
+  // or the caller runs no proxy (middleware): then it means no proxy listener.
+  const listen = cfg.listen ?? (cfg.forward_auth === undefined && opts.proxy !== false ? { ...LISTEN_DEFAULTS } : undefined);
   const top = cfg.phantom_token;
   const routes: RouteConfig[] = [];
   const readableFiles = new Set<string>();

@@ -26,8 +26,10 @@ export interface MiddlewareOptions {
    */
   guards?: Guards;
   /**
-   * A configuration file path (YAML, `${VAR}` substituted, validated), or a
-   * configuration from `loadConfigFile()` / `parseConfig()`. The middleware
+   * A configuration file path (YAML, `${VAR}` substituted from the
+   * environment, validated; routes need no `upstream` unless the file has a
+   * `listen`), or a configuration from `loadConfigFile()` / `parseConfig()`
+   * (with `{ proxy: false }` for routes without `upstream`). The middleware
    * then builds the guards itself and closes them on `close()` (Fastify: when
    * the app closes). Give this or `guards`.
    */
@@ -74,7 +76,7 @@ export function createEngine(options: MiddlewareOptions | undefined, who: string
     return { guards, logger: logger ?? createLogger('info'), passUnmatched, close: async () => {} };
   }
   let validated: GatewayConfig;
-  if (typeof config === 'string') validated = loadConfigFile(config);
+  if (typeof config === 'string') validated = loadConfigFile(config, process.env, { proxy: false });
   // parseConfig() and loadConfigFile() freeze what they validated: anything
   // else has never been checked, nor given its defaults.
   else if (typeof config === 'object' && config !== null && Object.isFrozen(config)) validated = config;

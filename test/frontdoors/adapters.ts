@@ -12,6 +12,7 @@ import { startGateway } from '../helpers/gateway.js';
 import { ask, startForwardAuth } from '../helpers/forward-auth.js';
 import type { EchoUpstream } from '../helpers/servers.js';
 import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
+import { startExpressApp, startFastifyApp, type StartApp } from '../middleware/apps.js';
 
 /** Flat header list of a FrontDoorRequest (Authorization once per value). */
 export function headerList(req: FrontDoorRequest): string[] {
@@ -111,3 +112,34 @@ export const forwardAuthDoor: FrontDoor = {
     };
   },
 };
+
+/** A middleware in a real app; "forwarded" is the Authorization its handler received. */
+function middlewareDoor(name: string, startApp: StartApp): FrontDoor {
+  return {
+    name,
+    async start(yaml) {
+      const app = await startApp({ config: parseConfig(yaml, { file: 'test.yaml', env: {} }) });
+      return {
+        async call(req) {
+          const res = await request(app.url + req.target, { method: (req.method ?? 'GET') as 'GET', headers: headerList(req) });
+          const text = await res.body.text();
+          const ok = res.statusCode >= 200 && res.statusCode < 300;
+          return {
+            status: res.statusCode,
+            challenge: one(res.headers['www-authenticate']),
+            retryAfter: one(res.headers['retry-after']),
+            body: ok || text === '' ? undefined : safeJson(text),
+            forwarded: ok ? ((safeJson(text) as { authorization?: string }).authorization ?? null) : undefined,
+          };
+        },
+        close: () => app.close(),
+      };
+    },
+  };
+}
+
+/** The Express middleware (the guards built from the configuration). */
+export const expressDoor = middlewareDoor('Express middleware', startExpressApp);
+
+/** The Fastify plugin (the guards built from the configuration, closed with the app). */
+export const fastifyDoor = middlewareDoor('Fastify plugin', startFastifyApp);

@@ -120,11 +120,10 @@ export const startFastifyApp: StartApp = async (options) => {
 
 /**
  * The suite's configuration: `/api` (scope `read`), `/admin` (scope
- * `admin`), `/public` open. `extra` is appended (more routes, options).
+ * `admin`), `/public` open, no upstreams (parsed for a caller that runs no
+ * proxy listener). `extra` is appended (more routes, options).
  */
 export function middlewareConfig(introspectionUrl: string, extra = ''): GatewayConfig {
-  // An upstream is still required by the schema until routes may omit it
-  // (forward-auth and middleware-only configurations); the middleware never uses it.
   return parseConfig(
     `
 phantom_token:
@@ -134,16 +133,13 @@ phantom_token:
   scope: read
 routes:
   - path: /api
-    upstream: http://127.0.0.1:9
   - path: /admin
-    upstream: http://127.0.0.1:9
     phantom_token:
       scope: admin
   - path: /public
-    upstream: http://127.0.0.1:9
     phantom_token: false
 ${extra}`,
-    { file: 'test.yaml', env: {} },
+    { file: 'test.yaml', env: {}, proxy: false },
   );
 }
 

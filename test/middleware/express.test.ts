@@ -42,7 +42,6 @@ describe('Express middleware: options and framework details', { timeout: 20_000 
       middlewareConfig(
         as.url,
         `  - path: /queued
-    upstream: http://127.0.0.1:9
     phantom_token:
       connections: 1
       max_queued_per_client: 1
@@ -71,11 +70,15 @@ describe('Express middleware: options and framework details', { timeout: 20_000 
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, `phantom_token:\n  introspection_endpoint: ${as.url}/introspect\n  client_id: c\n  client_secret: s\n  scop: read\nroutes:\n  - path: /api\n    upstream: http://127.0.0.1:9\n`);
     assert.throws(() => phantomToken({ config: file }), (err: unknown) => err instanceof ConfigError && /bad\.yaml:5: phantom_token\.scop/.test(err.message));
+    // Routes need no upstream for the middleware, unless the file also has a proxy listener.
+    const proxied = join(dir, 'proxied.yaml');
+    writeFileSync(proxied, `listen: { port: 8080 }\nphantom_token:\n  introspection_endpoint: ${as.url}/introspect\n  client_id: c\n  client_secret: s\nroutes:\n  - path: /api\n`);
+    assert.throws(() => phantomToken({ config: proxied }), (err: unknown) => err instanceof ConfigError && /proxied\.yaml:7: routes\[0\]\.upstream: is required for the proxy listener/.test(err.message));
   });
 
   test('built from a configuration file: the middleware owns its guards and close() closes them', async () => {
     const file = join(dir, 'gateway.yaml');
-    writeFileSync(file, `log:\n  level: silent\nphantom_token:\n  introspection_endpoint: ${as.url}/introspect\n  client_id: c\n  client_secret: s\n  scope: read\nroutes:\n  - path: /api\n    upstream: http://127.0.0.1:9\n`);
+    writeFileSync(file, `log:\n  level: silent\nphantom_token:\n  introspection_endpoint: ${as.url}/introspect\n  client_id: c\n  client_secret: s\n  scope: read\nroutes:\n  - path: /api\n`);
     const jwt = await as.activate('opaque-owned');
     const mw = phantomToken({ config: file });
     assert.notEqual(mw.guards, guards);

@@ -30,7 +30,7 @@ export function middlewareSuite(name: string, startApp: StartApp): void {
       as = await startScriptedIntrospection();
       const { logger, lines } = capturedLogger();
       logs = lines;
-      guards = createGuards(middlewareConfig(as.url, `  - path: /bounded\n    upstream: http://127.0.0.1:9\n    phantom_token:\n      connections: 1\n`), { logger });
+      guards = createGuards(middlewareConfig(as.url, `  - path: /bounded\n    phantom_token:\n      connections: 1\n`), { logger });
       app = await startApp({ guards, logger });
     });
     after(async () => {
