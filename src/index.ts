@@ -18,3 +18,7 @@ export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.
 export type { TokenStore } from './cache/store.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
+export { phantomToken as expressPhantomToken, type PhantomTokenMiddleware } from './middleware/express.js';
+export { phantomToken as fastifyPhantomToken, type PhantomTokenPlugin } from './middleware/fastify.js';
+export type { MiddlewareOptions, PhantomToken } from './middleware/common.js';
+export type { ParseOptions } from './config/load.js';
