@@ -166,8 +166,8 @@ function conclude(engine: Engine, req: IncomingMessage, d: Decision, facts: Fact
   let token: PhantomToken | undefined;
   try {
     if (!d.allow) {
-      if (engine.passUnmatched && d.route === undefined && d.error.code === 'ERR_NO_ROUTE') token = undefined;
-      else return outcome.refuse(renderRefusal(d.error), facts.hasBody);
+      const passed = engine.passUnmatched && d.error.code === 'ERR_NO_ROUTE';
+      if (!passed) return outcome.refuse(renderRefusal(d.error), facts.hasBody);
     } else if (d.token !== undefined) {
       replaceAuthorization(req, d.token.authorization);
       token = new GrantedToken(d.token);
@@ -202,9 +202,12 @@ class GrantedToken implements PhantomToken {
 
 /**
  * The client's credential replaced by the JWT, in `req.headers` (what
- * frameworks and proxy libraries read) and in `req.rawHeaders` (what a
- * handler that copies raw headers on would send). There is exactly one
- * `Authorization` field: two are refused before any token is looked at.
+ * frameworks and proxy libraries read), in `req.rawHeaders` (what a handler
+ * that copies raw headers on would send), and in `req.headersDistinct`
+ * (dropped, so that Node builds it again from the raw headers should anything
+ * read it; an earlier middleware may have built it with the opaque token).
+ * There is exactly one `Authorization` field: two are refused before any
+ * token is looked at.
  */
 function replaceAuthorization(req: IncomingMessage, authorization: string): void {
   const raw = req.rawHeaders;
@@ -212,6 +215,7 @@ function replaceAuthorization(req: IncomingMessage, authorization: string): void
     if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization') raw[i + 1] = authorization;
   }
   req.headers.authorization = authorization;
+  (req as { headersDistinct: unknown }).headersDistinct = undefined;
 }
 
 interface Facts {
@@ -230,8 +234,19 @@ function scan(raw: readonly string[]): Facts {
   let hasBody = false;
   let methodOverride = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    switch (name) {
+    const n = raw[i]!;
+    const c = n.charCodeAt(0);
+    if (c === 120 || c === 88) {
+      // x / X: a method override in any spelling (`_` for `-` included).
+      if (isMethodOverride(n)) methodOverride = true;
+      continue;
+    }
+    // Only names of these lengths matter below (origin; authorization;
+    // content-length; transfer-encoding; access-control-request-method): the
+    // rest are skipped without a lower-case copy.
+    const len = n.length;
+    if (len !== 6 && len !== 13 && len !== 14 && len !== 17 && len !== 29) continue;
+    switch (n.toLowerCase()) {
       case 'authorization':
         authorization.push(raw[i + 1]!);
         break;
@@ -247,8 +262,6 @@ function scan(raw: readonly string[]): Facts {
       case 'transfer-encoding':
         hasBody = true;
         break;
-      default:
-        if (name.startsWith('x') && isMethodOverride(name)) methodOverride = true;
     }
   }
   return { authorization, preflight: origin && acrm, hasBody, methodOverride };

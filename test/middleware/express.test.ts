@@ -160,6 +160,26 @@ describe('Express middleware: options and framework details', { timeout: 20_000 
     }
   });
 
+  test('an earlier middleware that built req.headersDistinct does not keep the opaque token there', async () => {
+    const app = express();
+    app.use((req, _res, next) => {
+      assert.ok(req.headersDistinct.authorization);
+      next();
+    });
+    app.use(phantomToken({ guards }));
+    app.get('/api/x', (req, res) => {
+      res.json({ distinct: req.headersDistinct.authorization, raw: req.rawHeaders.filter((_v, i) => req.rawHeaders[i - 1]?.toLowerCase() === 'authorization') });
+    });
+    const srv = await listen(app.listen(0, '127.0.0.1'));
+    try {
+      const jwt = await as.activate('opaque-distinct');
+      const res = await request(`${srv.url}/api/x`, { headers: { authorization: 'Bearer opaque-distinct' } });
+      assert.deepEqual(await res.body.json(), { distinct: [`Bearer ${jwt}`], raw: [`Bearer ${jwt}`] });
+    } finally {
+      await srv.close();
+    }
+  });
+
   test('Connect style: a plain node:http server calling the middleware with (req, res, next)', async () => {
     const mw = phantomToken({ guards });
     const jwt = await as.activate('opaque-connect');
