@@ -139,6 +139,8 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
     gone = true;
     withdraw(pending);
   };
+  // Gone already (between the request's arrival and this turn): nobody to wait for.
+  if (req.socket.destroyed) return onClose();
   res.once('close', onClose);
   pending
     .then(
