@@ -4,6 +4,7 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { Gateway } from './proxy/server.js';
+import { startEnvoyGrpc, type EnvoyAuthService } from './forward-auth/envoy-grpc.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
 
@@ -126,6 +127,15 @@ async function runGateway(config: GatewayConfig): Promise<number> {
     await gateway.close();
     return 1;
   }
+  // Envoy's gRPC ext_authz beside the proxy, on the same guards (one cache).
+  let envoy: EnvoyAuthService | undefined;
+  try {
+    envoy = await startEnvoyGrpc(config, { logger, guards: gateway.guards });
+  } catch (err) {
+    process.stderr.write(`phantom-gateway: ${(err as Error).message}\n`);
+    await gateway.close();
+    return 1;
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -133,7 +143,10 @@ async function runGateway(config: GatewayConfig): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      gateway.close().then(
+      // The Envoy service first: the gateway closes the guards it shares.
+      Promise.resolve(envoy?.close())
+        .then(() => gateway.close())
+        .then(
         () => {
           logger.info('stopped');
           logger.flush(() => resolve(0));

@@ -16,3 +16,15 @@ export { decide, withdraw, type Decision, type DecisionRequest, type Allow, type
 export { renderRefusal, type RenderedRefusal } from './core/render.js';
 export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.js';
 export type { TokenStore } from './cache/store.js';
+export {
+  EnvoyAuthService,
+  startEnvoyGrpc,
+  checkResponse as envoyCheckResponse,
+  grpcCodeFor,
+  PROTO_DIR,
+  EXTERNAL_AUTH_PROTO,
+  PROTO_LOADER_OPTIONS,
+  type EnvoyAuthDeps,
+  type CheckRequest as EnvoyCheckRequest,
+  type CheckResponse as EnvoyCheckResponse,
+} from './forward-auth/envoy-grpc.js';

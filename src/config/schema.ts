@@ -202,6 +202,20 @@ export const configSchema = z.strictObject({
       access_log: bool().default(true),
     })
     .default({ level: 'info', access_log: true }),
+  // Front doors that decide for another gateway (issue 9). Optional: the
+  // proxy listener alone needs none of it.
+  forward_auth: z
+    .strictObject({
+      // Envoy's ext_authz over gRPC (envoy.service.auth.v3.Authorization/Check),
+      // plaintext: loopback by default, since its answers carry JWTs.
+      grpc: z
+        .strictObject({
+          host: z.string('must be a host name or IP address').min(1).default('127.0.0.1'),
+          port: int(0, 65535),
+        })
+        .optional(),
+    })
+    .optional(),
 });
 
 type Parsed = z.infer<typeof configSchema>;
