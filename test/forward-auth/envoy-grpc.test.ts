@@ -7,7 +7,9 @@
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
+import { parse as parseYaml } from 'yaml';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { parseConfig, ConfigError } from '../../src/config/load.js';
@@ -435,6 +437,30 @@ describe('Envoy ext_authz over gRPC: deadlines and cancellation', () => {
     assert.equal(h.as.callsFor('tok-slow'), 1);
   });
 
+  test('introspection queues are per client: the source address, or X-Forwarded-For when the source is a trusted proxy', async () => {
+    const local = await startHarness('trusted_proxies: [10.0.0.0/8]\n', { phantom: '  connections: 1\n  max_queued_per_client: 1\n' });
+    try {
+      await local.as.activate('tok-hold', { scope: 'read' }, { delayMs: 300 });
+      for (const t of ['q1', 'q2', 'q3', 'q4', 'q5']) await local.as.activate(t, { scope: 'read' });
+      const hold = local.check(envoyRequest({ source: '192.0.2.1', headers: { authorization: 'Bearer tok-hold' } }));
+      await new Promise((r) => setTimeout(r, 50));
+      const send = (token: string, source: string, xff?: string) =>
+        local.check(envoyRequest({ source, headers: { authorization: `Bearer ${token}`, ...(xff ? { 'x-forwarded-for': xff } : {}) } }));
+      // Behind the trusted proxy 10.0.0.7: two clients, one queue place each.
+      const a = send('q1', '10.0.0.7', '198.51.100.1, 10.0.0.3');
+      const b = send('q2', '10.0.0.7', '198.51.100.2');
+      const a2 = await send('q3', '10.0.0.7', '203.0.113.9, 198.51.100.1');
+      assertDenied(a2, 429, 8, 'too_many_requests');
+      // An untrusted source's X-Forwarded-For is its own claim: its queue is its address.
+      const c = send('q4', '192.0.2.50', '198.51.100.77');
+      const c2 = await send('q5', '192.0.2.50', '198.51.100.78');
+      assertDenied(c2, 429, 8, 'too_many_requests');
+      for (const r of await Promise.all([hold, a, b, c])) assert.equal(r.status.code, 0);
+    } finally {
+      await local.close();
+    }
+  });
+
   test('scripted authorization server slower than timeout_ms: 504 DEADLINE_EXCEEDED in the denial', async () => {
     const local = await startHarness('', { phantom: '  timeout_ms: 100\n' });
     try {
@@ -462,6 +488,28 @@ describe('Envoy ext_authz over gRPC: status mapping and configuration', () => {
     assert.equal(parseConfig(base, { file: 't.yaml', env: {} }).forward_auth, undefined);
     assert.throws(() => parseConfig(`${base}forward_auth:\n  grpc:\n    host: 0.0.0.0\n`, { file: 't.yaml', env: {} }), (e: ConfigError) => /forward_auth\.grpc\.port/.test(e.message));
     assert.throws(() => parseConfig(`${base}forward_auth:\n  grpc:\n    port: 1\n    tls: true\n`, { file: 't.yaml', env: {} }), ConfigError);
+  });
+});
+
+describe('Envoy ext_authz over gRPC: examples/envoy-grpc', () => {
+  test('gateway.yaml is valid and envoy.yaml asks it: ext_authz V3, fail closed, its gRPC port, a timeout above timeout_ms', () => {
+    const dir = new URL('../../examples/envoy-grpc/', import.meta.url);
+    const gateway = parseConfig(readFileSync(new URL('gateway.yaml', dir), 'utf8'), { file: 'gateway.yaml', env: { INTROSPECTION_CLIENT_SECRET: 'x' } });
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const envoy = parseYaml(readFileSync(new URL('envoy.yaml', dir), 'utf8')) as any;
+    const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const filters = hcm.http_filters as { name: string; typed_config: Record<string, unknown> }[];
+    assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const authz = filters[0]!.typed_config as any;
+    assert.equal(authz.transport_api_version, 'V3');
+    assert.equal(authz.failure_mode_allow, false);
+    assert.ok(Number.parseFloat(authz.grpc_service.timeout) * 1000 > (gateway.routes[0]!.phantom_token as { timeout_ms: number }).timeout_ms);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const cluster = envoy.static_resources.clusters.find((c: any) => c.name === authz.grpc_service.envoy_grpc.cluster_name);
+    assert.ok(cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config.http2_protocol_options);
+    const addr = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    assert.deepEqual({ host: addr.address, port: addr.port_value }, gateway.forward_auth!.grpc);
   });
 });
 
