@@ -247,38 +247,33 @@ export class EnvoyAuthService {
   #handle(call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>): void {
     const start = this.#accessLog ? performance.now() : 0;
     const req = call.request;
-    let result: CheckResponse | Promise<CheckResponse>;
-    let pending: Promise<Decision> | undefined;
     let method = '-';
     let path = '-';
+    let d: Decision | Promise<Decision>;
     try {
       const http = req === UNDECODABLE ? undefined : req?.attributes?.request?.http;
-      method = http?.method ?? '-';
+      method = typeof http?.method === 'string' && http.method !== '' ? http.method : '-';
       path = logPath(http?.path);
-      const d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer() });
-      if (d instanceof Promise) {
-        pending = d;
-        result = d.then(
-          (x) => this.#answer(x, method, path, start),
-          (err: unknown) => this.#failed(err, method, path, start),
-        );
-      } else {
-        result = this.#answer(d, method, path, start);
-      }
+      d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer() });
     } catch (err) {
-      result = this.#failed(err, method, path, start);
+      return callback(null, this.#failed(err, method, path, start));
     }
-    if (!(result instanceof Promise)) return callback(null, result);
+    if (!(d instanceof Promise)) return callback(null, this.#answer(d, method, path, start, false));
     // Envoy gave up (its timeout, the client went away) or the deadline
-    // passed: grpc-js has answered it already; the token leaves the queue
-    // unless someone else waits for it.
-    call.once('cancelled', () => {
-      if (pending !== undefined) withdraw(pending);
-      if (this.#accessLog) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms: elapsed(start), cache: 'miss', code: 'client_closed' }, 'check');
-    });
-    result.then((r) => {
-      if (!call.cancelled) callback(null, r);
-    });
+    // passed: grpc-js has already told Envoy; the token leaves the
+    // introspection queue unless another request waits for it.
+    const pending = d;
+    call.once('cancelled', () => withdraw(pending));
+    pending.then(
+      (x) => {
+        const r = this.#answer(x, method, path, start, call.cancelled);
+        if (!call.cancelled) callback(null, r);
+      },
+      (err: unknown) => {
+        const r = this.#failed(err, method, path, start);
+        if (!call.cancelled) callback(null, r);
+      },
+    );
   }
 
   /**
@@ -314,18 +309,20 @@ export class EnvoyAuthService {
     });
   }
 
-  #answer(d: Decision, method: string, path: string, start: number): CheckResponse {
+  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean): CheckResponse {
     if (this.#accessLog) {
-      const status = d.allow ? 200 : d.error.status;
-      if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status, ms: elapsed(start), cache: d.cache }, 'check');
-      else this.logger.info({ front_door: 'envoy_grpc', method, path, status, ms: elapsed(start), cache: d.cache, code: d.error.code }, 'check');
+      const ms = elapsed(start);
+      // Nobody got this answer: logged as nginx's 499, like the proxy's clients that went away.
+      if (cancelled) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms, cache: d.cache, code: 'client_closed' }, 'check');
+      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache }, 'check');
+      else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code }, 'check');
     }
     return checkResponse(d);
   }
 
   #failed(err: unknown, method: string, path: string, start: number): CheckResponse {
     this.logger.error({ err }, 'internal error during an Envoy check');
-    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start);
+    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false);
   }
 
   /** The address introspections are queued under (see the class notes). */

@@ -435,6 +435,14 @@ describe('Envoy ext_authz over gRPC: deadlines and cancellation', () => {
     await new Promise((r2) => setTimeout(r2, 50));
     assert.equal(h.as.callsFor('tok-queued'), 0);
     assert.equal(h.as.callsFor('tok-slow'), 1);
+    const logged = h.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'check');
+    assert.deepEqual(
+      logged.map((l) => [l.status, l.code]),
+      [
+        [499, 'client_closed'],
+        [200, undefined],
+      ],
+    );
   });
 
   test('introspection queues are per client: the source address, or X-Forwarded-For when the source is a trusted proxy', async () => {
