@@ -19,6 +19,7 @@ import { EnvoyAuthService, EXTERNAL_AUTH_PROTO, PROTO_LOADER_OPTIONS, grpcCodeFo
 import { basicConfig } from '../helpers/gateway.js';
 import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpers/servers.js';
 import { ensureBuilt, freePort, scratchDir, startCli } from '../helpers/cli.js';
+import { envoyGrpcDoor } from './envoy-grpc.door.js';
 
 // ---- a hand-written protobuf wire encoder/decoder (independent of proto/) ----
 
@@ -496,6 +497,24 @@ describe('Envoy ext_authz over gRPC: status mapping and configuration', () => {
     assert.equal(parseConfig(base, { file: 't.yaml', env: {} }).forward_auth, undefined);
     assert.throws(() => parseConfig(`${base}forward_auth:\n  grpc:\n    host: 0.0.0.0\n`, { file: 't.yaml', env: {} }), (e: ConfigError) => /forward_auth\.grpc\.port/.test(e.message));
     assert.throws(() => parseConfig(`${base}forward_auth:\n  grpc:\n    port: 1\n    tls: true\n`, { file: 't.yaml', env: {} }), ConfigError);
+  });
+});
+
+describe('Envoy ext_authz over gRPC: the adapter for the shared front-door suite', () => {
+  test('envoyGrpcDoor reports what the client and the API would see', async () => {
+    const as = await startScriptedIntrospection();
+    const door = await envoyGrpcDoor.start(basicConfig(as.url, 'http://127.0.0.1:9'));
+    try {
+      const jwt = await as.activate('tok-door', { scope: 'read' });
+      assert.deepEqual(await door.call({ target: '/api/x', authorization: 'Bearer tok-door' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: `Bearer ${jwt}` });
+      const none = await door.call({ target: '/api/x' });
+      assert.deepEqual([none.status, none.challenge, none.body], [401, 'Bearer', { code: 'unauthorized', message: 'Access token required' }]);
+      assert.equal((await door.call({ target: '/api/x', authorization: ['Bearer tok-door', 'Bearer tok-door'] })).status, 401);
+      assert.deepEqual(await door.call({ target: '/public/x', authorization: 'Basic abc' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: 'Basic abc' });
+    } finally {
+      await door.close();
+      await as.close();
+    }
   });
 });
 
