@@ -18,3 +18,5 @@ export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.
 export type { TokenStore } from './cache/store.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
+// Envoy's gRPC ext_authz service is the subpath `phantom-gateway/envoy`, so that
+// importing the package does not load gRPC.

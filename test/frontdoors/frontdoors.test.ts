@@ -3,7 +3,9 @@
  */
 import { frontDoorSuite } from './behaviour.case.js';
 import { forwardAuthDoor, libraryDoor, proxyDoor } from './adapters.js';
+import { envoyGrpcDoor } from '../forward-auth/envoy-grpc.door.js';
 
 frontDoorSuite(proxyDoor);
 frontDoorSuite(libraryDoor);
 frontDoorSuite(forwardAuthDoor);
+frontDoorSuite(envoyGrpcDoor);
