@@ -39,7 +39,7 @@ test('each gateway.yaml runs the forward-auth listener alone, on loopback, with 
   for (const g of GATEWAYS) {
     const c = gatewayYaml(g);
     assert.equal(c.listen, undefined, `${g}: no proxy listener`);
-    assert.equal(c.forward_auth?.listen.host, '127.0.0.1', g);
+    assert.equal(c.forward_auth?.listen?.host, '127.0.0.1', g);
     assert.ok(identityHeaders(c).length > 0, g);
     assert.deepEqual(c.routes.map((r) => [r.path, r.phantom_token === false ? false : r.phantom_token.scope]), [['/api', 'read'], ['/admin', 'admin'], ['/public', false]], g);
   }
@@ -54,7 +54,7 @@ describe('Caddy (examples/caddy/Caddyfile)', () => {
       assert.equal(r.status, 0, r.stderr);
       const json = r.stdout;
       const c = gatewayYaml('caddy');
-      const { host, port } = c.forward_auth!.listen;
+      const { host, port } = c.forward_auth!.listen!;
       assert.ok(json.includes(`"dial":"${host}:${port}"`), 'forward_auth dials the listener of gateway.yaml');
       for (const h of ['Authorization', ...Object.values(c.forward_auth!.identity_headers!)]) {
         assert.ok(json.includes(`"${h}":["{http.reverse_proxy.header.${h}}"]`), `copy_headers ${h}`);

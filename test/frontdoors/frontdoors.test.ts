@@ -2,10 +2,11 @@
  * The shared front-door suite (behaviour.case.ts) against every front door.
  */
 import { frontDoorSuite } from './behaviour.case.js';
-import { forwardAuthDoor, libraryDoor, proxyDoor } from './adapters.js';
+import { caddyDoor, forwardAuthDoor, libraryDoor, proxyDoor } from './adapters.js';
 import { envoyGrpcDoor } from '../forward-auth/envoy-grpc.door.js';
 
 frontDoorSuite(proxyDoor);
 frontDoorSuite(libraryDoor);
 frontDoorSuite(forwardAuthDoor);
 frontDoorSuite(envoyGrpcDoor);
+frontDoorSuite(caddyDoor);
