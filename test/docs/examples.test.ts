@@ -31,7 +31,7 @@ const lower = (xs: readonly string[]) => xs.map((x) => x.toLowerCase());
 
 test('every gateway configuration in examples/ loads (the demo and each gateway.yaml)', () => {
   const files = ['demo.yaml', ...readdirSync(EXAMPLES, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(d.name, 'gateway.yaml'))];
-  assert.deepEqual(files.filter((f) => f !== 'demo.yaml').sort(), GATEWAYS.map((g) => join(g, 'gateway.yaml')).sort());
+  assert.deepEqual(files.filter((f) => f !== 'demo.yaml').sort(), [...GATEWAYS, 'envoy-grpc'].map((g) => join(g, 'gateway.yaml')).sort());
   for (const f of files) assert.doesNotThrow(() => loadConfigFile(join(EXAMPLES, f), ENV), f);
 });
 
@@ -75,7 +75,7 @@ describe('Traefik (examples/traefik)', () => {
     const dyn = yamlOf('traefik', 'dynamic.yml');
     const router = dyn.http.routers.api;
     const fa = dyn.http.middlewares[router.middlewares[0]].forwardAuth;
-    const { host, port } = c.forward_auth!.listen;
+    const { host, port } = c.forward_auth!.listen!;
     assert.equal(new URL(fa.address).host, `${host}:${port}`);
     assert.equal(fa.trustForwardHeader, false);
     assert.deepEqual(lower(fa.authResponseHeaders).sort(), ['authorization', ...identityHeaders(c)].sort());
@@ -91,7 +91,7 @@ describe('APISIX (examples/apisix)', () => {
     const text = read('apisix', 'apisix.yaml');
     assert.match(text, /^#END$/m, 'standalone apisix.yaml ends with #END');
     const fa = (parse(text) as Record<string, any>).routes[0].plugins['forward-auth'];
-    const { host, port } = c.forward_auth!.listen;
+    const { host, port } = c.forward_auth!.listen!;
     assert.equal(new URL(fa.uri).host, `${host}:${port}`);
     assert.ok(lower(fa.request_headers).includes('authorization'), 'without it the listener never sees the token');
     assert.deepEqual(lower(fa.upstream_headers).sort(), ['authorization', ...identityHeaders(c)].sort());
@@ -111,7 +111,7 @@ describe('Envoy (examples/envoy/envoy.yaml)', () => {
   test('ext_authz asks the listener\'s cluster with its path_prefix, and waits longer than an introspection', () => {
     const cluster = envoy.static_resources.clusters.find((k: Record<string, any>) => k.name === authz.http_service.server_uri.cluster);
     const address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
-    assert.deepEqual([address.address, address.port_value], [c.forward_auth!.listen.host, c.forward_auth!.listen.port]);
+    assert.deepEqual([address.address, address.port_value], [c.forward_auth!.listen!.host, c.forward_auth!.listen!.port]);
     assert.equal(authz.http_service.path_prefix, c.forward_auth!.path_prefix, 'the same prefix on both sides');
     assert.ok(Number.parseFloat(authz.http_service.server_uri.timeout) * 1000 > longestIntrospection(c));
     assert.equal(authz.failure_mode_allow, false);
