@@ -8,7 +8,7 @@ import { GatewayError } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
-import { isMethodOverride } from '../proxy/headers.js';
+import { isMethodOverride } from '../routing/method-override.js';
 
 /*
  * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.
