@@ -9,6 +9,7 @@ import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
 import { isMethodOverride } from '../routing/method-override.js';
+import { IdentityHeaders } from './identity.js';
 
 /*
  * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.
@@ -110,7 +111,7 @@ export interface HeaderValueOption {
 
 export interface CheckResponse {
   status: { code: number; message?: string };
-  ok_response?: { headers: HeaderValueOption[] };
+  ok_response?: { headers: HeaderValueOption[]; headers_to_remove?: string[] };
   denied_response?: { status: { code: number }; headers: HeaderValueOption[]; body: string };
 }
 
@@ -151,12 +152,25 @@ export function deniedResponse(err: GatewayError): CheckResponse {
 
 const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [] } });
 
-/** What a decision becomes on the wire. */
-export function checkResponse(d: Decision): CheckResponse {
+/**
+ * What a decision becomes on the wire. With `identity` (from
+ * `forward_auth.identity_headers`), an allow also sets each identity header
+ * its token's claims give (overwriting a client's copy) and removes every
+ * other one, so that a client's own copy never reaches the API.
+ */
+export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckResponse {
   if (!d.allow) return deniedResponse(d.error);
-  // An open route or a CORS preflight: nothing to swap, the request passes as it is.
-  if (d.token === undefined) return OPEN;
-  return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
+  if (identity === undefined) {
+    // An open route or a CORS preflight: nothing to swap, the request passes as it is.
+    if (d.token === undefined) return OPEN;
+    return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
+  }
+  const set: string[] = [];
+  if (d.token !== undefined) identity.append(d.token, set);
+  const headers: HeaderValueOption[] = d.token === undefined ? [] : [overwrite('authorization', d.token.authorization)];
+  for (let i = 0; i < set.length; i += 2) headers.push(overwrite(set[i]!, set[i + 1]!));
+  const remove = identity.names.filter((n) => !set.includes(n));
+  return { status: { code: GrpcCode.OK }, ok_response: remove.length > 0 ? { headers, headers_to_remove: remove } : { headers } };
 }
 
 export interface EnvoyAuthDeps {
@@ -212,6 +226,7 @@ export class EnvoyAuthService {
   readonly #ownsGuards: boolean;
   readonly #trusted: BlockList | undefined;
   readonly #accessLog: boolean;
+  readonly #identity: IdentityHeaders | undefined;
 
   constructor(config: GatewayConfig, deps: EnvoyAuthDeps) {
     this.config = config;
@@ -220,6 +235,8 @@ export class EnvoyAuthService {
     this.guards = deps.guards ?? createGuards(config, deps);
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#trusted = trustedList(config.trusted_proxies);
+    const ids = config.forward_auth?.identity_headers;
+    this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
 
     const pkg = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, PROTO_LOADER_OPTIONS);
     const def = pkg['envoy.service.auth.v3.Authorization'] as grpc.ServiceDefinition;
@@ -317,7 +334,7 @@ export class EnvoyAuthService {
       else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache }, 'check');
       else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code }, 'check');
     }
-    return checkResponse(d);
+    return checkResponse(d, this.#identity);
   }
 
   #failed(err: unknown, method: string, path: string, start: number): CheckResponse {

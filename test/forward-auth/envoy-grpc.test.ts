@@ -415,6 +415,30 @@ describe('Envoy ext_authz over gRPC', () => {
   });
 });
 
+describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_headers)', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness('forward_auth:\n  grpc: { port: 0 }\n  identity_headers: { sub: X-Subject, tenant: X-Tenant }\n');
+  });
+  after(() => h.close());
+
+  test('an allow sets each identity header the claims give (overwriting a client copy) and removes the others; an open route removes them all', async () => {
+    await h.as.activate('tok-id', { scope: 'read' });
+    const r = await h.check(envoyRequest({ headers: { authorization: 'Bearer tok-id', 'x-subject': 'spoofed', 'x-tenant': 'spoofed' } }));
+    assert.equal(r.status.code, 0);
+    const subject = header(r.ok_response!.headers, 'x-subject');
+    assert.equal(subject?.header.value, 'user-1');
+    assert.equal(subject?.append_action, 2, 'OVERWRITE_IF_EXISTS_OR_ADD');
+    assert.deepEqual(subject?.append, { value: false });
+    assert.equal(header(r.ok_response!.headers, 'x-tenant'), undefined, 'the token has no tenant claim');
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-tenant'], "the client's copy is removed");
+    const open = await h.check(envoyRequest({ path: '/public/x', headers: { 'x-subject': 'spoofed' } }));
+    assert.equal(open.status.code, 0);
+    assert.deepEqual(open.ok_response!.headers, []);
+    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant']);
+  });
+});
+
 describe('Envoy ext_authz over gRPC: deadlines and cancellation', () => {
   let h: Harness;
   before(async () => {
