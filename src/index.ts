@@ -18,6 +18,10 @@ export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.
 export type { TokenStore } from './cache/store.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
+// Envoy's gRPC ext_authz service is the subpath `phantom-gateway/envoy`, so that
+// importing the package does not load gRPC.
+
+// The middleware also has its subpaths (`phantom-gateway/express`, `phantom-gateway/fastify`); it loads neither framework.
 export { phantomToken as expressPhantomToken, type PhantomTokenMiddleware } from './middleware/express.js';
 export { phantomToken as fastifyPhantomToken, type PhantomTokenPlugin } from './middleware/fastify.js';
 export type { MiddlewareOptions, PhantomToken } from './middleware/common.js';

@@ -5,6 +5,7 @@ import {
   configSchema,
   phantomTokenComplete,
   phantomTokenPartial,
+  FORWARD_AUTH_DEFAULTS,
   LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
   type GatewayConfig,
@@ -196,8 +197,13 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
   }
   if (problems.length > 0 || unset.length > 0) throw failure();
 
-  const { phantom_token: _unused, routes: _routes, listen: _listen, ...rest } = cfg;
-  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...rest, routes });
+  // `forward_auth` with neither `listen` nor `grpc` means the HTTP decision
+  // listener on its default address; with only `grpc`, no HTTP listener.
+  const fa = cfg.forward_auth;
+  const forwardAuth =
+    fa === undefined || fa.listen !== undefined || fa.grpc !== undefined ? fa : { ...fa, listen: { host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port } };
+  const { phantom_token: _unused, routes: _routes, listen: _listen, forward_auth: _fa, ...rest } = cfg;
+  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...(forwardAuth !== undefined ? { forward_auth: forwardAuth } : {}), ...rest, routes });
 }
 
 function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {

@@ -236,7 +236,7 @@ export class ForwardAuthListener {
   }
 
   /** Starts listening (by default on `forward_auth.listen`); resolves with the bound address. */
-  listen(port = this.options.listen.port, host = this.options.listen.host): Promise<AddressInfo> {
+  listen(port = this.options.listen?.port ?? FORWARD_AUTH_DEFAULTS.port, host = this.options.listen?.host ?? FORWARD_AUTH_DEFAULTS.host): Promise<AddressInfo> {
     return listen(this.server, port, host);
   }
 

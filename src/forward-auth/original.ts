@@ -1,5 +1,5 @@
 import { isIP, isIPv4 } from 'node:net';
-import { isMethodOverride } from '../proxy/headers.js';
+import { isMethodOverride } from '../routing/method-override.js';
 
 /*
  * What a decision request says about the request it asks about. Gateways

@@ -8,7 +8,7 @@ import { GatewayError } from '../core/errors.js';
 import { createGuards, Guards } from '../core/guards.js';
 import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
-import { isMethodOverride } from '../proxy/headers.js';
+import { isMethodOverride } from '../routing/method-override.js';
 
 /*
  * What the Express and Fastify adapters share: options, the facts a decision

@@ -10,6 +10,8 @@ import { renderRefusal } from '../../src/core/render.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { startGateway } from '../helpers/gateway.js';
 import { ask, startForwardAuth } from '../helpers/forward-auth.js';
+import { freePort, startCaddy } from '../helpers/caddy.js';
+import { findProgram } from '../helpers/services.js';
 import type { EchoUpstream } from '../helpers/servers.js';
 import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
 import { startExpressApp, startFastifyApp, type StartApp } from '../middleware/apps.js';
@@ -109,6 +111,44 @@ export const forwardAuthDoor: FrontDoor = {
         };
       },
       close: () => fa.close(),
+    };
+  },
+};
+
+const caddy = findProgram('caddy', 'caddy');
+
+/** A real Caddy (forward_auth) in front of the echo upstream, asking the forward-auth listener. */
+export const caddyDoor: FrontDoor = {
+  name: 'Caddy forward_auth + forward-auth listener',
+  skip: caddy.skip,
+  async start(yaml, { api }) {
+    const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
+    const port = await freePort();
+    const running = await startCaddy(
+      caddy.path!,
+      `{
+	auto_https off
+	admin off
+}
+http://127.0.0.1:${port} {
+	route {
+		forward_auth 127.0.0.1:${fa.port} {
+			uri /
+			copy_headers Authorization
+		}
+		@unset header_regexp Authorization ^\\{http\\.reverse_proxy\\.header\\.
+		request_header @unset -Authorization
+		reverse_proxy 127.0.0.1:${api.port}
+	}
+}
+`,
+    );
+    return {
+      call: (req) => httpOutcome(`http://127.0.0.1:${port}`, req, api),
+      close: async () => {
+        await running.close();
+        await fa.close();
+      },
     };
   },
 };
