@@ -72,6 +72,10 @@ describe('Fastify plugin: options and framework details', { timeout: 20_000 }, (
       const body = '{"code":"unauthorized","message":"Access token required"}';
       assert.equal(res.headers['content-length'], String(body.length));
       assert.equal(await res.body.text(), body);
+      const head = await request(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/api/x`, { method: 'HEAD' });
+      assert.equal(head.statusCode, 401);
+      assert.equal(head.headers['www-authenticate'], 'Bearer');
+      assert.equal(await head.body.text(), '');
     } finally {
       await app.close();
     }
