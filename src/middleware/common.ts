@@ -123,13 +123,11 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
       clientAddress,
     } satisfies DecisionRequest);
   } catch (err) {
-    engine.logger.error({ err }, 'internal error in the phantom token middleware');
-    outcome.refuse(renderRefusal(INTERNAL), true);
-    return;
+    return failed(engine, res, outcome, err);
   }
   // A cache hit: whatever the app's handlers throw from here on goes to
   // whoever called the middleware (the framework), as it would without it.
-  if (!(decision instanceof Promise)) return conclude(engine, req, decision, facts, outcome);
+  if (!(decision instanceof Promise)) return conclude(engine, req, res, decision, facts, outcome);
 
   const pending = decision;
   let gone = false;
@@ -148,7 +146,7 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
         res.off('close', onClose);
         if (gone) return;
         try {
-          conclude(engine, req, d, facts, outcome);
+          conclude(engine, req, res, d, facts, outcome);
         } catch (err) {
           // Thrown by the app's handlers, not by the middleware (conclude keeps its own failures).
           outcome.appError(err);
@@ -156,15 +154,15 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
       },
       (err: unknown) => {
         res.off('close', onClose);
-        engine.logger.error({ err }, 'internal error in the phantom token middleware');
-        if (!gone) outcome.refuse(renderRefusal(INTERNAL), true);
+        if (gone) engine.logger.error({ err }, 'internal error in the phantom token middleware');
+        else failed(engine, res, outcome, err);
       },
     )
     .catch((err: unknown) => engine.logger.error({ err }, 'internal error in the phantom token middleware'));
 }
 
 /** Applies a decision: refuse, or swap the credential and go on. Only `outcome.proceed` may throw out of it. */
-function conclude(engine: Engine, req: IncomingMessage, d: Decision, facts: Facts, outcome: Outcome): void {
+function conclude(engine: Engine, req: IncomingMessage, res: ServerResponse, d: Decision, facts: Facts, outcome: Outcome): void {
   let token: PhantomToken | undefined;
   try {
     if (!d.allow) {
@@ -175,10 +173,20 @@ function conclude(engine: Engine, req: IncomingMessage, d: Decision, facts: Fact
       token = new GrantedToken(d.token);
     }
   } catch (err) {
-    engine.logger.error({ err }, 'internal error in the phantom token middleware');
-    return outcome.refuse(renderRefusal(INTERNAL), true);
+    return failed(engine, res, outcome, err);
   }
   outcome.proceed(token);
+}
+
+/** A failure of the middleware itself: logged, answered 500 from the table; should even that fail, the connection is cut. Never thrown on. */
+function failed(engine: Engine, res: ServerResponse, outcome: Outcome, err: unknown): void {
+  engine.logger.error({ err }, 'internal error in the phantom token middleware');
+  try {
+    outcome.refuse(renderRefusal(INTERNAL), true);
+  } catch (again) {
+    engine.logger.error({ err: again }, 'internal error in the phantom token middleware');
+    res.destroy();
+  }
 }
 
 /** The token an allowed request carries, read lazily from the cached entry (most handlers read one field, or none). */
