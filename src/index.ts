@@ -21,8 +21,8 @@ export type { ForwardAuthConfig } from './config/schema.js';
 // Envoy's gRPC ext_authz service is the subpath `phantom-gateway/envoy`, so that
 // importing the package does not load gRPC.
 
-// The middleware also has its subpaths (`phantom-gateway/express`, `phantom-gateway/fastify`); it loads neither framework.
-export { phantomToken as expressPhantomToken, type PhantomTokenMiddleware } from './middleware/express.js';
-export { phantomToken as fastifyPhantomToken, type PhantomTokenPlugin } from './middleware/fastify.js';
+// The middleware is on its subpaths only (`phantom-gateway/express`,
+// `phantom-gateway/fastify`): their type declarations name the frameworks'
+// types, which a user of the package root may not have installed.
 export type { MiddlewareOptions, PhantomToken } from './middleware/common.js';
 export type { ParseOptions } from './config/load.js';
