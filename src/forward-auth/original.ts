@@ -1,5 +1,5 @@
 import { isIP, isIPv4 } from 'node:net';
-import { isMethodOverride } from '../routing/method-override.js';
+import { scanCredentials } from '../core/credentials.js';
 
 /*
  * What a decision request says about the request it asks about. Gateways
@@ -12,7 +12,7 @@ import { isMethodOverride } from '../routing/method-override.js';
 /** One pass over a decision request's raw headers. */
 export interface DecisionHeaders {
   /** Every `Authorization` line, in order. */
-  readonly authorization: string[];
+  readonly authorization: readonly string[];
   readonly forwardedMethod: string | undefined;
   readonly forwardedUri: string | undefined;
   readonly originalMethod: string | undefined;
@@ -32,26 +32,22 @@ export interface DecisionHeaders {
 }
 
 export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
-  const authorization: string[] = [];
+  // Credentials, preflight, body and method override: the rules every front door shares.
+  const { authorization, preflight, hasBody, methodOverride } = scanCredentials(raw);
   let forwardedMethod: string | undefined;
   let forwardedUri: string | undefined;
   let originalMethod: string | undefined;
   let originalUri: string | undefined;
   let duplicate = false;
-  let origin = false;
-  let acrm = false;
-  let hasBody = false;
-  let methodOverride = false;
   let xff: string | undefined;
   let realIp: string | undefined;
   let realIps = 0;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
+    const n = raw[i]!;
+    // Only x- names matter here.
+    if (n.length < 9 || (n.charCodeAt(0) | 32) !== 120 /* x */) continue;
     const value = raw[i + 1]!;
-    switch (name) {
-      case 'authorization':
-        authorization.push(value);
-        break;
+    switch (n.toLowerCase()) {
       case 'x-forwarded-method':
         if (forwardedMethod !== undefined) duplicate = true;
         forwardedMethod = value;
@@ -68,18 +64,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
         if (originalUri !== undefined) duplicate = true;
         originalUri = value;
         break;
-      case 'origin':
-        origin = true;
-        break;
-      case 'access-control-request-method':
-        acrm = true;
-        break;
-      case 'content-length':
-        if (value !== '0') hasBody = true;
-        break;
-      case 'transfer-encoding':
-        hasBody = true;
-        break;
       case 'x-forwarded-for':
         xff = xff === undefined ? value : `${xff},${value}`;
         break;
@@ -87,8 +71,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
         realIps++;
         realIp = value;
         break;
-      default:
-        if (name.charCodeAt(0) === 120 /* x */ && isMethodOverride(name)) methodOverride = true;
     }
   }
   return {
@@ -98,7 +80,7 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
     originalMethod,
     originalUri,
     duplicate,
-    preflight: origin && acrm,
+    preflight,
     hasBody,
     methodOverride,
     xff,

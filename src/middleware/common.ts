@@ -1,3 +1,4 @@
+import { scanCredentials, type CredentialFacts } from '../core/credentials.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWTPayload } from 'jose';
 import type { ActiveToken } from '../cache/entry.js';
@@ -8,7 +9,6 @@ import { GatewayError } from '../core/errors.js';
 import { createGuards, Guards } from '../core/guards.js';
 import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
-import { isMethodOverride } from '../routing/method-override.js';
 
 /*
  * What the Express and Fastify adapters share: options, the facts a decision
@@ -109,10 +109,10 @@ const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
  * @param target the request's path and query as the app routes it.
  */
 export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerResponse, target: string, clientAddress: string, outcome: Outcome): void {
-  let facts: Facts;
+  let facts: CredentialFacts;
   let decision: Decision | Promise<Decision>;
   try {
-    facts = scan(req.rawHeaders);
+    facts = scanCredentials(req.rawHeaders);
     decision = decide(engine.guards, {
       method: req.method ?? '',
       target,
@@ -162,7 +162,7 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
 }
 
 /** Applies a decision: refuse, or swap the credential and go on. Only `outcome.proceed` may throw out of it. */
-function conclude(engine: Engine, req: IncomingMessage, res: ServerResponse, d: Decision, facts: Facts, outcome: Outcome): void {
+function conclude(engine: Engine, req: IncomingMessage, res: ServerResponse, d: Decision, facts: CredentialFacts, outcome: Outcome): void {
   let token: PhantomToken | undefined;
   try {
     if (!d.allow) {
@@ -226,55 +226,6 @@ function replaceAuthorization(req: IncomingMessage, authorization: string): void
   }
   req.headers.authorization = authorization;
   (req as { headersDistinct: unknown }).headersDistinct = undefined;
-}
-
-interface Facts {
-  /** Every `Authorization` value, in order (Node's `req.headers` keeps only the first). */
-  readonly authorization: string[];
-  readonly preflight: boolean;
-  readonly hasBody: boolean;
-  readonly methodOverride: boolean;
-}
-
-/** One pass over the raw headers for what the decision needs. */
-function scan(raw: readonly string[]): Facts {
-  const authorization: string[] = [];
-  let origin = false;
-  let acrm = false;
-  let hasBody = false;
-  let methodOverride = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!;
-    const c = n.charCodeAt(0);
-    if (c === 120 || c === 88) {
-      // x / X: a method override in any spelling (`_` for `-` included).
-      if (isMethodOverride(n)) methodOverride = true;
-      continue;
-    }
-    // Only names of these lengths matter below (origin; authorization;
-    // content-length; transfer-encoding; access-control-request-method): the
-    // rest are skipped without a lower-case copy.
-    const len = n.length;
-    if (len !== 6 && len !== 13 && len !== 14 && len !== 17 && len !== 29) continue;
-    switch (n.toLowerCase()) {
-      case 'authorization':
-        authorization.push(raw[i + 1]!);
-        break;
-      case 'origin':
-        origin = true;
-        break;
-      case 'access-control-request-method':
-        acrm = true;
-        break;
-      case 'content-length':
-        if (raw[i + 1] !== '0') hasBody = true;
-        break;
-      case 'transfer-encoding':
-        hasBody = true;
-        break;
-    }
-  }
-  return { authorization, preflight: origin && acrm, hasBody, methodOverride };
 }
 
 /** An address as the proxy keys introspection queues: IPv4-mapped IPv6 as plain IPv4. */
