@@ -1,4 +1,4 @@
-import { BlockList, isIP, isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -8,6 +8,7 @@ import { GatewayError } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
+import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { isMethodOverride } from '../routing/method-override.js';
 import { IdentityHeaders } from './identity.js';
 
@@ -224,7 +225,7 @@ export class EnvoyAuthService {
   readonly guards: Guards;
   readonly logger: Logger;
   readonly #ownsGuards: boolean;
-  readonly #trusted: BlockList | undefined;
+  readonly #trusted: TrustedProxies | undefined;
   readonly #accessLog: boolean;
   readonly #identity: IdentityHeaders | undefined;
 
@@ -234,7 +235,7 @@ export class EnvoyAuthService {
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
-    this.#trusted = trustedList(config.trusted_proxies);
+    this.#trusted = TrustedProxies.from(config.trusted_proxies);
     const ids = config.forward_auth?.identity_headers;
     this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
 
@@ -344,18 +345,9 @@ export class EnvoyAuthService {
 
   /** The address introspections are queued under (see the class notes). */
   #clientAddress(peer: string, xff: readonly string[] | undefined): string {
-    const address = unmapped(peer);
-    if (xff === undefined || this.#trusted === undefined || !isTrusted(this.#trusted, address)) return address;
-    const hops = xff.join(',').split(',');
-    let client = address;
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i]!.trim();
-      if (hop === '') continue;
-      client = unmapped(hop);
-      if (!isTrusted(this.#trusted, client)) break;
-    }
-    return client;
+    return this.#trusted === undefined || xff === undefined ? unmapped(peer) : this.#trusted.clientAddress(peer, xff.join(','));
   }
+
 
   /** Starts serving; resolves with the bound port. Defaults to `forward_auth.grpc`. */
   async listen(port = this.config.forward_auth?.grpc?.port ?? 0, host = this.config.forward_auth?.grpc?.host ?? '127.0.0.1'): Promise<{ host: string; port: number }> {
@@ -424,28 +416,8 @@ function elapsed(start: number): number {
   return Math.round((performance.now() - start) * 100) / 100;
 }
 
-function trustedList(entries: readonly string[]): BlockList | undefined {
-  if (entries.length === 0) return undefined;
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [ip, bits] = entry.split('/') as [string, string | undefined];
-    const type = isIPv4(ip) ? 'ipv4' : 'ipv6';
-    if (bits === undefined) list.addAddress(ip, type);
-    else list.addSubnet(ip, Number(bits), type);
-  }
-  return list;
-}
 
-function isTrusted(list: BlockList, address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return false;
-  return list.check(address, family === 4 ? 'ipv4' : 'ipv6');
-}
 
-/** An IPv4 address as itself rather than IPv4-mapped IPv6, so one client has one key. */
-function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
-}
 
 /**
  * Starts the Envoy gRPC service when `forward_auth.grpc` is configured (the

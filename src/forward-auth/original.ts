@@ -1,4 +1,5 @@
-import { isIP, isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
+import { unmapped } from '../net/addresses.js';
 import { scanCredentials } from '../core/credentials.js';
 
 /*
@@ -148,9 +149,4 @@ export function clientAddress(h: DecisionHeaders, peer: string | undefined): str
     if (isIP(ip) !== 0) return unmapped(ip);
   }
   return unmapped(peer ?? '');
-}
-
-/** An IPv4 address as itself rather than IPv4-mapped IPv6, so one client has one key. */
-function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
 }

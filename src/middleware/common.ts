@@ -1,3 +1,4 @@
+import { unmapped } from '../net/addresses.js';
 import { scanCredentials, type CredentialFacts } from '../core/credentials.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWTPayload } from 'jose';
@@ -230,6 +231,5 @@ function replaceAuthorization(req: IncomingMessage, authorization: string): void
 
 /** An address as the proxy keys introspection queues: IPv4-mapped IPv6 as plain IPv4. */
 export function plainAddress(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return unmapped(address ?? '');
 }
