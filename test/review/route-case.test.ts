@@ -11,6 +11,7 @@ import { phantomToken } from '../../src/middleware/express.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { ask, forwarded, startForwardAuth, type TestForwardAuth } from '../helpers/forward-auth.js';
 import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpers/servers.js';
+import { suiteStack } from '../helpers/gateway.js';
 
 /*
  * Review finding (security): a route path with upper-case letters (`/Admin`,
@@ -78,6 +79,31 @@ describe('review: upper-case route prefix, lower-case request', { timeout: 20_00
     const res = await request(`${url}/admin/secrets`);
     await res.body.text();
     assert.deepEqual(reached, [], 'the /Admin handler ran without a token');
+    assert.notEqual(res.statusCode, 200);
+  });
+});
+
+describe('review: upper-case route prefix, lower-case request, through the proxy', { timeout: 20_000 }, () => {
+  const stack = suiteStack(
+    (as, api) => `
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway-client
+  client_secret: s3cret
+routes:
+  - path: /Admin
+    upstream: ${api.url}
+    phantom_token: { scope: admin }
+  - path: /
+    upstream: ${api.url}
+    phantom_token: false
+`,
+  );
+
+  test('proxy: /admin/secrets without a token is not forwarded as the open root route (a case-insensitive upstream serves it as /Admin)', async () => {
+    const res = await request(`${stack.gw.url}/admin/secrets`);
+    await res.body.text();
+    assert.equal(stack.api.received.length, 0, 'forwarded to the upstream without a token');
     assert.notEqual(res.statusCode, 200);
   });
 });
