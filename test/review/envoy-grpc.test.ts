@@ -86,4 +86,12 @@ describe('review: Envoy gRPC check', { timeout: 20_000 }, () => {
     const d = await service.decide(envoyRequest('GET', '/public/x', headers));
     assert.equal(d.allow, false, 'a CheckRequest with 10,000 headers is decided (allowed): nothing bounds its size but grpc-js\'s 4 MiB default');
   });
+
+  test('an open route passes one non-Bearer credential with commas (AWS SigV4, Digest) through gRPC as through the HTTP listener', async () => {
+    const sigv4 = 'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7';
+    const http = await ask(fa.url, forwarded('GET', '/public/x', sigv4));
+    assert.equal(http.status, 200);
+    const d = await service.decide(envoyRequest('GET', '/public/x', { authorization: sigv4 }));
+    assert.equal(d.allow, true, `gRPC: ${d.allow ? '' : d.error.code} (the one header was split on "," into three credentials)`);
+  });
 });
