@@ -27,6 +27,8 @@ phantom_token:
 forward_auth: {}
 routes:
   - path: /api
+  - path: /admin
+    phantom_token: { scope: admin }
 `;
 
 describe('review: X-Accel-Expires on refusals', { timeout: 20_000 }, () => {
@@ -67,5 +69,13 @@ describe('review: X-Accel-Expires on refusals', { timeout: 20_000 }, () => {
     assert.equal(second.status, 401);
     assert.equal(as.callsFor('inactive-token'), 1, 'answered from the negative entry, 2 s left');
     assert.ok(Number(second.headers['x-accel-expires']) <= 2, `x-accel-expires ${second.headers['x-accel-expires']} outlives our own entry (2 s left)`);
+  });
+
+  test('a missing scope on a token whose entry ends in 3 s gets X-Accel-Expires no longer than that entry', async () => {
+    clock.reset();
+    await as.activate('short-lived-token', { scope: 'read' }, { expiresIn: 3 });
+    const a = await ask(fa.url, forwarded('GET', '/admin/x', 'Bearer short-lived-token'));
+    assert.equal(a.status, 403);
+    assert.ok(Number(a.headers['x-accel-expires']) <= 3, `x-accel-expires ${a.headers['x-accel-expires']} outlives the token's own entry (3 s)`);
   });
 });
