@@ -7,7 +7,8 @@ import { loadConfigFile } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision, type DecisionRequest } from '../core/decide.js';
 import { GatewayError } from '../core/errors.js';
-import { createGuards, Guards } from '../core/guards.js';
+import { createGuards, Guards, REFUSED } from '../core/guards.js';
+import { checkTarget } from '../routing/request-target.js';
 import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 
@@ -98,6 +99,25 @@ export interface Outcome {
 }
 
 const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
+const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
+
+/**
+ * Whether `other`, another path the request is known by (Express's
+ * `req.originalUrl` beside the `baseUrl + url` it routes on), could be judged
+ * by a different route than `target`: it fails the target checks, or a route
+ * covers it that is not `target`'s. A path no route covers cannot be judged
+ * differently (a rewrite from a legacy prefix).
+ */
+function spellingsDisagree(guards: Guards, target: string, other: string): boolean {
+  if (other === target) return false;
+  const o = checkTarget(other);
+  if (o === undefined) return true;
+  const routeOfOther = guards.forRoute(o.path);
+  if (routeOfOther === undefined) return false;
+  if (routeOfOther === REFUSED) return true;
+  const t = checkTarget(target);
+  return t === undefined || routeOfOther !== guards.forRoute(t.path);
+}
 
 /**
  * Decides on a request and tells `outcome`: synchronously on a cache hit or a
@@ -108,12 +128,14 @@ const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
  * and never becomes an unhandled rejection.
  *
  * @param target the request's path and query as the app routes it.
+ * @param other another path and query the request is known by (Express's `req.originalUrl`): when a route other than `target`'s covers it, or it fails the target checks, the request is refused with 400 rather than one of the two picked.
  */
-export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerResponse, target: string, clientAddress: string, outcome: Outcome): void {
+export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerResponse, target: string, clientAddress: string, outcome: Outcome, other?: string): void {
   let facts: CredentialFacts;
   let decision: Decision | Promise<Decision>;
   try {
     facts = scanCredentials(req.rawHeaders);
+    if (other !== undefined && spellingsDisagree(engine.guards, target, other)) return outcome.refuse(renderRefusal(BAD_TARGET), facts.hasBody);
     decision = decide(engine.guards, {
       method: req.method ?? '',
       target,

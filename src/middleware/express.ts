@@ -45,19 +45,35 @@ export interface PhantomTokenMiddleware {
 export function phantomToken(options: MiddlewareOptions): PhantomTokenMiddleware {
   const engine = createEngine(options, 'phantomToken');
   const middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void => {
-    const r = req as IncomingMessage & { originalUrl?: string; ip?: string; phantomToken?: PhantomToken | undefined };
+    const r = req as IncomingMessage & { originalUrl?: string; baseUrl?: string; ip?: string; phantomToken?: PhantomToken | undefined };
     // Express's req.ip follows the app's `trust proxy` setting; Connect has none.
     const address = typeof r.ip === 'string' ? r.ip : req.socket.remoteAddress;
-    guardRequest(engine, req, res, r.originalUrl ?? req.url ?? '', plainAddress(address), {
+    const original = typeof r.originalUrl === 'string' ? r.originalUrl : undefined;
+    guardRequest(engine, req, res, routedUrl(r.baseUrl, req.url ?? '', original), plainAddress(address), {
       proceed(token) {
         r.phantomToken = token;
         next();
       },
       refuse: (refusal, close) => send(req, res, refusal, close),
       appError: (err) => next(err),
-    });
+    }, original);
   };
   return Object.assign(middleware, { guards: engine.guards, close: engine.close });
+}
+
+/**
+ * What Express routes the request on: `req.baseUrl` (the paths of the
+ * routers and `app.use(path)` mounts it went through) + `req.url` (the rest,
+ * as rewritten by any middleware before this one). Express gives a mounted
+ * middleware `/` for an empty rest (`/v1` mounted at `/v1` reads `/v1/`):
+ * that is the client's own path, given back as sent. Connect has no
+ * `baseUrl`: `req.url` alone.
+ */
+function routedUrl(baseUrl: string | undefined, url: string, original: string | undefined): string {
+  if (typeof baseUrl !== 'string' || baseUrl === '') return url;
+  const routed = baseUrl + url;
+  if (original !== undefined && routed !== original && url.startsWith('/') && original === baseUrl + url.slice(1)) return original;
+  return routed;
 }
 
 function send(req: IncomingMessage, res: ServerResponse, r: RenderedRefusal, close: boolean): void {

@@ -115,7 +115,7 @@ describe('Express middleware: options and framework details', { timeout: 20_000 
     }
   });
 
-  test('mounted under a path, the middleware decides on req.originalUrl (the whole path), not the mount-relative req.url', async () => {
+  test('mounted under a path, the middleware decides on the whole path (req.baseUrl + req.url), not the mount-relative req.url', async () => {
     const app = express();
     app.use('/api', phantomToken({ guards }));
     app.use('/admin', phantomToken({ guards }));
@@ -132,6 +132,91 @@ describe('Express middleware: options and framework details', { timeout: 20_000 
       const admin = await request(`${srv.url}/admin/users`, { headers: { authorization: 'Bearer opaque-mounted' } });
       assert.equal(admin.statusCode, 403);
       await admin.body.dump();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a URL rewritten before the guard (legacy /v1 prefix stripped): decided on the path Express routes (baseUrl + url), not req.originalUrl: /v1/admin/users never reaches the /admin handler without a token', async () => {
+    const reached: string[] = [];
+    const app = express();
+    app.use((req, _res, next) => {
+      if (req.url.startsWith('/v1/')) req.url = req.url.slice(3);
+      next();
+    });
+    app.use(phantomToken({ guards, unmatched: 'pass' }));
+    app.get('/admin/users', (req, res) => {
+      reached.push(req.originalUrl);
+      res.json({ admin: true });
+    });
+    app.get('/public/x', (req, res) => {
+      reached.push(req.originalUrl);
+      res.json({ open: true });
+    });
+    const srv = await listen(app.listen(0, '127.0.0.1'));
+    try {
+      const direct = await request(`${srv.url}/admin/users`);
+      await direct.body.dump();
+      assert.equal(direct.statusCode, 401);
+      const rewritten = await request(`${srv.url}/v1/admin/users`);
+      assert.equal(rewritten.statusCode, 401);
+      assert.equal(rewritten.headers['www-authenticate'], 'Bearer');
+      await rewritten.body.dump();
+      assert.deepEqual(reached, [], 'the /admin handler ran without a token');
+      // Rewritten onto an open route: decided as the open route the app serves.
+      const open = await request(`${srv.url}/v1/public/x`);
+      assert.equal(open.statusCode, 200);
+      await open.body.dump();
+      assert.deepEqual(reached, ['/v1/public/x']);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a rewrite that moves a request from one configured route to another (/admin/x read by the app as /public/x): 400, neither route picked, no introspection', async () => {
+    let reached = 0;
+    const app = express();
+    app.use((req, _res, next) => {
+      if (req.url.startsWith('/admin/')) req.url = `/public/${req.url.slice(7)}`;
+      next();
+    });
+    app.use(phantomToken({ guards }));
+    app.all('/{*rest}', (_req, res) => {
+      reached++;
+      res.json({});
+    });
+    const srv = await listen(app.listen(0, '127.0.0.1'));
+    try {
+      await as.activate('opaque-rewritten-route', { scope: 'read' });
+      const res = await request(`${srv.url}/admin/x`, { headers: { authorization: 'Bearer opaque-rewritten-route' } });
+      assert.equal(res.statusCode, 400);
+      assert.deepEqual(await res.body.json(), { code: 'bad_request', message: 'Bad request' });
+      assert.equal(reached, 0);
+      assert.equal(as.callsFor('opaque-rewritten-route'), 0);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('mounted in a Router under app.use(path): decided on the whole path (baseUrl + url); the mount path itself (/admin, which Express hands the router as "/") is decided as /admin', async () => {
+    const router = express.Router();
+    router.use(phantomToken({ guards }));
+    router.all('/{*rest}', (req, res) => {
+      res.json({ url: req.originalUrl });
+    });
+    const app = express();
+    app.use('/admin', router);
+    const srv = await listen(app.listen(0, '127.0.0.1'));
+    try {
+      await as.activate('opaque-router', { scope: 'read' });
+      for (const path of ['/admin', '/admin/', '/admin?x=1', '/admin/users']) {
+        const res = await request(`${srv.url}${path}`, { headers: { authorization: 'Bearer opaque-router' } });
+        await res.body.dump();
+        assert.equal(res.statusCode, 403, path);
+      }
+      const none = await request(`${srv.url}/admin/users`);
+      await none.body.dump();
+      assert.equal(none.statusCode, 401);
     } finally {
       await srv.close();
     }
