@@ -119,6 +119,23 @@ export interface CheckResponse {
 /** A request that could not be decoded, or lacks `attributes.request.http`. */
 const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
 const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
+const TOO_MANY_HEADERS = Object.freeze(new GatewayError('ERR_TOO_MANY_HEADERS'));
+const HEADERS_TOO_LARGE = Object.freeze(new GatewayError('ERR_HEADERS_TOO_LARGE'));
+/** A part of a joined `Authorization` value that is a Bearer credential. */
+const BEARER = /^\s*bearer\s/i;
+
+/**
+ * The largest Check message read: `server.max_header_bytes` four times over
+ * (each header's protobuf framing, `value` beside `raw_value`, the path in
+ * `:path` and `http.path`) plus 64 KiB for the rest of the attributes
+ * (addresses, a client certificate, metadata). A larger one is refused by
+ * grpc-js (RESOURCE_EXHAUSTED) before it is read.
+ */
+export function maxCheckBytes(config: GatewayConfig): number {
+  return 4 * config.server.max_header_bytes + 64 * 1024;
+}
+/** HTTP/2 streams (concurrent Checks) per Envoy connection; Envoy opens another connection past it. */
+export const MAX_CONCURRENT_CHECKS = 1000;
 /** What the deserializer returns for bytes that are not a CheckRequest. */
 const UNDECODABLE: unique symbol = Symbol('undecodable');
 
@@ -166,11 +183,16 @@ export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckRes
     if (d.token === undefined) return OPEN;
     return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
   }
-  const set: string[] = [];
-  if (d.token !== undefined) identity.append(d.token, set);
+  const pairs: string[] = [];
+  if (d.token !== undefined) identity.append(d.token, pairs);
   const headers: HeaderValueOption[] = d.token === undefined ? [] : [overwrite('authorization', d.token.authorization)];
-  for (let i = 0; i < set.length; i += 2) headers.push(overwrite(set[i]!, set[i + 1]!));
-  const remove = identity.names.filter((n) => !set.includes(n));
+  // Names only: a claim value spelled like another identity header's name must not spare that header.
+  const set = new Set<string>();
+  for (let i = 0; i < pairs.length; i += 2) {
+    headers.push(overwrite(pairs[i]!, pairs[i + 1]!));
+    set.add(pairs[i]!);
+  }
+  const remove = identity.names.filter((n) => !set.has(n));
   return { status: { code: GrpcCode.OK }, ok_response: remove.length > 0 ? { headers, headers_to_remove: remove } : { headers } };
 }
 
@@ -198,10 +220,16 @@ export interface CheckContext {
  * - Method from `attributes.request.http.method`; target from `http.path`
  *   (path and query, as received).
  * - Headers from `http.header_map` when Envoy sends it (`encode_raw_headers`:
- *   one entry per header line), else from `http.headers` (Envoy joins a
- *   repeated header's values with `,`). A bearer token never contains a
- *   comma, so an `Authorization` value holding one is two credentials, and
- *   refused like two `Authorization` headers (401 `invalid_request`).
+ *   one entry per header line, each `authorization` entry one credential),
+ *   else from `http.headers` (Envoy joins a repeated header's values with
+ *   `,`). A Bearer token never contains a comma, so a joined `Authorization`
+ *   value with several comma-separated parts, one of which looks like a
+ *   Bearer credential, is several credentials (two are refused like two
+ *   `Authorization` headers, 401 `invalid_request`); a lone Digest or AWS
+ *   SigV4 credential, whose parameters hold commas, is one.
+ * - More than `server.max_headers` headers, or headers over
+ *   `server.max_header_bytes`: 431, as at the HTTP listeners; a message
+ *   over `maxCheckBytes()` is not read at all.
  * - Client address (introspection queues are bounded per address): the
  *   downstream peer Envoy reports (`attributes.source.address`), or, when that
  *   peer is in `trusted_proxies`, the right-most `X-Forwarded-For` entry that
@@ -256,7 +284,10 @@ export class EnvoyAuthService {
         },
       },
     };
-    this.server = new grpc.Server();
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': maxCheckBytes(config),
+      'grpc.max_concurrent_streams': MAX_CONCURRENT_CHECKS,
+    });
     this.server.addService(service, {
       Check: (call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => this.#handle(call, callback),
     });
@@ -276,22 +307,39 @@ export class EnvoyAuthService {
     } catch (err) {
       return callback(null, this.#failed(err, method, path, start));
     }
-    if (!(d instanceof Promise)) return callback(null, this.#answer(d, method, path, start, false));
+    if (!(d instanceof Promise)) {
+      let r: CheckResponse;
+      try {
+        r = this.#answer(d, method, path, start, false);
+      } catch (err) {
+        r = this.#failed(err, method, path, start);
+      }
+      return callback(null, r);
+    }
     // Envoy gave up (its timeout, the client went away) or the deadline
     // passed: grpc-js has already told Envoy; the token leaves the
     // introspection queue unless another request waits for it.
     const pending = d;
     call.once('cancelled', () => withdraw(pending));
-    pending.then(
-      (x) => {
-        const r = this.#answer(x, method, path, start, call.cancelled);
-        if (!call.cancelled) callback(null, r);
-      },
-      (err: unknown) => {
-        const r = this.#failed(err, method, path, start);
-        if (!call.cancelled) callback(null, r);
-      },
-    );
+    let answered = false;
+    pending
+      .then(
+        (x) => {
+          const r = this.#answer(x, method, path, start, call.cancelled);
+          answered = true;
+          if (!call.cancelled) callback(null, r);
+        },
+        (err: unknown) => {
+          const r = this.#failed(err, method, path, start);
+          answered = true;
+          if (!call.cancelled) callback(null, r);
+        },
+      )
+      .catch((err: unknown) => {
+        // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
+        this.logger.error({ err }, 'internal error during an Envoy check');
+        if (!answered && !call.cancelled) callback(null, deniedResponse(INTERNAL));
+      });
   }
 
   /**
@@ -304,9 +352,22 @@ export class EnvoyAuthService {
     if (http === undefined || http === null || typeof http.method !== 'string' || http.method === '') {
       return { allow: false, error: MALFORMED, route: undefined, cache: '-', ttl: 0 };
     }
-    const headers = readHeaders(http);
+    const { headers, joined, count, bytes } = readHeaders(http);
+    if (count > this.config.server.max_headers) return { allow: false, error: TOO_MANY_HEADERS, route: undefined, cache: '-', ttl: 0 };
+    if (bytes > this.config.server.max_header_bytes) return { allow: false, error: HEADERS_TOO_LARGE, route: undefined, cache: '-', ttl: 0 };
     const authorization: string[] = [];
-    for (const v of headers.get('authorization') ?? []) authorization.push(...v.split(','));
+    for (const v of headers.get('authorization') ?? []) {
+      // `headers` joins repeated lines with ","; a Bearer b64token never holds one,
+      // while one Digest or AWS SigV4 credential does (its parameters).
+      if (joined) {
+        const parts = v.split(',');
+        if (parts.length > 1 && parts.some((p) => BEARER.test(p))) {
+          authorization.push(...parts);
+          continue;
+        }
+      }
+      authorization.push(v);
+    }
     let methodOverride = false;
     for (const name of headers.keys()) if (isMethodOverride(name)) methodOverride = true;
     const contentLength = headers.get('content-length');
@@ -384,16 +445,22 @@ export class EnvoyAuthService {
  * `header_map` (one entry per line) when present, else from the `headers`
  * map (one value, repeated lines already joined with `,`).
  */
-function readHeaders(http: NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']>): Map<string, string[]> {
+function readHeaders(http: NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']>): { headers: Map<string, string[]>; joined: boolean; count: number; bytes: number } {
   const out = new Map<string, string[]>();
+  let count = 0;
+  let bytes = 0;
   const add = (key: string, value: string) => {
+    // Sized as HTTP/1.1 header lines; pseudo-headers are the request line, not headers, except `:authority` (Host).
+    bytes += key.length + value.length + 4;
+    if (!key.startsWith(':') || key === ':authority') count++;
     const k = key.toLowerCase();
     const list = out.get(k);
     if (list === undefined) out.set(k, [value]);
     else list.push(value);
   };
   const raw = http.header_map?.headers;
-  if (raw !== undefined && raw.length > 0) {
+  const joined = !(raw !== undefined && raw.length > 0);
+  if (!joined) {
     for (const h of raw) {
       if (typeof h.key !== 'string') continue;
       // Header bytes as they were (a token is ASCII; anything else is refused as malformed).
@@ -402,7 +469,7 @@ function readHeaders(http: NonNullable<NonNullable<NonNullable<CheckRequest['att
   } else if (http.headers !== undefined && http.headers !== null) {
     for (const [k, v] of Object.entries(http.headers)) add(k, v);
   }
-  return out;
+  return { headers: out, joined, count, bytes };
 }
 
 /** The path without its query (which may hold a token): what the access log shows. */

@@ -287,6 +287,56 @@ describe('Envoy ext_authz over gRPC', () => {
     assert.equal(h.as.calls.length, 0);
   });
 
+  test('one non-Bearer credential with commas (AWS SigV4, Digest) in the joined headers map is one credential, not three: an open route passes it; a protected route refuses it as one malformed credential', async () => {
+    const sigv4 = 'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7';
+    const digest = 'Digest username="u", realm="r", nonce="n", uri="/public/x", response="6629fae49393a05397450978507c4ef1"';
+    for (const credential of [sigv4, digest]) {
+      const open = await h.check(envoyRequest({ path: '/public/x', headers: { authorization: credential } }));
+      assert.equal(open.status.code, 0, credential);
+      assert.deepEqual(open.ok_response!.headers, []);
+      const guarded = await h.check(envoyRequest({ headers: { authorization: credential } }));
+      // No Bearer credential at all: the plain challenge, as at the proxy (two credentials would be invalid_request).
+      const headers = assertDenied(guarded, 401, 16, 'unauthorized');
+      assert.equal(header(headers, 'www-authenticate')?.header.value, 'Bearer');
+    }
+    // A Bearer part beside another credential is still two: 400 on an open route (both would reach the upstream), 401 invalid_request on a protected one.
+    const mixedOpen = await h.check(envoyRequest({ path: '/public/x', headers: { authorization: `${digest},Bearer tok-x` } }));
+    assertDenied(mixedOpen, 400, 3, 'bad_request');
+    const mixed = await h.check(envoyRequest({ headers: { authorization: `${digest},Bearer tok-x` } }));
+    assert.equal(header(assertDenied(mixed, 401, 16, 'unauthorized'), 'www-authenticate')?.header.value, 'Bearer error="invalid_request"');
+    assert.equal(h.as.calls.length, 0);
+  });
+
+  test('header_map: Authorization entries are counted as lines, one line with commas is one credential (an open route passes it)', async () => {
+    const req = envoyRequest({ path: '/public/x' });
+    const http = req.attributes.request.http as Record<string, unknown>;
+    delete http.headers;
+    http.header_map = { headers: [{ key: ':path', raw_value: Buffer.from('/public/x') }, { key: 'authorization', raw_value: Buffer.from('Digest username="u", realm="r", nonce="n"') }] };
+    const one = await h.check(req);
+    assert.equal(one.status.code, 0);
+  });
+
+  test('header bounds: more than server.max_headers headers, or headers over server.max_header_bytes, are 431 as at the HTTP listeners; a Check message over the receive bound is refused by gRPC before it is read; the server keeps serving', async () => {
+    // envoyRequest() has :authority (Host), user-agent and x-request-id: 97 more make 100, the bound; the other pseudo-headers are the request line.
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 97; i++) many[`x-h-${i}`] = 'v';
+    const fine = await h.check(envoyRequest({ path: '/public/x', headers: many }));
+    assert.equal(fine.status.code, 0);
+    many['x-h-97'] = 'v';
+    const tooMany = await h.check(envoyRequest({ path: '/public/x', headers: many }));
+    assertDenied(tooMany, 431, 3, 'bad_request');
+    assert.equal(JSON.parse(tooMany.denied_response!.body).message, 'Too many request headers');
+    const large = await h.check(envoyRequest({ path: '/public/x', headers: { 'x-big': 'a'.repeat(16_384) } }));
+    assertDenied(large, 431, 3, 'bad_request');
+    assert.equal(JSON.parse(large.denied_response!.body).message, 'Request headers too large');
+    const huge: Record<string, string> = {};
+    for (let i = 0; i < 10_000; i++) huge[`x-h-${i}`] = 'v'.repeat(20);
+    await assert.rejects(h.check(envoyRequest({ path: '/public/x', headers: huge })), (e: grpc.ServiceError) => e.code === grpc.status.RESOURCE_EXHAUSTED);
+    const after = await h.check(envoyRequest({ path: '/public/x' }));
+    assert.equal(after.status.code, 0);
+    assert.equal(h.as.calls.length, 0);
+  });
+
   test('header_map (encode_raw_headers): the token from raw_value; two Authorization entries refused', async () => {
     const jwt = await h.as.activate('tok-raw', { scope: 'read' });
     const req = envoyRequest();
@@ -436,6 +486,54 @@ describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_hea
     assert.equal(open.status.code, 0);
     assert.deepEqual(open.ok_response!.headers, []);
     assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant']);
+  });
+});
+
+describe('Envoy ext_authz over gRPC: identity header names apart from claim values', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness('forward_auth:\n  grpc: { port: 0 }\n  identity_headers: { preferred_username: X-User, client_id: X-Client-Id }\n');
+  });
+  after(() => h.close());
+
+  test("a claim VALUE spelled like another identity header's name does not spare that header: the client's X-Client-Id is still removed", async () => {
+    await h.as.activate('tok-spelled-like-header', { scope: 'read', preferred_username: 'x-client-id', client_id: undefined });
+    const r = await h.check(envoyRequest({ headers: { authorization: 'Bearer tok-spelled-like-header', 'x-client-id': 'admin-console' } }));
+    assert.equal(r.status.code, 0);
+    assert.equal(header(r.ok_response!.headers, 'x-user')?.header.value, 'x-client-id');
+    assert.equal(header(r.ok_response!.headers, 'x-client-id'), undefined);
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-client-id']);
+  });
+});
+
+describe('Envoy ext_authz over gRPC: a bug on the asynchronous path', () => {
+  test('scripted: a throw while answering after an introspection is logged and denied 500 (INTERNAL), never an unhandled rejection or an unanswered call', async () => {
+    const h = await startHarness();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    const logger = h.service.logger;
+    const info = logger.info.bind(logger);
+    // The access-log line of an allow throws (a stand-in for any bug there).
+    (logger as { info: unknown }).info = (obj: { status?: number }, msg?: string) => {
+      if (msg === 'check' && obj.status === 200) throw new Error('access log broke');
+      return info(obj as never, msg as never);
+    };
+    try {
+      await h.as.activate('tok-async-bug', { scope: 'read' });
+      const r = await h.check(envoyRequest({ headers: { authorization: 'Bearer tok-async-bug' } }));
+      assertDenied(r, 500, 13, 'server_error');
+      assert.ok(!r.denied_response!.body.includes('access log broke'));
+      // The same on the synchronous path (now a cache hit).
+      const hit = await h.check(envoyRequest({ headers: { authorization: 'Bearer tok-async-bug' } }));
+      assertDenied(hit, 500, 13, 'server_error');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, []);
+      assert.ok(h.lines.some((l) => l.includes('internal error during an Envoy check')));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await h.close();
+    }
   });
 });
 
