@@ -25,8 +25,10 @@ export interface PhantomTokenMiddleware {
 
 /**
  * The phantom token exchange as Express (4, 5) or Connect middleware. Each
- * request's own path and query (`req.originalUrl`, so mounting under a path
- * changes nothing) go through the configuration's routes: a protected route
+ * request's path and query as Express routes them (`req.baseUrl + req.url`:
+ * the whole path, so mounting under a path changes nothing, after any
+ * rewrite before the guard; 400 when `req.originalUrl` falls under another
+ * route) go through the configuration's routes: a protected route
  * needs a bearer token, which is introspected (cached, one introspection per
  * token at a time) and replaced in `Authorization` by the JWT; the handler
  * finds the token's claims in `req.phantomToken`. Refusals are sent here,
