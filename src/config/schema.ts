@@ -245,7 +245,7 @@ export const configSchema = z.strictObject({
       // Envoy HTTP ext_authz puts its `path_prefix` before the original path.
       path_prefix: z
         .string('must be a path')
-        .regex(/^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/, 'must start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
+        .regex(/^(?:\/|(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+)$/, 'must be / or start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
         .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not contain . or .. segments')
         .optional(),
       // Idle connections from the gateway are kept this long (longer than NGINX's upstream keepalive_timeout, 60 s).
