@@ -62,6 +62,8 @@ export type Decision = Allow | Deny;
 const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
 const NO_ROUTE = Object.freeze(new GatewayError('ERR_NO_ROUTE'));
 const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
+const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
+const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
 
 /** Promises `decide` returned, to find what to withdraw. */
 const pendingVerdicts = new WeakMap<Promise<Decision>, { guard: Guard; verdict: Promise<Verdict> }>();
@@ -79,13 +81,18 @@ const pendingVerdicts = new WeakMap<Promise<Decision>, { guard: Guard; verdict: 
  */
 export function decide(guards: Guards, req: DecisionRequest): Decision | Promise<Decision> {
   const now = guards.now;
+  // In the proxy's order, so that every front door refuses a request the same way.
   // An upstream that answers TRACE echoes the request, JWT included (RFC 9110 §9.3.8).
-  if (req.method === 'TRACE' || req.methodOverride === true) return deny(METHOD_NOT_ALLOWED, undefined, '-', 0);
+  if (req.method === 'TRACE') return deny(METHOD_NOT_ALLOWED, undefined, '-', 0);
+  // A method as HTTP parsers accept it: an upper-case token (a lower-case
+  // `trace` must not slip past the rule above to an upstream that folds case).
+  if (!METHOD.test(req.method)) return deny(MALFORMED, undefined, '-', 0);
   const target = checkTarget(req.target);
   if (target === undefined) return deny(BAD_TARGET, undefined, '-', 0);
   const route = guards.forRoute(target.path);
   if (route === REFUSED) return deny(BAD_TARGET, undefined, '-', 0);
   if (route === undefined) return deny(NO_ROUTE, undefined, '-', 0);
+  if (req.methodOverride === true) return deny(METHOD_NOT_ALLOWED, route, '-', 0);
   const guard = route.guard;
   if (guard === undefined) {
     // An open route: two credentials would both reach the upstream.
