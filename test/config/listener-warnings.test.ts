@@ -18,7 +18,7 @@ routes:
   - path: /api
 ${route}`;
 
-describe('review: listener combinations', () => {
+describe('listener combinations a user would not notice are warned about', () => {
   test('adding forward_auth to a proxy configuration without `listen` does not silently drop the proxy and every upstream', () => {
     // A working proxy config (default listener 0.0.0.0:8080) that gains a forward_auth block.
     const before = parseConfig(base(''), { file: 'x.yaml', env: {} });
