@@ -96,6 +96,9 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       });
     }
   }
+  if (fa !== undefined && fa.listen === undefined && fa.path_prefix !== undefined) {
+    out.push({ message: 'forward_auth.path_prefix is set but only the gRPC service runs (no forward_auth.listen): it is not used', fields: { path_prefix: fa.path_prefix } });
+  }
   // With forward_auth and no listen there is no proxy: upstreams are unused.
   if (fa !== undefined && config.listen === undefined) {
     const unused = config.routes.filter((r) => r.upstream !== undefined).map((r) => r.path);

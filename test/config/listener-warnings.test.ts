@@ -39,4 +39,14 @@ describe('listener combinations a user would not notice are warned about', () =>
     const grpc = parseConfig(base('forward_auth:\n  grpc: { host: 0.0.0.0, port: 9191 }', ''), { file: 'x.yaml', env: {} });
     assert.ok(startupWarnings(grpc).length > 0, 'forward_auth.grpc.host 0.0.0.0: no warning');
   });
+
+  test('`forward_auth:` with nothing under it (YAML null) is the HTTP decision listener on its defaults, not a type error', () => {
+    const c = parseConfig(base('forward_auth:', ''), { file: 'x.yaml', env: {} });
+    assert.deepEqual(c.forward_auth?.listen, { host: '127.0.0.1', port: 8081 });
+  });
+
+  test('path_prefix with only the gRPC service (no HTTP listener) is warned about: it is not used', () => {
+    const c = parseConfig(base('forward_auth:\n  path_prefix: /authz\n  grpc: { port: 9191 }', ''), { file: 'x.yaml', env: {} });
+    assert.ok(startupWarnings(c).some((w) => /path_prefix/.test(w.message)));
+  });
 });
