@@ -232,8 +232,9 @@ export const configSchema = z.strictObject({
     .default({ level: 'info', access_log: true }),
   // The forward-auth decision listener (NGINX auth_request, Caddy, Traefik,
   // APISIX, Envoy HTTP ext_authz); off when absent.
+  // `forward_auth:` with nothing under it (YAML null) means the block with its defaults.
   forward_auth: z
-    .strictObject({
+    .preprocess((v) => (v === null ? {} : v), z.strictObject({
       // It hands a JWT to whoever shows an opaque token: loopback by default, never public.
       listen: z
         .strictObject({
@@ -245,7 +246,7 @@ export const configSchema = z.strictObject({
       // Envoy HTTP ext_authz puts its `path_prefix` before the original path.
       path_prefix: z
         .string('must be a path')
-        .regex(/^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/, 'must start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
+        .regex(/^(?:\/|(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+)$/, 'must be / or start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
         .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not contain . or .. segments')
         .optional(),
       // Idle connections from the gateway are kept this long (longer than NGINX's upstream keepalive_timeout, 60 s).
@@ -274,7 +275,7 @@ export const configSchema = z.strictObject({
           port: int(0, 65535),
         })
         .optional(),
-    })
+    }))
     .optional(),
 });
 

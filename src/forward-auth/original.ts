@@ -105,17 +105,24 @@ const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
  * 1. With `pathPrefix` set, a request line under it is Envoy's: the request
  *    line's method, and its target without the prefix. Headers are not read
  *    (Envoy builds the line itself; any such header came from the client).
+ *    `pathPrefix` `/` makes every request line the original request (Envoy
+ *    without a `path_prefix` of its own).
  * 2. `X-Forwarded-Method` and `X-Forwarded-Uri`, both, once each, and no
  *    `X-Original-*` beside them: NGINX's `auth_request` passes the client's
  *    own headers to the listener, so a client could add `X-Forwarded-Uri:
  *    /public` beside the `X-Original-URI` NGINX sets; two descriptions are
  *    refused rather than one picked.
  * 3. `X-Original-Method` and `X-Original-URI`, both, once each.
- * 4. Without `pathPrefix`, the request line.
+ * 4. Nothing else: a decision request that describes no request is 400,
+ *    never decided on its own request line (a gateway configured without
+ *    `X-Original-URI` asks `GET /_auth` for every request, and an open `/`
+ *    route would allow them all). Reading the request line is opted into
+ *    with `path_prefix`.
  *
  * The target is checked afterwards by `decide` like the proxy's.
  */
 export function originalRequest(h: DecisionHeaders, method: string, url: string, pathPrefix: string | undefined): Original | undefined {
+  if (pathPrefix === '/') return { method, target: url };
   if (pathPrefix !== undefined && url.startsWith(pathPrefix) && url.charCodeAt(pathPrefix.length) === 47 /* / */) {
     return { method, target: url.slice(pathPrefix.length) };
   }
@@ -128,7 +135,7 @@ export function originalRequest(h: DecisionHeaders, method: string, url: string,
     if (h.originalMethod === undefined || h.originalUri === undefined) return undefined;
     return METHOD.test(h.originalMethod) ? { method: h.originalMethod, target: h.originalUri } : undefined;
   }
-  return pathPrefix === undefined ? { method, target: url } : undefined;
+  return undefined;
 }
 
 /**

@@ -14,7 +14,7 @@ import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpe
 import { suiteStack } from '../helpers/gateway.js';
 
 /*
- * Review finding (security): a route path with upper-case letters (`/Admin`,
+ * Regression (found in review): a route path with upper-case letters (`/Admin`,
  * allowed by the schema) is only compared case-insensitively when the
  * REQUEST path has an upper-case letter (Router.match). `/admin/x` has none,
  * so it takes the open root route, while a case-insensitive upstream
@@ -34,7 +34,7 @@ routes:
     phantom_token: false
 `;
 
-describe('review: upper-case route prefix, lower-case request', { timeout: 20_000 }, () => {
+describe('route-case bypass: an upper-case route prefix and a lower-case request', { timeout: 20_000 }, () => {
   let as: ScriptedIntrospection;
   let fa: TestForwardAuth;
   let guards: Guards;
