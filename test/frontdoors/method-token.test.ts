@@ -35,7 +35,7 @@ function envoyRequest(method: string, path: string, headers: Record<string, stri
   return { attributes: { source: { address: { socket_address: { address: '10.0.0.7', port_value: 5000 } } }, request: { http: { method, path, headers: { ':method': method, ':path': path, ...headers } } } } };
 }
 
-describe('review: Envoy gRPC check', { timeout: 20_000 }, () => {
+describe('a method that is not an upper-case token is refused by every front door', { timeout: 20_000 }, () => {
   let as: ScriptedIntrospection;
   let guards: Guards;
   let service: EnvoyAuthService;
