@@ -62,22 +62,12 @@ interface ForwardAuthBlock {
 
 /**
  * Names of the identity headers the decision service sets on an allow, from
- * `forward_auth.identity_headers`: a mapping of header name to claim, or a
- * list of header names or of `{header|name: ...}` entries.
+ * `forward_auth.identity_headers` (claim name -> header name).
  */
 export function identityHeaderNames(identityHeaders: unknown): string[] {
   const names: string[] = [];
-  if (Array.isArray(identityHeaders)) {
-    for (const h of identityHeaders) {
-      if (typeof h === 'string') names.push(h);
-      else if (h !== null && typeof h === 'object') {
-        const o = h as { header?: unknown; name?: unknown };
-        const n = typeof o.header === 'string' ? o.header : typeof o.name === 'string' ? o.name : undefined;
-        if (n !== undefined) names.push(n);
-      }
-    }
-  } else if (identityHeaders !== null && typeof identityHeaders === 'object') {
-    names.push(...Object.keys(identityHeaders));
+  if (identityHeaders !== null && typeof identityHeaders === 'object') {
+    for (const v of Object.values(identityHeaders)) if (typeof v === 'string') names.push(v);
   }
   for (const n of names) if (!/^[A-Za-z0-9-]+$/.test(n)) throw new NginxConfError(`forward_auth.identity_headers: "${n}" is not a header name NGINX can set (letters, digits and - only)`);
   const seen = new Set<string>();
@@ -215,7 +205,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w(`  ${qre(`~${NGINX_UNCACHED_TARGET}`)} 1;`);
     w('  default "";');
     w('}');
-    w('map "$http_x_http_method_override$http_x_http_method$http_x_method_override" $phantom_override {');
+    w('# (and CORS preflights, whose answer does not depend on the token).');
+    w('map "$http_x_http_method_override$http_x_http_method$http_x_method_override$http_access_control_request_method" $phantom_override {');
     w('  "" "";');
     w('  default 1;');
     w('}');
@@ -231,6 +222,12 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     [504, err('ERR_INTROSPECTION_TIMEOUT')],
   ];
   if (anyProtected) {
+    w('# A request with a body is never a CORS preflight (the decision service sees no body).');
+    w('map "$http_content_length$http_transfer_encoding" $phantom_origin {');
+    w('  "" $http_origin;');
+    w('  "0" $http_origin;');
+    w('  default "";');
+    w('}');
     w('# Refusals rendered as the gateway renders them: status, WWW-Authenticate,');
     w('# Retry-After, JSON body {"code","message"}, Cache-Control: no-store.');
     w('map $phantom_decision_status $phantom_refusal_status {');
@@ -352,6 +349,7 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('    proxy_method HEAD;');
     w('    proxy_set_header X-Original-Method $request_method;');
     w('    proxy_set_header X-Original-URI $request_uri;');
+    w('    proxy_set_header Origin $phantom_origin;');
     w('    # A client must not choose the request the decision is about (Traefik\'s and Caddy\'s headers).');
     w('    proxy_set_header X-Forwarded-Method "";');
     w('    proxy_set_header X-Forwarded-Uri "";');

@@ -88,7 +88,7 @@ describe('nginx-conf: nginx -t', { skip }, () => {
   ];
   for (const [name, extra, opts] of cases) {
     it(`passes for ${name}`, () => {
-      const config = withForwardAuth(parseConfig(routesYaml('http://127.0.0.1:1', 'https://localhost:8443', extra), { file: 't.yaml', env: {} }), 9000, { 'X-User-Id': 'sub' });
+      const config = withForwardAuth(parseConfig(routesYaml('http://127.0.0.1:1', 'https://localhost:8443', extra), { file: 't.yaml', env: {} }), 9000, { sub: 'X-User-Id' });
       const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port: 18080 }, cachePath, ...opts }), MODULES);
       try {
         const r = nginxTest(nginx.path!, prefix.dir);
@@ -122,7 +122,7 @@ interface NginxStack {
   url: string;
 }
 
-async function startNginxStack(yaml: (as: string, api: string) => string, opts: NginxConfOptions = {}, identity: Record<string, string> = { 'X-User-Id': 'client_id' }): Promise<NginxStack> {
+async function startNginxStack(yaml: (as: string, api: string) => string, opts: NginxConfOptions = {}, identity: Record<string, string> = { client_id: 'X-User-Id' }): Promise<NginxStack> {
   const as = await startScriptedIntrospection();
   const api = await startEchoUpstream();
   const config = parseConfig(yaml(as.url, api.url), { file: 't.yaml', env: {} });
@@ -227,6 +227,19 @@ describe('NGINX in front of the forward-auth listener', { skip }, () => {
     assert.equal(s.api.received.length, 2);
     assert.equal(s.api.received[0]!.headers['x-user-id'], 'alice');
     assert.equal(s.api.received[1]!.headers['x-user-id'], undefined);
+  });
+
+  it('a CORS preflight passes without a token; an OPTIONS with Origin, Access-Control-Request-Method and a body needs one', async () => {
+    const cors = { origin: 'https://app.example', 'access-control-request-method': 'DELETE' };
+    s.api.received.length = 0;
+    const pre = await get(`${s.url}/api/x`, cors, 'OPTIONS');
+    assert.equal(pre.status, 200);
+    assert.equal(s.api.received.length, 1);
+    assert.equal(s.api.received[0]!.headers.authorization, undefined);
+    const port = Number(new URL(s.url).port);
+    const withBody = await rawRequest(port, 'OPTIONS /api/x HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: DELETE\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
+    assert.equal(withBody.status, 401);
+    assert.equal(s.api.received.length, 1);
   });
 
   it('an open route passes without a decision call', async () => {

@@ -20,6 +20,7 @@ export interface DecisionServer extends Started {
   connections: number;
 }
 
+/** `identity`: claim name -> header name, as `forward_auth.identity_headers`. */
 export async function startDecisionServer(guards: Guards, identity: Record<string, string> = {}): Promise<DecisionServer> {
   const calls: DecisionServer['calls'] = [];
   const server = createServer(async (req, res) => {
@@ -40,7 +41,7 @@ export async function startDecisionServer(guards: Guards, identity: Record<strin
       const headers: Array<[string, string]> = [['X-Accel-Expires', String(d.ttl)]];
       if (d.token) {
         headers.push(['Authorization', d.token.authorization]);
-        for (const [h, claim] of Object.entries(identity)) {
+        for (const [claim, h] of Object.entries(identity)) {
           const v = (d.token.claims as Record<string, unknown>)[claim];
           if (typeof v === 'string') headers.push([h, v]);
         }
