@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
+import { createGuards, type Guards } from './core/guards.js';
+import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
@@ -73,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const CONFIG_REQUEST = 'phantom-gateway:config?';
+/** A worker listens on every listener its configuration has (one 'listening' event is not enough with two). */
+const READY_MESSAGE = 'phantom-gateway:ready';
 const CONFIG_MESSAGE = 'phantom-gateway:config';
 
 async function runWorker(): Promise<number> {
@@ -95,16 +99,42 @@ async function runWorker(): Promise<number> {
   }
 }
 
-/** One gateway in this process: the whole gateway, or one worker of a cluster. */
+/**
+ * One gateway in this process (the whole gateway, or one worker of a
+ * cluster): the proxy listener, the forward-auth listener, or both, over ONE
+ * set of guards, so that they share one cache and one single-flight (a token
+ * introspected through one is a cache hit through the other).
+ */
 async function runGateway(config: GatewayConfig): Promise<number> {
   const logger = createLogger(config.log.level);
-  let gateway: Gateway;
+  let guards: Guards;
+  let gateway: Gateway | undefined;
+  let forwardAuth: ForwardAuthListener | undefined;
   try {
-    gateway = new Gateway(config, { logger });
+    guards = createGuards(config, { logger });
+    if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
+    if (config.forward_auth !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
+  // Both listeners, then the guards with what is left of shutdown_timeout_ms
+  // (each listener bounds its own drain by it), then cut.
+  const stop = async (): Promise<void> => {
+    const deadline = Date.now() + config.server.shutdown_timeout_ms;
+    await Promise.all([gateway?.close(), forwardAuth?.close()]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      timer.unref();
+    });
+    const closed = await Promise.race([guards.close().then(() => true), late]);
+    clearTimeout(timer);
+    if (!closed) {
+      logger.warn('shutdown timeout reached: cutting calls to the authorization server');
+      await guards.destroy();
+    }
+  };
   // Handlers before listening: a signal during start-up still stops cleanly.
   // `on`, not `once`: in a cluster a worker gets the terminal's SIGINT and then
   // the primary's SIGTERM, and the second must not kill it mid-drain.
@@ -114,18 +144,27 @@ async function runGateway(config: GatewayConfig): Promise<number> {
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
+  const worker = cluster.isWorker ? { worker: cluster.worker?.id } : {};
+  let option = 'listen.port';
+  let where = '';
   try {
-    const addr = await gateway.listen();
-    logger.info(
-      { host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
-      'phantom-gateway listening',
-    );
+    if (gateway !== undefined) {
+      where = `${config.listen!.host}:${config.listen!.port}`;
+      const addr = await gateway.listen();
+      logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'phantom-gateway listening');
+    }
+    if (forwardAuth !== undefined) {
+      option = 'forward_auth.listen.port';
+      where = `${forwardAuth.options.listen.host}:${forwardAuth.options.listen.port}`;
+      const addr = await forwardAuth.listen();
+      logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'forward-auth listening');
+    }
+    if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const where = `${config.listen.host}:${config.listen.port}`;
-    const why = e.code === 'EADDRINUSE' ? `${where} is already in use: stop what is using it or change listen.port` : e.code === 'EACCES' ? `no permission to listen on ${where}` : `cannot listen on ${where}: ${e.message}`;
+    const why = e.code === 'EADDRINUSE' ? `${where} is already in use: stop what is using it or change ${option}` : e.code === 'EACCES' ? `no permission to listen on ${where}` : `cannot listen on ${where}: ${e.message}`;
     process.stderr.write(`phantom-gateway: ${why}\n`);
-    await gateway.close();
+    await stop();
     return 1;
   }
 
@@ -135,7 +174,7 @@ async function runGateway(config: GatewayConfig): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      gateway.close().then(
+      stop().then(
         () => {
           logger.info('stopped');
           logger.flush(() => resolve(0));
@@ -191,10 +230,11 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
       alive++;
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
-        if ((m as { type?: unknown } | null)?.type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+        const type = (m as { type?: unknown } | null)?.type;
+        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+        else if (type === READY_MESSAGE) ready.add(worker.id);
       });
     };
-    cluster.on('listening', (worker) => ready.add(worker.id));
     cluster.on('exit', (worker, code, signal) => {
       alive--;
       const wasReady = ready.delete(worker.id);

@@ -16,3 +16,5 @@ export { decide, withdraw, type Decision, type DecisionRequest, type Allow, type
 export { renderRefusal, type RenderedRefusal } from './core/render.js';
 export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.js';
 export type { TokenStore } from './cache/store.js';
+export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
+export type { ForwardAuthConfig } from './config/schema.js';

@@ -5,6 +5,7 @@ import {
   configSchema,
   phantomTokenComplete,
   phantomTokenPartial,
+  LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
   type GatewayConfig,
   type RouteConfig,
@@ -96,6 +97,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   const cfg = parsed.data;
 
+  // No `listen` means the default proxy listener, unless forward-auth is set:
+  // then it means no proxy listener at all.
+  const listen = cfg.listen ?? (cfg.forward_auth === undefined ? { ...LISTEN_DEFAULTS } : undefined);
   const top = cfg.phantom_token;
   const routes: RouteConfig[] = [];
   const readableFiles = new Set<string>();
@@ -124,6 +128,12 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
     }
     seen.set(route.path, i);
     seenFolded.set(route.path.toLowerCase(), i);
+    if (route.upstream === undefined && listen !== undefined) {
+      problems.push(
+        `${lineOf(['routes', i])}: routes[${i}].upstream: is required for the proxy listener ("${route.path}"): ` +
+          'give the route an upstream, or remove listen to run the forward-auth listener alone',
+      );
+    }
 
     const overrides = overridesOf(route.phantom_token, i);
     if (overrides === undefined) return;
@@ -173,8 +183,8 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   if (problems.length > 0 || unset.length > 0) throw failure();
 
-  const { phantom_token: _unused, routes: _routes, ...rest } = cfg;
-  return deepFreeze({ ...rest, routes });
+  const { phantom_token: _unused, routes: _routes, listen: _listen, ...rest } = cfg;
+  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...rest, routes });
 }
 
 function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {

@@ -104,13 +104,39 @@ const cidr = z.string('must be an IP address or CIDR').refine((v) => {
   return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
 }, 'must be an IP address or CIDR such as 10.0.0.0/8');
 
+/** Defaults of `forward_auth`. */
+export const FORWARD_AUTH_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8081, keep_alive_timeout_ms: 75_000 });
+
+/*
+ * Headers an allow never carries as an identity header: the decision's own
+ * (Authorization, X-Accel-*, caching, framing), hop-by-hop fields, and the
+ * request-describing headers gateways send to the listener.
+ */
+const RESERVED_HEADERS = new Set([
+  'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate', 'host', 'cookie', 'set-cookie',
+  'cache-control', 'expires', 'pragma', 'vary', 'age', 'date', 'etag', 'last-modified', 'retry-after', 'location', 'server',
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+]);
+const RESERVED_PREFIXES = /^(?:content-|x-accel-|x-forwarded-|x-original-|forwarded$|x-real-ip$|access-control-)/;
+
+const identityHeaderName = z
+  .string('must be a header name')
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/, 'must be a header name (1 to 64 letters, digits and !#$%&\'*+.^_`|~-)')
+  .refine((h) => !RESERVED_HEADERS.has(h.toLowerCase()) && !RESERVED_PREFIXES.test(h.toLowerCase()), {
+    message: 'must not be a header the decision itself sets, a hop-by-hop, caching, Content-*, CORS or forwarding header',
+  });
+
+/** The proxy listener when `listen` is absent and `forward_auth` is too (configurations from before forward-auth keep their meaning). */
+export const LISTEN_DEFAULTS = Object.freeze({ host: '0.0.0.0', port: 8080 });
+
 export const configSchema = z.strictObject({
+  // Absent with `forward_auth` set: no proxy listener (see load.ts).
   listen: z
     .strictObject({
-      host: z.string('must be a host name or IP address').min(1).default('0.0.0.0'),
-      port: int(0, 65535).default(8080),
+      host: z.string('must be a host name or IP address').min(1).default(LISTEN_DEFAULTS.host),
+      port: int(0, 65535).default(LISTEN_DEFAULTS.port),
     })
-    .default({ host: '0.0.0.0', port: 8080 }),
+    .optional(),
   phantom_token: phantomTokenPartial.default({}),
   routes: z
     .array(
@@ -118,6 +144,7 @@ export const configSchema = z.strictObject({
         path: routePath,
         // The client's query string is forwarded as is; one in the upstream URL
         // would be dropped or merged ambiguously, so it is refused up front.
+        // Optional only without a proxy listener (forward-auth alone); checked in load.ts.
         upstream: httpUrl('upstream')
           .refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)')
           // The path is forwarded as written: it must already be what a URL
@@ -125,7 +152,8 @@ export const configSchema = z.strictObject({
           .refine((v) => {
             const written = upstreamPath(v);
             return written === '' || (written === new URL(v).pathname && !written.includes('//'));
-          }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)'),
+          }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)')
+          .optional(),
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.
         phantom_token: z.unknown().optional(),
@@ -202,13 +230,51 @@ export const configSchema = z.strictObject({
       access_log: bool().default(true),
     })
     .default({ level: 'info', access_log: true }),
+  // The forward-auth decision listener (NGINX auth_request, Caddy, Traefik,
+  // APISIX, Envoy HTTP ext_authz); off when absent.
+  forward_auth: z
+    .strictObject({
+      // It hands a JWT to whoever shows an opaque token: loopback by default, never public.
+      listen: z
+        .strictObject({
+          host: z.string('must be a host name or IP address').min(1).default(FORWARD_AUTH_DEFAULTS.host),
+          port: int(0, 65535).default(FORWARD_AUTH_DEFAULTS.port),
+        })
+        .default({ host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port }),
+      // Envoy HTTP ext_authz puts its `path_prefix` before the original path.
+      path_prefix: z
+        .string('must be a path')
+        .regex(/^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/, 'must start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
+        .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not contain . or .. segments')
+        .optional(),
+      // Idle connections from the gateway are kept this long (longer than NGINX's upstream keepalive_timeout, 60 s).
+      keep_alive_timeout_ms: int(100, 3_600_000).default(FORWARD_AUTH_DEFAULTS.keep_alive_timeout_ms),
+      // claim -> response header added to an allow.
+      identity_headers: z
+        .record(
+          z.string().regex(/^[\x21-\x7E]{1,256}$/, 'claim names must be 1 to 256 visible ASCII characters'),
+          identityHeaderName,
+          'must be a mapping of claim name to header name',
+        )
+        .superRefine((map, ctx) => {
+          const seen = new Map<string, string>();
+          for (const [claim, header] of Object.entries(map)) {
+            const prev = seen.get(header.toLowerCase());
+            if (prev !== undefined) ctx.addIssue({ code: 'custom', path: [claim], message: `header "${header}" is already given to claim "${prev}"` });
+            else seen.set(header.toLowerCase(), claim);
+          }
+        })
+        .optional(),
+    })
+    .optional(),
 });
 
 type Parsed = z.infer<typeof configSchema>;
 
 export interface RouteConfig {
   readonly path: string;
-  readonly upstream: string;
+  /** Absent only when there is no proxy listener (forward-auth alone). */
+  readonly upstream?: string;
   readonly request_buffering: boolean;
   readonly body_idle_timeout_ms: number;
   readonly max_body_bytes?: number;
@@ -219,4 +285,13 @@ export interface RouteConfig {
 /** The validated, merged, frozen configuration the gateway runs with. */
 export interface GatewayConfig extends Omit<Parsed, 'routes' | 'phantom_token'> {
   readonly routes: readonly RouteConfig[];
+  /**
+   * The proxy listener; undefined when there is none (`forward_auth` set
+   * and `listen` absent). Without `forward_auth` it is always set
+   * (`LISTEN_DEFAULTS`).
+   */
+  readonly listen?: Parsed['listen'];
 }
+
+/** The forward-auth listener's validated options. */
+export type ForwardAuthConfig = NonNullable<Parsed['forward_auth']>;

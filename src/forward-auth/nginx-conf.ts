@@ -54,12 +54,6 @@ export class NginxConfError extends Error {
   override readonly name = 'NginxConfError';
 }
 
-/** The `forward_auth` block, read without depending on its full schema. */
-interface ForwardAuthBlock {
-  readonly listen?: { readonly host: string; readonly port: number };
-  readonly identity_headers?: unknown;
-}
-
 /**
  * Names of the identity headers the decision service sets on an allow, from
  * `forward_auth.identity_headers` (claim name -> header name).
@@ -156,7 +150,7 @@ const err = (code: ErrorCode) => new GatewayError(code);
  * process.stdout.write(nginxConf(loadConfigFile('gateway.yaml'), { listen: { host: '0.0.0.0', port: 80 } }));
  */
 export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): string {
-  const fa = (config as GatewayConfig & { forward_auth?: ForwardAuthBlock }).forward_auth;
+  const fa = config.forward_auth;
   const routes0 = config.routes;
   const anyProtected = routes0.some((r) => r.phantom_token !== false);
   if (anyProtected && fa?.listen === undefined) {
@@ -165,7 +159,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   for (const r of routes0) {
     if (r.upstream === undefined || r.upstream === '') throw new NginxConfError(`routes: ${r.path} has no upstream: NGINX needs one to proxy_pass to`);
   }
+  const upstreamOfRoute = (r: RouteConfig): string => r.upstream!;
   const listen = opts.listen ?? config.listen;
+  if (listen === undefined) throw new NginxConfError('the configuration has no listen (no proxy listener): say where NGINX listens with --listen HOST:PORT');
   const cachePath = opts.cachePath ?? NGINX_CONF_DEFAULTS.cachePath;
   const zone = opts.cacheZone ?? NGINX_CONF_DEFAULTS.cacheZone;
   if (!/^[A-Za-z0-9_]+$/.test(zone)) throw new NginxConfError(`cache zone "${zone}": letters, digits and _ only`);
@@ -258,20 +254,21 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
 
   // Upstreams: the decision service, and one per upstream origin.
-  const keepaliveTimeout = Math.max(1, Math.floor(config.server.keep_alive_timeout_ms / 1000) - 1);
+  // Shorter than the listener's own idle timeout, so NGINX never reuses a connection the listener is closing.
+  const keepaliveTimeout = Math.max(1, Math.min(60, Math.floor((fa?.keep_alive_timeout_ms ?? 75_000) / 1000) - 1));
   if (fa?.listen !== undefined) {
     w('upstream phantom_forward_auth {');
     w(`  server ${hostPort(fa.listen.host, fa.listen.port)};`);
     w('  keepalive 32;');
     w('  keepalive_requests 100000;');
-    w(`  # shorter than the decision service's own idle timeout (server.keep_alive_timeout_ms), so NGINX never reuses a connection it is closing`);
+    w('  # shorter than the listener\'s forward_auth.keep_alive_timeout_ms, so NGINX never reuses a connection it is closing');
     w(`  keepalive_timeout ${keepaliveTimeout}s;`);
     w('}');
   }
   const origins = new Map<string, string>();
   for (const r of routes0) {
-    const u = new URL(r.upstream);
-    const origin = originOf(r.upstream);
+    const u = new URL(upstreamOfRoute(r));
+    const origin = originOf(upstreamOfRoute(r));
     if (origins.has(origin)) continue;
     const name = `phantom_upstream_${origins.size}`;
     origins.set(origin, name);
@@ -376,14 +373,14 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
   w('');
 
-  const upstreamOf = (r: RouteConfig) => origins.get(originOf(r.upstream))!;
+  const upstreamOf = (r: RouteConfig) => origins.get(originOf(upstreamOfRoute(r)))!;
 
   /** The directives that carry a request to route `r`; `mode` says how NGINX's location matched. */
   const carry = (r: GuardedRoute, mode: 'prefix' | 'exact' | 'regex'): string[] => {
     const lines: string[] = [];
     const rc = r.config;
-    const u = new URL(rc.upstream);
-    const base = upstreamPath(rc.upstream);
+    const u = new URL(upstreamOfRoute(rc));
+    const base = upstreamPath(upstreamOfRoute(rc));
     const scheme = u.protocol === 'https:' ? 'https' : 'http';
     const up = `${scheme}://${upstreamOf(rc)}`;
     if (r.guard !== undefined) {

@@ -6,7 +6,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ActiveToken } from '../cache/entry.js';
 import type { Clock } from '../cache/memory.js';
-import { upstreamPath, type GatewayConfig } from '../config/schema.js';
+import { LISTEN_DEFAULTS, upstreamPath, type GatewayConfig } from '../config/schema.js';
 import { checkCredentials, PREFLIGHT } from '../core/credentials.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING } from '../core/errors.js';
 import type { Requester, Verdict } from '../core/exchange.js';
@@ -94,6 +94,9 @@ export class Gateway {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#maxRawHeaders = config.server.max_headers * 2;
 
+    // The loader refuses this whenever `listen` is set; a configuration built by hand might not.
+    const bare = config.routes.findIndex((r) => r.upstream === undefined);
+    if (bare !== -1) throw new TypeError(`routes[${bare}] ("${config.routes[bare]!.path}") has no upstream: the proxy needs one for every route`);
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
     const pools = new Map<string, Pool>();
@@ -103,7 +106,7 @@ export class Gateway {
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
     this.#routes = this.guards.routes.map(({ config: r, guard }): CompiledRoute => {
-      const url = new URL(r.upstream);
+      const url = new URL(r.upstream!);
       let pool = pools.get(url.origin);
       if (pool === undefined) {
         pool = new Pool(url.origin, {
@@ -125,7 +128,7 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { prefix: r.path, base: upstreamPath(r.upstream), pool, guard, buffering: r.request_buffering, body };
+      return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, buffering: r.request_buffering, body };
     });
 
     if (config.trusted_proxies.length > 0) {
@@ -390,7 +393,7 @@ export class Gateway {
   }
 
   /** Starts listening; resolves with the bound address. */
-  listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
+  listen(port = (this.config.listen ?? LISTEN_DEFAULTS).port, host = (this.config.listen ?? LISTEN_DEFAULTS).host): Promise<AddressInfo> {
     return listen(this.server, port, host);
   }
 

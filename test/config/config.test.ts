@@ -293,8 +293,8 @@ routes:
 
   test('${PORT} gives a number where a number is expected', () => {
     const cfg = parse(withVars, { INTROSPECTION_CLIENT_SECRET: 'x', PORT: '9123' });
-    assert.equal(cfg.listen.port, 9123);
-    assert.equal(typeof cfg.listen.port, 'number');
+    assert.equal(cfg.listen!.port, 9123);
+    assert.equal(typeof cfg.listen!.port, 'number');
   });
 
   test('a set variable wins over the default; an empty one takes the default', () => {

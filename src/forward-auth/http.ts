@@ -1,0 +1,329 @@
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../cache/memory.js';
+import { FORWARD_AUTH_DEFAULTS, type ForwardAuthConfig, type GatewayConfig } from '../config/schema.js';
+import { decide, withdraw, type Decision, type DecisionRequest } from '../core/decide.js';
+import { GatewayError } from '../core/errors.js';
+import { createGuards, type Guards } from '../core/guards.js';
+import { renderRefusal } from '../core/render.js';
+import { listen } from '../net/listen.js';
+import type { Logger } from '../observability/logger.js';
+import { IdentityHeaders } from './identity.js';
+import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
+
+export interface ForwardAuthDeps {
+  logger: Logger;
+  /** Clock for cache lifetimes (tests move it); only used when `guards` is not given. */
+  now?: Clock;
+  /**
+   * The engine to use, shared with other front doors (the proxy) so that they
+   * share one cache and one single-flight; its owner closes it. Without it
+   * the listener builds its own from `config` and closes it on `close()`.
+   */
+  guards?: Guards;
+}
+
+const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
+const TOO_MANY_HEADERS = Object.freeze(new GatewayError('ERR_TOO_MANY_HEADERS'));
+const HEADERS_TOO_LARGE = Object.freeze(new GatewayError('ERR_HEADERS_TOO_LARGE'));
+const MALFORMED_REQUEST = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
+const REQUEST_TIMEOUT = Object.freeze(new GatewayError('ERR_REQUEST_TIMEOUT'));
+const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
+const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
+
+/** `X-Accel-Expires` values, built once for the usual range. */
+const SECONDS = Array.from({ length: 3601 }, (_, i) => String(i));
+const seconds = (n: number): string => SECONDS[n] ?? String(n);
+
+/**
+ * The forward-auth decision listener: a `node:http` server on which every
+ * request, any method on any path, asks whether the request it describes may
+ * pass (NGINX `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`,
+ * APISIX `forward-auth`, Envoy HTTP `ext_authz`). It only translates: the
+ * original method and URI and the credentials go to `decide()`, the decision
+ * comes back as
+ *
+ * - an allow: `200`, `X-Accel-Expires: <seconds>` first, `Authorization:
+ *   Bearer <jwt>` (none on an open route or a CORS preflight), the identity
+ *   headers, `Cache-Control: private`, no body;
+ * - a refusal: `renderRefusal()`'s status, headers and JSON body, with
+ *   `X-Accel-Expires` first (the negative TTL for an inactive token or a
+ *   missing scope, else `0`: NGINX never caches it).
+ *
+ * `X-Accel-Expires` comes before `Cache-Control` because NGINX reads upstream
+ * headers in order: an `X-Accel-Expires` seen first wins over a later
+ * `Cache-Control`, and `X-Accel-Expires: 0` makes the answer uncacheable
+ * whatever follows.
+ *
+ * It hands a JWT to whoever shows an opaque token: it must only be reachable
+ * by the gateway that asks it (loopback by default).
+ *
+ * @example
+ * const fa = new ForwardAuthListener(config, { logger, guards });
+ * const { port } = await fa.listen();
+ * // ... on SIGTERM:
+ * await fa.close();
+ */
+export class ForwardAuthListener {
+  readonly server: Server;
+  readonly config: GatewayConfig;
+  readonly options: ForwardAuthConfig;
+  readonly logger: Logger;
+  readonly guards: Guards;
+  readonly #ownsGuards: boolean;
+  readonly #identity: IdentityHeaders | undefined;
+  readonly #pathPrefix: string | undefined;
+  readonly #maxRawHeaders: number;
+  readonly #accessLog: boolean;
+  /** Open connections, for the end of a graceful stop. */
+  readonly #sockets = new Set<Duplex>();
+  #draining = false;
+
+  constructor(config: GatewayConfig, deps: ForwardAuthDeps) {
+    this.config = config;
+    this.options = config.forward_auth ?? { listen: { host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port }, keep_alive_timeout_ms: FORWARD_AUTH_DEFAULTS.keep_alive_timeout_ms };
+    this.logger = deps.logger;
+    this.#ownsGuards = deps.guards === undefined;
+    this.guards = deps.guards ?? createGuards(config, deps);
+    const ids = this.options.identity_headers;
+    this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
+    this.#pathPrefix = this.options.path_prefix;
+    this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
+    const s = config.server;
+    this.#maxRawHeaders = s.max_headers * 2;
+    this.server = createServer({
+      maxHeaderSize: s.max_header_bytes,
+      headersTimeout: s.headers_timeout_ms,
+      requestTimeout: s.request_timeout_ms,
+      // The gateway keeps connections to the listener; they should outlive its own idle timeout.
+      keepAliveTimeout: this.options.keep_alive_timeout_ms,
+      // headersTimeout and requestTimeout are only enforced when this check runs.
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headers_timeout_ms / 4))),
+      requireHostHeader: false,
+      noDelay: true,
+    });
+    // One more than the bound, so that reaching it is visible instead of Node silently dropping the rest.
+    this.server.maxHeadersCount = s.max_headers + 1;
+    const handle = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    this.server.on('request', handle);
+    // No `100 Continue`: the body of a decision request is never read.
+    this.server.on('checkContinue', handle);
+    this.server.on('checkExpectation', handle);
+    this.server.on('connection', (socket: Duplex) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED));
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const start = this.#accessLog ? performance.now() : 0;
+    res.sendDate = false;
+    let path = '-';
+    let method = req.method;
+    try {
+      const raw = req.rawHeaders;
+      if (raw.length > this.#maxRawHeaders) return this.#refuse(req, res, TOO_MANY_HEADERS, 0, start, method, path, '-');
+      const h = scanDecisionHeaders(raw);
+      const original = originalRequest(h, req.method!, req.url!, this.#pathPrefix);
+      if (original === undefined) return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-');
+      method = original.method;
+      const d = decide(this.guards, new ForwardedRequest(original.method, original.target, h, req));
+      if (!(d instanceof Promise)) {
+        path = logPath(d, original.target);
+        return this.#answer(req, res, d, h, start, method, path);
+      }
+      let answered = false;
+      const gone = () => {
+        if (answered) return;
+        answered = true;
+        // Nobody waits for this answer any more: an introspection not yet sent is never sent.
+        withdraw(d);
+        this.#log(method, logPath(undefined, original.target), 499, start, 'miss', 'client_closed');
+      };
+      res.once('close', gone);
+      d.then(
+        (decision) => {
+          res.off('close', gone);
+          if (answered || res.destroyed) return;
+          answered = true;
+          this.#answer(req, res, decision, h, start, method, logPath(decision, original.target));
+        },
+        (err: unknown) => {
+          res.off('close', gone);
+          if (answered) return;
+          answered = true;
+          this.logger.error({ err }, 'internal error');
+          this.#refuse(req, res, INTERNAL, 0, start, method, logPath(undefined, original.target), '-');
+        },
+      ).catch((err: unknown) => {
+        // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
+        this.logger.error({ err }, 'internal error');
+        if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, '-', '-');
+        else res.destroy();
+      });
+    } catch (err) {
+      this.logger.error({ err }, 'internal error');
+      if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, path, '-');
+      else res.destroy();
+    }
+  }
+
+  #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string): void {
+    if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache);
+    const out: string[] = ['x-accel-expires', seconds(d.ttl)];
+    const token = d.token;
+    if (token !== undefined) {
+      out.push('authorization', token.authorization);
+      this.#identity?.append(token, out);
+    }
+    out.push('cache-control', 'private', 'content-length', '0');
+    if (h.hasBody || this.#draining) out.push('connection', 'close');
+    res.writeHead(200, out);
+    res.end();
+    if (this.#accessLog) this.#log(method, path, 200, start, d.cache);
+  }
+
+  /**
+   * A refusal as every front door renders it, with `X-Accel-Expires` first.
+   * A decision request that announces a body (it should have none) is answered
+   * at once, its body unread, and its connection closed: a `Content-Length`
+   * passed on without its body (NGINX `proxy_pass_request_body off` without
+   * clearing the header) would otherwise swallow the next request.
+   */
+  #refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, ttl: number, start: number, method: string | undefined, path: string, cache: string): void {
+    if (res.headersSent || res.destroyed) return;
+    const r = renderRefusal(err);
+    const out: string[] = ['x-accel-expires', seconds(ttl)];
+    for (const name in r.headers) out.push(name, r.headers[name]!);
+    if (this.#draining || hasBody(req)) out.push('connection', 'close');
+    res.writeHead(r.status, out);
+    res.end(req.method === 'HEAD' ? undefined : r.body);
+    this.#log(method, path, err.status, start, cache, err.code);
+  }
+
+  #log(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+    if (!this.#accessLog) return;
+    const ms = Math.round((performance.now() - start) * 100) / 100;
+    if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'decision');
+    else this.logger.info({ method, path, status, ms, cache, code }, 'decision');
+  }
+
+  /** Requests Node's parser refused (oversized heads, slow or malformed ones) get the same JSON refusals. */
+  #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // A response under way on this connection: a refusal now would be read as its answer.
+    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight != null && !inFlight.writableEnded) {
+      socket.destroy();
+      return;
+    }
+    this.#rawRefusal(socket, err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT : MALFORMED_REQUEST);
+  }
+
+  #rawRefusal(socket: Duplex, refusal: GatewayError): void {
+    const r = renderRefusal(refusal);
+    let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\nx-accel-expires: 0\r\n`;
+    for (const name in r.headers) head += `${name}: ${r.headers[name]}\r\n`;
+    socket.end(`${head}connection: close\r\n\r\n${r.body}`);
+    this.logger.info({ status: r.status, code: refusal.code }, 'decision request refused before reading it');
+  }
+
+  /** Starts listening (by default on `forward_auth.listen`); resolves with the bound address. */
+  listen(port = this.options.listen.port, host = this.options.listen.host): Promise<AddressInfo> {
+    return listen(this.server, port, host);
+  }
+
+  /**
+   * Graceful stop: no new connections, idle keep-alive connections closed,
+   * decisions under way answered (with `Connection: close`); after
+   * `server.shutdown_timeout_ms` whatever is left is cut. Closes the guards
+   * only when the listener built them.
+   */
+  async close(): Promise<void> {
+    const began = performance.now();
+    this.#draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const idle = () => {
+      this.server.closeIdleConnections();
+      // Node leaves out connections that never carried a request (a client
+      // that opened a spare one): nothing is owed on them either.
+      for (const socket of this.#sockets) if ((socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+    };
+    idle();
+    const sweep = setInterval(idle, 100);
+    sweep.unref();
+    const deadline = began + this.config.server.shutdown_timeout_ms;
+    if (!(await settlesWithin(closed, deadline - performance.now()))) {
+      this.logger.warn('shutdown timeout reached: closing remaining forward-auth connections');
+      this.server.closeAllConnections();
+    }
+    clearInterval(sweep);
+    if (!this.#ownsGuards) return;
+    if (!(await settlesWithin(this.guards.close(), deadline - performance.now()))) await this.guards.destroy();
+  }
+}
+
+/** Builds a forward-auth listener (see `ForwardAuthListener`). */
+export function createForwardAuthListener(config: GatewayConfig, deps: ForwardAuthDeps): ForwardAuthListener {
+  return new ForwardAuthListener(config, deps);
+}
+
+/**
+ * What `decide` reads; the client address is worked out on a cache miss
+ * only (the exchange reads it to queue the introspection).
+ */
+class ForwardedRequest implements DecisionRequest {
+  readonly authorization: readonly string[];
+  readonly preflight: boolean;
+  readonly hasBody: boolean;
+  readonly methodOverride: boolean;
+
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly h: DecisionHeaders,
+    readonly req: IncomingMessage,
+  ) {
+    this.authorization = h.authorization;
+    this.preflight = h.preflight;
+    this.hasBody = h.hasBody;
+    this.methodOverride = h.methodOverride;
+  }
+
+  get clientAddress(): string {
+    return clientAddress(this.h, this.req.socket.remoteAddress);
+  }
+}
+
+/** The original path for the access log (never the query): only once the target checks passed. */
+function logPath(d: Decision | undefined, target: string): string {
+  if (d !== undefined && !d.allow && d.route === undefined && d.error.code !== 'ERR_NO_ROUTE') return '-';
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** Whether `work` settles within `ms` (at once when `ms` <= 0); the timer keeps no process alive. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

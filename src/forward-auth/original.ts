@@ -1,0 +1,174 @@
+import { isIP, isIPv4 } from 'node:net';
+import { isMethodOverride } from '../proxy/headers.js';
+
+/*
+ * What a decision request says about the request it asks about. Gateways
+ * describe it in one of three ways: `X-Forwarded-Method`/`X-Forwarded-Uri`
+ * (Traefik, Caddy, APISIX), `X-Original-Method`/`X-Original-URI` (NGINX, as
+ * its configuration sets them), or the request line itself (Envoy HTTP
+ * ext_authz, after its `path_prefix`).
+ */
+
+/** One pass over a decision request's raw headers. */
+export interface DecisionHeaders {
+  /** Every `Authorization` line, in order. */
+  readonly authorization: string[];
+  readonly forwardedMethod: string | undefined;
+  readonly forwardedUri: string | undefined;
+  readonly originalMethod: string | undefined;
+  readonly originalUri: string | undefined;
+  /** One of the four headers above came more than once. */
+  readonly duplicate: boolean;
+  /** `Origin` and `Access-Control-Request-Method` present. */
+  readonly preflight: boolean;
+  /** The request announces a body (`Content-Length` other than 0, or `Transfer-Encoding`). */
+  readonly hasBody: boolean;
+  /** A method-override header (`X-HTTP-Method-Override`...). */
+  readonly methodOverride: boolean;
+  /** Every `X-Forwarded-For` line, joined with `,`. */
+  readonly xff: string | undefined;
+  /** `X-Real-IP` when it came exactly once. */
+  readonly realIp: string | undefined;
+}
+
+export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
+  const authorization: string[] = [];
+  let forwardedMethod: string | undefined;
+  let forwardedUri: string | undefined;
+  let originalMethod: string | undefined;
+  let originalUri: string | undefined;
+  let duplicate = false;
+  let origin = false;
+  let acrm = false;
+  let hasBody = false;
+  let methodOverride = false;
+  let xff: string | undefined;
+  let realIp: string | undefined;
+  let realIps = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    switch (name) {
+      case 'authorization':
+        authorization.push(value);
+        break;
+      case 'x-forwarded-method':
+        if (forwardedMethod !== undefined) duplicate = true;
+        forwardedMethod = value;
+        break;
+      case 'x-forwarded-uri':
+        if (forwardedUri !== undefined) duplicate = true;
+        forwardedUri = value;
+        break;
+      case 'x-original-method':
+        if (originalMethod !== undefined) duplicate = true;
+        originalMethod = value;
+        break;
+      case 'x-original-uri':
+        if (originalUri !== undefined) duplicate = true;
+        originalUri = value;
+        break;
+      case 'origin':
+        origin = true;
+        break;
+      case 'access-control-request-method':
+        acrm = true;
+        break;
+      case 'content-length':
+        if (value !== '0') hasBody = true;
+        break;
+      case 'transfer-encoding':
+        hasBody = true;
+        break;
+      case 'x-forwarded-for':
+        xff = xff === undefined ? value : `${xff},${value}`;
+        break;
+      case 'x-real-ip':
+        realIps++;
+        realIp = value;
+        break;
+      default:
+        if (name.charCodeAt(0) === 120 /* x */ && isMethodOverride(name)) methodOverride = true;
+    }
+  }
+  return {
+    authorization,
+    forwardedMethod,
+    forwardedUri,
+    originalMethod,
+    originalUri,
+    duplicate,
+    preflight: origin && acrm,
+    hasBody,
+    methodOverride,
+    xff,
+    realIp: realIps === 1 ? realIp : undefined,
+  };
+}
+
+/** The original request's method and target, as the decision request gives them. */
+export interface Original {
+  readonly method: string;
+  readonly target: string;
+}
+
+/** An HTTP method as gateways send it: upper-case token (a lower-case `trace` must not slip past the TRACE rule). */
+const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
+
+/**
+ * The original method and target, or undefined when the decision request
+ * does not say them unambiguously (answered 400):
+ *
+ * 1. With `pathPrefix` set, a request line under it is Envoy's: the request
+ *    line's method, and its target without the prefix. Headers are not read
+ *    (Envoy builds the line itself; any such header came from the client).
+ * 2. `X-Forwarded-Method` and `X-Forwarded-Uri`, both, once each, and no
+ *    `X-Original-*` beside them: NGINX's `auth_request` passes the client's
+ *    own headers to the listener, so a client could add `X-Forwarded-Uri:
+ *    /public` beside the `X-Original-URI` NGINX sets; two descriptions are
+ *    refused rather than one picked.
+ * 3. `X-Original-Method` and `X-Original-URI`, both, once each.
+ * 4. Without `pathPrefix`, the request line.
+ *
+ * The target is checked afterwards by `decide` like the proxy's.
+ */
+export function originalRequest(h: DecisionHeaders, method: string, url: string, pathPrefix: string | undefined): Original | undefined {
+  if (pathPrefix !== undefined && url.startsWith(pathPrefix) && url.charCodeAt(pathPrefix.length) === 47 /* / */) {
+    return { method, target: url.slice(pathPrefix.length) };
+  }
+  if (h.duplicate) return undefined;
+  if (h.forwardedMethod !== undefined || h.forwardedUri !== undefined) {
+    if (h.forwardedMethod === undefined || h.forwardedUri === undefined || h.originalMethod !== undefined || h.originalUri !== undefined) return undefined;
+    return METHOD.test(h.forwardedMethod) ? { method: h.forwardedMethod, target: h.forwardedUri } : undefined;
+  }
+  if (h.originalMethod !== undefined || h.originalUri !== undefined) {
+    if (h.originalMethod === undefined || h.originalUri === undefined) return undefined;
+    return METHOD.test(h.originalMethod) ? { method: h.originalMethod, target: h.originalUri } : undefined;
+  }
+  return pathPrefix === undefined ? { method, target: url } : undefined;
+}
+
+/**
+ * The client's address, for the per-client introspection queues. The peer
+ * is the gateway (the listener must never be reachable by clients), so the
+ * right-most `X-Forwarded-For` entry, which the gateway appended, is the
+ * client as the gateway saw it; else `X-Real-IP`; else the peer itself.
+ * Anything that is not an IP address is skipped.
+ */
+export function clientAddress(h: DecisionHeaders, peer: string | undefined): string {
+  if (h.xff !== undefined) {
+    const comma = h.xff.lastIndexOf(',');
+    const last = (comma === -1 ? h.xff : h.xff.slice(comma + 1)).trim();
+    if (isIP(last) !== 0) return unmapped(last);
+  }
+  if (h.realIp !== undefined) {
+    const ip = h.realIp.trim();
+    if (isIP(ip) !== 0) return unmapped(ip);
+  }
+  return unmapped(peer ?? '');
+}
+
+/** An IPv4 address as itself rather than IPv4-mapped IPv6, so one client has one key. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}

@@ -1,0 +1,113 @@
+/*
+ * Adapters of the shared front-door suite: each turns a FrontDoorRequest
+ * into what the client, and the API behind, would see.
+ */
+import { request } from 'undici';
+import { parseConfig } from '../../src/config/load.js';
+import { createGuards } from '../../src/core/guards.js';
+import { decide } from '../../src/core/decide.js';
+import { renderRefusal } from '../../src/core/render.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { startGateway } from '../helpers/gateway.js';
+import { ask, startForwardAuth } from '../helpers/forward-auth.js';
+import type { EchoUpstream } from '../helpers/servers.js';
+import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
+
+/** Flat header list of a FrontDoorRequest (Authorization once per value). */
+export function headerList(req: FrontDoorRequest): string[] {
+  const out: string[] = [];
+  const auth = req.authorization === undefined ? [] : Array.isArray(req.authorization) ? req.authorization : [req.authorization];
+  for (const a of auth) out.push('authorization', a);
+  for (const [k, v] of Object.entries(req.headers ?? {})) out.push(k, v);
+  return out;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** A client's view of an HTTP answer; on a 2xx, what the echo upstream last received. */
+export async function httpOutcome(url: string, req: FrontDoorRequest, api: EchoUpstream | undefined): Promise<Outcome> {
+  const before = api?.received.length ?? 0;
+  const res = await request(url + req.target, { method: (req.method ?? 'GET') as 'GET', headers: headerList(req) });
+  const text = await res.body.text();
+  const ok = res.statusCode >= 200 && res.statusCode < 300;
+  let forwarded: string | null | undefined;
+  if (ok && api !== undefined) {
+    const seen = api.received.length > before ? api.received[api.received.length - 1] : undefined;
+    forwarded = seen === undefined ? undefined : (one(seen.headers.authorization) ?? null);
+  }
+  return {
+    status: res.statusCode,
+    challenge: one(res.headers['www-authenticate']),
+    retryAfter: one(res.headers['retry-after']),
+    body: ok || text === '' ? undefined : safeJson(text),
+    forwarded,
+  };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The reverse proxy. */
+export const proxyDoor: FrontDoor = {
+  name: 'reverse proxy',
+  async start(yaml, { api }) {
+    const gw = await startGateway(yaml);
+    return { call: (req) => httpOutcome(gw.url, req, api), close: () => gw.close() };
+  },
+};
+
+/** The library: createGuards() + decide() + renderRefusal(), in process. */
+export const libraryDoor: FrontDoor = {
+  name: 'library decide()',
+  async start(yaml) {
+    const config = parseConfig(yaml, { file: 'test.yaml', env: {} });
+    const guards = createGuards(config, { logger: createLogger('silent') });
+    return {
+      async call(req) {
+        const auth = req.authorization === undefined ? [] : Array.isArray(req.authorization) ? req.authorization : [req.authorization];
+        const h = req.headers ?? {};
+        const d = await decide(guards, {
+          method: req.method ?? 'GET',
+          target: req.target,
+          authorization: auth,
+          preflight: h.origin !== undefined && h['access-control-request-method'] !== undefined,
+          clientAddress: '127.0.0.1',
+        });
+        if (d.allow) return { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: d.token?.authorization ?? null };
+        const r = renderRefusal(d.error);
+        return { status: r.status, challenge: r.headers['www-authenticate'], retryAfter: r.headers['retry-after'], body: JSON.parse(r.body), forwarded: undefined };
+      },
+      close: () => guards.close(),
+    };
+  },
+};
+
+/** The forward-auth listener, asked as Traefik/Caddy ask (X-Forwarded-Method/Uri); "forwarded" is the Authorization of its allow. */
+export const forwardAuthDoor: FrontDoor = {
+  name: 'forward-auth listener (HTTP)',
+  async start(yaml) {
+    const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
+    return {
+      async call(req) {
+        const h = ['x-forwarded-method', req.method ?? 'GET', 'x-forwarded-uri', req.target, ...headerList(req)];
+        const a = await ask(fa.url, h);
+        const ok = a.status >= 200 && a.status < 300;
+        return {
+          status: a.status,
+          challenge: one(a.headers['www-authenticate']),
+          retryAfter: one(a.headers['retry-after']),
+          body: ok || a.body === '' ? undefined : safeJson(a.body),
+          forwarded: ok ? (one(a.headers.authorization) ?? null) : undefined,
+        };
+      },
+      close: () => fa.close(),
+    };
+  },
+};
