@@ -27,7 +27,7 @@
  * Prints a table on stderr and the results as JSON on stdout.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,9 @@ const MODULES = '/usr/lib/nginx/modules';
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-nginx-'));
 // The decision cache on tmpfs, as the README recommends; a variant keeps it on disk (the work dir).
 const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/phantom-bench-nginx-') : undefined;
+// NGINX's worker runs as another user when the bench runs as root: it must reach the cache directories.
+chmodSync(work, 0o755);
+if (shm) chmodSync(shm, 0o755);
 const children: ChildProcess[] = [];
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -104,24 +107,25 @@ function connectionsTo(port: number): Set<string> {
 }
 
 interface Row extends Load {
-  /** Distinct connections to the forward-auth listener seen during the run, and the most at once. */
-  decisionConnections?: { distinct: number; most: number };
+  /** Connections to the forward-auth listener opened during the run, and the most open at once. */
+  decisionConnections?: { opened: number; most: number };
 }
 
 async function measure(url: string, pids: number[], faPort?: number): Promise<Row> {
+  const before = faPort === undefined ? new Set<string>() : connectionsTo(faPort);
   const seen = new Set<string>();
-  let most = 0;
+  let most = before.size;
   const timer =
     faPort === undefined
       ? undefined
       : setInterval(() => {
           const now = connectionsTo(faPort);
           most = Math.max(most, now.size);
-          for (const c of now) seen.add(c);
+          for (const c of now) if (!before.has(c)) seen.add(c);
         }, 100);
   const load = await wrkLoad(url, { connections: CONNECTIONS, seconds: SECONDS, pids, header: 'Authorization: Bearer valid-0' });
   if (timer) clearInterval(timer);
-  return faPort === undefined ? load : { ...load, decisionConnections: { distinct: seen.size, most } };
+  return faPort === undefined ? load : { ...load, decisionConnections: { opened: seen.size, most } };
 }
 
 async function main(): Promise<void> {
@@ -133,7 +137,6 @@ async function main(): Promise<void> {
 
   const upstreamPort = await freePort();
   const introPort = await freePort();
-  const faPort = await freePort();
   const gwPort = await freePort();
   const body = '{"message":"hello from the upstream API","ok":true}';
   start('nginx', ['-c', nginxMainConf(join(work, 'upstream'), `server { listen 127.0.0.1:${upstreamPort} backlog=4096; keepalive_requests 1000000; location / { default_type application/json; return 200 '${body}'; } }`), '-p', join(work, 'upstream')], 'upstream nginx');
@@ -150,26 +153,31 @@ routes:
     upstream: http://127.0.0.1:${upstreamPort}
 log: { access_log: false }
 `;
-  // The forward-auth listener alone (no proxy listener), as deployed behind NGINX.
-  const faConfig = join(work, 'forward-auth.yaml');
-  writeFileSync(faConfig, `forward_auth:\n  listen: { host: 127.0.0.1, port: ${faPort} }\n${phantom}`);
-  const fa = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', faConfig], 'forward-auth listener');
   const gwConfig = join(work, 'gateway.yaml');
   writeFileSync(gwConfig, `listen: { host: 127.0.0.1, port: ${gwPort} }\n${phantom}`);
   const gateway = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', gwConfig], 'gateway');
 
   const loadModules = `load_module ${MODULES}/ndk_http_module.so;\nload_module ${MODULES}/ngx_http_set_misc_module.so;\n`;
-  /** An NGINX with the generated configuration (through the real CLI), optionally edited for a variant. */
+  /**
+   * A forward-auth listener alone (no proxy listener), as deployed behind
+   * NGINX, and an NGINX with the configuration the real CLI generates for it,
+   * optionally edited for a variant. Each subject has its own listener, so
+   * that its CPU and its connections are its own.
+   */
   const generated = async (name: string, flags: string[], edit: (conf: string) => string = (c) => c) => {
     const port = await freePort();
+    const faPort = await freePort();
     const dir = join(work, name);
     mkdirSync(dir, { recursive: true });
+    const faConfig = join(dir, 'forward-auth.yaml');
+    writeFileSync(faConfig, `forward_auth:\n  listen: { host: 127.0.0.1, port: ${faPort} }\n${phantom}`);
+    const fa = start(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), '--config', faConfig], `forward-auth listener (${name})`);
     const r = spawnSync(process.execPath, [join(ROOT, 'bin/phantom-gateway.js'), 'nginx-conf', '--config', faConfig, '--listen', `127.0.0.1:${port}`, ...flags], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`nginx-conf failed: ${r.stderr}`);
     writeFileSync(join(dir, 'phantom-gateway.conf'), edit(r.stdout));
     const conf = nginxMainConf(dir, `include ${dir}/phantom-gateway.conf;`, loadModules);
     const proc = start('nginx', ['-c', conf, '-p', dir], `nginx (${name})`);
-    return { port, proc, url: `http://127.0.0.1:${port}/` };
+    return { port, proc, fa, faPort, url: `http://127.0.0.1:${port}/` };
   };
 
   const plainPort = await freePort();
@@ -212,21 +220,20 @@ log: { access_log: false }
   await Promise.all([
     waitForPort(upstreamPort, 'upstream nginx'),
     waitForPort(introPort, 'introspection server'),
-    waitForPort(faPort, 'forward-auth listener'),
     waitForPort(gwPort, 'gateway'),
     waitForPort(plainPort, 'plain nginx'),
-    ...[cachedShm, cachedDisk, cachedOpenFile, cachedNoLock, uncached].map((s) => waitForPort(s.port, 'nginx (generated)')),
+    ...[cachedShm, cachedDisk, cachedOpenFile, cachedNoLock, uncached].flatMap((s) => [waitForPort(s.port, 'nginx (generated)'), waitForPort(s.faPort, 'forward-auth listener')]),
     ...(curity ? [waitForPort(curity.port, 'curity nginx')] : []),
   ]);
 
-  type Subject = { name: string; url: string; pids: () => number[]; fa?: boolean };
+  type Subject = { name: string; url: string; pids: () => number[]; faPort?: number };
   const subjects: Subject[] = [
     { name: 'nginx proxy_pass (no auth)', url: `http://127.0.0.1:${plainPort}/`, pids: () => [plain.pid!] },
-    { name: 'nginx + forward-auth, decision cache (generated, tmpfs)', url: cachedShm.url, pids: () => [cachedShm.proc.pid!, fa.pid!], fa: true },
-    { name: 'nginx + forward-auth, decision cache on disk', url: cachedDisk.url, pids: () => [cachedDisk.proc.pid!, fa.pid!], fa: true },
-    { name: 'nginx + forward-auth, tmpfs + open_file_cache', url: cachedOpenFile.url, pids: () => [cachedOpenFile.proc.pid!, fa.pid!], fa: true },
-    { name: 'nginx + forward-auth, tmpfs, proxy_cache_lock off', url: cachedNoLock.url, pids: () => [cachedNoLock.proc.pid!, fa.pid!], fa: true },
-    { name: 'nginx + forward-auth, no decision cache', url: uncached.url, pids: () => [uncached.proc.pid!, fa.pid!], fa: true },
+    { name: 'nginx + forward-auth, decision cache (generated, tmpfs)', url: cachedShm.url, pids: () => [cachedShm.proc.pid!, cachedShm.fa.pid!], faPort: cachedShm.faPort },
+    { name: 'nginx + forward-auth, decision cache on disk', url: cachedDisk.url, pids: () => [cachedDisk.proc.pid!, cachedDisk.fa.pid!], faPort: cachedDisk.faPort },
+    { name: 'nginx + forward-auth, tmpfs + open_file_cache', url: cachedOpenFile.url, pids: () => [cachedOpenFile.proc.pid!, cachedOpenFile.fa.pid!], faPort: cachedOpenFile.faPort },
+    { name: 'nginx + forward-auth, tmpfs, proxy_cache_lock off', url: cachedNoLock.url, pids: () => [cachedNoLock.proc.pid!, cachedNoLock.fa.pid!], faPort: cachedNoLock.faPort },
+    { name: 'nginx + forward-auth, no decision cache', url: uncached.url, pids: () => [uncached.proc.pid!, uncached.fa.pid!], faPort: uncached.faPort },
     ...(curity ? [{ name: "Curity's OpenResty plugin (Lua)", url: curity.url, pids: () => [curity!.proc.pid!] }] : []),
     { name: 'gateway (standalone proxy)', url: `http://127.0.0.1:${gwPort}/`, pids: () => [gateway.pid!] },
   ];
@@ -239,7 +246,7 @@ log: { access_log: false }
     log(`nginx forward-auth: round ${round}/${ROUNDS}`);
     // Alternate the order so that drift favours no subject.
     const order = round % 2 === 1 ? subjects : [...subjects].reverse();
-    for (const s of order) (results[s.name] ??= []).push(await measure(s.url, s.pids(), s.fa ? faPort : undefined));
+    for (const s of order) (results[s.name] ??= []).push(await measure(s.url, s.pids(), s.faPort));
   }
 
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
@@ -257,16 +264,16 @@ log: { access_log: false }
       rps_vs_nginx: Math.round((m(s.name, 'rps') / m(plainName, 'rps')) * 100) / 100,
       rps_vs_curity: curityName ? Math.round((m(s.name, 'rps') / m(curityName, 'rps')) * 100) / 100 : null,
       cpu_vs_curity: curityName ? Math.round((m(s.name, 'cpuUsPerReq') / m(curityName, 'cpuUsPerReq')) * 100) / 100 : null,
-      decision_connections: conns.length > 0 ? { distinct: Math.max(...conns.map((c) => c.distinct)), most_at_once: Math.max(...conns.map((c) => c.most)) } : null,
+      decision_connections: conns.length > 0 ? { opened_during_run: Math.max(...conns.map((c) => c.opened)), most_open_at_once: Math.max(...conns.map((c) => c.most)) } : null,
       errors: rs.reduce((a, l) => a + l.errors, 0),
     };
   });
   const table = [
-    '| subject | req/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs Curity req/s | vs Curity CPU | decision connections |',
+    '| subject | req/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs Curity req/s | vs Curity CPU | connections to the listener |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.subject} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${r.rps_vs_nginx} | ${r.rps_vs_curity ?? '—'} | ${r.cpu_vs_curity ?? '—'} | ${r.decision_connections ? `${r.decision_connections.distinct} (${r.decision_connections.most_at_once} at once)` : '—'} |`,
+        `| ${r.subject} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${r.rps_vs_nginx} | ${r.rps_vs_curity ?? '—'} | ${r.cpu_vs_curity ?? '—'} | ${r.decision_connections ? `${r.decision_connections.most_open_at_once} open, ${r.decision_connections.opened_during_run} opened` : '—'} |`,
     ),
   ];
   log(`\n${table.join('\n')}\n`);

@@ -259,7 +259,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   if (fa?.listen !== undefined) {
     w('upstream phantom_forward_auth {');
     w(`  server ${hostPort(fa.listen.host, fa.listen.port)};`);
-    w('  keepalive 32;');
+    w('  # idle connections kept per worker: at least the decision requests in flight at once, or NGINX opens and closes connections under load');
+    w('  keepalive 128;');
     w('  keepalive_requests 100000;');
     w('  # shorter than the listener\'s forward_auth.keep_alive_timeout_ms, so NGINX never reuses a connection it is closing');
     w(`  keepalive_timeout ${keepaliveTimeout}s;`);
