@@ -5,7 +5,7 @@
  *   - plain NGINX proxy_pass (the floor);
  *   - NGINX + the forward-auth listener with the configuration
  *     `phantom-gateway nginx-conf` generates (decisions in proxy_cache), and
- *     variants of its tuning (cache directory on tmpfs or on disk,
+ *     variants of its tuning (cache directory on tmpfs or on disk, without
  *     open_file_cache);
  *   - the same without the decision cache (every request asks the listener);
  *   - Curity's OpenResty plugin on Debian NGINX + the Lua module
@@ -190,10 +190,11 @@ log: { access_log: false }
   const plain = start('nginx', ['-c', plainConf, '-p', join(work, 'plain')], 'plain nginx');
   const cachedShm = await generated('fa-cache-shm', ['--cache-path', join(shm ?? work, 'cache')]);
   const cachedDisk = await generated('fa-cache-disk', ['--cache-path', join(work, 'disk-cache')]);
-  const cachedOpenFile = await generated('fa-cache-shm-open-file-cache', ['--cache-path', join(shm ?? work, 'cache-ofc')], (c) =>
-    c.replace(/(\n\s+proxy_cache_lock on;)/g, '$1\n    open_file_cache max=10000 inactive=60s;\n    open_file_cache_valid 60s;'),
-  );
-  const cachedNoLock = await generated('fa-cache-shm-no-lock', ['--cache-path', join(shm ?? work, 'cache-nolock')], (c) => c.replace(/proxy_cache_lock on;/g, 'proxy_cache_lock off;'));
+  const cachedNoOpenFile = await generated('fa-cache-shm-no-open-file-cache', ['--cache-path', join(shm ?? work, 'cache-no-ofc')], (c) => {
+    const edited = c.replace(/\n\s+open_file_cache(?:_valid)? [^;]*;/g, '');
+    if (edited === c) throw new Error('the generated configuration has no open_file_cache to remove');
+    return edited;
+  });
   const uncached = await generated('fa-no-cache', ['--no-decision-cache']);
 
   const curitySkip = curityMissing();
@@ -222,7 +223,7 @@ log: { access_log: false }
     waitForPort(introPort, 'introspection server'),
     waitForPort(gwPort, 'gateway'),
     waitForPort(plainPort, 'plain nginx'),
-    ...[cachedShm, cachedDisk, cachedOpenFile, cachedNoLock, uncached].flatMap((s) => [waitForPort(s.port, 'nginx (generated)'), waitForPort(s.faPort, 'forward-auth listener')]),
+    ...[cachedShm, cachedDisk, cachedNoOpenFile, uncached].flatMap((s) => [waitForPort(s.port, 'nginx (generated)'), waitForPort(s.faPort, 'forward-auth listener')]),
     ...(curity ? [waitForPort(curity.port, 'curity nginx')] : []),
   ]);
 
@@ -231,8 +232,7 @@ log: { access_log: false }
     { name: 'nginx proxy_pass (no auth)', url: `http://127.0.0.1:${plainPort}/`, pids: () => [plain.pid!] },
     { name: 'nginx + forward-auth, decision cache (generated, tmpfs)', url: cachedShm.url, pids: () => [cachedShm.proc.pid!, cachedShm.fa.pid!], faPort: cachedShm.faPort },
     { name: 'nginx + forward-auth, decision cache on disk', url: cachedDisk.url, pids: () => [cachedDisk.proc.pid!, cachedDisk.fa.pid!], faPort: cachedDisk.faPort },
-    { name: 'nginx + forward-auth, tmpfs + open_file_cache', url: cachedOpenFile.url, pids: () => [cachedOpenFile.proc.pid!, cachedOpenFile.fa.pid!], faPort: cachedOpenFile.faPort },
-    { name: 'nginx + forward-auth, tmpfs, proxy_cache_lock off', url: cachedNoLock.url, pids: () => [cachedNoLock.proc.pid!, cachedNoLock.fa.pid!], faPort: cachedNoLock.faPort },
+    { name: 'nginx + forward-auth, tmpfs, without open_file_cache', url: cachedNoOpenFile.url, pids: () => [cachedNoOpenFile.proc.pid!, cachedNoOpenFile.fa.pid!], faPort: cachedNoOpenFile.faPort },
     { name: 'nginx + forward-auth, no decision cache', url: uncached.url, pids: () => [uncached.proc.pid!, uncached.fa.pid!], faPort: uncached.faPort },
     ...(curity ? [{ name: "Curity's OpenResty plugin (Lua)", url: curity.url, pids: () => [curity!.proc.pid!] }] : []),
     { name: 'gateway (standalone proxy)', url: `http://127.0.0.1:${gwPort}/`, pids: () => [gateway.pid!] },

@@ -7,6 +7,9 @@
  * from /proc/<pid>/stat of the proxy process only. Subjects alternate round
  * by round and medians are reported, because shared machines are noisy.
  *
+ * Then bench/nginx-forward-auth.ts: NGINX with the generated configuration
+ * in front of the forward-auth listener, against plain NGINX and Curity's plugin.
+ *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
  * BENCH_BASELINE=<git ref> (also runs the gateway built from that commit, in
@@ -360,6 +363,13 @@ ${extra}`,
   const scan = scanning(join(ROOT, 'bin/phantom-gateway.js')) as { legitimate: { p50_ms: number; max_ms: number; statuses: number[] }; introspections_per_round: number[] };
   const scanBase = baselineBin === undefined ? undefined : (scanning(baselineBin) as typeof scan);
 
+  // NGINX in front with the forward-auth listener (bench/nginx-forward-auth.ts,
+  // its own processes, after the subjects above have stopped loading the machine).
+  process.stderr.write('nginx + forward-auth\n');
+  const nfa = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/nginx-forward-auth.ts')], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 900_000 });
+  if (nfa.status !== 0) throw new Error(`bench/nginx-forward-auth.ts failed: ${nfa.stderr}`);
+  const nginxForwardAuth = JSON.parse(nfa.stdout) as { table: string; curity: string };
+
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
   const nginxRps = m('nginx', 'rps');
@@ -420,6 +430,7 @@ ${extra}`,
       requests_not_answered_200: refusedFills,
     },
     token_scanning: { gateway: scan, baseline: scanBase ?? null },
+    nginx_forward_auth: nginxForwardAuth,
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -446,6 +457,7 @@ ${extra}`,
       (scanBase === undefined ? '' : `; baseline: p50 ${scanBase.legitimate.p50_ms} ms, max ${scanBase.legitimate.max_ms} ms, statuses ${scanBase.legitimate.statuses.join(' ')}, introspections ${scanBase.introspections_per_round.join(' ')}`) +
       '\n',
   );
+  process.stdout.write(`\nNGINX in front, decisions from the forward-auth listener (cache hit, one NGINX worker each; CPU = NGINX + listener; Curity's plugin: ${nginxForwardAuth.curity}):\n\n${nginxForwardAuth.table}\n\n`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
