@@ -295,6 +295,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('  error_page 403 = @phantom_403;');
   }
   w('  error_page 404 = @phantom_404;');
+  w('  error_page 405 = @phantom_405;');
+  w('  error_page 413 = @phantom_413;');
   w('  error_page 500 = @phantom_500;');
   w('  error_page 502 = @phantom_502;');
   w('  error_page 504 = @phantom_504;');
@@ -314,6 +316,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     named('phantom_403', ['add_header WWW-Authenticate $phantom_challenge always;', `return 403 ${refusalBody(insufficientScope(''))};`]);
   }
   named('phantom_404', [`return 404 ${refusalBody(err('ERR_NO_ROUTE'))};`]);
+  named('phantom_405', [`return 405 ${refusalBody(err('ERR_METHOD_NOT_ALLOWED'))};`]);
+  named('phantom_413', [`return 413 ${refusalBody(err('ERR_BODY_TOO_LARGE'))};`]);
   // auth_request turns every status of the decision but 2xx, 401 and 403 into
   // 500: the decision's own status, challenge and Retry-After were kept.
   named(

@@ -314,6 +314,19 @@ describe('NGINX in front of the forward-auth listener', { skip }, () => {
     assert.equal(s.api.received.length, 0);
   });
 
+  it('NGINX\'s own refusals are JSON too: TRACE 405, a body over max_body_bytes 413, an internal location 404', async () => {
+    const trace = await get(`${s.url}/public/x`, {}, 'TRACE');
+    assert.equal(trace.status, 405);
+    assert.deepEqual(trace.json(), { code: 'bad_request', message: 'Method not allowed' });
+    const port = Number(new URL(s.url).port);
+    const big = await rawRequest(port, 'POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000000\r\nConnection: close\r\n\r\n');
+    assert.equal(big.status, 413);
+    assert.deepEqual(JSON.parse(big.body), { code: 'bad_request', message: 'Request body too large' });
+    const internal = await get(`${s.url}/_phantom-gateway/decide/0`);
+    assert.equal(internal.status, 404);
+    assert.deepEqual(internal.json(), { code: 'not_found', message: 'No route for this path' });
+  });
+
   it('a path whose route depends on case is refused (/ADMIN/x, /Api/x), as by the gateway', async () => {
     for (const path of ['/ADMIN/x', '/Admin', '/Api/x', '/API.json']) assert.equal((await get(`${s.url}${path}`)).status, 400, path);
   });
