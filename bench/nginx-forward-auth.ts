@@ -111,7 +111,7 @@ interface Row extends Load {
   decisionConnections?: { opened: number; most: number };
 }
 
-async function measure(url: string, pids: number[], faPort?: number): Promise<Row> {
+async function measure(url: string, pids: number[], faPort?: number, script?: string): Promise<Row> {
   const before = faPort === undefined ? new Set<string>() : connectionsTo(faPort);
   const seen = new Set<string>();
   let most = before.size;
@@ -123,7 +123,7 @@ async function measure(url: string, pids: number[], faPort?: number): Promise<Ro
           most = Math.max(most, now.size);
           for (const c of now) if (!before.has(c)) seen.add(c);
         }, 100);
-  const load = await wrkLoad(url, { connections: CONNECTIONS, seconds: SECONDS, pids, header: 'Authorization: Bearer valid-0' });
+  const load = await wrkLoad(url, { connections: CONNECTIONS, seconds: SECONDS, pids, ...(script ? { script } : { header: 'Authorization: Bearer valid-0' }) });
   if (timer) clearInterval(timer);
   return faPort === undefined ? load : { ...load, decisionConnections: { opened: seen.size, most } };
 }
@@ -151,6 +151,7 @@ async function main(): Promise<void> {
 routes:
   - path: /
     upstream: http://127.0.0.1:${upstreamPort}
+cache: { max_entries: 20000 }
 log: { access_log: false }
 `;
   const gwConfig = join(work, 'gateway.yaml');
@@ -190,11 +191,7 @@ log: { access_log: false }
   const plain = start('nginx', ['-c', plainConf, '-p', join(work, 'plain')], 'plain nginx');
   const cachedShm = await generated('fa-cache-shm', ['--cache-path', join(shm ?? work, 'cache')]);
   const cachedDisk = await generated('fa-cache-disk', ['--cache-path', join(work, 'disk-cache')]);
-  const cachedNoOpenFile = await generated('fa-cache-shm-no-open-file-cache', ['--cache-path', join(shm ?? work, 'cache-no-ofc')], (c) => {
-    const edited = c.replace(/\n\s+open_file_cache(?:_valid)? [^;]*;/g, '');
-    if (edited === c) throw new Error('the generated configuration has no open_file_cache to remove');
-    return edited;
-  });
+  const cachedNoOpenFile = await generated('fa-cache-shm-no-open-file-cache', ['--cache-path', join(shm ?? work, 'cache-no-ofc'), '--open-files', '0']);
   const uncached = await generated('fa-no-cache', ['--no-decision-cache']);
 
   const curitySkip = curityMissing();
@@ -227,26 +224,35 @@ log: { access_log: false }
     ...(curity ? [waitForPort(curity.port, 'curity nginx')] : []),
   ]);
 
-  type Subject = { name: string; url: string; pids: () => number[]; faPort?: number };
+  type Subject = { name: string; url: string; pids: () => number[]; faPort?: number; script?: string };
+  // 10,000 tokens in turn: 10,000 decision cache files (more than the open files kept), 10,000 entries in Curity's shared dict.
+  const tenK = join(work, 'tenk.lua');
+  writeFileSync(tenK, 'local n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, nil, {["Authorization"] = "Bearer valid-" .. (n % 10000)})\nend\n');
   const subjects: Subject[] = [
     { name: 'nginx proxy_pass (no auth)', url: `http://127.0.0.1:${plainPort}/`, pids: () => [plain.pid!] },
     { name: 'nginx + forward-auth, decision cache (generated, tmpfs)', url: cachedShm.url, pids: () => [cachedShm.proc.pid!, cachedShm.fa.pid!], faPort: cachedShm.faPort },
     { name: 'nginx + forward-auth, decision cache on disk', url: cachedDisk.url, pids: () => [cachedDisk.proc.pid!, cachedDisk.fa.pid!], faPort: cachedDisk.faPort },
     { name: 'nginx + forward-auth, tmpfs, without open_file_cache', url: cachedNoOpenFile.url, pids: () => [cachedNoOpenFile.proc.pid!, cachedNoOpenFile.fa.pid!], faPort: cachedNoOpenFile.faPort },
     { name: 'nginx + forward-auth, no decision cache', url: uncached.url, pids: () => [uncached.proc.pid!, uncached.fa.pid!], faPort: uncached.faPort },
-    ...(curity ? [{ name: "Curity's OpenResty plugin (Lua)", url: curity.url, pids: () => [curity!.proc.pid!] }] : []),
+    { name: 'nginx + forward-auth, generated, 10,000 tokens', url: cachedShm.url, pids: () => [cachedShm.proc.pid!, cachedShm.fa.pid!], faPort: cachedShm.faPort, script: tenK },
+    ...(curity
+      ? [
+          { name: "Curity's OpenResty plugin (Lua)", url: curity.url, pids: () => [curity!.proc.pid!] },
+          { name: "Curity's OpenResty plugin, 10,000 tokens", url: curity.url, pids: () => [curity!.proc.pid!], script: tenK },
+        ]
+      : []),
     { name: 'gateway (standalone proxy)', url: `http://127.0.0.1:${gwPort}/`, pids: () => [gateway.pid!] },
   ];
 
   // Warm-up: the token in every cache, connections open, JITs warm.
-  for (const s of subjects) await wrkLoad(s.url, { connections: CONNECTIONS, seconds: 1, header: 'Authorization: Bearer valid-0' });
+  for (const s of subjects) await wrkLoad(s.url, { connections: CONNECTIONS, seconds: s.script ? 4 : 1, ...(s.script ? { script: s.script } : { header: 'Authorization: Bearer valid-0' }) });
 
   const results: Record<string, Row[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
     log(`nginx forward-auth: round ${round}/${ROUNDS}`);
     // Alternate the order so that drift favours no subject.
     const order = round % 2 === 1 ? subjects : [...subjects].reverse();
-    for (const s of order) (results[s.name] ??= []).push(await measure(s.url, s.pids(), s.faPort));
+    for (const s of order) (results[s.name] ??= []).push(await measure(s.url, s.pids(), s.faPort, s.script));
   }
 
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));

@@ -13,6 +13,7 @@ location per route, protected routes decided by the forward-auth listener
       --cache-path <dir>    decision cache directory (default ${NGINX_CONF_DEFAULTS.cachePath})
       --cache-zone <name>   decision cache zone name (default ${NGINX_CONF_DEFAULTS.cacheZone})
       --no-decision-cache   ask the forward-auth listener on every request
+      --open-files <n>      decision cache files each worker keeps open (default ${NGINX_CONF_DEFAULTS.openFiles}; 0: none)
   -h, --help                show this help
 `;
 
@@ -37,6 +38,7 @@ export function runNginxConf(argv: string[], out: NodeJS.WritableStream = proces
         'cache-path': { type: 'string' },
         'cache-zone': { type: 'string' },
         'no-decision-cache': { type: 'boolean' },
+        'open-files': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -58,6 +60,11 @@ export function runNginxConf(argv: string[], out: NodeJS.WritableStream = proces
     err.write(`phantom-gateway nginx-conf: --listen must be HOST:PORT (e.g. 0.0.0.0:80 or [::]:443), got "${args.listen}"\n`);
     return 2;
   }
+  const openFiles = args['open-files'] === undefined ? undefined : Number(args['open-files']);
+  if (openFiles !== undefined && (!/^\d+$/.test(args['open-files']!) || openFiles > 1_000_000)) {
+    err.write(`phantom-gateway nginx-conf: --open-files must be a whole number from 0 to 1000000, got "${args['open-files']}"\n`);
+    return 2;
+  }
   try {
     const config = loadConfigFile(args.config);
     out.write(
@@ -67,6 +74,7 @@ export function runNginxConf(argv: string[], out: NodeJS.WritableStream = proces
         ...(args['cache-path'] ? { cachePath: args['cache-path'] } : {}),
         ...(args['cache-zone'] ? { cacheZone: args['cache-zone'] } : {}),
         decisionCache: args['no-decision-cache'] !== true,
+        ...(openFiles !== undefined ? { openFiles } : {}),
       }),
     );
     return 0;
