@@ -516,3 +516,31 @@ routes:
     assert.deepEqual(mismatches, []);
   });
 });
+
+describe('NGINX when the forward-auth listener is down', { skip }, () => {
+  let api: EchoUpstream;
+  let instance: NginxInstance;
+  let url: string;
+  before(async () => {
+    api = await startEchoUpstream();
+    // Nothing listens on the listener's port.
+    const config = parseConfig(routesYaml('http://127.0.0.1:1', api.url) + forwardAuthYaml(await freePort()), { file: 't.yaml', env: {} });
+    const port = await freePort();
+    const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath }), MODULES);
+    instance = await startNginx(nginx.path!, prefix, port);
+    url = `http://127.0.0.1:${port}`;
+  });
+  after(async () => {
+    await instance?.stop();
+    await api?.close();
+  });
+
+  it('protected routes fail closed with 502 server_error (not NGINX\'s 500), open routes still pass', async () => {
+    const r = await get(`${url}/api/x`, { authorization: 'Bearer any' });
+    assert.equal(r.status, 502);
+    assert.deepEqual(r.json(), { code: 'server_error', message: 'Token validation is unavailable' });
+    assert.equal(r.headers['cache-control'], 'no-store');
+    assert.equal(api.received.length, 0);
+    assert.equal((await get(`${url}/public/x`)).status, 200);
+  });
+});
