@@ -5,7 +5,7 @@
  * scripted introspection endpoint.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { IncomingMessage } from 'node:http';
@@ -128,7 +128,9 @@ describe('nginx-conf: nginx -t', { skip }, () => {
   ];
   for (const [name, extra, opts] of cases) {
     it(`passes for ${name}`, () => {
-      const config = parseConfig(routesYaml('http://127.0.0.1:1', 'https://localhost:8443', extra) + forwardAuthYaml(9000), { file: 't.yaml', env: {} });
+      // An https upstream needs the system CA bundle the generated file names (Debian's ca-certificates).
+      const upstream = existsSync('/etc/ssl/certs/ca-certificates.crt') ? 'https://localhost:8443' : 'http://localhost:8443';
+      const config = parseConfig(routesYaml('http://127.0.0.1:1', upstream, extra) + forwardAuthYaml(9000), { file: 't.yaml', env: {} });
       const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port: 18080 }, cachePath, ...opts }), MODULES);
       try {
         const r = nginxTest(nginx.path!, prefix.dir);
