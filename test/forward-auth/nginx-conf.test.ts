@@ -344,6 +344,18 @@ describe('NGINX in front of the forward-auth listener', { skip }, () => {
     assert.equal(s.api.received.length, 0);
   });
 
+  it('two Authorization headers are refused with 400 by NGINX itself, before any decision', async () => {
+    await s.as.activate('dup-1', { scope: 'read' });
+    const before = s.decisions.calls.length;
+    s.api.received.length = 0;
+    const port = Number(new URL(s.url).port);
+    const r = await rawRequest(port, 'GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer dup-1\r\nAuthorization: Bearer other\r\nConnection: close\r\n\r\n');
+    assert.equal(r.status, 400);
+    assert.deepEqual(JSON.parse(r.body), { code: 'bad_request', message: 'Bad request' });
+    assert.equal(s.decisions.calls.length, before);
+    assert.equal(s.api.received.length, 0);
+  });
+
   it('a method-override header is refused with 405 even when the token\'s decision is cached', async () => {
     await s.as.activate('cached-o', { scope: 'read' });
     assert.equal((await get(`${s.url}/api/x`, { authorization: 'Bearer cached-o' })).status, 200);
