@@ -6,6 +6,7 @@ import { createLogger } from './observability/logger.js';
 import { createGuards, type Guards } from './core/guards.js';
 import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
+import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
        phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
@@ -110,10 +111,11 @@ async function runGateway(config: GatewayConfig): Promise<number> {
   let guards: Guards;
   let gateway: Gateway | undefined;
   let forwardAuth: ForwardAuthListener | undefined;
+  let envoy: EnvoyAuthService | undefined;
   try {
     guards = createGuards(config, { logger });
     if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
-    if (config.forward_auth !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
+    if (config.forward_auth?.listen !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot start: ${(err as Error).message}\n`);
     return 1;
@@ -122,7 +124,7 @@ async function runGateway(config: GatewayConfig): Promise<number> {
   // (each listener bounds its own drain by it), then cut.
   const stop = async (): Promise<void> => {
     const deadline = Date.now() + config.server.shutdown_timeout_ms;
-    await Promise.all([gateway?.close(), forwardAuth?.close()]);
+    await Promise.all([gateway?.close(), forwardAuth?.close(), envoy?.close()]);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
@@ -155,14 +157,27 @@ async function runGateway(config: GatewayConfig): Promise<number> {
     }
     if (forwardAuth !== undefined) {
       option = 'forward_auth.listen.port';
-      where = `${forwardAuth.options.listen.host}:${forwardAuth.options.listen.port}`;
+      where = `${forwardAuth.options.listen!.host}:${forwardAuth.options.listen!.port}`;
       const addr = await forwardAuth.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'forward-auth listening');
     }
+    // Envoy's gRPC ext_authz, on the same guards (one cache).
+    const grpc = config.forward_auth?.grpc;
+    if (grpc !== undefined) {
+      option = 'forward_auth.grpc.port';
+      where = `${grpc.host}:${grpc.port}`;
+    }
+    // Loaded only when configured: gRPC costs start-up time nobody else should pay.
+    if (grpc !== undefined) envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'EADDRINUSE' ? `${where} is already in use: stop what is using it or change ${option}` : e.code === 'EACCES' ? `no permission to listen on ${where}` : `cannot listen on ${where}: ${e.message}`;
+    // startEnvoyGrpc's errors already say where and which option.
+    const why =
+      e.code === 'EADDRINUSE' ? `${where} is already in use: stop what is using it or change ${option}`
+      : e.code === 'EACCES' ? `no permission to listen on ${where}`
+      : option === 'forward_auth.grpc.port' ? e.message
+      : `cannot listen on ${where}: ${e.message}`;
     process.stderr.write(`phantom-gateway: ${why}\n`);
     await stop();
     return 1;

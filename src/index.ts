@@ -19,3 +19,11 @@ export type { TokenStore } from './cache/store.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
 export { nginxConf, NginxConfError, NGINX_MODULES, NGINX_CONF_DEFAULTS, type NginxConfOptions } from './forward-auth/nginx-conf.js';
+// Envoy's gRPC ext_authz service is the subpath `phantom-gateway/envoy`, so that
+// importing the package does not load gRPC.
+
+// The middleware is on its subpaths only (`phantom-gateway/express`,
+// `phantom-gateway/fastify`): their type declarations name the frameworks'
+// types, which a user of the package root may not have installed.
+export type { MiddlewareOptions, PhantomToken } from './middleware/common.js';
+export type { ParseOptions } from './config/load.js';

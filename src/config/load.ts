@@ -5,6 +5,7 @@ import {
   configSchema,
   phantomTokenComplete,
   phantomTokenPartial,
+  FORWARD_AUTH_DEFAULTS,
   LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
   type GatewayConfig,
@@ -27,15 +28,28 @@ type Overrides = z.infer<typeof phantomTokenPartial>;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Reads, substitutes `${VAR}`, validates and freezes a YAML config file. */
-export function loadConfigFile(file: string, env: Env = process.env): GatewayConfig {
+/** Reads, substitutes `${VAR}`, validates and freezes a YAML config file (`opts`: see `ParseOptions`). */
+export function loadConfigFile(file: string, env: Env = process.env, opts: Pick<ParseOptions, 'proxy'> = {}): GatewayConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError([`${file}: cannot read the configuration file (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
   }
-  return parseConfig(text, { file, env });
+  return parseConfig(text, { file, env, ...opts });
+}
+
+export interface ParseOptions {
+  /** Named in problems (`gateway.yaml:6: ...`). */
+  file?: string;
+  env?: Env;
+  /**
+   * false: the caller runs no proxy listener (the Node middleware), so a
+   * missing `listen` means none and routes need no `upstream`, as with
+   * `forward_auth`. Default true: a missing `listen` is the default proxy
+   * listener (the CLI).
+   */
+  proxy?: boolean;
 }
 
 /**
@@ -43,7 +57,7 @@ export function loadConfigFile(file: string, env: Env = process.env): GatewayCon
  * are replaced from `env` inside values (never keys); an unset variable without
  * a default is an error, so a secret is never silently empty.
  */
-export function parseConfig(text: string, opts: { file?: string; env?: Env } = {}): GatewayConfig {
+export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfig {
   const file = opts.file ?? 'config';
   const env = opts.env ?? process.env;
   const lines = new LineCounter();
@@ -97,9 +111,9 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   const cfg = parsed.data;
 
-  // No `listen` means the default proxy listener, unless forward-auth is set:
-  // then it means no proxy listener at all.
-  const listen = cfg.listen ?? (cfg.forward_auth === undefined ? { ...LISTEN_DEFAULTS } : undefined);
+  // No `listen` means the default proxy listener, unless forward-auth is set
+  // or the caller runs no proxy (middleware): then it means no proxy listener.
+  const listen = cfg.listen ?? (cfg.forward_auth === undefined && opts.proxy !== false ? { ...LISTEN_DEFAULTS } : undefined);
   const top = cfg.phantom_token;
   const routes: RouteConfig[] = [];
   const readableFiles = new Set<string>();
@@ -183,8 +197,13 @@ export function parseConfig(text: string, opts: { file?: string; env?: Env } = {
   }
   if (problems.length > 0 || unset.length > 0) throw failure();
 
-  const { phantom_token: _unused, routes: _routes, listen: _listen, ...rest } = cfg;
-  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...rest, routes });
+  // `forward_auth` with neither `listen` nor `grpc` means the HTTP decision
+  // listener on its default address; with only `grpc`, no HTTP listener.
+  const fa = cfg.forward_auth;
+  const forwardAuth =
+    fa === undefined || fa.listen !== undefined || fa.grpc !== undefined ? fa : { ...fa, listen: { host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port } };
+  const { phantom_token: _unused, routes: _routes, listen: _listen, forward_auth: _fa, ...rest } = cfg;
+  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...(forwardAuth !== undefined ? { forward_auth: forwardAuth } : {}), ...rest, routes });
 }
 
 function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {

@@ -240,11 +240,12 @@ export const configSchema = z.strictObject({
           host: z.string('must be a host name or IP address').min(1).default(FORWARD_AUTH_DEFAULTS.host),
           port: int(0, 65535).default(FORWARD_AUTH_DEFAULTS.port),
         })
-        .default({ host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port }),
+        // Absent with only `grpc` set: no HTTP listener (see load.ts).
+        .optional(),
       // Envoy HTTP ext_authz puts its `path_prefix` before the original path.
       path_prefix: z
         .string('must be a path')
-        .regex(/^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/, 'must start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
+        .regex(/^(?:\/|(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+)$/, 'must be / or start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)')
         .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not contain . or .. segments')
         .optional(),
       // Idle connections from the gateway are kept this long (longer than NGINX's upstream keepalive_timeout, 60 s).
@@ -263,6 +264,14 @@ export const configSchema = z.strictObject({
             if (prev !== undefined) ctx.addIssue({ code: 'custom', path: [claim], message: `header "${header}" is already given to claim "${prev}"` });
             else seen.set(header.toLowerCase(), claim);
           }
+        })
+        .optional(),
+      // Envoy's ext_authz over gRPC (envoy.service.auth.v3.Authorization/Check),
+      // plaintext: loopback by default, since its answers carry JWTs.
+      grpc: z
+        .strictObject({
+          host: z.string('must be a host name or IP address').min(1).default('127.0.0.1'),
+          port: int(0, 65535),
         })
         .optional(),
     })

@@ -1,3 +1,4 @@
+import { isMethodOverride } from '../routing/method-override.js';
 import { GatewayError, TOKEN_MALFORMED } from './errors.js';
 
 /*
@@ -34,6 +35,62 @@ export function checkCredentials(method: string, query: string, authorizations: 
   if (authorizations > 1) return TOKEN_MALFORMED;
   if (preflight && method === 'OPTIONS' && !hasBody) return PREFLIGHT;
   return undefined;
+}
+
+/** What a request's raw headers say about its credentials, for `checkCredentials` and `decide`. */
+export interface CredentialFacts {
+  /** Every `Authorization` value, in order (Node's `req.headers` keeps only the first). */
+  readonly authorization: string[];
+  readonly preflight: boolean;
+  readonly hasBody: boolean;
+  readonly methodOverride: boolean;
+}
+
+/**
+ * One pass over a request's raw headers (Node's `rawHeaders`, name/value
+ * pairs) for what every front door that does not carry the request itself
+ * hands to `decide`: every `Authorization` line, whether it is a CORS
+ * preflight, whether it announces a body, and whether it asks for another
+ * method. Names that cannot matter are skipped without a lower-case copy.
+ */
+export function scanCredentials(raw: readonly string[]): CredentialFacts {
+  const authorization: string[] = [];
+  let origin = false;
+  let acrm = false;
+  let hasBody = false;
+  let methodOverride = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    const c = n.charCodeAt(0);
+    if (c === 120 || c === 88) {
+      // x / X: a method override in any spelling (`_` for `-` included).
+      if (isMethodOverride(n)) methodOverride = true;
+      continue;
+    }
+    // Only names of these lengths matter below (origin; authorization;
+    // content-length; transfer-encoding; access-control-request-method): the
+    // rest are skipped without a lower-case copy.
+    const len = n.length;
+    if (len !== 6 && len !== 13 && len !== 14 && len !== 17 && len !== 29) continue;
+    switch (n.toLowerCase()) {
+      case 'authorization':
+        authorization.push(raw[i + 1]!);
+        break;
+      case 'origin':
+        origin = true;
+        break;
+      case 'access-control-request-method':
+        acrm = true;
+        break;
+      case 'content-length':
+        if (raw[i + 1] !== '0') hasBody = true;
+        break;
+      case 'transfer-encoding':
+        hasBody = true;
+        break;
+    }
+  }
+  return { authorization, preflight: origin && acrm, hasBody, methodOverride };
 }
 
 /**

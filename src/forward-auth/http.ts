@@ -8,6 +8,7 @@ import { decide, withdraw, type Decision, type DecisionRequest } from '../core/d
 import { GatewayError } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
+import { settlesWithin } from '../net/wait.js';
 import { listen } from '../net/listen.js';
 import type { Logger } from '../observability/logger.js';
 import { IdentityHeaders } from './identity.js';
@@ -236,7 +237,7 @@ export class ForwardAuthListener {
   }
 
   /** Starts listening (by default on `forward_auth.listen`); resolves with the bound address. */
-  listen(port = this.options.listen.port, host = this.options.listen.host): Promise<AddressInfo> {
+  listen(port = this.options.listen?.port ?? FORWARD_AUTH_DEFAULTS.port, host = this.options.listen?.host ?? FORWARD_AUTH_DEFAULTS.host): Promise<AddressInfo> {
     return listen(this.server, port, host);
   }
 
@@ -312,18 +313,4 @@ function logPath(d: Decision | undefined, target: string): string {
 function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
   return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
-/** Whether `work` settles within `ms` (at once when `ms` <= 0); the timer keeps no process alive. */
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, ms));
-    timer.unref();
-  });
-  try {
-    return await Promise.race([work.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -16,9 +16,12 @@ const SAFE_VALUE = /^[\x21-\x7E](?:[\x20-\x7E]{0,4094}[\x21-\x7E])?$/;
  */
 export class IdentityHeaders {
   readonly #pairs: readonly (readonly [claim: string, header: string])[];
+  /** Every configured header name, lower case. */
+  readonly names: readonly string[];
 
   constructor(mapping: Readonly<Record<string, string>>) {
     this.#pairs = Object.entries(mapping).map(([claim, header]) => [claim, header.toLowerCase()] as const);
+    this.names = this.#pairs.map(([, header]) => header);
   }
 
   /** Appends `name, value` pairs for `token`'s claims to `out`. */

@@ -1,5 +1,6 @@
-import { isIP, isIPv4 } from 'node:net';
-import { isMethodOverride } from '../proxy/headers.js';
+import { isIP } from 'node:net';
+import { unmapped } from '../net/addresses.js';
+import { scanCredentials } from '../core/credentials.js';
 
 /*
  * What a decision request says about the request it asks about. Gateways
@@ -12,7 +13,7 @@ import { isMethodOverride } from '../proxy/headers.js';
 /** One pass over a decision request's raw headers. */
 export interface DecisionHeaders {
   /** Every `Authorization` line, in order. */
-  readonly authorization: string[];
+  readonly authorization: readonly string[];
   readonly forwardedMethod: string | undefined;
   readonly forwardedUri: string | undefined;
   readonly originalMethod: string | undefined;
@@ -32,26 +33,22 @@ export interface DecisionHeaders {
 }
 
 export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
-  const authorization: string[] = [];
+  // Credentials, preflight, body and method override: the rules every front door shares.
+  const { authorization, preflight, hasBody, methodOverride } = scanCredentials(raw);
   let forwardedMethod: string | undefined;
   let forwardedUri: string | undefined;
   let originalMethod: string | undefined;
   let originalUri: string | undefined;
   let duplicate = false;
-  let origin = false;
-  let acrm = false;
-  let hasBody = false;
-  let methodOverride = false;
   let xff: string | undefined;
   let realIp: string | undefined;
   let realIps = 0;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
+    const n = raw[i]!;
+    // Only x- names matter here.
+    if (n.length < 9 || (n.charCodeAt(0) | 32) !== 120 /* x */) continue;
     const value = raw[i + 1]!;
-    switch (name) {
-      case 'authorization':
-        authorization.push(value);
-        break;
+    switch (n.toLowerCase()) {
       case 'x-forwarded-method':
         if (forwardedMethod !== undefined) duplicate = true;
         forwardedMethod = value;
@@ -68,18 +65,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
         if (originalUri !== undefined) duplicate = true;
         originalUri = value;
         break;
-      case 'origin':
-        origin = true;
-        break;
-      case 'access-control-request-method':
-        acrm = true;
-        break;
-      case 'content-length':
-        if (value !== '0') hasBody = true;
-        break;
-      case 'transfer-encoding':
-        hasBody = true;
-        break;
       case 'x-forwarded-for':
         xff = xff === undefined ? value : `${xff},${value}`;
         break;
@@ -87,8 +72,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
         realIps++;
         realIp = value;
         break;
-      default:
-        if (name.charCodeAt(0) === 120 /* x */ && isMethodOverride(name)) methodOverride = true;
     }
   }
   return {
@@ -98,7 +81,7 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
     originalMethod,
     originalUri,
     duplicate,
-    preflight: origin && acrm,
+    preflight,
     hasBody,
     methodOverride,
     xff,
@@ -122,17 +105,24 @@ const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
  * 1. With `pathPrefix` set, a request line under it is Envoy's: the request
  *    line's method, and its target without the prefix. Headers are not read
  *    (Envoy builds the line itself; any such header came from the client).
+ *    `pathPrefix` `/` makes every request line the original request (Envoy
+ *    without a `path_prefix` of its own).
  * 2. `X-Forwarded-Method` and `X-Forwarded-Uri`, both, once each, and no
  *    `X-Original-*` beside them: NGINX's `auth_request` passes the client's
  *    own headers to the listener, so a client could add `X-Forwarded-Uri:
  *    /public` beside the `X-Original-URI` NGINX sets; two descriptions are
  *    refused rather than one picked.
  * 3. `X-Original-Method` and `X-Original-URI`, both, once each.
- * 4. Without `pathPrefix`, the request line.
+ * 4. Nothing else: a decision request that describes no request is 400,
+ *    never decided on its own request line (a gateway configured without
+ *    `X-Original-URI` asks `GET /_auth` for every request, and an open `/`
+ *    route would allow them all). Reading the request line is opted into
+ *    with `path_prefix`.
  *
  * The target is checked afterwards by `decide` like the proxy's.
  */
 export function originalRequest(h: DecisionHeaders, method: string, url: string, pathPrefix: string | undefined): Original | undefined {
+  if (pathPrefix === '/') return { method, target: url };
   if (pathPrefix !== undefined && url.startsWith(pathPrefix) && url.charCodeAt(pathPrefix.length) === 47 /* / */) {
     return { method, target: url.slice(pathPrefix.length) };
   }
@@ -145,7 +135,7 @@ export function originalRequest(h: DecisionHeaders, method: string, url: string,
     if (h.originalMethod === undefined || h.originalUri === undefined) return undefined;
     return METHOD.test(h.originalMethod) ? { method: h.originalMethod, target: h.originalUri } : undefined;
   }
-  return pathPrefix === undefined ? { method, target: url } : undefined;
+  return undefined;
 }
 
 /**
@@ -166,9 +156,4 @@ export function clientAddress(h: DecisionHeaders, peer: string | undefined): str
     if (isIP(ip) !== 0) return unmapped(ip);
   }
   return unmapped(peer ?? '');
-}
-
-/** An IPv4 address as itself rather than IPv4-mapped IPv6, so one client has one key. */
-function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { isMethodOverride, METHOD_OVERRIDE_HEADERS } from '../routing/method-override.js';
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies meet. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
@@ -84,13 +85,6 @@ const PROXY_SUPPLIED = [
 const X_PREFIXES =
   /^x-(?:forwarded|original-|envoy-|arr-|ssl-|remote-|auth-request-|webauth-|ms-client-principal|ms-token-|goog-authenticated-|amzn-oidc-|consumer-|authenticated-|pomerium-|vouch-|authentik-)/;
 
-/**
- * Headers that change the method an upstream acts on (Express's
- * method-override, ASP.NET, Symfony, Google's APIs): the gateway decides on
- * the method it sees (a CORS preflight passes without a token), so a request
- * must not mean one method to it and another to the upstream.
- */
-const METHOD_OVERRIDE = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
 /** The headers the gateway sets itself: other spellings of them never pass. */
 const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host']);
@@ -99,7 +93,7 @@ const HOP = 1;
 const OVERRIDE = 2;
 const SUPPLIED = 3;
 /** One lookup per header name in the scan: hop-by-hop, method override or proxy-supplied. */
-const KIND = new Map<string, number>([...[...HOP_BY_HOP].map((n): [string, number] => [n, HOP]), ...METHOD_OVERRIDE.map((n): [string, number] => [n, OVERRIDE]), ...PROXY_SUPPLIED.map((n): [string, number] => [n, SUPPLIED])]);
+const KIND = new Map<string, number>([...[...HOP_BY_HOP].map((n): [string, number] => [n, HOP]), ...METHOD_OVERRIDE_HEADERS.map((n): [string, number] => [n, OVERRIDE]), ...PROXY_SUPPLIED.map((n): [string, number] => [n, SUPPLIED])]);
 
 /** `name` lower case with `_` read as `-`, the way CGI-style upstreams see it. */
 export function normalizeHeaderName(name: string): string {
@@ -129,10 +123,7 @@ export function isProxySupplied(name: string): boolean {
   return KIND.get(n) === SUPPLIED || suppliedPrefix(n);
 }
 
-/** Whether the header asks the upstream to act on another method (any case, `_` or `-`). */
-export function isMethodOverride(name: string): boolean {
-  return KIND.get(normalizeHeaderName(name)) === OVERRIDE;
-}
+export { isMethodOverride };
 
 /** What the scan of a request's raw headers found. */
 export interface RequestHeaderScan {

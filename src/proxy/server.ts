@@ -1,5 +1,5 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { BlockList, isIP, isIPv4, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from 'node:stream';
@@ -16,6 +16,8 @@ import type { Logger } from '../observability/logger.js';
 import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
+import { TrustedProxies, unmapped } from '../net/addresses.js';
+import { settlesWithin } from '../net/wait.js';
 import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
@@ -79,7 +81,7 @@ export class Gateway {
   readonly #pools: Pool[] = [];
   /** Every socket to an upstream, so that the end of a stop can cut connects still pending. */
   readonly #upstreamSockets: TrackedConnector;
-  readonly #trusted: BlockList | undefined;
+  readonly #trusted: TrustedProxies | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
   /** Connections told `Connection: close`: nothing more is answered on them. */
@@ -131,16 +133,7 @@ export class Gateway {
       return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, buffering: r.request_buffering, body };
     });
 
-    if (config.trusted_proxies.length > 0) {
-      const list = new BlockList();
-      for (const entry of config.trusted_proxies) {
-        const [ip, bits] = entry.split('/') as [string, string | undefined];
-        const type = isIPv4(ip) ? 'ipv4' : 'ipv6';
-        if (bits === undefined) list.addAddress(ip, type);
-        else list.addSubnet(ip, Number(bits), type);
-      }
-      this.#trusted = list;
-    }
+    this.#trusted = TrustedProxies.from(config.trusted_proxies);
 
     const s = config.server;
     this.server = createServer({
@@ -200,7 +193,7 @@ export class Gateway {
         return this.refuse(req, res, NO_ROUTE, start, target.path, false);
       }
       const route = this.#routes[match.index]!;
-      const trusted = this.#trusted !== undefined && this.#isTrusted(req.socket.remoteAddress);
+      const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.guard === undefined, this.config.server.underscores_in_headers);
       if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
       // RFC 9112 §3.2 (HTTP/1.0 may omit it).
@@ -336,29 +329,9 @@ export class Gateway {
     this.logger.info({ status: refusal.status, code: refusal.code, parser: cause }, 'request refused before routing');
   }
 
-  /**
-   * The address a request's introspections are queued under: the peer, or,
-   * when the peer is a trusted proxy, the right-most `X-Forwarded-For` entry
-   * that is not itself a trusted proxy (entries left of it are the client's
-   * own claims). When every entry is a trusted proxy, the left-most one.
-   */
+  /** The address a request's introspections are queued under (see `TrustedProxies.clientAddress`). */
   clientAddress(peer: string | undefined, xff: string | undefined): string {
-    if (xff === undefined || this.#trusted === undefined) return unmapped(peer ?? '');
-    const hops = xff.split(',');
-    let address = unmapped(peer ?? '');
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i]!.trim();
-      if (hop === '') continue;
-      address = unmapped(hop);
-      if (!this.#isTrusted(hop)) break;
-    }
-    return address;
-  }
-
-  #isTrusted(address: string | undefined): boolean {
-    if (address === undefined || isIP(address) === 0) return false;
-    if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return this.#trusted!.check(address.slice(7), 'ipv4');
-    return this.#trusted!.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+    return this.#trusted === undefined ? unmapped(peer ?? '') : this.#trusted.clientAddress(peer, xff);
   }
 
   /** Sends a refusal in the JSON shape of Curity's plugin. */
@@ -431,25 +404,6 @@ export class Gateway {
       this.#upstreamSockets.destroyAll();
       await destroyed;
     }
-  }
-}
-
-/** An IPv4 address as itself rather than IPv4-mapped IPv6 (`::ffff:10.0.0.1`), so one client has one key. */
-function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
-}
-
-/** Whether `work` settles within `ms` (at once when `ms` <= 0); the timer keeps no process alive. */
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, ms));
-    timer.unref();
-  });
-  try {
-    return await Promise.race([work.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -48,12 +48,15 @@ export class Router<T extends Protection> {
   readonly #foldedNames: Names;
   /** Percent-encoded forms of the reserved characters route prefixes contain, or null. */
   readonly #encoded: RegExp | null;
+  /** Some route prefix has an upper-case letter: every path is also matched with case ignored. */
+  readonly #upperPrefixes: boolean;
 
   constructor(routes: ReadonlyArray<Route<T>>) {
     this.#routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
     this.#names = namesOf(this.#routes);
     this.#folded = this.#routes.map((r) => ({ prefix: r.prefix.toLowerCase(), value: r.value }));
     this.#foldedNames = namesOf(this.#folded);
+    this.#upperPrefixes = this.#routes.some((r) => /[A-Z]/.test(r.prefix));
     const reserved = new Set<string>();
     for (const r of this.#routes) for (const ch of r.prefix) if (!/[A-Za-z0-9\-._~/]/.test(ch)) reserved.add(ch.charCodeAt(0).toString(16).toUpperCase());
     this.#encoded = reserved.size === 0 ? null : new RegExp(`%(?:${[...reserved].join('|')})`, 'i');
@@ -66,13 +69,15 @@ export class Router<T extends Protection> {
    * otherwise with case ignored. An upstream that matches paths
    * case-insensitively (IIS, ASP.NET) would serve `/API/x` as `/api/x`: a
    * path whose route depends on case is refused, so that spelling cannot pick
-   * a less protected route.
+   * a less protected route. That holds for a lower-case path too when a
+   * route prefix has capitals: `/admin/x` must not take the open `/` route
+   * beside a protected `/Admin`, which such an upstream serves it with.
    */
   match(path: string): Route<T> | undefined | typeof REFUSED {
     if (this.#encoded !== null && path.includes('%') && this.#encoded.test(path)) return REFUSED;
     const chosen = choose(this.#routes, this.#names, path);
     if (chosen === REFUSE) return REFUSED;
-    if (!/[A-Z]/.test(path)) return chosen;
+    if (!this.#upperPrefixes && !/[A-Z]/.test(path)) return chosen;
     const folded = choose(this.#folded, this.#foldedNames, path.toLowerCase());
     return folded !== REFUSE && folded?.value === chosen?.value ? chosen : REFUSED;
   }

@@ -76,7 +76,7 @@ describe('config: forward_auth', () => {
     assert.deepEqual(problems(text), [
       `${FILE}:${lineOf(text, 'port: 70000')}: forward_auth.listen.port: must be at most 65535`,
       `${FILE}:${lineOf(text, 'hots:')}: forward_auth.listen.hots: unknown option (did you mean "host"?)`,
-      `${FILE}:${lineOf(text, 'path_prefix')}: forward_auth.path_prefix: must start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)`,
+      `${FILE}:${lineOf(text, 'path_prefix')}: forward_auth.path_prefix: must be / or start with / and contain only path characters, without a trailing / (no query, fragment, percent-encoding or empty segments)`,
       `${FILE}:${lineOf(text, 'keep_alive_timeout_ms')}: forward_auth.keep_alive_timeout_ms: must be at least 100`,
       `${FILE}:${lineOf(text, 'X User')}: forward_auth.identity_headers.sub: must be a header name (1 to 64 letters, digits and !#$%&'*+.^_\`|~-)`,
       `${FILE}:${lineOf(text, 'Authorization')}: forward_auth.identity_headers.client_id: must not be a header the decision itself sets, a hop-by-hop, caching, Content-*, CORS or forwarding header`,
@@ -92,7 +92,7 @@ describe('config: forward_auth', () => {
   });
 
   test('path_prefix: dot segments and encoded characters are refused', () => {
-    for (const bad of ['/a/../b', '/a/.', 'authz', '/a%2fb', '/a//b', '/']) {
+    for (const bad of ['/a/../b', '/a/.', 'authz', '/a%2fb', '/a//b', '//']) {
       const text = `${PT}forward_auth:\n  path_prefix: "${bad}"\nroutes:\n  - path: /api\n`;
       assert.match(problems(text)[0]!, new RegExp(`^${FILE}:${lineOf(text, 'path_prefix')}: forward_auth\\.path_prefix: must`), bad);
     }

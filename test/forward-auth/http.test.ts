@@ -298,12 +298,11 @@ describe('forward-auth: the original request', () => {
     assert.equal((await ask(fa.url, original('GET', '/admin/x', `Bearer ${token}`))).status, 403);
   });
 
-  test('without those headers the request line is the original request (Envoy HTTP ext_authz without path_prefix)', async () => {
-    const token = fresh('envoy');
+  test('fail-open misconfiguration: a decision request that describes no request (no X-Forwarded-*, no X-Original-*, no path_prefix) is 400, never decided on its own request line', async () => {
+    const token = fresh('undescribed');
     await as.activate(token);
-    assert.equal((await ask(fa.url, ['authorization', `Bearer ${token}`], { path: '/api/items?x=1' })).status, 200);
-    assert.equal((await ask(fa.url, ['authorization', `Bearer ${token}`], { path: '/admin/items' })).status, 403);
-    assert.equal((await ask(fa.url, ['authorization', `Bearer ${token}`], { path: '/public', method: 'DELETE' })).status, 200);
+    assert.equal((await ask(fa.url, ['authorization', `Bearer ${token}`], { path: '/api/items?x=1' })).status, 400);
+    assert.equal((await ask(fa.url, [], { path: '/public' })).status, 400, 'not allowed as the open route');
   });
 
   test('ambiguous or incomplete descriptions are 400: two X-Forwarded-Uri, a method without URI, both families, a lower-case method', async () => {
@@ -424,5 +423,18 @@ describe('forward-auth: path_prefix (Envoy HTTP ext_authz)', () => {
     assert.equal((await ask(envoy.url, forwarded('GET', '/api', `Bearer ${token}`))).status, 200);
     assert.equal((await ask(envoy.url, ['authorization', `Bearer ${token}`], { path: '/api' })).status, 400);
     assert.equal((await ask(envoy.url, ['authorization', `Bearer ${token}`], { path: '/authzapi' })).status, 400);
+  });
+
+  test('path_prefix: / makes every request line the original request (Envoy without a path_prefix of its own)', async () => {
+    const root = await startForwardAuth(config(as).replace('forward_auth:\n', 'forward_auth:\n  path_prefix: /\n'));
+    try {
+      const token = fresh('prefix-root');
+      await as.activate(token);
+      assert.equal((await ask(root.url, ['authorization', `Bearer ${token}`], { path: '/api/items?x=1' })).status, 200);
+      assert.equal((await ask(root.url, [...forwarded('GET', '/api'), 'authorization', `Bearer ${token}`], { path: '/admin/items' })).status, 403, 'headers are not read');
+      assert.equal((await ask(root.url, ['authorization', `Bearer ${token}`], { path: '/public', method: 'DELETE' })).status, 200);
+    } finally {
+      await root.close();
+    }
   });
 });

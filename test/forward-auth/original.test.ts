@@ -34,11 +34,13 @@ describe('forward-auth: reading a decision request', () => {
     assert.equal(scanDecisionHeaders(['transfer-encoding', 'chunked']).hasBody, true);
   });
 
-  test('the original request: X-Forwarded-* first, then X-Original-*, then the request line; path_prefix takes its own lines', () => {
+  test('the original request: X-Forwarded-* first, then X-Original-*; the request line only under path_prefix (/ for every line)', () => {
     const o = (raw: string[], method = 'GET', url = '/', prefix?: string) => originalRequest(scanDecisionHeaders(raw), method, url, prefix);
     assert.deepEqual(o(['X-Forwarded-Method', 'POST', 'X-Forwarded-Uri', '/api/x?y']), { method: 'POST', target: '/api/x?y' });
     assert.deepEqual(o(['X-Original-Method', 'PUT', 'X-Original-URI', '/a']), { method: 'PUT', target: '/a' });
-    assert.deepEqual(o([], 'DELETE', '/api/1'), { method: 'DELETE', target: '/api/1' });
+    assert.equal(o([], 'DELETE', '/api/1'), undefined, 'a decision request that describes no request');
+    assert.deepEqual(o([], 'DELETE', '/api/1', '/'), { method: 'DELETE', target: '/api/1' });
+    assert.deepEqual(o(['x-forwarded-uri', '/public', 'x-forwarded-method', 'GET'], 'POST', '/admin', '/'), { method: 'POST', target: '/admin' });
     assert.deepEqual(o(['x-forwarded-uri', '/public', 'x-forwarded-method', 'GET'], 'POST', '/authz/admin', '/authz'), { method: 'POST', target: '/admin' });
     assert.deepEqual(o([], 'GET', '/authz/', '/authz'), { method: 'GET', target: '/' });
     assert.equal(o([], 'GET', '/authz', '/authz'), undefined);

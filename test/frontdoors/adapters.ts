@@ -10,8 +10,11 @@ import { renderRefusal } from '../../src/core/render.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { startGateway } from '../helpers/gateway.js';
 import { ask, startForwardAuth } from '../helpers/forward-auth.js';
+import { freePort, startCaddy } from '../helpers/caddy.js';
+import { findProgram } from '../helpers/services.js';
 import type { EchoUpstream } from '../helpers/servers.js';
 import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
+import { startExpressApp, startFastifyApp, type StartApp } from '../middleware/apps.js';
 
 /** Flat header list of a FrontDoorRequest (Authorization once per value). */
 export function headerList(req: FrontDoorRequest): string[] {
@@ -111,3 +114,72 @@ export const forwardAuthDoor: FrontDoor = {
     };
   },
 };
+
+const caddy = findProgram('caddy', 'caddy');
+
+/** A real Caddy (forward_auth) in front of the echo upstream, asking the forward-auth listener. */
+export const caddyDoor: FrontDoor = {
+  name: 'Caddy forward_auth + forward-auth listener',
+  skip: caddy.skip,
+  async start(yaml, { api }) {
+    const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
+    const port = await freePort();
+    const running = await startCaddy(
+      caddy.path!,
+      `{
+	auto_https off
+	admin off
+}
+http://127.0.0.1:${port} {
+	route {
+		forward_auth 127.0.0.1:${fa.port} {
+			uri /
+			copy_headers Authorization
+		}
+		@unset header_regexp Authorization ^\\{http\\.reverse_proxy\\.header\\.
+		request_header @unset -Authorization
+		reverse_proxy 127.0.0.1:${api.port}
+	}
+}
+`,
+    );
+    return {
+      call: (req) => httpOutcome(`http://127.0.0.1:${port}`, req, api),
+      close: async () => {
+        await running.close();
+        await fa.close();
+      },
+    };
+  },
+};
+
+/** A middleware in a real app; "forwarded" is the Authorization its handler received. */
+function middlewareDoor(name: string, startApp: StartApp): FrontDoor {
+  return {
+    name,
+    async start(yaml) {
+      const app = await startApp({ config: parseConfig(yaml, { file: 'test.yaml', env: {} }) });
+      return {
+        async call(req) {
+          const res = await request(app.url + req.target, { method: (req.method ?? 'GET') as 'GET', headers: headerList(req) });
+          const text = await res.body.text();
+          const ok = res.statusCode >= 200 && res.statusCode < 300;
+          return {
+            status: res.statusCode,
+            challenge: one(res.headers['www-authenticate']),
+            retryAfter: one(res.headers['retry-after']),
+            body: ok || text === '' ? undefined : safeJson(text),
+            forwarded: ok ? ((safeJson(text) as { authorization?: string }).authorization ?? null) : undefined,
+          };
+        },
+        close: () => app.close(),
+      };
+    },
+  };
+}
+
+/** The Express middleware (the guards built from the configuration). */
+export const expressDoor = middlewareDoor('Express middleware', startExpressApp);
+
+/** The Fastify plugin (the guards built from the configuration, closed with the app). */
+export const fastifyDoor = middlewareDoor('Fastify plugin', startFastifyApp);

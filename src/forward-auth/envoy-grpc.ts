@@ -1,0 +1,440 @@
+import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { GatewayConfig } from '../config/schema.js';
+import { decide, withdraw, type Decision } from '../core/decide.js';
+import { GatewayError } from '../core/errors.js';
+import { createGuards, type Guards } from '../core/guards.js';
+import { renderRefusal } from '../core/render.js';
+import type { Logger } from '../observability/logger.js';
+import { TrustedProxies, unmapped } from '../net/addresses.js';
+import { isMethodOverride } from '../routing/method-override.js';
+import { IdentityHeaders } from './identity.js';
+
+/*
+ * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.
+ * Envoy sends what it knows of a request (method, target, headers, peer);
+ * this service asks the shared engine (`decide`) and translates its decision:
+ * OK with `Authorization: Bearer <jwt>` replacing the client's, or a denial
+ * carrying the status, headers and JSON body every front door sends.
+ */
+
+/** The `.proto` files (the subset of Envoy's API used here), beside `src/` and `dist/` alike. */
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+/** The file declaring the service, relative to `PROTO_DIR`. */
+export const EXTERNAL_AUTH_PROTO = 'envoy/service/auth/v3/external_auth.proto';
+
+/** How the messages are read and written (snake_case names as in Envoy's API, enums as numbers). */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = Object.freeze({
+  keepCase: true,
+  longs: String,
+  enums: Number,
+  defaults: false,
+  oneofs: false,
+  includeDirs: [PROTO_DIR],
+});
+
+/** gRPC status codes (google.rpc.Code) a Check answers with. */
+export const GrpcCode = Object.freeze({
+  OK: 0,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+});
+
+/** `HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD`. */
+const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+
+/**
+ * The CheckResponse status for a refusal's HTTP status, after the HTTP
+ * mapping of google.rpc.Code: 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+ * 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 502 and 503 UNAVAILABLE, 504
+ * DEADLINE_EXCEEDED, any other 4xx INVALID_ARGUMENT, any other 5xx INTERNAL.
+ * Never OK: any other code than OK is a denial to Envoy. The HTTP status the
+ * client gets is `denied_response.status`; this code is what Envoy's stats
+ * and access logs show.
+ */
+export function grpcCodeFor(httpStatus: number): number {
+  switch (httpStatus) {
+    case 401:
+      return GrpcCode.UNAUTHENTICATED;
+    case 403:
+      return GrpcCode.PERMISSION_DENIED;
+    case 404:
+      return GrpcCode.NOT_FOUND;
+    case 429:
+      return GrpcCode.RESOURCE_EXHAUSTED;
+    case 502:
+    case 503:
+      return GrpcCode.UNAVAILABLE;
+    case 504:
+      return GrpcCode.DEADLINE_EXCEEDED;
+    default:
+      return httpStatus < 500 ? GrpcCode.INVALID_ARGUMENT : GrpcCode.INTERNAL;
+  }
+}
+
+// The decoded messages (proto-loader with PROTO_LOADER_OPTIONS: absent fields are undefined).
+
+export interface HeaderValue {
+  key?: string;
+  value?: string;
+  raw_value?: Buffer;
+}
+
+export interface CheckRequest {
+  attributes?: {
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+    request?: {
+      http?: {
+        method?: string;
+        path?: string;
+        headers?: Record<string, string>;
+        header_map?: { headers?: HeaderValue[] };
+        body?: string;
+        raw_body?: Buffer;
+      };
+    };
+  };
+}
+
+export interface HeaderValueOption {
+  header: { key: string; value: string };
+  append: { value: boolean };
+  append_action: number;
+}
+
+export interface CheckResponse {
+  status: { code: number; message?: string };
+  ok_response?: { headers: HeaderValueOption[]; headers_to_remove?: string[] };
+  denied_response?: { status: { code: number }; headers: HeaderValueOption[]; body: string };
+}
+
+/** A request that could not be decoded, or lacks `attributes.request.http`. */
+const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
+const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
+/** What the deserializer returns for bytes that are not a CheckRequest. */
+const UNDECODABLE: unique symbol = Symbol('undecodable');
+
+/**
+ * A header Envoy is to set, replacing any value it has: `append_action:
+ * OVERWRITE_IF_EXISTS_OR_ADD` for current Envoys, and the deprecated
+ * `append: false` for older ones, which read only that (current Envoys give
+ * `append`, when present, precedence, and read false as overwrite too).
+ * Never an append: a client's own `Authorization` must not survive beside the JWT.
+ */
+function overwrite(key: string, value: string): HeaderValueOption {
+  return { header: { key, value }, append: { value: false }, append_action: OVERWRITE_IF_EXISTS_OR_ADD };
+}
+
+const denials = new WeakMap<GatewayError, CheckResponse>();
+
+/** The denial for a refusal: `renderRefusal`'s status, headers and body (built once per shared refusal). */
+export function deniedResponse(err: GatewayError): CheckResponse {
+  let r = denials.get(err);
+  if (r !== undefined) return r;
+  const rendered = renderRefusal(err);
+  const headers: HeaderValueOption[] = [];
+  // Envoy frames the local reply it sends, so its own length is the one that counts.
+  for (const [k, v] of Object.entries(rendered.headers)) if (k !== 'content-length') headers.push(overwrite(k, v));
+  r = Object.freeze({
+    status: { code: grpcCodeFor(rendered.status) },
+    denied_response: { status: { code: rendered.status }, headers, body: rendered.body },
+  });
+  denials.set(err, r);
+  return r;
+}
+
+const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [] } });
+
+/**
+ * What a decision becomes on the wire. With `identity` (from
+ * `forward_auth.identity_headers`), an allow also sets each identity header
+ * its token's claims give (overwriting a client's copy) and removes every
+ * other one, so that a client's own copy never reaches the API.
+ */
+export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckResponse {
+  if (!d.allow) return deniedResponse(d.error);
+  if (identity === undefined) {
+    // An open route or a CORS preflight: nothing to swap, the request passes as it is.
+    if (d.token === undefined) return OPEN;
+    return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
+  }
+  const set: string[] = [];
+  if (d.token !== undefined) identity.append(d.token, set);
+  const headers: HeaderValueOption[] = d.token === undefined ? [] : [overwrite('authorization', d.token.authorization)];
+  for (let i = 0; i < set.length; i += 2) headers.push(overwrite(set[i]!, set[i + 1]!));
+  const remove = identity.names.filter((n) => !set.includes(n));
+  return { status: { code: GrpcCode.OK }, ok_response: remove.length > 0 ? { headers, headers_to_remove: remove } : { headers } };
+}
+
+export interface EnvoyAuthDeps {
+  logger: Logger;
+  /**
+   * The engine to decide with, shared with the other front doors (one cache,
+   * one single-flight); its owner closes it. Without it the service builds
+   * its own from `config` and closes it on `close()`.
+   */
+  guards?: Guards;
+}
+
+/** What the service knows of one Check besides the message: who sent it. */
+export interface CheckContext {
+  /** The gRPC peer (Envoy), the client address of last resort. */
+  readonly peer?: string;
+}
+
+/**
+ * Envoy's `ext_authz` filter over gRPC, on the shared engine. Each Check is
+ * one `decide()`: the same target checks, routes, per-route `phantom_token`
+ * settings, credential rules and cache as the reverse proxy.
+ *
+ * - Method from `attributes.request.http.method`; target from `http.path`
+ *   (path and query, as received).
+ * - Headers from `http.header_map` when Envoy sends it (`encode_raw_headers`:
+ *   one entry per header line), else from `http.headers` (Envoy joins a
+ *   repeated header's values with `,`). A bearer token never contains a
+ *   comma, so an `Authorization` value holding one is two credentials, and
+ *   refused like two `Authorization` headers (401 `invalid_request`).
+ * - Client address (introspection queues are bounded per address): the
+ *   downstream peer Envoy reports (`attributes.source.address`), or, when that
+ *   peer is in `trusted_proxies`, the right-most `X-Forwarded-For` entry that
+ *   is not, as in the proxy.
+ * - A request that cannot be decoded, or lacks `attributes.request.http` or
+ *   its method, is denied with 400 (`ERR_MALFORMED_REQUEST`), never answered
+ *   with a gRPC error: Envoy's `failure_mode_allow` would let such a request
+ *   through.
+ * - A call cancelled by Envoy, or past its deadline, withdraws its token from
+ *   the introspection queue when nobody else waits for it.
+ *
+ * @example
+ * const envoy = new EnvoyAuthService(config, { logger, guards });
+ * const { port } = await envoy.listen(9191, '127.0.0.1');
+ * // ...
+ * await envoy.close();
+ */
+export class EnvoyAuthService {
+  readonly server: grpc.Server;
+  readonly config: GatewayConfig;
+  readonly guards: Guards;
+  readonly logger: Logger;
+  readonly #ownsGuards: boolean;
+  readonly #trusted: TrustedProxies | undefined;
+  readonly #accessLog: boolean;
+  readonly #identity: IdentityHeaders | undefined;
+
+  constructor(config: GatewayConfig, deps: EnvoyAuthDeps) {
+    this.config = config;
+    this.logger = deps.logger;
+    this.#ownsGuards = deps.guards === undefined;
+    this.guards = deps.guards ?? createGuards(config, deps);
+    this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
+    this.#trusted = TrustedProxies.from(config.trusted_proxies);
+    const ids = config.forward_auth?.identity_headers;
+    this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
+
+    const pkg = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, PROTO_LOADER_OPTIONS);
+    const def = pkg['envoy.service.auth.v3.Authorization'] as grpc.ServiceDefinition;
+    const check = def.Check!;
+    const decodeRequest = check.requestDeserialize;
+    // Bytes that are not a CheckRequest get a denial, not a gRPC error.
+    const service: grpc.ServiceDefinition = {
+      Check: {
+        ...check,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return decodeRequest(bytes);
+          } catch {
+            return UNDECODABLE;
+          }
+        },
+      },
+    };
+    this.server = new grpc.Server();
+    this.server.addService(service, {
+      Check: (call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => this.#handle(call, callback),
+    });
+  }
+
+  #handle(call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>): void {
+    const start = this.#accessLog ? performance.now() : 0;
+    const req = call.request;
+    let method = '-';
+    let path = '-';
+    let d: Decision | Promise<Decision>;
+    try {
+      const http = req === UNDECODABLE ? undefined : req?.attributes?.request?.http;
+      method = typeof http?.method === 'string' && http.method !== '' ? http.method : '-';
+      path = logPath(http?.path);
+      d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer() });
+    } catch (err) {
+      return callback(null, this.#failed(err, method, path, start));
+    }
+    if (!(d instanceof Promise)) return callback(null, this.#answer(d, method, path, start, false));
+    // Envoy gave up (its timeout, the client went away) or the deadline
+    // passed: grpc-js has already told Envoy; the token leaves the
+    // introspection queue unless another request waits for it.
+    const pending = d;
+    call.once('cancelled', () => withdraw(pending));
+    pending.then(
+      (x) => {
+        const r = this.#answer(x, method, path, start, call.cancelled);
+        if (!call.cancelled) callback(null, r);
+      },
+      (err: unknown) => {
+        const r = this.#failed(err, method, path, start);
+        if (!call.cancelled) callback(null, r);
+      },
+    );
+  }
+
+  /**
+   * The decision for one CheckRequest (`undefined`: it could not be decoded).
+   * Synchronous when the answer is known. Exposed for tests and embedding.
+   */
+  decide(req: CheckRequest | undefined, ctx: CheckContext = {}): Decision | Promise<Decision> {
+    const attributes = req?.attributes;
+    const http = attributes?.request?.http;
+    if (http === undefined || http === null || typeof http.method !== 'string' || http.method === '') {
+      return { allow: false, error: MALFORMED, route: undefined, cache: '-', ttl: 0 };
+    }
+    const headers = readHeaders(http);
+    const authorization: string[] = [];
+    for (const v of headers.get('authorization') ?? []) authorization.push(...v.split(','));
+    let methodOverride = false;
+    for (const name of headers.keys()) if (isMethodOverride(name)) methodOverride = true;
+    const contentLength = headers.get('content-length');
+    const hasBody =
+      (contentLength !== undefined && contentLength.some((v) => v.trim() !== '0')) ||
+      headers.has('transfer-encoding') ||
+      (http.body !== undefined && http.body !== '') ||
+      (http.raw_body !== undefined && http.raw_body.length > 0);
+    const source = attributes?.source?.address?.socket_address?.address;
+    return decide(this.guards, {
+      method: http.method,
+      target: http.path ?? '',
+      authorization,
+      preflight: headers.has('origin') && headers.has('access-control-request-method'),
+      hasBody,
+      methodOverride,
+      clientAddress: this.#clientAddress(source !== undefined && source !== '' ? source : (ctx.peer ?? ''), headers.get('x-forwarded-for')),
+    });
+  }
+
+  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean): CheckResponse {
+    if (this.#accessLog) {
+      const ms = elapsed(start);
+      // Nobody got this answer: logged as nginx's 499, like the proxy's clients that went away.
+      if (cancelled) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms, cache: d.cache, code: 'client_closed' }, 'check');
+      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache }, 'check');
+      else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code }, 'check');
+    }
+    return checkResponse(d, this.#identity);
+  }
+
+  #failed(err: unknown, method: string, path: string, start: number): CheckResponse {
+    this.logger.error({ err }, 'internal error during an Envoy check');
+    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false);
+  }
+
+  /** The address introspections are queued under (see the class notes). */
+  #clientAddress(peer: string, xff: readonly string[] | undefined): string {
+    return this.#trusted === undefined || xff === undefined ? unmapped(peer) : this.#trusted.clientAddress(peer, xff.join(','));
+  }
+
+
+  /** Starts serving; resolves with the bound port. Defaults to `forward_auth.grpc`. */
+  async listen(port = this.config.forward_auth?.grpc?.port ?? 0, host = this.config.forward_auth?.grpc?.host ?? '127.0.0.1'): Promise<{ host: string; port: number }> {
+    const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+    const bound = await new Promise<number>((resolve, reject) => {
+      // Plaintext: TLS between Envoy and this service is left to the deployment (loopback, a mesh's mTLS).
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    return { host, port: bound };
+  }
+
+  /**
+   * Graceful stop: no new calls; calls under way get `server.shutdown_timeout_ms`
+   * to finish, then are cut. Closes the guards when it built them.
+   */
+  async close(): Promise<void> {
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.config.server.shutdown_timeout_ms);
+      timer.unref();
+    });
+    if (await Promise.race([drained.then(() => false), timedOut])) {
+      this.logger.warn('shutdown timeout reached: cutting Envoy check calls');
+      this.server.forceShutdown();
+    }
+    clearTimeout(timer);
+    if (this.#ownsGuards) await this.guards.close();
+  }
+}
+
+/**
+ * The request's headers by lower-case name, each with its values: from
+ * `header_map` (one entry per line) when present, else from the `headers`
+ * map (one value, repeated lines already joined with `,`).
+ */
+function readHeaders(http: NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (key: string, value: string) => {
+    const k = key.toLowerCase();
+    const list = out.get(k);
+    if (list === undefined) out.set(k, [value]);
+    else list.push(value);
+  };
+  const raw = http.header_map?.headers;
+  if (raw !== undefined && raw.length > 0) {
+    for (const h of raw) {
+      if (typeof h.key !== 'string') continue;
+      // Header bytes as they were (a token is ASCII; anything else is refused as malformed).
+      add(h.key, h.raw_value !== undefined && h.raw_value.length > 0 ? h.raw_value.toString('latin1') : (h.value ?? ''));
+    }
+  } else if (http.headers !== undefined && http.headers !== null) {
+    for (const [k, v] of Object.entries(http.headers)) add(k, v);
+  }
+  return out;
+}
+
+/** The path without its query (which may hold a token): what the access log shows. */
+function logPath(target: string | undefined): string {
+  if (typeof target !== 'string' || target === '') return '-';
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function elapsed(start: number): number {
+  return Math.round((performance.now() - start) * 100) / 100;
+}
+
+
+
+
+/**
+ * Starts the Envoy gRPC service when `forward_auth.grpc` is configured (the
+ * CLI's entry point); undefined when it is not. Rejects with a message naming
+ * the option when the address cannot be bound.
+ */
+export async function startEnvoyGrpc(config: GatewayConfig, deps: EnvoyAuthDeps): Promise<EnvoyAuthService | undefined> {
+  const where = config.forward_auth?.grpc;
+  if (where === undefined) return undefined;
+  const service = new EnvoyAuthService(config, deps);
+  try {
+    const bound = await service.listen(where.port, where.host);
+    deps.logger.info({ host: bound.host, port: bound.port }, 'Envoy ext_authz (gRPC) listening');
+    return service;
+  } catch (err) {
+    await service.close();
+    const e = err as Error;
+    throw new Error(`cannot listen on ${where.host}:${where.port} (forward_auth.grpc): ${e.message}`, { cause: err });
+  }
+}
