@@ -484,11 +484,15 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w(`  # ${n} with an extension (${n}.json): the route the gateway's router picks for it`);
     location(re, refuse(choice) ?? carry(choice as GuardedRoute, 'regex'));
   }
+  // The router compares a path with case ignored when the path has a capital,
+  // or when some route prefix has one (then /admin/x must not take an open /
+  // beside a protected /Admin).
+  const upperPrefixes = routes0.some((r) => /[A-Z]/.test(r.path));
   for (const n of nameList) {
     if (!/[A-Za-z]/.test(n)) continue;
     const lower = n.toLowerCase();
     const exact = nameList.filter((m) => m.toLowerCase().startsWith(lower));
-    const re = `^(?=[^A-Z]*[A-Z])(?!(?:${exact.map(pcreQuote).join('|')})(?:[/.]|$))(?i:${pcreQuote(n)})(?:[/.]|$)`;
+    const re = `^${upperPrefixes ? '' : '(?=[^A-Z]*[A-Z])'}(?!(?:${exact.map(pcreQuote).join('|')})(?:[/.]|$))(?i:${pcreQuote(n)})(?:[/.]|$)`;
     w(`  # ${n} in another case: refused, as an upstream that ignores case would serve it as ${n}`);
     location(`~ ${qre(re)}`, ['return 400;']);
   }

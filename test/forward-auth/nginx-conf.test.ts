@@ -469,15 +469,47 @@ describe('NGINX without the decision cache', { skip }, () => {
   });
 });
 
-describe('NGINX routes as the gateway\'s router does', { skip }, () => {
-  let s: NginxStack;
-  // Each route's upstream path names the route, so the echo tells which one NGINX picked.
-  const yaml = (as: string, api: string) => `
+/**
+ * For every spelling, NGINX with the generated configuration picks the route
+ * the router picks (the upstream path it would send) or refuses what it
+ * refuses (400) or has no route for (404). Each route's upstream path names
+ * the route, so the echo tells which one NGINX picked.
+ */
+function routesLikeTheRouter(name: string, routes: (api: string) => string, paths: string[]): void {
+  describe(name, { skip }, () => {
+    let s: NginxStack;
+    before(async () => {
+      s = await startNginxStack((as, api) => `
 phantom_token:
   introspection_endpoint: ${as}/introspect
   client_id: nginx-test
   client_secret: s3cret
 routes:
+${routes(api)}`);
+      await s.as.activate('all', { scope: 'read admin other' });
+    });
+    after(() => stopNginxStack(s));
+
+    it(`${paths.length} spellings: NGINX picks the route the router picks, refuses what it refuses`, async () => {
+      const mismatches: string[] = [];
+      for (const path of paths) {
+        const t = checkTarget(path);
+        const route = t === undefined ? REFUSED : s.listener.guards.forRoute(t.path);
+        // The upstream path the gateway would send, or the refusal's status.
+        const expected = route === REFUSED ? '400' : route === undefined ? '404' : rewritePath(t!.path, route.config.path, upstreamPath(route.config.upstream!));
+        s.api.received.length = 0;
+        const r = await get(`${s.url}${path}`, { authorization: 'Bearer all' });
+        const got = r.status === 200 ? (s.api.received[0]?.url ?? '?') : String(r.status);
+        if (got !== expected) mismatches.push(`${path}: router ${expected}, nginx ${got}`);
+      }
+      assert.deepEqual(mismatches, []);
+    });
+  });
+}
+
+routesLikeTheRouter(
+  "NGINX routes as the gateway's router does",
+  (api) => `
   - path: /
     upstream: ${api}/r-root/
     phantom_token: false
@@ -502,34 +534,30 @@ routes:
   - path: /x/
     upstream: ${api}/r-x/
     phantom_token: { scope: other }
-`;
-  before(async () => {
-    s = await startNginxStack(yaml);
-    await s.as.activate('all', { scope: 'read admin other' });
-  });
-  after(() => stopNginxStack(s));
-
-  const paths = [
+`,
+  [
     '/', '/api', '/api/', '/api/x', '/apix', '/api.json', '/api.json/', '/api.v1.json', '/admin', '/admin/', '/admin/x', '/admin.json', '/admin.json/', '/admin.json/x',
     '/ADMIN', '/Admin/x', '/api/X', '/API', '/public', '/public/x', '/public.json', '/publicx', '/docs', '/docs/', '/docs/a', '/docs/internal', '/docs/internal.json',
     '/docs/internal/x', '/Docs/internal', '/v1/projects:purge', '/v1/projects%3Apurge', '/v1/projects%3apurge', '/v1/projects', '/x', '/x/', '/x.json', '/y.json',
     '/admin.', '/.admin', '/api%2Fx', '/%61dmin',
-  ];
-  it('for every spelling, NGINX picks the route the router picks, refuses what it refuses (400)', async () => {
-    const mismatches: string[] = [];
-    for (const path of paths) {
-      const t = checkTarget(path);
-      const route = t === undefined ? REFUSED : s.listener.guards.forRoute(t.path);
-      // The upstream path the gateway would send, or the refusal's status.
-      const expected = route === REFUSED ? '400' : route === undefined ? '404' : rewritePath(t!.path, route.config.path, upstreamPath(route.config.upstream!));
-      s.api.received.length = 0;
-      const r = await get(`${s.url}${path}`, { authorization: 'Bearer all' });
-      const got = r.status === 200 ? (s.api.received[0]?.url ?? '?') : String(r.status);
-      if (got !== expected) mismatches.push(`${path}: router ${expected}, nginx ${got}`);
-    }
-    assert.deepEqual(mismatches, []);
-  });
-});
+  ],
+);
+
+routesLikeTheRouter(
+  "NGINX routes as the gateway's router does, with a capital in a route prefix",
+  (api) => `
+  - path: /
+    upstream: ${api}/r-root/
+    phantom_token: false
+  - path: /Admin
+    upstream: ${api}/r-admin/
+    phantom_token: { scope: admin }
+  - path: /api
+    upstream: ${api}/r-api/
+    phantom_token: { scope: read }
+`,
+  ['/', '/x', '/Admin', '/Admin/x', '/admin', '/admin/x', '/ADMIN/x', '/Admin.json', '/admin.json', '/api/x', '/API/x', '/api/X', '/Api', '/adminx', '/x/admin'],
+);
 
 describe('NGINX when the forward-auth listener is down', { skip }, () => {
   let api: EchoUpstream;
