@@ -232,8 +232,9 @@ export const configSchema = z.strictObject({
     .default({ level: 'info', access_log: true }),
   // The forward-auth decision listener (NGINX auth_request, Caddy, Traefik,
   // APISIX, Envoy HTTP ext_authz); off when absent.
+  // `forward_auth:` with nothing under it (YAML null) means the block with its defaults.
   forward_auth: z
-    .strictObject({
+    .preprocess((v) => (v === null ? {} : v), z.strictObject({
       // It hands a JWT to whoever shows an opaque token: loopback by default, never public.
       listen: z
         .strictObject({
@@ -274,7 +275,7 @@ export const configSchema = z.strictObject({
           port: int(0, 65535),
         })
         .optional(),
-    })
+    }))
     .optional(),
 });
 

@@ -1,4 +1,4 @@
-import { BlockList, isIPv4 } from 'node:net';
+import { BlockList, isIP, isIPv4 } from 'node:net';
 import type { GatewayConfig } from './schema.js';
 
 /** A setting that is valid but unsafe: logged as a warning when the gateway starts. */
@@ -11,6 +11,20 @@ const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+// Private networks (RFC 1918, RFC 4193, link-local, CGNAT): a decision
+// listener bound there is a deliberate choice of a network only gateways reach.
+const PRIVATE = new BlockList();
+for (const [net, bits] of [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['169.254.0.0', 16], ['100.64.0.0', 10]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+PRIVATE.addSubnet('fc00::', 7, 'ipv6');
+PRIVATE.addSubnet('fe80::', 10, 'ipv6');
+
+/** Whether a listener bound to `host` is reachable only from this machine or a private network. */
+function isPrivateHost(host: string): boolean {
+  if (isLoopbackHost(host)) return true;
+  const family = isIP(host);
+  return family !== 0 && PRIVATE.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
 
 /** Whether a URL host names this machine only: `localhost`, 127.0.0.0/8 or ::1. */
 function isLoopbackHost(hostname: string): boolean {
@@ -33,7 +47,9 @@ const WIDEST_PRIVATE = { 4: 8, 6: 7 } as const;
  * `http://` introspection endpoint off loopback (tokens and the client secret
  * travel in clear; RFC 7662 §4 requires TLS), and `trusted_proxies` entries
  * wider than any private range (`0.0.0.0/0`, `::/0` trust everyone), and open
- * routes that are an extension spelling of a protected one.
+ * routes that are an extension spelling of a protected one, a decision
+ * listener (forward-auth, gRPC) bound off loopback and private networks, and
+ * routes whose upstream no proxy listener uses.
  */
 export function startupWarnings(config: GatewayConfig): StartupWarning[] {
   const out: StartupWarning[] = [];
@@ -67,6 +83,30 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
         fields: { route: route.path, protected: stem },
       });
       break;
+    }
+  }
+  // The decision listeners hand a route's JWT to whoever shows its opaque
+  // token (the gRPC one in plaintext): only the gateways that ask may reach them.
+  const fa = config.forward_auth;
+  for (const [option, where] of [['forward_auth.listen.host', fa?.listen], ['forward_auth.grpc.host', fa?.grpc]] as const) {
+    if (where !== undefined && !isPrivateHost(where.host)) {
+      out.push({
+        message: `${option} is ${where.host}, not loopback or a private address: whoever reaches it can trade an opaque token for its JWT; make sure only your gateway can (a firewall, a private network)`,
+        fields: { [option]: where.host },
+      });
+    }
+  }
+  if (fa !== undefined && fa.listen === undefined && fa.path_prefix !== undefined) {
+    out.push({ message: 'forward_auth.path_prefix is set but only the gRPC service runs (no forward_auth.listen): it is not used', fields: { path_prefix: fa.path_prefix } });
+  }
+  // With forward_auth and no listen there is no proxy: upstreams are unused.
+  if (fa !== undefined && config.listen === undefined) {
+    const unused = config.routes.filter((r) => r.upstream !== undefined).map((r) => r.path);
+    if (unused.length > 0) {
+      out.push({
+        message: 'routes have an upstream but no proxy listener runs (forward_auth is set and listen is not): their upstreams are not used; add listen to run the proxy too',
+        fields: { routes: unused },
+      });
     }
   }
   for (const entry of config.trusted_proxies) {

@@ -2,7 +2,7 @@ import type { ActiveToken } from '../cache/entry.js';
 import { checkTarget } from '../routing/request-target.js';
 import { checkCredentials, PREFLIGHT } from './credentials.js';
 import { GatewayError, TOKEN_INACTIVE } from './errors.js';
-import type { Requester, Verdict } from './exchange.js';
+import type { Requester, Seen, Verdict } from './exchange.js';
 import { REFUSED, type Guard, type GuardedRoute, type Guards } from './guards.js';
 
 /**
@@ -62,6 +62,8 @@ export type Decision = Allow | Deny;
 const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
 const NO_ROUTE = Object.freeze(new GatewayError('ERR_NO_ROUTE'));
 const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
+const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
+const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
 
 /** Promises `decide` returned, to find what to withdraw. */
 const pendingVerdicts = new WeakMap<Promise<Decision>, { guard: Guard; verdict: Promise<Verdict> }>();
@@ -79,13 +81,18 @@ const pendingVerdicts = new WeakMap<Promise<Decision>, { guard: Guard; verdict: 
  */
 export function decide(guards: Guards, req: DecisionRequest): Decision | Promise<Decision> {
   const now = guards.now;
+  // In the proxy's order, so that every front door refuses a request the same way.
   // An upstream that answers TRACE echoes the request, JWT included (RFC 9110 §9.3.8).
-  if (req.method === 'TRACE' || req.methodOverride === true) return deny(METHOD_NOT_ALLOWED, undefined, '-', 0);
+  if (req.method === 'TRACE') return deny(METHOD_NOT_ALLOWED, undefined, '-', 0);
+  // A method as HTTP parsers accept it: an upper-case token (a lower-case
+  // `trace` must not slip past the rule above to an upstream that folds case).
+  if (!METHOD.test(req.method)) return deny(MALFORMED, undefined, '-', 0);
   const target = checkTarget(req.target);
   if (target === undefined) return deny(BAD_TARGET, undefined, '-', 0);
   const route = guards.forRoute(target.path);
   if (route === REFUSED) return deny(BAD_TARGET, undefined, '-', 0);
   if (route === undefined) return deny(NO_ROUTE, undefined, '-', 0);
+  if (req.methodOverride === true) return deny(METHOD_NOT_ALLOWED, route, '-', 0);
   const guard = route.guard;
   if (guard === undefined) {
     // An open route: two credentials would both reach the upstream.
@@ -94,9 +101,10 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
   const rule = checkCredentials(req.method, target.query, req.authorization.length, req.preflight, req.hasBody === true);
   if (rule === PREFLIGHT) return { allow: true, route, token: undefined, cache: '-', ttl: 0 };
   if (rule !== undefined) return deny(rule, route, '-', 0);
-  const verdict = guard.exchange.authorize(req.authorization[0], guard.policy, req satisfies Requester);
-  if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', now);
-  const pending = verdict.then((v) => settle(v, route, 'miss', now));
+  const seen: Seen = { expiresAt: 0 };
+  const verdict = guard.exchange.authorize(req.authorization[0], guard.policy, req satisfies Requester, seen);
+  if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', seen, now);
+  const pending = verdict.then((v) => settle(v, route, 'miss', seen, now));
   pendingVerdicts.set(pending, { guard, verdict });
   return pending;
 }
@@ -111,11 +119,18 @@ export function withdraw(pending: Decision | Promise<Decision>): void {
   if (p !== undefined) p.guard.exchange.withdraw(p.verdict);
 }
 
-function settle(v: Verdict, route: GuardedRoute, cache: CacheOutcome, now: () => number): Decision {
-  if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: Math.max(0, Math.floor((v.expiresAt - now()) / 1000)) };
-  // A verdict about the token itself (not its absence, not an outage).
+function settle(v: Verdict, route: GuardedRoute, cache: CacheOutcome, seen: Seen, now: () => number): Decision {
+  if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: secondsLeft(v.expiresAt, now) };
+  // A verdict about the token itself (not its absence, not an outage), kept
+  // outside no longer than the entry it rests on, nor than negative_cache_seconds.
   const known = v === TOKEN_INACTIVE || v.code === 'ERR_INSUFFICIENT_SCOPE';
-  return deny(v, route, v.code === 'ERR_TOKEN_MISSING' || v.code === 'ERR_TOKEN_MALFORMED' ? '-' : cache, known ? route.guard!.options.negative_cache_seconds : 0);
+  const ttl = known ? Math.min(route.guard!.options.negative_cache_seconds, secondsLeft(seen.expiresAt, now)) : 0;
+  return deny(v, route, v.code === 'ERR_TOKEN_MISSING' || v.code === 'ERR_TOKEN_MALFORMED' ? '-' : cache, ttl);
+}
+
+/** Whole seconds left until `expiresAt` (epoch ms), rounded down; 0 for none. */
+function secondsLeft(expiresAt: number, now: () => number): number {
+  return expiresAt === 0 ? 0 : Math.max(0, Math.floor((expiresAt - now()) / 1000));
 }
 
 function deny(error: GatewayError, route: GuardedRoute | undefined, cache: CacheOutcome, ttl: number): Deny {

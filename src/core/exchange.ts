@@ -26,6 +26,14 @@ interface Flight {
   verdict: Promise<Verdict>;
   /** Requesters that have not withdrawn. */
   waiters: number;
+  /** Expiry (epoch ms) of the entry the verdict rests on, once known; 0 when none is kept. */
+  expiresAt: number;
+}
+
+/** Filled in by `authorize` when asked: how long the cached state behind a verdict lives. */
+export interface Seen {
+  /** Expiry (epoch ms) of the cache entry the verdict rests on; 0 when nothing is cached (a refusal before any token, an outage, an answer not kept). */
+  expiresAt: number;
 }
 
 export interface TokenExchangeOptions {
@@ -82,18 +90,24 @@ export class TokenExchange {
    * Resolves the bearer token in `authorization` and applies `policy`.
    * `requester` is consulted only on a miss: introspections wait, and are
    * bounded, per client address; a requester joining an introspection already
-   * under way costs nothing and counts against no bound.
+   * under way costs nothing and counts against no bound. `seen`, when
+   * given, learns how long the cached state behind the verdict lives (for a
+   * front door whose decisions are cached outside, such as NGINX's).
    */
-  authorize(authorization: string | undefined, policy: ScopePolicy, requester?: Requester): Verdict | Promise<Verdict> {
+  authorize(authorization: string | undefined, policy: ScopePolicy, requester?: Requester, seen?: Seen): Verdict | Promise<Verdict> {
     const token = parseBearer(authorization, this.#o.maxTokenLength);
     if (typeof token !== 'string') return token;
     const key = cacheKey(this.#prefix, token);
     const found = this.#o.cache.get(key);
-    if (found !== undefined && !(found instanceof Promise)) return found.active ? (policy.check(found) ?? found) : TOKEN_INACTIVE;
+    if (found !== undefined && !(found instanceof Promise)) {
+      if (seen !== undefined) seen.expiresAt = found.expiresAt;
+      return found.active ? (policy.check(found) ?? found) : TOKEN_INACTIVE;
+    }
     const flight = this.#miss(key, token, requester, found);
     flight.waiters++;
     const waiting: Promise<Verdict> = flight.verdict.then((v) => {
       this.#waiting.delete(waiting);
+      if (seen !== undefined) seen.expiresAt = flight.expiresAt;
       return v instanceof GatewayError ? v : (policy.check(v) ?? v);
     });
     this.#waiting.set(waiting, flight);
@@ -125,8 +139,8 @@ export class TokenExchange {
   #miss(key: string, token: string, requester: Requester | undefined, stored: Promise<TokenEntry | undefined> | undefined): Flight {
     let flight = this.#inflight.get(key);
     if (flight === undefined) {
-      const f: Flight = { key, request: { client: requester?.clientAddress ?? '' }, verdict: NOT_YET, waiters: 0 };
-      const run = stored === undefined ? this.#introspect(key, token, f.request) : this.#lookup(stored, key, token, f.request);
+      const f: Flight = { key, request: { client: requester?.clientAddress ?? '' }, verdict: NOT_YET, waiters: 0, expiresAt: 0 };
+      const run = stored === undefined ? this.#introspect(key, token, f) : this.#lookup(stored, key, token, f);
       f.verdict = run.finally(() => {
         if (this.#inflight.get(key) === f) this.#inflight.delete(key);
       });
@@ -136,7 +150,7 @@ export class TokenExchange {
     return flight;
   }
 
-  async #lookup(stored: Promise<TokenEntry | undefined>, key: string, token: string, request: IntrospectionRequest): Promise<Verdict> {
+  async #lookup(stored: Promise<TokenEntry | undefined>, key: string, token: string, flight: Flight): Promise<Verdict> {
     let entry: TokenEntry | undefined;
     try {
       entry = await stored;
@@ -144,14 +158,17 @@ export class TokenExchange {
       // A store that cannot answer is a miss, never a refusal.
       this.#o.onInternalError?.(err);
     }
-    if (entry !== undefined && entry.expiresAt > this.#now()) return entry.active ? entry : TOKEN_INACTIVE;
-    return this.#introspect(key, token, request);
+    if (entry !== undefined && entry.expiresAt > this.#now()) {
+      flight.expiresAt = entry.expiresAt;
+      return entry.active ? entry : TOKEN_INACTIVE;
+    }
+    return this.#introspect(key, token, flight);
   }
 
-  async #introspect(key: string, token: string, request: IntrospectionRequest): Promise<Verdict> {
+  async #introspect(key: string, token: string, flight: Flight): Promise<Verdict> {
     let answer: IntrospectionAnswer;
     try {
-      answer = await this.#o.introspector.introspect(token, request);
+      answer = await this.#o.introspector.introspect(token, flight.request);
     } catch (err) {
       // Failures of the authorization server are never cached.
       if (err instanceof GatewayError) return err;
@@ -160,7 +177,7 @@ export class TokenExchange {
     }
     const now = this.#now();
     if (!answer.active) {
-      if (answer.reason !== 'no_jwt') this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 });
+      if (answer.reason !== 'no_jwt') this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight);
       return TOKEN_INACTIVE;
     }
     const { claims } = answer;
@@ -169,18 +186,19 @@ export class TokenExchange {
     if (typeof claims.exp === 'number') {
       const left = claims.exp * 1000 - now;
       if (left <= 0) {
-        this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 });
+        this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight);
         return TOKEN_INACTIVE;
       }
       ttlMs = Math.min(ttlMs, left);
     }
     const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs);
-    this.#remember(key, entry);
+    this.#remember(key, entry, flight);
     return entry;
   }
 
-  #remember(key: string, entry: TokenEntry): void {
+  #remember(key: string, entry: TokenEntry, flight: Flight): void {
     if (entry.expiresAt <= this.#now()) return;
+    flight.expiresAt = entry.expiresAt;
     const written = this.#o.cache.set(key, entry);
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
   }

@@ -6,7 +6,7 @@ import { IntrospectionClient } from '../introspection/client.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
-import { TokenExchange, type Requester, type Verdict } from './exchange.js';
+import { TokenExchange } from './exchange.js';
 
 export interface GuardsDeps {
   logger: Logger;
@@ -47,10 +47,8 @@ export interface GuardedRoute {
  *
  * @example
  * const guards = createGuards(config, { logger });
- * const route = guards.forRoute('/api/items');
- * if (route !== undefined && route !== REFUSED && route.guard) {
- *   const verdict = await route.guard.authorize(req.headers.authorization);
- * }
+ * const d = await decide(guards, { method: 'GET', target: '/api/items', authorization: ['Bearer abc'], preflight: false, clientAddress: '10.0.0.1' });
+ * // d.allow ? forward with d.token?.authorization : send renderRefusal(d.error)
  * await guards.close();
  */
 export class Guards {
@@ -175,9 +173,5 @@ export function createGuards(config: GatewayConfig, deps: GuardsDeps): Guards {
   return new Guards(config, deps);
 }
 
-/** Resolves a request's `Authorization` for a guarded route: sync on a cache hit, a promise on a miss. */
-export function authorize(guard: Guard, authorization: string | undefined, requester?: Requester): Verdict | Promise<Verdict> {
-  return guard.exchange.authorize(authorization, guard.policy, requester);
-}
 
 export { REFUSED };

@@ -23,7 +23,7 @@ routes:
     upstream: ${upstream}
 `;
 
-describe('review: same request, same answer from the proxy and the forward-auth listener', { timeout: 20_000 }, () => {
+describe('every front door refuses a request the same way', { timeout: 20_000 }, () => {
   let stack: Stack;
   let fa: TestForwardAuth;
   before(async () => {

@@ -31,7 +31,7 @@ routes:
     phantom_token: { scope: admin }
 `;
 
-describe('review: X-Accel-Expires on refusals', { timeout: 20_000 }, () => {
+describe('X-Accel-Expires never outlives the gateway\'s own entry', { timeout: 20_000 }, () => {
   let as: ScriptedIntrospection;
   let fa: TestForwardAuth;
   let guards: Guards;

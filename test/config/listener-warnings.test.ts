@@ -18,7 +18,7 @@ routes:
   - path: /api
 ${route}`;
 
-describe('review: listener combinations', () => {
+describe('listener combinations a user would not notice are warned about', () => {
   test('adding forward_auth to a proxy configuration without `listen` does not silently drop the proxy and every upstream', () => {
     // A working proxy config (default listener 0.0.0.0:8080) that gains a forward_auth block.
     const before = parseConfig(base(''), { file: 'x.yaml', env: {} });
@@ -38,5 +38,15 @@ describe('review: listener combinations', () => {
     assert.ok(startupWarnings(http).length > 0, 'forward_auth.listen.host 0.0.0.0: no warning');
     const grpc = parseConfig(base('forward_auth:\n  grpc: { host: 0.0.0.0, port: 9191 }', ''), { file: 'x.yaml', env: {} });
     assert.ok(startupWarnings(grpc).length > 0, 'forward_auth.grpc.host 0.0.0.0: no warning');
+  });
+
+  test('`forward_auth:` with nothing under it (YAML null) is the HTTP decision listener on its defaults, not a type error', () => {
+    const c = parseConfig(base('forward_auth:', ''), { file: 'x.yaml', env: {} });
+    assert.deepEqual(c.forward_auth?.listen, { host: '127.0.0.1', port: 8081 });
+  });
+
+  test('path_prefix with only the gRPC service (no HTTP listener) is warned about: it is not used', () => {
+    const c = parseConfig(base('forward_auth:\n  path_prefix: /authz\n  grpc: { port: 9191 }', ''), { file: 'x.yaml', env: {} });
+    assert.ok(startupWarnings(c).some((w) => /path_prefix/.test(w.message)));
   });
 });
