@@ -185,9 +185,18 @@ async function startNginxStack(yaml: (as: string, api: string) => string, opts: 
   await listener.listen();
   const port = await freePort();
   const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath, ...opts }), MODULES);
-  const t = nginxTest(nginx.path!, prefix.dir);
-  assert.equal(t.status, 0, t.output);
-  const instance = await startNginx(nginx.path!, prefix, port);
+  let instance: NginxInstance;
+  try {
+    const t = nginxTest(nginx.path!, prefix.dir);
+    assert.equal(t.status, 0, t.output);
+    instance = await startNginx(nginx.path!, prefix, port);
+  } catch (err) {
+    prefix.remove();
+    await listener.close();
+    await as.close();
+    await api.close();
+    throw err;
+  }
   return { as, api, listener, decisions, nginx: instance, url: `http://127.0.0.1:${port}` };
 }
 
