@@ -1,8 +1,12 @@
 /*
  * What the benchmark scripts share for their subjects: a free loopback port,
- * and waiting until something listens on one.
+ * waiting until something listens on one, NGINX configurations, load (wrk)
+ * and the CPU a process spent.
  */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
 
 export function sleep(msec: number): Promise<void> {
   return new Promise((r) => setTimeout(r, msec));
@@ -34,3 +38,108 @@ export async function waitForPort(port: number, what: string): Promise<void> {
   }
   throw new Error(`${what} did not start listening on ${port}`);
 }
+
+/** Clock ticks per second of /proc/<pid>/stat. */
+export const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+/** CPU ticks (user + system) of a process and of its children (NGINX workers, cluster workers). */
+export function cpuTicks(pid: number): number {
+  const read = (p: number) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+    } catch {
+      return undefined;
+    }
+  };
+  let total = read(pid)?.ticks ?? 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const s = read(Number(entry));
+    if (s && s.ppid === pid) total += s.ticks;
+  }
+  return total;
+}
+
+/**
+ * An NGINX main configuration in `dir` (one worker, no daemon, temp paths and
+ * logs in `dir`) around an `http {}` body; `main` goes first (`load_module`s).
+ * Returns the file's path.
+ */
+export function nginxMainConf(dir: string, body: string, main = ''): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'nginx.conf');
+  writeFileSync(
+    file,
+    `${main}worker_processes 1;
+daemon off;
+master_process on;
+error_log ${dir}/error.log error;
+pid ${dir}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  ${body}
+}
+`,
+  );
+  return file;
+}
+
+export interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+  /** CPU of the `pids` (and their children) together, per request. */
+  cpuUsPerReq: number | undefined;
+}
+
+function ms(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+/**
+ * One wrk run (one thread): throughput, latency, errors (socket errors, and
+ * non-2xx answers unless `expectRefusals`), and the CPU the `pids` spent per
+ * request.
+ */
+export async function wrkLoad(url: string, opts: { connections: number; seconds: number; pids?: number[]; header?: string; script?: string; expectRefusals?: boolean }): Promise<Load> {
+  const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency'];
+  if (opts.header) args.push('-H', opts.header);
+  if (opts.script) args.push('-s', opts.script);
+  args.push(url);
+  const ticks = () => (opts.pids ?? []).reduce((a, p) => a + cpuTicks(p), 0);
+  const before = ticks();
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    p.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk failed: ${text}`))));
+  });
+  const after = ticks();
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    p50: ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
+    p99: ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
+    requests,
+    errors: errors + (opts.expectRefusals ? 0 : non2xx),
+    cpuUsPerReq: opts.pids && opts.pids.length > 0 && requests > 0 ? (((after - before) / HZ) * 1e6) / requests : undefined,
+  };
+}
+
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};

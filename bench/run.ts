@@ -7,18 +7,21 @@
  * from /proc/<pid>/stat of the proxy process only. Subjects alternate round
  * by round and medians are reported, because shared machines are noisy.
  *
+ * Then bench/nginx-forward-auth.ts: NGINX with the generated configuration
+ * in front of the forward-auth listener, against plain NGINX and Curity's plugin.
+ *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
  * BENCH_BASELINE=<git ref> (also runs the gateway built from that commit, in
  * the same rounds, so a change is compared before/after on one machine state).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { freePort, waitForPort } from './processes.js';
+import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -28,7 +31,6 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const BASELINE = process.env.BENCH_BASELINE || undefined;
 const INTROSPECTION_LATENCY_MS = 5;
 const MEMORY_HEAP_CAP_MIB = 320;
-const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-'));
 const children: ChildProcess[] = [];
 
@@ -104,47 +106,6 @@ function stopAll(): void {
 process.on('exit', stopAll);
 process.on('SIGINT', () => process.exit(130));
 
-function nginxConf(dir: string, body: string): string {
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'nginx.conf');
-  writeFileSync(
-    file,
-    `worker_processes 1;
-daemon off;
-master_process on;
-error_log ${dir}/error.log error;
-pid ${dir}/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  ${body}
-}
-`,
-  );
-  return file;
-}
-
-/** CPU ticks of a process and its children that are NGINX workers. */
-function cpuTicks(pid: number): number {
-  const read = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
-    } catch {
-      return undefined;
-    }
-  };
-  let total = read(pid)?.ticks ?? 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const s = read(Number(entry));
-    if (s && s.ppid === pid) total += s.ticks;
-  }
-  return total;
-}
-
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) / 1024;
@@ -152,53 +113,26 @@ function rssMiB(pid: number): number {
 
 // ---------------------------------------------------------------- load
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  requests: number;
-  errors: number;
-  cpuUsPerReq: number | undefined;
+function nginxConf(dir: string, body: string): string {
+  return nginxMainConf(dir, body);
 }
 
-function ms(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+function wrk(url: string, opts: { pid?: number; header?: string; script?: string; connections?: number; seconds?: number }): Promise<Load> {
+  return wrkLoad(url, {
+    connections: opts.connections ?? CONNECTIONS,
+    seconds: opts.seconds ?? SECONDS,
+    ...(opts.pid ? { pids: [opts.pid] } : {}),
+    ...(opts.header ? { header: opts.header } : {}),
+    ...(opts.script ? { script: opts.script } : {}),
+    // Refusals are the point of these two loads.
+    expectRefusals: opts.header?.includes('garbage') === true || opts.script?.includes('invalid') === true,
+  });
 }
 
 function luaScript(name: string, body: string): string {
   const file = join(work, `${name}.lua`);
   writeFileSync(file, body);
   return file;
-}
-
-async function wrk(url: string, opts: { pid?: number; header?: string; script?: string; connections?: number; seconds?: number }): Promise<Load> {
-  const args = ['-t1', `-c${opts.connections ?? CONNECTIONS}`, `-d${opts.seconds ?? SECONDS}s`, '--latency'];
-  if (opts.header) args.push('-H', opts.header);
-  if (opts.script) args.push('-s', opts.script);
-  args.push(url);
-  const before = opts.pid ? cpuTicks(opts.pid) : 0;
-  const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    p.stdout.on('data', (c: Buffer) => (text += c.toString()));
-    p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk failed: ${text}`))));
-  });
-  const after = opts.pid ? cpuTicks(opts.pid) : 0;
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-    p50: ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
-    p99: ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? 'NaN'),
-    requests,
-    errors: errors + (opts.header?.includes('garbage') || opts.script?.includes('invalid') ? 0 : non2xx),
-    cpuUsPerReq: opts.pid && requests > 0 ? (((after - before) / HZ) * 1e6) / requests : undefined,
-  };
 }
 
 async function autocannonP99(url: string, header: string | undefined, rate: number): Promise<number> {
@@ -215,12 +149,6 @@ async function stats(port: number): Promise<{ calls: number; connections: number
   return (await r.json()) as { calls: number; connections: number };
 }
 
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 // ---------------------------------------------------------------- subjects
 
@@ -435,6 +363,13 @@ ${extra}`,
   const scan = scanning(join(ROOT, 'bin/phantom-gateway.js')) as { legitimate: { p50_ms: number; max_ms: number; statuses: number[] }; introspections_per_round: number[] };
   const scanBase = baselineBin === undefined ? undefined : (scanning(baselineBin) as typeof scan);
 
+  // NGINX in front with the forward-auth listener (bench/nginx-forward-auth.ts,
+  // its own processes, after the subjects above have stopped loading the machine).
+  process.stderr.write('nginx + forward-auth\n');
+  const nfa = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/nginx-forward-auth.ts')], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 900_000 });
+  if (nfa.status !== 0) throw new Error(`bench/nginx-forward-auth.ts failed: ${nfa.stderr}`);
+  const nginxForwardAuth = JSON.parse(nfa.stdout) as { table: string; curity: string };
+
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
   const nginxRps = m('nginx', 'rps');
@@ -495,6 +430,7 @@ ${extra}`,
       requests_not_answered_200: refusedFills,
     },
     token_scanning: { gateway: scan, baseline: scanBase ?? null },
+    nginx_forward_auth: nginxForwardAuth,
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -521,6 +457,7 @@ ${extra}`,
       (scanBase === undefined ? '' : `; baseline: p50 ${scanBase.legitimate.p50_ms} ms, max ${scanBase.legitimate.max_ms} ms, statuses ${scanBase.legitimate.statuses.join(' ')}, introspections ${scanBase.introspections_per_round.join(' ')}`) +
       '\n',
   );
+  process.stdout.write(`\nNGINX in front, decisions from the forward-auth listener (cache hit, one NGINX worker each; CPU = NGINX + listener; Curity's plugin: ${nginxForwardAuth.curity}):\n\n${nginxForwardAuth.table}\n\n`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);

@@ -9,6 +9,7 @@ import { Gateway } from './proxy/server.js';
 import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
+       phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
 
   -c, --config <file>   gateway configuration (YAML)
       --check           validate the configuration and exit
@@ -18,6 +19,7 @@ const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
 
 /** Exit codes: 0 ok, 1 runtime failure (e.g. port busy), 2 usage or configuration error. */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'nginx-conf') return (await import('./forward-auth/nginx-conf-cli.js')).runNginxConf(argv.slice(1));
   let args;
   try {
     args = parseArgs({

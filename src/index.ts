@@ -18,6 +18,7 @@ export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.
 export type { TokenStore } from './cache/store.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
+export { nginxConf, NginxConfError, NGINX_MODULES, NGINX_CONF_DEFAULTS, type NginxConfOptions } from './forward-auth/nginx-conf.js';
 // Envoy's gRPC ext_authz service is the subpath `phantom-gateway/envoy`, so that
 // importing the package does not load gRPC.
 
