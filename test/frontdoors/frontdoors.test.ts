@@ -2,7 +2,7 @@
  * The shared front-door suite (behaviour.case.ts) against every front door.
  */
 import { frontDoorSuite } from './behaviour.case.js';
-import { caddyDoor, expressDoor, fastifyDoor, forwardAuthDoor, libraryDoor, proxyDoor } from './adapters.js';
+import { caddyDoor, expressDoor, fastifyDoor, forwardAuthDoor, libraryDoor, nginxDoor, proxyDoor } from './adapters.js';
 import { envoyGrpcDoor } from '../forward-auth/envoy-grpc.door.js';
 
 frontDoorSuite(proxyDoor);
@@ -12,3 +12,4 @@ frontDoorSuite(envoyGrpcDoor);
 frontDoorSuite(caddyDoor);
 frontDoorSuite(expressDoor);
 frontDoorSuite(fastifyDoor);
+frontDoorSuite(nginxDoor);
