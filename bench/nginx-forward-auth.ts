@@ -58,7 +58,11 @@ function start(cmd: string, args: string[], name: string): ChildProcess {
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   child.once('exit', (code) => {
-    if (code !== 0 && code !== null && !stopping) log(`${name} exited with ${code}: ${err}`);
+    if (stopping) return;
+    // A subject that is gone would be measured as whatever answers its port: stop the whole run.
+    log(`${name} exited with ${code}: ${err}`);
+    stopAll();
+    process.exit(1);
   });
   children.push(child);
   return child;

@@ -14,11 +14,23 @@ export function sleep(msec: number): Promise<void> {
 
 /** A port free on 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
+  // Below Linux's ephemeral range (32768-60999 by default): a port taken from
+  // it can be handed to an outgoing connection (wrk's, NGINX's) before the
+  // subject binds it, and a connect to such a port can even connect to itself,
+  // which makes waitForPort() believe a subject started that did not.
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 /** Resolves once 127.0.0.1:`port` accepts a connection; throws after 15 s. */
