@@ -218,7 +218,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   if (cache) {
     w('# Decisions that depend on more than route and token are asked every time and');
     w('# never stored: an escape in the path, a query parameter that may be an');
-    w('# access_token, a method-override header, a CORS preflight.');
+    w('# access_token, a non-empty method-override header, a CORS preflight. (NGINX reads');
+    w('# only the first field of a header: the three override headers are also cleared');
+    w('# before every upstream, so an override the decision did not see never reaches it.)');
     w('map $request_uri $phantom_uncached_target {');
     w(`  ${qre(`~${NGINX_UNCACHED_TARGET}`)} 1;`);
     w('  default "";');
