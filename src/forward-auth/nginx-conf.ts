@@ -203,17 +203,12 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   w('# set_sha1 (set-misc) hashes the client\'s Authorization into the decision');
   w('# cache key, so that the opaque token never reaches a cache file.');
   w('');
-  w('# Raw targets the gateway refuses (checked before any location: NGINX would');
-  w('# resolve /public/../api to /api, while an upstream may see the raw target).');
+  w('# Raw targets the gateway refuses (checked first in every location a client can');
+  w('# reach: NGINX would resolve /public/../api to /api, while an upstream may see the');
+  w('# raw target).');
   w('map $request_uri $phantom_bad_target {');
   w(`  ${qre(`~${NGINX_BAD_TARGET}`)} 1;`);
   w('  default 0;');
-  w('}');
-  w('# ...except on the way to the JSON pages of NGINX\'s own refusals (internal locations).');
-  w('map $uri $phantom_check_target {');
-  w('  volatile;  # read again after the internal redirect to the error page');
-  w('  "~^/_phantom-gateway/error/" 0;');
-  w('  default $phantom_bad_target;');
   w('}');
   if (cache) {
     w('# Decisions that depend on more than route and token are asked every time and');
@@ -335,7 +330,6 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   w('  error_page 500 = @phantom_500;');
   w('  error_page 502 = @phantom_502;');
   w('  error_page 504 = @phantom_504;');
-  w('  if ($phantom_check_target) { return 400; }');
   w('');
   const named = (name: string, lines: string[]) => {
     w(`  location @${name} {`);
@@ -500,8 +494,12 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   const refuse = (choice: GuardedRoute | undefined | typeof REFUSED): string[] | undefined =>
     choice === REFUSED ? ['return 400;'] : choice === undefined ? ['return 404;'] : undefined;
 
+  // Every location a client can reach refuses a bad raw target first (in the
+  // location, not the server: NGINX's error pages are internal redirects that
+  // run the server's rewrites again, and the target would be refused again).
   const location = (match: string, lines: string[]) => {
     w(`  location ${match} {`);
+    w('    if ($phantom_bad_target) { return 400; }');
     for (const l of lines) w(`    ${l}`);
     w('  }');
   };

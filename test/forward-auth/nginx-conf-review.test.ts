@@ -247,6 +247,19 @@ describe('nginx-conf review: refusals of NGINX itself and the listener\'s 431, r
     assert.deepEqual({ status: r.status, body: r.body, type: r.headers['content-type'] }, { status: 400, body: '{"code":"bad_request","message":"Bad request"}', type: 'application/json' });
   });
 
+  it('the internal error pages are no way around the target checks: a raw target resolving into them is 400, a direct request 404, nothing upstream', async () => {
+    s.api.received.length = 0;
+    const get = (target: string) => rawRequest(s.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    const escaped = await get('/public/..%2f_phantom-gateway/error/x');
+    assert.deepEqual({ status: escaped.status, body: escaped.body }, { status: 400, body: '{"code":"bad_request","message":"Bad request"}' });
+    // An internal location is 404 before anything runs in it.
+    for (const target of ['/_phantom-gateway/error/400', '/public/..%2f_phantom-gateway/error/400']) {
+      const direct = await get(target);
+      assert.deepEqual({ status: direct.status, body: direct.body }, { status: 404, body: '{"code":"not_found","message":"No route for this path"}' }, target);
+    }
+    assert.equal(s.api.received.length, 0);
+  });
+
   it('an unknown transfer coding (NGINX 501) is 501 JSON "Unsupported transfer coding"', async () => {
     const r = await rawRequest(s.port, 'POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n');
     assert.deepEqual({ status: r.status, body: r.body }, { status: 501, body: '{"code":"bad_request","message":"Unsupported transfer coding"}' });
