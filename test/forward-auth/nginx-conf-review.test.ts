@@ -158,6 +158,8 @@ describe('nginx-conf review: what the decision cache writes to disk', { skip }, 
 
   it('the default cache path (files hold JWTs) is on tmpfs: /run/nginx-phantom-gateway', () => {
     assert.equal(NGINX_CONF_DEFAULTS.cachePath, '/run/nginx-phantom-gateway');
+    const config = parseConfig(reviewYaml('http://127.0.0.1:1', 'http://127.0.0.1:2', 9001), { file: 'a.yaml', env: {} });
+    assert.match(nginxConf(config, { listen: { host: '127.0.0.1', port: 8080 } }), /^proxy_cache_path \/run\/nginx-phantom-gateway levels=/m);
   });
 });
 
