@@ -10,7 +10,7 @@ location per route, protected routes decided by the forward-auth listener
 
   -c, --config <file>       gateway configuration (YAML)
       --listen <host:port>  where the NGINX server listens (default: the configuration's listen)
-      --cache-path <dir>    decision cache directory (default ${NGINX_CONF_DEFAULTS.cachePath})
+      --cache-path <dir>    decision cache directory, on tmpfs: its files hold JWTs (default ${NGINX_CONF_DEFAULTS.cachePath})
       --cache-zone <name>   decision cache zone name (default ${NGINX_CONF_DEFAULTS.cacheZone})
       --no-decision-cache   ask the forward-auth listener on every request
       --open-files <n>      decision cache files each worker keeps open (default ${NGINX_CONF_DEFAULTS.openFiles}; 0: none)

@@ -34,7 +34,7 @@ export const NGINX_MODULES = Object.freeze(['modules/ndk_http_module.so', 'modul
 export interface NginxConfOptions {
   /** Where the generated server listens; default: the configuration's `listen`. */
   readonly listen?: { readonly host: string; readonly port: number };
-  /** Directory of the decision cache (`proxy_cache_path`). Default `/var/cache/nginx/phantom-gateway`. */
+  /** Directory of the decision cache (`proxy_cache_path`). Default `/run/nginx-phantom-gateway` (tmpfs: the files hold JWTs; NGINX creates the last component, as root, and gives it to its worker user). */
   readonly cachePath?: string;
   /** Name of the cache's shared memory zone (`keys_zone`), unique in the NGINX instance. Default `phantom_decisions`. */
   readonly cacheZone?: string;
@@ -51,7 +51,7 @@ export interface NginxConfOptions {
 }
 
 export const NGINX_CONF_DEFAULTS = Object.freeze({
-  cachePath: '/var/cache/nginx/phantom-gateway',
+  cachePath: '/run/nginx-phantom-gateway',
   cacheZone: 'phantom_decisions',
   openFiles: 1000,
 });
@@ -83,14 +83,14 @@ export function identityHeaderNames(identityHeaders: unknown): string[] {
 /**
  * Raw request targets the gateway's `checkTarget` refuses by their path, as
  * one PCRE for NGINX's `$request_uri` (path and query as sent): not
- * origin-form; backslash, `#`, `;`, anything outside visible ASCII; an escape
+ * origin-form; a `#` anywhere (the query too); backslash, `;`, anything outside visible ASCII; an escape
  * of `%`, `/`, `\`, `?`, `#`, an unreserved character or a control; a bad
  * escape; `//`; `.` and `..` segments; a segment ending in `.` or `%20`.
  * (Encoded non-ASCII that folds to ASCII is checked by the decision service
  * on protected routes; see the README.)
  */
 export const NGINX_BAD_TARGET =
-  '^(?:[^/]|[^?]*(?:[\\x5c#;]|[^\\x21-\\x7e]|%(?:[01][0-9A-Fa-f]|2[35DdEeFf]|3[0-9Ff]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEeFf])|%(?![0-9A-Fa-f]{2})|//|/\\.\\.?(?:[/?]|$)|(?:\\.|%20)(?:[/?]|$)))';
+  '^(?:[^/]|.*#|[^?]*(?:[\\x5c;]|[^\\x21-\\x7e]|%(?:[01][0-9A-Fa-f]|2[35DdEeFf]|3[0-9Ff]|4[1-9A-Fa-f]|5[0-9AaCcFf]|6[1-9A-Fa-f]|7[0-9AaEeFf])|%(?![0-9A-Fa-f]{2})|//|/\\.\\.?(?:[/?]|$)|(?:\\.|%20)(?:[/?]|$)))';
 
 /** Request targets whose decision is never taken from, nor put in, NGINX's cache: an escape in the path, or a query parameter name with `access` or an escape (a possible `access_token`). */
 const NGINX_UNCACHED_TARGET = '^[^?]*%|\\?(?:.*[&;])?[^=&;]*(?:[Aa][Cc][Cc][Ee][Ss][Ss]|%)';
@@ -136,11 +136,17 @@ function listenAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** A route's requirements, for the cache key: what its decisions depend on (authorization server, client, scope, cache bounds), hashed. */
-function requirementsKey(r: GuardedRoute): string {
+/**
+ * A route's requirements, for the cache key: what its decisions depend on
+ * (authorization server, client, scope, cache bounds) and what an allow
+ * carries (the identity-header mapping), hashed: a configuration change to
+ * any of them gives new keys, so no decision cached before it is used after.
+ */
+function requirementsKey(r: GuardedRoute, identityHeaders: unknown): string {
   const pt = r.config.phantom_token;
   if (pt === false) return 'open';
-  const what = JSON.stringify([r.config.path, pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null, pt.scope, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length]);
+  const identity = identityHeaders !== null && typeof identityHeaders === 'object' ? Object.entries(identityHeaders).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null;
+  const what = JSON.stringify([r.config.path, pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null, pt.scope, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length, identity]);
   return `r${r.index}-${createHash('sha256').update(what).digest('hex').slice(0, 16)}`;
 }
 
@@ -197,8 +203,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   w('# set_sha1 (set-misc) hashes the client\'s Authorization into the decision');
   w('# cache key, so that the opaque token never reaches a cache file.');
   w('');
-  w('# Raw targets the gateway refuses (checked before any location: NGINX would');
-  w('# resolve /public/../api to /api, while an upstream may see the raw target).');
+  w('# Raw targets the gateway refuses (checked first in every location a client can');
+  w('# reach: NGINX would resolve /public/../api to /api, while an upstream may see the');
+  w('# raw target).');
   w('map $request_uri $phantom_bad_target {');
   w(`  ${qre(`~${NGINX_BAD_TARGET}`)} 1;`);
   w('  default 0;');
@@ -206,7 +213,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   if (cache) {
     w('# Decisions that depend on more than route and token are asked every time and');
     w('# never stored: an escape in the path, a query parameter that may be an');
-    w('# access_token, a method-override header, a CORS preflight.');
+    w('# access_token, a non-empty method-override header, a CORS preflight. (NGINX reads');
+    w('# only the first field of a header: the three override headers are also cleared');
+    w('# before every upstream, so an override the decision did not see never reaches it.)');
     w('map $request_uri $phantom_uncached_target {');
     w(`  ${qre(`~${NGINX_UNCACHED_TARGET}`)} 1;`);
     w('  default "";');
@@ -222,6 +231,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     [404, err('ERR_NO_ROUTE')],
     [405, err('ERR_METHOD_NOT_ALLOWED')],
     [429, err('ERR_TOO_MANY_INTROSPECTIONS')],
+    // Too many headers and headers too large are both 431: the status alone cannot tell them apart.
+    [431, err('ERR_HEADERS_TOO_LARGE')],
     [502, err('ERR_INTROSPECTION_UNREACHABLE')],
     [503, err('ERR_INTROSPECTION_UNAVAILABLE')],
     [504, err('ERR_INTROSPECTION_TIMEOUT')],
@@ -297,19 +308,28 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   w('server {');
   w(`  listen ${listenAddress(listen.host, listen.port)};`);
   w(`  client_max_body_size ${config.server.max_body_bytes === 0 ? '1' : String(config.server.max_body_bytes)};`);
+  w('  # A header with _ or another invalid character is dropped, whatever http {} says:');
+  w('  # X_User_Id would reach a CGI/WSGI/PHP upstream as the identity header X-User-Id.');
+  w('  underscores_in_headers off;');
+  w('  ignore_invalid_headers on;');
   w('  # Refusals of NGINX itself, of the target checks and of the decisions, as JSON.');
-  w('  error_page 400 = @phantom_400;');
+  w('  # NGINX\'s own refusals of a request it could not read (no URI yet: a named location');
+  w('  # cannot take them) go to internal locations by URI.');
+  w('  error_page 400 = /_phantom-gateway/error/400;');
   if (anyProtected) {
     w('  error_page 401 = @phantom_401;');
     w('  error_page 403 = @phantom_403;');
   }
   w('  error_page 404 = @phantom_404;');
   w('  error_page 405 = @phantom_405;');
+  w('  error_page 408 = /_phantom-gateway/error/408;');
+  w('  error_page 411 505 = /_phantom-gateway/error/malformed;');
   w('  error_page 413 = @phantom_413;');
+  w('  error_page 414 494 = /_phantom-gateway/error/431;');
+  w('  error_page 501 = @phantom_501;');
   w('  error_page 500 = @phantom_500;');
   w('  error_page 502 = @phantom_502;');
   w('  error_page 504 = @phantom_504;');
-  w('  if ($phantom_bad_target) { return 400; }');
   w('');
   const named = (name: string, lines: string[]) => {
     w(`  location @${name} {`);
@@ -318,7 +338,20 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     for (const l of lines) w(`    ${l}`);
     w('  }');
   };
-  named('phantom_400', [`return 400 ${refusalBody(err('ERR_BAD_REQUEST_TARGET'))};`]);
+  const byUri = (name: string, lines: string[]) => {
+    w(`  location = /_phantom-gateway/error/${name} {`);
+    w('    internal;');
+    w('    default_type application/json;');
+    w('    add_header Cache-Control no-store always;');
+    for (const l of lines) w(`    ${l}`);
+    w('  }');
+  };
+  byUri('400', [`return 400 ${refusalBody(err('ERR_BAD_REQUEST_TARGET'))};`]);
+  byUri('408', [`return 408 ${refusalBody(err('ERR_REQUEST_TIMEOUT'))};`]);
+  // 411 (a body without a length) and 505 (an HTTP version NGINX does not speak): the proxy's malformed request.
+  byUri('malformed', [`return 400 ${refusalBody(err('ERR_MALFORMED_REQUEST'))};`]);
+  // 414 (a request line over large_client_header_buffers) and 494 (a header line over it): the proxy's 431.
+  byUri('431', [`return 431 ${refusalBody(err('ERR_HEADERS_TOO_LARGE'))};`]);
   // auth_request passes a 401's WWW-Authenticate itself.
   if (anyProtected) {
     named('phantom_401', ['return 401 $phantom_401_body;']);
@@ -327,6 +360,7 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   named('phantom_404', [`return 404 ${refusalBody(err('ERR_NO_ROUTE'))};`]);
   named('phantom_405', [`return 405 ${refusalBody(err('ERR_METHOD_NOT_ALLOWED'))};`]);
   named('phantom_413', [`return 413 ${refusalBody(err('ERR_BODY_TOO_LARGE'))};`]);
+  named('phantom_501', [`return 501 ${refusalBody(err('ERR_TRANSFER_CODING'))};`]);
   // auth_request turns every status of the decision but 2xx, 401 and 403 into
   // 500: the decision's own status, challenge and Retry-After were kept.
   named(
@@ -372,7 +406,7 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     if (cache) {
       w(`    set_sha1 $phantom_token_hash $http_authorization;`);
       w(`    proxy_cache ${zone};`);
-      w(`    proxy_cache_key "${requirementsKey(r)} $phantom_token_hash";`);
+      w(`    proxy_cache_key "${requirementsKey(r, fa?.identity_headers)} $phantom_token_hash";`);
       w('    # Only X-Accel-Expires says how long (what is left of the token\'s entry; the');
       w('    # negative TTL for an inactive token or a missing scope; nothing for a failure).');
       w('    proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;');
@@ -426,6 +460,10 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     lines.push('proxy_set_header Forwarded "";');
     lines.push('proxy_set_header X-Real-IP "";');
     lines.push('proxy_set_header Connection "";');
+    // The upstream acts on NGINX's method, never on an override the decision (or a cached one) did not see.
+    lines.push('proxy_set_header X-HTTP-Method-Override "";');
+    lines.push('proxy_set_header X-HTTP-Method "";');
+    lines.push('proxy_set_header X-Method-Override "";');
     lines.push('proxy_http_version 1.1;');
     if (scheme === 'https') lines.push('proxy_ssl_server_name on;', 'proxy_ssl_verify on;', 'proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;');
     lines.push(`proxy_connect_timeout ${Math.max(1, Math.ceil(config.upstream.connect_timeout_ms / 1000))}s;`);
@@ -456,8 +494,12 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   const refuse = (choice: GuardedRoute | undefined | typeof REFUSED): string[] | undefined =>
     choice === REFUSED ? ['return 400;'] : choice === undefined ? ['return 404;'] : undefined;
 
+  // Every location a client can reach refuses a bad raw target first (in the
+  // location, not the server: NGINX's error pages are internal redirects that
+  // run the server's rewrites again, and the target would be refused again).
   const location = (match: string, lines: string[]) => {
     w(`  location ${match} {`);
+    w('    if ($phantom_bad_target) { return 400; }');
     for (const l of lines) w(`    ${l}`);
     w('  }');
   };

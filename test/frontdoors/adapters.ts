@@ -193,6 +193,8 @@ const nginxModulesSkip = findNginxModule('ngx_http_set_misc_module.so', 'libngin
 export const nginxDoor: FrontDoor = {
   name: 'NGINX (generated nginx-conf) + forward-auth listener',
   skip: nginxProgram.skip || nginxModulesSkip,
+  // NGINX's parser refuses a second Authorization itself (400, JSON "Bad request"), before any decision.
+  duplicateAuthorizationStatus: 400,
   async start(yaml, { api }) {
     const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
     const port = await freePort();

@@ -10,10 +10,10 @@ import { parseConfig } from '../../src/config/load.js';
 import { ForwardAuthListener } from '../../src/forward-auth/http.js';
 import { NGINX_MODULES, nginxConf } from '../../src/forward-auth/nginx-conf.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { freePort } from '../helpers/cli.js';
-import { nginxPrefix, nginxTest, startNginx, type NginxInstance } from '../helpers/nginx.js';
-import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
-import { findNginxModule, findProgram } from '../helpers/services.js';
+import { freePort } from './cli.js';
+import { nginxPrefix, nginxTest, startNginx, type NginxInstance } from './nginx.js';
+import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from './servers.js';
+import { findNginxModule, findProgram } from './services.js';
 
 export const nginx = findProgram('nginx', 'nginx');
 const setMisc = findNginxModule('ngx_http_set_misc_module.so', 'libnginx-mod-http-set-misc');
