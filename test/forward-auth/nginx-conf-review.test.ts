@@ -6,31 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
 import { ForwardAuthListener } from '../../src/forward-auth/http.js';
 import { NGINX_CONF_DEFAULTS, nginxConf } from '../../src/forward-auth/nginx-conf.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { nginxPrefix, nginxTest } from '../helpers/nginx.js';
+import { nginxPrefix, nginxTest, filesUnder } from '../helpers/nginx.js';
 import { MODULES, nginx, reviewYaml, skip, startReviewStack, type ReviewStack } from '../helpers/nginx-stack.js';
 import { rawRequest } from '../helpers/raw.js';
 
-function files(dir: string): string[] {
-  let out: string[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const p = join(dir, e);
-    out = statSync(p).isDirectory() ? out.concat(files(p)) : out.concat(p);
-  }
-  return out;
-}
 
 describe('nginx-conf review: a cached allow reused for requests the listener refuses', { skip }, () => {
   let s: ReviewStack;
@@ -145,7 +131,7 @@ describe('nginx-conf review: what the decision cache writes to disk', { skip }, 
   after(() => s?.stop());
 
   it('a cache file holds the key (route requirements + SHA-1 of "Bearer <opaque>"), the JWT and the identity headers, never the opaque token; mode 0600', () => {
-    const all = files(s.nginx.cacheDir);
+    const all = filesUnder(s.nginx.cacheDir);
     assert.equal(all.length, 1);
     const text = readFileSync(all[0]!, 'latin1');
     const sha1 = createHash('sha1').update('Bearer disk-1').digest('hex');

@@ -5,8 +5,7 @@
  * scripted introspection endpoint.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { IncomingMessage } from 'node:http';
 import { getGlobalDispatcher } from 'undici';
@@ -20,7 +19,7 @@ import { checkTarget } from '../../src/routing/request-target.js';
 import { rewritePath } from '../../src/routing/router.js';
 import { ensureBuilt, freePort, runCli, scratchDir } from '../helpers/cli.js';
 import { rawRequest } from '../helpers/raw.js';
-import { nginxPrefix, nginxTest, startNginx, type NginxInstance } from '../helpers/nginx.js';
+import { nginxPrefix, nginxTest, startNginx, type NginxInstance, filesUnder } from '../helpers/nginx.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 import { findNginxModule, findProgram } from '../helpers/services.js';
 
@@ -55,20 +54,6 @@ routes:
     phantom_token: false
 `;
 
-function cacheFiles(dir: string): string[] {
-  let out: string[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const p = join(dir, e);
-    out = statSync(p).isDirectory() ? out.concat(cacheFiles(p)) : out.concat(p);
-  }
-  return out;
-}
 
 describe('nginx-conf: generation', () => {
   it('refuses a configuration with protected routes and no forward_auth.listen, naming the option', () => {
@@ -415,7 +400,7 @@ describe('NGINX in front of the forward-auth listener', { skip }, () => {
     const token = 'opaque-on-disk-check-7f3a9c';
     await s.as.activate(token, { scope: 'read' });
     assert.equal((await get(`${s.url}/api/x`, { authorization: `Bearer ${token}` })).status, 200);
-    const files = cacheFiles(s.nginx.cacheDir);
+    const files = filesUnder(s.nginx.cacheDir);
     assert.ok(files.length > 0, 'the decision cache holds files');
     for (const f of files) {
       const data = readFileSync(f);
