@@ -19,15 +19,9 @@ import { checkTarget } from '../../src/routing/request-target.js';
 import { rewritePath } from '../../src/routing/router.js';
 import { ensureBuilt, freePort, runCli, scratchDir } from '../helpers/cli.js';
 import { rawRequest } from '../helpers/raw.js';
-import { nginxPrefix, nginxTest, startNginx, type NginxInstance, filesUnder } from '../helpers/nginx.js';
+import { filesUnder, MODULES, nginx, nginxPrefix, nginxTest, skip, startGeneratedNginx, type NginxInstance } from '../helpers/nginx.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
-import { findNginxModule, findProgram } from '../helpers/services.js';
 
-const nginx = findProgram('nginx', 'nginx');
-const setMisc = findNginxModule('ngx_http_set_misc_module.so', 'libnginx-mod-http-set-misc');
-const ndk = findNginxModule('ndk_http_module.so', 'libnginx-mod-http-ndk');
-const skip = nginx.skip || setMisc.skip || ndk.skip;
-const MODULES = NGINX_MODULES.map((m) => `/usr/lib/nginx/${m}`);
 
 /** `forward_auth` on `port`, with `X-User-Id` from the `client_id` claim. */
 const forwardAuthYaml = (port: number) => `
@@ -168,20 +162,16 @@ async function startNginxStack(yaml: (as: string, api: string) => string, opts: 
   );
   listener.server.on('connection', () => decisions.connections++);
   await listener.listen();
-  const port = await freePort();
-  const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath, ...opts }), MODULES);
-  let instance: NginxInstance;
+  let started: { instance: NginxInstance; port: number };
   try {
-    const t = nginxTest(nginx.path!, prefix.dir);
-    assert.equal(t.status, 0, t.output);
-    instance = await startNginx(nginx.path!, prefix, port);
+    started = await startGeneratedNginx(config, opts);
   } catch (err) {
-    prefix.remove();
     await listener.close();
     await as.close();
     await api.close();
     throw err;
   }
+  const { instance, port } = started;
   return { as, api, listener, decisions, nginx: instance, url: `http://127.0.0.1:${port}` };
 }
 
@@ -561,10 +551,9 @@ describe('NGINX when the forward-auth listener is down', { skip }, () => {
     api = await startEchoUpstream();
     // Nothing listens on the listener's port.
     const config = parseConfig(routesYaml('http://127.0.0.1:1', api.url) + forwardAuthYaml(await freePort()), { file: 't.yaml', env: {} });
-    const port = await freePort();
-    const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath }), MODULES);
-    instance = await startNginx(nginx.path!, prefix, port);
-    url = `http://127.0.0.1:${port}`;
+    const started = await startGeneratedNginx(config);
+    instance = started.instance;
+    url = `http://127.0.0.1:${started.port}`;
   });
   after(async () => {
     await instance?.stop();

@@ -9,6 +9,21 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, write
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { GatewayConfig } from '../../src/config/schema.js';
+import { NGINX_MODULES, nginxConf, type NginxConfOptions } from '../../src/forward-auth/nginx-conf.js';
+import { freePort } from './cli.js';
+import { findNginxModule, findProgram } from './services.js';
+
+/** Debian's NGINX, and the set-misc module (with NDK) the generated file loads. */
+export const nginx = findProgram('nginx', 'nginx');
+const setMisc = findNginxModule('ngx_http_set_misc_module.so', 'libnginx-mod-http-set-misc');
+const ndk = findNginxModule('ndk_http_module.so', 'libnginx-mod-http-ndk');
+/** Why the NGINX tests cannot run here (a failure under CI=true instead), or false. */
+export const skip = nginx.skip || setMisc.skip || ndk.skip;
+/** The generated file's modules, as Debian installs them. */
+export const MODULES = NGINX_MODULES.map((m) => `/usr/lib/nginx/${m}`);
 
 export interface NginxInstance {
   dir: string;
@@ -122,4 +137,24 @@ export function filesUnder(dir: string): string[] {
     const p = join(dir, e);
     return statSync(p).isDirectory() ? filesUnder(p) : [p];
   });
+}
+
+/**
+ * The configuration `nginx-conf` generates for `config`, in a real NGINX on a
+ * free port: `nginx -t` must pass first; if NGINX does not start, its prefix
+ * is removed and the error thrown. `httpExtra` is added to the `http {}`
+ * context (an operator's own setting).
+ */
+export async function startGeneratedNginx(config: GatewayConfig, opts: NginxConfOptions = {}, httpExtra?: string): Promise<{ instance: NginxInstance; port: number }> {
+  const port = await freePort();
+  const prefix = nginxPrefix((cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath, ...opts }), MODULES);
+  if (httpExtra !== undefined) writeFileSync(prefix.conf, readFileSync(prefix.conf, 'utf8').replace('http {\n', `http {\n  ${httpExtra}\n`));
+  try {
+    const t = nginxTest(nginx.path!, prefix.dir);
+    assert.equal(t.status, 0, t.output);
+    return { instance: await startNginx(nginx.path!, prefix, port), port };
+  } catch (err) {
+    prefix.remove();
+    throw err;
+  }
 }
