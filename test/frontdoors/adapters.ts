@@ -11,9 +11,8 @@ import { createLogger } from '../../src/observability/logger.js';
 import { startGateway } from '../helpers/gateway.js';
 import { ask, startForwardAuth } from '../helpers/forward-auth.js';
 import { freePort, startCaddy } from '../helpers/caddy.js';
-import { findNginxModule, findProgram } from '../helpers/services.js';
-import { NGINX_MODULES, nginxConf } from '../../src/forward-auth/nginx-conf.js';
-import { nginxPrefix, nginxTest, startNginx } from '../helpers/nginx.js';
+import { findProgram } from '../helpers/services.js';
+import { skip as nginxSkip, startGeneratedNginx } from '../helpers/nginx.js';
 import type { EchoUpstream } from '../helpers/servers.js';
 import type { FrontDoor, FrontDoorRequest, Outcome } from './behaviour.case.js';
 import { startExpressApp, startFastifyApp, type StartApp } from '../middleware/apps.js';
@@ -186,33 +185,23 @@ export const expressDoor = middlewareDoor('Express middleware', startExpressApp)
 /** The Fastify plugin (the guards built from the configuration, closed with the app). */
 export const fastifyDoor = middlewareDoor('Fastify plugin', startFastifyApp);
 
-const nginxProgram = findProgram('nginx', 'nginx');
-const nginxModulesSkip = findNginxModule('ngx_http_set_misc_module.so', 'libnginx-mod-http-set-misc').skip || findNginxModule('ndk_http_module.so', 'libnginx-mod-http-ndk').skip;
-
 /** A real NGINX running the file `phantom-gateway nginx-conf` generates (auth_request + decision cache) in front of the echo upstream, asking the forward-auth listener. */
 export const nginxDoor: FrontDoor = {
   name: 'NGINX (generated nginx-conf) + forward-auth listener',
-  skip: nginxProgram.skip || nginxModulesSkip,
+  skip: nginxSkip,
   // NGINX's parser refuses a second Authorization itself (400, JSON "Bad request"), before any decision.
   duplicateAuthorizationStatus: 400,
   async start(yaml, { api }) {
     const fa = await startForwardAuth(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }\n`);
-    const port = await freePort();
     const config = parseConfig(`${yaml}\nforward_auth: { listen: { host: 127.0.0.1, port: ${fa.port} } }\n`, { file: 'test.yaml', env: {} });
-    const prefix = nginxPrefix(
-      (cachePath) => nginxConf(config, { listen: { host: '127.0.0.1', port }, cachePath }),
-      NGINX_MODULES.map((m) => `/usr/lib/nginx/${m}`),
-    );
-    let running: Awaited<ReturnType<typeof startNginx>>;
+    let started: Awaited<ReturnType<typeof startGeneratedNginx>>;
     try {
-      const t = nginxTest(nginxProgram.path!, prefix.dir);
-      if (t.status !== 0) throw new Error(`nginx -t: ${t.output}`);
-      running = await startNginx(nginxProgram.path!, prefix, port);
+      started = await startGeneratedNginx(config);
     } catch (err) {
-      prefix.remove();
       await fa.close();
       throw err;
     }
+    const { instance: running, port } = started;
     return {
       call: (req) => httpOutcome(`http://127.0.0.1:${port}`, req, api),
       close: async () => {
