@@ -7,7 +7,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,15 +16,7 @@ export interface RunningCaddy {
   close(): Promise<void>;
 }
 
-/** A loopback port free at the time of the call (closed again before it is returned). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { freePort } from './cli.js';
 
 /** The environment Caddy runs with: only PATH, and its home inside `dir`. */
 export function caddyEnv(dir: string): NodeJS.ProcessEnv {

@@ -3,7 +3,6 @@
  * (`node bin/phantom-gateway.js`, which loads the compiled dist/cli.js).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,14 +38,27 @@ export function ensureBuilt(): void {
   if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
 }
 
-/** A port that was free a moment ago (the config cannot say "port 0 and tell me"). */
+/**
+ * A loopback port that was free a moment ago (a config cannot say "port 0 and
+ * tell me"), taken below Linux's ephemeral range (32768-60999): a port from
+ * that range can be handed to an outgoing connection before the service binds
+ * it, and a connect to it can even reach itself, so a service that never
+ * started would seem to listen (the same rule as bench/processes.ts).
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const server = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise<void>((r) => server.close(() => r()));
+      return port;
+    }
+  }
+  throw new Error('no free loopback port below the ephemeral range');
 }
 
 /** A scratch directory for config files, removed by `cleanup()`. */
