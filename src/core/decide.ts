@@ -1,7 +1,7 @@
 import type { ActiveToken } from '../cache/entry.js';
 import { checkTarget } from '../routing/request-target.js';
 import { checkCredentials, PREFLIGHT } from './credentials.js';
-import { GatewayError, TOKEN_INACTIVE } from './errors.js';
+import { GatewayError, TOKEN_INACTIVE, refusal } from './errors.js';
 import type { Requester, Seen, Verdict } from './exchange.js';
 import { REFUSED, type Guard, type GuardedRoute, type Guards } from './guards.js';
 
@@ -59,10 +59,11 @@ export interface Deny {
 
 export type Decision = Allow | Deny;
 
-const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
-const NO_ROUTE = Object.freeze(new GatewayError('ERR_NO_ROUTE'));
-const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
-const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
+const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
+const NO_ROUTE = refusal('ERR_NO_ROUTE');
+const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
+const MALFORMED = refusal('ERR_MALFORMED_REQUEST');
+const DUPLICATE_CREDENTIALS = refusal('ERR_DUPLICATE_HEADER');
 const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
 
 /** Promises `decide` returned, to find what to withdraw. */
@@ -96,7 +97,7 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
   const guard = route.guard;
   if (guard === undefined) {
     // An open route: two credentials would both reach the upstream.
-    return req.authorization.length > 1 ? deny(new GatewayError('ERR_DUPLICATE_HEADER'), route, '-', 0) : { allow: true, route, token: undefined, cache: '-', ttl: 0 };
+    return req.authorization.length > 1 ? deny(DUPLICATE_CREDENTIALS, route, '-', 0) : { allow: true, route, token: undefined, cache: '-', ttl: 0 };
   }
   const rule = checkCredentials(req.method, target.query, req.authorization.length, req.preflight, req.hasBody === true);
   if (rule === PREFLIGHT) return { allow: true, route, token: undefined, cache: '-', ttl: 0 };

@@ -129,6 +129,25 @@ export const TOKEN_MISSING = Object.freeze(new GatewayError('ERR_TOKEN_MISSING',
 export const TOKEN_MALFORMED = Object.freeze(new GatewayError('ERR_TOKEN_MALFORMED', { challenge: CHALLENGE_MALFORMED }));
 export const TOKEN_INACTIVE = Object.freeze(new GatewayError('ERR_TOKEN_INACTIVE', { challenge: CHALLENGE_INVALID }));
 
+const shared = new Map<ErrorCode, GatewayError>();
+
+/**
+ * The one shared, frozen refusal for `code` (no challenge, no `Retry-After`,
+ * no detail): every front door refuses with the same object, so a refusal is
+ * the same everywhere by construction and `renderRefusal` renders it once.
+ *
+ * @example
+ * const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
+ */
+export function refusal(code: ErrorCode): GatewayError {
+  let err = shared.get(code);
+  if (err === undefined) {
+    err = Object.freeze(new GatewayError(code));
+    shared.set(code, err);
+  }
+  return err;
+}
+
 /** 403 with the scopes the route requires, per RFC 6750 §3.1. */
 export function insufficientScope(required: string): GatewayError {
   return new GatewayError('ERR_INSUFFICIENT_SCOPE', {

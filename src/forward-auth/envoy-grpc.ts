@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision } from '../core/decide.js';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, refusal } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
@@ -117,10 +117,10 @@ export interface CheckResponse {
 }
 
 /** A request that could not be decoded, or lacks `attributes.request.http`. */
-const MALFORMED = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
-const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
-const TOO_MANY_HEADERS = Object.freeze(new GatewayError('ERR_TOO_MANY_HEADERS'));
-const HEADERS_TOO_LARGE = Object.freeze(new GatewayError('ERR_HEADERS_TOO_LARGE'));
+const MALFORMED = refusal('ERR_MALFORMED_REQUEST');
+const INTERNAL = refusal('ERR_INTERNAL');
+const TOO_MANY_HEADERS = refusal('ERR_TOO_MANY_HEADERS');
+const HEADERS_TOO_LARGE = refusal('ERR_HEADERS_TOO_LARGE');
 /** A part of a joined `Authorization` value that is a Bearer credential. */
 const BEARER = /^\s*bearer\s/i;
 

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../cache/memory.js';
 import { FORWARD_AUTH_DEFAULTS, type ForwardAuthConfig, type GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision, type DecisionRequest } from '../core/decide.js';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, refusal } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import { settlesWithin } from '../net/wait.js';
@@ -26,13 +26,13 @@ export interface ForwardAuthDeps {
   guards?: Guards;
 }
 
-const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
-const TOO_MANY_HEADERS = Object.freeze(new GatewayError('ERR_TOO_MANY_HEADERS'));
-const HEADERS_TOO_LARGE = Object.freeze(new GatewayError('ERR_HEADERS_TOO_LARGE'));
-const MALFORMED_REQUEST = Object.freeze(new GatewayError('ERR_MALFORMED_REQUEST'));
-const REQUEST_TIMEOUT = Object.freeze(new GatewayError('ERR_REQUEST_TIMEOUT'));
-const METHOD_NOT_ALLOWED = Object.freeze(new GatewayError('ERR_METHOD_NOT_ALLOWED'));
-const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
+const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
+const TOO_MANY_HEADERS = refusal('ERR_TOO_MANY_HEADERS');
+const HEADERS_TOO_LARGE = refusal('ERR_HEADERS_TOO_LARGE');
+const MALFORMED_REQUEST = refusal('ERR_MALFORMED_REQUEST');
+const REQUEST_TIMEOUT = refusal('ERR_REQUEST_TIMEOUT');
+const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
+const INTERNAL = refusal('ERR_INTERNAL');
 
 /** `X-Accel-Expires` values, built once for the usual range. */
 const SECONDS = Array.from({ length: 3601 }, (_, i) => String(i));

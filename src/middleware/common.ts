@@ -6,7 +6,7 @@ import type { ActiveToken } from '../cache/entry.js';
 import { loadConfigFile } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision, type DecisionRequest } from '../core/decide.js';
-import { GatewayError } from '../core/errors.js';
+import { refusal } from '../core/errors.js';
 import { createGuards, Guards, REFUSED } from '../core/guards.js';
 import { checkTarget } from '../routing/request-target.js';
 import { renderRefusal, type RenderedRefusal } from '../core/render.js';
@@ -98,8 +98,8 @@ export interface Outcome {
   appError(err: unknown): void;
 }
 
-const INTERNAL = Object.freeze(new GatewayError('ERR_INTERNAL'));
-const BAD_TARGET = Object.freeze(new GatewayError('ERR_BAD_REQUEST_TARGET'));
+const INTERNAL = refusal('ERR_INTERNAL');
+const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
 
 /**
  * Whether `other`, another path the request is known by (Express's

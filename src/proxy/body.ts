@@ -3,7 +3,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, refusal } from '../core/errors.js';
 
 /*
  * Request bodies: read completely before an upstream connection is taken
@@ -13,10 +13,10 @@ import { GatewayError } from '../core/errors.js';
  * gateway memory (buffered) or an upstream connection (streamed).
  */
 
-export const BODY_TOO_LARGE = new GatewayError('ERR_BODY_TOO_LARGE');
-export const BODY_TOO_SLOW = new GatewayError('ERR_BODY_TOO_SLOW');
-const UNSUPPORTED_CODING = new GatewayError('ERR_TRANSFER_CODING');
-const FAULTY_FRAMING = new GatewayError('ERR_MALFORMED_REQUEST');
+export const BODY_TOO_LARGE = refusal('ERR_BODY_TOO_LARGE');
+export const BODY_TOO_SLOW = refusal('ERR_BODY_TOO_SLOW');
+const UNSUPPORTED_CODING = refusal('ERR_TRANSFER_CODING');
+const FAULTY_FRAMING = refusal('ERR_MALFORMED_REQUEST');
 /** The client went away (or its connection was cut) before the body ended: nobody to answer. */
 export const BODY_ABORTED = new Error('the client closed the connection before its body ended');
 
