@@ -8,7 +8,9 @@ import {
   FORWARD_AUTH_DEFAULTS,
   LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
+  MINTING_RESPONSES,
   type GatewayConfig,
+  type PhantomTokenOptions,
   type RouteConfig,
 } from './schema.js';
 
@@ -171,19 +173,60 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       }
       return;
     }
-    const caFile = merged.data.ca_file;
-    if (caFile !== undefined && !readableFiles.has(caFile)) {
-      try {
-        readFileSync(caFile); // read, not just checked: a directory or an unreadable file fails here, not in a worker
-        readableFiles.add(caFile);
-      } catch (err) {
-        const where = overrides.ca_file !== undefined ? ['routes', i, 'phantom_token', 'ca_file'] : ['phantom_token', 'ca_file'];
-        problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${caFile}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-        return;
+    const pt = merged.data;
+    const whereOf = (key: keyof Overrides): Path => (overrides[key] !== undefined ? ['routes', i, 'phantom_token', key] : ['phantom_token', key]);
+    let bad = false;
+    for (const { key, message, missing } of optionProblems(pt)) {
+      bad = true;
+      if (missing) {
+        problems.push(
+          `${lineOf(['routes', i])}: phantom_token.${key} is required for protected route routes[${i}] ("${route.path}") ${message}: ` +
+            'set it in the top-level phantom_token block or in the route, or set phantom_token: false to leave the route unprotected',
+        );
+      } else {
+        const where = whereOf(key);
+        problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${message}`);
       }
     }
-    routes.push({ ...common, phantom_token: Object.freeze(merged.data) });
+    for (const key of FILE_OPTIONS) {
+      const file = pt[key];
+      if (file === undefined || readableFiles.has(file)) continue;
+      try {
+        readFileSync(file); // read, not just checked: a directory or an unreadable file fails here, not in a worker
+        readableFiles.add(file);
+      } catch (err) {
+        const where = whereOf(key);
+        problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        bad = true;
+      }
+    }
+    if (bad) return;
+    routes.push({ ...common, phantom_token: Object.freeze(pt) });
   });
+  const minting = cfg.minting;
+  minting.published_key_files.forEach((file, k) => {
+    if (readableFiles.has(file)) return;
+    try {
+      readFileSync(file);
+      readableFiles.add(file);
+    } catch (err) {
+      const where = ['minting', 'published_key_files', k];
+      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  });
+  if (minting.signing_key_file !== undefined) {
+    try {
+      readFileSync(minting.signing_key_file);
+    } catch (err) {
+      const where = ['minting', 'signing_key_file'];
+      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${minting.signing_key_file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else if (env.NODE_ENV === 'production' && routes.some((r) => r.phantom_token !== false && MINTING_RESPONSES.has(r.phantom_token.introspection_response))) {
+    problems.push(
+      `${lineOf(['minting'])}: minting.signing_key_file: is required with NODE_ENV=production when a route mints tokens (introspection_response json, token_introspection_jwt or auto): ` +
+        'a key made at start differs on every instance and every restart',
+    );
+  }
   const tempDir = cfg.server.body_temp_dir;
   if (tempDir !== undefined) {
     // Checked here, not when the first large body arrives.
@@ -204,6 +247,33 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     fa === undefined || fa.listen !== undefined || fa.grpc !== undefined ? fa : { ...fa, listen: { host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port } };
   const { phantom_token: _unused, routes: _routes, listen: _listen, forward_auth: _fa, ...rest } = cfg;
   return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...(forwardAuth !== undefined ? { forward_auth: forwardAuth } : {}), ...rest, routes });
+}
+
+/** Route options that name files read at start. */
+const FILE_OPTIONS = ['ca_file', 'client_secret_file', 'client_key_file', 'client_cert_file'] as const;
+
+/** Rules across options, checked on a route's merged options: which option, and what is wrong (`missing`: it is required and absent). */
+function optionProblems(pt: PhantomTokenOptions): Array<{ key: keyof Overrides; message: string; missing: boolean }> {
+  const out: Array<{ key: keyof Overrides; message: string; missing: boolean }> = [];
+  const need = (key: keyof Overrides, message: string) => out.push({ key, message, missing: true });
+  if (pt.introspection_endpoint === undefined && pt.issuer === undefined) need('introspection_endpoint', '(or issuer, to find it by discovery)');
+  const method = pt.client_auth_method;
+  if (method === 'client_secret_basic' || method === 'client_secret_post') {
+    if (pt.client_secret !== undefined && pt.client_secret_file !== undefined) {
+      out.push({ key: 'client_secret_file', message: 'client_secret and client_secret_file are both set: keep one', missing: false });
+    } else if (pt.client_secret === undefined && pt.client_secret_file === undefined) {
+      need('client_secret', `with client_auth_method ${method} (or client_secret_file)`);
+    }
+  }
+  if (method === 'private_key_jwt' && pt.client_key_file === undefined) need('client_key_file', 'with client_auth_method private_key_jwt (the key assertions are signed with)');
+  if (method === 'tls_client_auth') {
+    if (pt.client_cert_file === undefined) need('client_cert_file', 'with client_auth_method tls_client_auth');
+    if (pt.client_key_file === undefined) need('client_key_file', 'with client_auth_method tls_client_auth');
+  }
+  if (pt.introspection_response === 'token_introspection_jwt' && pt.issuer === undefined) {
+    need('issuer', "with introspection_response token_introspection_jwt (the signed answer's iss is checked against it)");
+  }
+  return out;
 }
 
 function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {

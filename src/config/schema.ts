@@ -52,12 +52,40 @@ export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
   connections: 32,
   max_queued: 1024,
   max_queued_per_client: 32,
+  introspection_response: 'jwt' as const,
+  client_auth_method: 'client_secret_basic' as const,
+  access_tokens_only: true,
 });
 
+/** `introspection_response`: how the authorization server answers (see the README's compatibility table). */
+export const INTROSPECTION_RESPONSES = ['jwt', 'jwt_claim', 'json', 'token_introspection_jwt', 'auto'] as const;
+/** Dialects whose active answers may carry no JWT: the gateway then mints one. */
+export const MINTING_RESPONSES: ReadonlySet<string> = new Set(['json', 'token_introspection_jwt', 'auto']);
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'] as const;
+
+const filePath = () => z.string('must be a file path').min(1, 'must not be empty');
+
 const phantomTokenShape = {
+  // One of the two: the endpoint itself, or the issuer whose discovery
+  // metadata (RFC 8414 / OpenID) names it. With both, the issuer is checked.
   introspection_endpoint: httpUrl('introspection endpoint'),
+  issuer: httpUrl('issuer'),
+  // The authorization server's JWKS, for RFC 9701 signed answers (discovered from `issuer` when absent).
+  jwks_uri: httpUrl('JWKS'),
+  introspection_response: z.enum(INTROSPECTION_RESPONSES),
   client_id: z.string('must be a string').min(1, 'must not be empty'),
+  client_auth_method: z.enum(CLIENT_AUTH_METHODS),
   client_secret: z.string('must be a string').min(1, 'must not be empty'),
+  // Mounted secrets (Kubernetes): read at start.
+  client_secret_file: filePath(),
+  // private_key_jwt: the key assertions are signed with; tls_client_auth: the certificate's key.
+  client_key_file: filePath(),
+  // tls_client_auth: the client certificate (PEM).
+  client_cert_file: filePath(),
+  // The token's aud must contain this (one of these, for a list) (RFC 9700 §2.3).
+  audience: z.union([z.string().min(1, 'must not be empty'), z.array(z.string().min(1, 'must not be empty')).min(1, 'must not be empty')], 'must be a string or a list of strings'),
+  // Refuse answers that describe a refresh token, an ID token or another non-access token.
+  access_tokens_only: bool(),
   token_cache_seconds: int(0),
   // RFC 6749 §3.3 scope tokens, space-separated. Trimmed first: a YAML block
   // scalar (`scope: |`) ends in a newline.
@@ -84,6 +112,14 @@ export const phantomTokenPartial = z.strictObject(phantomTokenShape, 'must be a 
 /** The merged, complete options that one protected route runs with. */
 export const phantomTokenComplete = z.strictObject({
   ...phantomTokenShape,
+  introspection_endpoint: phantomTokenShape.introspection_endpoint.optional(),
+  issuer: phantomTokenShape.issuer.optional(),
+  jwks_uri: phantomTokenShape.jwks_uri.optional(),
+  client_secret: phantomTokenShape.client_secret.optional(),
+  client_secret_file: phantomTokenShape.client_secret_file.optional(),
+  client_key_file: phantomTokenShape.client_key_file.optional(),
+  client_cert_file: phantomTokenShape.client_cert_file.optional(),
+  audience: phantomTokenShape.audience.optional(),
   ca_file: phantomTokenShape.ca_file.optional(),
 });
 export type PhantomTokenOptions = z.infer<typeof phantomTokenComplete>;
@@ -230,6 +266,21 @@ export const configSchema = z.strictObject({
       access_log: bool().default(true),
     })
     .default({ level: 'info', access_log: true }),
+  // Minting (routes with introspection_response json, token_introspection_jwt
+  // or auto): the key the gateway signs RFC 9068 tokens with, and what they carry.
+  minting: z
+    .strictObject({
+      // `iss` of minted tokens: the gateway's public URL (default: derived from the listener, with a warning).
+      issuer: httpUrl('issuer').optional(),
+      // PEM or JWK private key: EC P-256 (ES256), Ed25519 (EdDSA) or RSA (RS256). Absent: a key made at start (development only).
+      signing_key_file: filePath().optional(),
+      // Other public keys to publish: the previous signer until its tokens expire, the next one ahead of use.
+      published_key_files: z.array(filePath(), 'must be a list of file paths').default([]),
+      max_lifetime_seconds: int(1, 86_400).default(300),
+      // Introspection members copied into minted tokens besides the RFC 9068 ones.
+      copy_claims: z.array(z.string().regex(/^[\x21-\x7E]{1,256}$/, 'claim names must be 1 to 256 visible ASCII characters'), 'must be a list of claim names').default([]),
+    })
+    .default({ published_key_files: [], max_lifetime_seconds: 300, copy_claims: [] }),
   // The forward-auth decision listener (NGINX auth_request, Caddy, Traefik,
   // APISIX, Envoy HTTP ext_authz); off when absent.
   // `forward_auth:` with nothing under it (YAML null) means the block with its defaults.

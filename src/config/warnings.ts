@@ -56,15 +56,16 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
   const endpoints = new Set<string>();
   for (const route of config.routes) {
     const pt = route.phantom_token;
-    if (pt === false || endpoints.has(pt.introspection_endpoint)) continue;
-    endpoints.add(pt.introspection_endpoint);
-    const url = new URL(pt.introspection_endpoint);
-    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-      out.push({
-        message:
-          'the introspection endpoint is plain http:// on another host: access tokens and the client secret cross the network unencrypted (RFC 7662 §4 requires TLS); use https://',
-        fields: { endpoint: `${url.origin}${url.pathname}` },
-      });
+    if (pt === false) continue;
+    for (const [endpoint, what] of [
+      [pt.introspection_endpoint, 'the introspection endpoint is plain http:// on another host: access tokens and the client secret cross the network unencrypted (RFC 7662 §4 requires TLS); use https://'],
+      [pt.issuer, "the issuer is plain http:// on another host: its discovery metadata (which names the introspection endpoint) and keys can be changed on the way; use https://"],
+      [pt.jwks_uri, "jwks_uri is plain http:// on another host: the keys that sign introspection answers can be changed on the way; use https://"],
+    ] as const) {
+      if (endpoint === undefined || endpoints.has(endpoint)) continue;
+      endpoints.add(endpoint);
+      const url = new URL(endpoint);
+      if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) out.push({ message: what, fields: { endpoint: `${url.origin}${url.pathname}` } });
     }
   }
   // A route configured for a path is taken for it (see Router): an open

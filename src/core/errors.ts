@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'ERR_TOKEN_MALFORMED'
   | 'ERR_TOKEN_INACTIVE'
   | 'ERR_INSUFFICIENT_SCOPE'
+  | 'ERR_TOKEN_AUDIENCE'
+  | 'ERR_INTROSPECTION_NOT_READY'
   | 'ERR_INTROSPECTION_REJECTED'
   | 'ERR_INTROSPECTION_UNREACHABLE'
   | 'ERR_INTROSPECTION_INVALID_ANSWER'
@@ -59,6 +61,8 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_TOKEN_MALFORMED: { status: 401, publicCode: 'unauthorized', message: 'Malformed Authorization header' },
   ERR_TOKEN_INACTIVE: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
   ERR_INSUFFICIENT_SCOPE: { status: 403, publicCode: 'forbidden', message: 'The access token does not have the required scope' },
+  ERR_TOKEN_AUDIENCE: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
+  ERR_INTROSPECTION_NOT_READY: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
   ERR_INTROSPECTION_REJECTED: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
   ERR_INTROSPECTION_UNREACHABLE: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
   ERR_INTROSPECTION_INVALID_ANSWER: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
@@ -128,6 +132,8 @@ const CHALLENGE_INVALID = 'Bearer error="invalid_token"';
 export const TOKEN_MISSING = Object.freeze(new GatewayError('ERR_TOKEN_MISSING', { challenge: CHALLENGE_MISSING }));
 export const TOKEN_MALFORMED = Object.freeze(new GatewayError('ERR_TOKEN_MALFORMED', { challenge: CHALLENGE_MALFORMED }));
 export const TOKEN_INACTIVE = Object.freeze(new GatewayError('ERR_TOKEN_INACTIVE', { challenge: CHALLENGE_INVALID }));
+/** The token is active but meant for another audience than the route's (RFC 9700 §2.3): as invalid as an inactive one to the client. */
+export const TOKEN_WRONG_AUDIENCE = Object.freeze(new GatewayError('ERR_TOKEN_AUDIENCE', { challenge: CHALLENGE_INVALID }));
 
 const shared = new Map<ErrorCode, GatewayError>();
 

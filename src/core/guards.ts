@@ -3,6 +3,10 @@ import type { TokenStore } from '../cache/store.js';
 import type { GatewayConfig, PhantomTokenOptions, RouteConfig } from '../config/schema.js';
 import { startupWarnings } from '../config/warnings.js';
 import { IntrospectionClient } from '../introspection/client.js';
+import { clientAuthFor } from '../introspection/client-auth.js';
+import { dialectFor } from '../introspection/dialects/index.js';
+import { metadataFor } from '../introspection/metadata.js';
+import { mintingFor, type Jwks, type Minting, type SigningKey } from '../minting/index.js';
 import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
@@ -17,6 +21,11 @@ export interface GuardsDeps {
    * `cache.max_entries` / `cache.max_negative_entries`.
    */
   store?: TokenStore;
+  /**
+   * The key to mint with when the configuration names none: a cluster's
+   * primary makes one and gives it to every worker, so they publish one JWKS.
+   */
+  signingKey?: SigningKey | undefined;
 }
 
 /** What protects one route: its exchange (authorization server, client, cache bounds) and its required scopes. */
@@ -56,6 +65,8 @@ export class Guards {
   /** The clock cache lifetimes are measured with (epoch ms). */
   readonly now: Clock;
   readonly routes: readonly GuardedRoute[];
+  /** What minted tokens are signed with and the keys to publish; undefined when no route mints. */
+  readonly minting: Minting | undefined;
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
 
@@ -68,27 +79,36 @@ export class Guards {
     const clients = new Map<string, IntrospectionClient>();
     const exchanges = new Map<string, TokenExchange>();
 
+    const minting = mintingFor(config, { signingKey: deps.signingKey, ...(deps.now ? { now: deps.now } : {}) });
+    this.minting = minting;
+    if (minting?.generated) {
+      logger.warn(
+        { kid: minting.keys.signer.kid },
+        'minting.signing_key_file is not set: minted tokens are signed with a key made at start. It changes on every restart, and several gateway instances each publish a different one, so APIs will reject tokens from the others. Development only: configure a signing key file.',
+      );
+    }
+    if (minting?.derivedIssuer) {
+      logger.warn({ iss: minting.minter.issuer }, "minting.issuer is not set: minted tokens carry the listener's address as iss; set it to the gateway's public URL");
+    }
+
     const exchangeFor = (pt: Readonly<PhantomTokenOptions>): TokenExchange => {
-      const clientKey = JSON.stringify([
-        pt.introspection_endpoint,
-        pt.client_id,
-        pt.client_secret,
-        pt.verify_ssl,
-        pt.ca_file,
-        pt.timeout_ms,
-        pt.max_answer_bytes,
-        pt.connections,
-        pt.max_queued,
-        pt.max_queued_per_client,
-      ]);
+      // Everything that makes a different client: where, how it authenticates, how it reads answers, its bounds.
+      const { token_cache_seconds: _t, negative_cache_seconds: _n, max_token_length: _m, scope: _s, audience: _a, ...clientOptions } = pt;
+      const clientKey = JSON.stringify(clientOptions);
       let client = clients.get(clientKey);
       if (client === undefined) {
-        if (!pt.verify_ssl) logger.warn({ endpoint: pt.introspection_endpoint }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
+        const where = pt.introspection_endpoint ?? pt.issuer;
+        if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
+        const metadata = metadataFor(pt);
         client = new IntrospectionClient(
           {
-            endpoint: new URL(pt.introspection_endpoint),
+            metadata,
             clientId: pt.client_id,
-            clientSecret: pt.client_secret,
+            auth: clientAuthFor(pt),
+            dialect: dialectFor(pt.introspection_response, { clientId: pt.client_id, issuer: pt.issuer, metadata, timeoutMs: pt.timeout_ms }),
+            minter: minting?.minter,
+            issuer: pt.issuer,
+            accessTokensOnly: pt.access_tokens_only,
             timeoutMs: pt.timeout_ms,
             verifySsl: pt.verify_ssl,
             caFile: pt.ca_file,
@@ -96,8 +116,9 @@ export class Guards {
             connections: pt.connections,
             maxQueued: pt.max_queued,
             maxQueuedPerClient: pt.max_queued_per_client,
+            ...(deps.now ? { now: deps.now } : {}),
           },
-          (e) => logger.warn({ code: e.code, status: e.status }, e.detail),
+          (e) => logger.warn({ code: e.code, status: e.status, endpoint: where }, e.detail),
         );
         clients.set(clientKey, client);
         this.#clients.push(client);
@@ -108,12 +129,22 @@ export class Guards {
         exchange = new TokenExchange({
           introspector: client,
           cache: this.store,
-          // Only what can change an answer: the server (endpoint, and the TLS
-          // trust that decides which server that is: an entry fetched without
-          // certificate checks must never serve a route that verifies) and the
-          // client asking. Not the secret, timeouts or pool sizes, so rotating
-          // a secret or resizing a pool keeps the cache. Only ever hashed.
-          namespace: JSON.stringify([pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null]),
+          // Only what can change an answer: the server (endpoint or issuer,
+          // and the TLS trust that decides which server that is: an entry
+          // fetched without certificate checks must never serve a route that
+          // verifies), the client asking, how answers are read and checked
+          // (a minted token is not the server's). Not the secret, timeouts or
+          // pool sizes, so rotating a secret or resizing a pool keeps the
+          // cache. Only ever hashed.
+          namespace: JSON.stringify([
+            pt.introspection_endpoint ?? null,
+            pt.client_id,
+            pt.verify_ssl,
+            pt.ca_file ?? null,
+            pt.issuer ?? null,
+            pt.introspection_response,
+            pt.access_tokens_only,
+          ]),
           tokenCacheSeconds: pt.token_cache_seconds,
           negativeCacheSeconds: pt.negative_cache_seconds,
           maxTokenLength: pt.max_token_length,
@@ -128,7 +159,7 @@ export class Guards {
     this.routes = Object.freeze(
       config.routes.map((r, index): GuardedRoute => {
         const pt = r.phantom_token;
-        const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope), options: pt });
+        const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope, pt.audience), options: pt });
         return Object.freeze({ index, config: r, guard });
       }),
     );
@@ -144,6 +175,19 @@ export class Guards {
   forRoute(path: string): GuardedRoute | undefined | typeof REFUSED {
     const m = this.#router.match(path);
     return m === REFUSED || m === undefined ? m : m.value;
+  }
+
+  /**
+   * The JWKS to publish at `/.well-known/jwks.json` (the keys minted tokens
+   * verify with); undefined when no route mints.
+   */
+  jwks(): Jwks | undefined {
+    return this.minting?.keys.jwks();
+  }
+
+  /** Whether every authorization server's endpoint is known (discovery may still be waiting). */
+  get ready(): boolean {
+    return this.#clients.every((c) => c.ready);
   }
 
   /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */

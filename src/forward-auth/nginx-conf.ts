@@ -146,7 +146,22 @@ function requirementsKey(r: GuardedRoute, identityHeaders: unknown): string {
   const pt = r.config.phantom_token;
   if (pt === false) return 'open';
   const identity = identityHeaders !== null && typeof identityHeaders === 'object' ? Object.entries(identityHeaders).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null;
-  const what = JSON.stringify([r.config.path, pt.introspection_endpoint, pt.client_id, pt.verify_ssl, pt.ca_file ?? null, pt.scope, pt.token_cache_seconds, pt.negative_cache_seconds, pt.max_token_length, identity]);
+  const what = JSON.stringify([
+    r.config.path,
+    pt.introspection_endpoint ?? null,
+    pt.issuer ?? null,
+    pt.client_id,
+    pt.verify_ssl,
+    pt.ca_file ?? null,
+    pt.introspection_response,
+    pt.access_tokens_only,
+    pt.audience ?? null,
+    pt.scope,
+    pt.token_cache_seconds,
+    pt.negative_cache_seconds,
+    pt.max_token_length,
+    identity,
+  ]);
   return `r${r.index}-${createHash('sha256').update(what).digest('hex').slice(0, 16)}`;
 }
 

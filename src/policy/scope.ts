@@ -1,30 +1,43 @@
-import { insufficientScope, type GatewayError } from '../core/errors.js';
+import { insufficientScope, TOKEN_WRONG_AUDIENCE, type GatewayError } from '../core/errors.js';
 import type { ActiveToken } from '../cache/entry.js';
 
 /**
- * The scopes a route requires. Checked on every request, cache hits included:
- * a decision is never cached, only the token's claims are.
+ * What a route requires of a token: its audience and its scopes. Checked on
+ * every request, cache hits included: a decision is never cached, only the
+ * token's claims are.
  */
 export class ScopePolicy {
   readonly required: readonly string[];
+  /** The token's `aud` must contain one of these (RFC 9700 §2.3); empty: not checked. */
+  readonly audience: readonly string[];
   readonly #needles: readonly string[];
   readonly #refusal: GatewayError | undefined;
 
-  /** @param scope space-separated scopes, all of which a token must carry. */
-  constructor(scope: string) {
+  /**
+   * @param scope space-separated scopes, all of which a token must carry.
+   * @param audience audiences, one of which the token's `aud` must contain.
+   */
+  constructor(scope: string, audience: string | readonly string[] = []) {
     this.required = [...new Set(scope.split(' ').filter((s) => s.length > 0))];
+    this.audience = Object.freeze(typeof audience === 'string' ? [audience] : [...audience]);
     this.#needles = this.required.map((s) => ` ${s} `);
     this.#refusal = this.required.length > 0 ? insufficientScope(this.required.join(' ')) : undefined;
   }
 
-  /** Returns the 403 refusal when a required scope is missing, else undefined. */
+  /** The 401 refusal for a token meant for another audience, the 403 one when a required scope is missing; else undefined. */
   check(token: ActiveToken): GatewayError | undefined {
+    if (this.audience.length > 0 && !hasAudience(token.claims.aud, this.audience)) return TOKEN_WRONG_AUDIENCE;
     const needles = this.#needles;
     for (let i = 0; i < needles.length; i++) {
       if (!token.scope.includes(needles[i]!)) return this.#refusal;
     }
     return undefined;
   }
+}
+
+function hasAudience(aud: unknown, wanted: readonly string[]): boolean {
+  if (typeof aud === 'string') return wanted.includes(aud);
+  return Array.isArray(aud) && aud.some((a) => typeof a === 'string' && wanted.includes(a));
 }
 
 /**

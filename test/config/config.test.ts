@@ -73,6 +73,7 @@ describe('config: defaults', () => {
       cache: { max_entries: 10_000, max_negative_entries: 10_000 },
       workers: 1,
       log: { level: 'info', access_log: true },
+      minting: { published_key_files: [], max_lifetime_seconds: 300, copy_claims: [] },
       routes: [
         {
           path: '/api',
@@ -93,6 +94,9 @@ describe('config: defaults', () => {
             connections: 32,
             max_queued: 1024,
             max_queued_per_client: 32,
+            introspection_response: 'jwt',
+            client_auth_method: 'client_secret_basic',
+            access_tokens_only: true,
           },
         },
         { path: '/public', upstream: 'http://127.0.0.1:3001/v1', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false },

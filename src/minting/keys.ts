@@ -1,0 +1,87 @@
+import { createPrivateKey, createPublicKey, hash, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { JWK } from 'jose';
+
+/** Algorithms the gateway signs minted tokens with. */
+export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
+
+/** One key the gateway signs with, or did. */
+export interface SigningKey {
+  readonly kid: string;
+  readonly alg: SigningAlg;
+  readonly privateKey: KeyObject;
+  /** The public half as published in the JWKS (`kid`, `alg`, `use: sig`). */
+  readonly publicJwk: Readonly<JWK>;
+}
+
+/** A key file the gateway cannot use; the message names the file and the reason. */
+export class KeyFileError extends Error {
+  override readonly name = 'KeyFileError';
+}
+
+/**
+ * A private key from a PEM (PKCS#8, SEC1 or PKCS#1) or JWK file: an EC P-256
+ * key signs ES256, Ed25519 EdDSA, RSA (2048 bits or more) RS256. The `kid` is
+ * the JWK's own, or its RFC 7638 thumbprint, so every instance given the same
+ * file publishes the same `kid`.
+ */
+export function loadSigningKeyFile(file: string): SigningKey {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new KeyFileError(`${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return signingKeyFromText(text, file);
+}
+
+/** As `loadSigningKeyFile`, from the file's text; `where` names it in errors. */
+export function signingKeyFromText(text: string, where: string): SigningKey {
+  const trimmed = text.trim();
+  let privateKey: KeyObject;
+  let kid: string | undefined;
+  try {
+    if (trimmed.startsWith('{')) {
+      const jwk = JSON.parse(trimmed) as JWK;
+      if (typeof jwk.d !== 'string') throw new KeyFileError(`${where}: the JWK is a public key; the gateway needs the private key to sign`);
+      kid = typeof jwk.kid === 'string' && jwk.kid !== '' ? jwk.kid : undefined;
+      privateKey = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+    } else {
+      privateKey = createPrivateKey({ key: trimmed, format: 'pem' });
+    }
+  } catch (err) {
+    if (err instanceof KeyFileError) throw err;
+    throw new KeyFileError(`${where}: not a private key in PEM or JWK form`);
+  }
+  return signingKey(privateKey, kid, where);
+}
+
+/** A signing key from a private KeyObject (see `loadSigningKeyFile` for the algorithms). */
+export function signingKey(privateKey: KeyObject, kid: string | undefined, where = 'key'): SigningKey {
+  const alg = algorithmOf(privateKey, where);
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = createPublicKey(privateKey).export({ format: 'jwk' }) as JWK;
+  const id = kid ?? thumbprint(pub);
+  return Object.freeze({ kid: id, alg, privateKey, publicJwk: Object.freeze({ ...pub, kid: id, alg, use: 'sig' }) });
+}
+
+function algorithmOf(key: KeyObject, where: string): SigningAlg {
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails;
+  if (type === 'ec') {
+    if (details?.namedCurve !== 'prime256v1') throw new KeyFileError(`${where}: EC keys must be on P-256 (ES256); this one is on ${details?.namedCurve ?? 'an unknown curve'}`);
+    return 'ES256';
+  }
+  if (type === 'ed25519') return 'EdDSA';
+  if (type === 'rsa') {
+    if ((details?.modulusLength ?? 0) < 2048) throw new KeyFileError(`${where}: RSA keys must have at least 2048 bits`);
+    return 'RS256';
+  }
+  throw new KeyFileError(`${where}: a ${type ?? 'symmetric'} key cannot sign minted tokens; use an EC P-256 (ES256), Ed25519 (EdDSA) or RSA (RS256) key`);
+}
+
+/** RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key: its required members, in order, no spaces. */
+export function thumbprint(jwk: JWK): string {
+  const members =
+    jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : jwk.kty === 'OKP' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x } : { e: jwk.e, kty: jwk.kty, n: jwk.n };
+  return hash('sha256', JSON.stringify(members), 'base64url');
+}
