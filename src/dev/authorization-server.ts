@@ -12,6 +12,7 @@
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { listen } from '../net/listen.js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import type { Provider as ProviderType } from 'oidc-provider';
@@ -40,6 +41,17 @@ export interface DevAuthorizationServerOptions {
   audience?: string;
   /** Access token lifetime in seconds; default 900. */
   accessTokenTtl?: number;
+  /**
+   * Registration metadata merged into the introspection client's (tests of
+   * other client authentication methods and answer formats:
+   * `token_endpoint_auth_method`, `jwks`, `introspection_signed_response_alg`,
+   * `tls_client_auth_subject_dn`...).
+   */
+  introspectionClient?: Record<string, unknown>;
+  /** oidc-provider features merged over the defaults below (`jwtIntrospection`, `mTLS`...). */
+  features?: Record<string, unknown>;
+  /** Serve https with this key and certificate (and ask for client certificates signed by `ca` when given). */
+  https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
 }
 
 export interface DevAuthorizationServer {
@@ -94,9 +106,14 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.writeHead(503).end();
   };
-  const server: Server = createServer((req, res) => handler(req, res));
+  const server: Server = opts.https
+    ? createHttpsServer(
+        { key: opts.https.key, cert: opts.https.cert, ...(opts.https.ca ? { ca: opts.https.ca, requestCert: true, rejectUnauthorized: false } : {}) },
+        (req, res) => handler(req, res),
+      )
+    : createServer((req, res) => handler(req, res));
   const { port } = await listen(server, opts.port, opts.host ?? '127.0.0.1');
-  const issuer = `http://${opts.publicHost ?? 'localhost'}:${port}`;
+  const issuer = `${opts.https ? 'https' : 'http'}://${opts.publicHost ?? 'localhost'}:${port}`;
   const audience = opts.audience ?? 'api.example.com';
   const ttl = opts.accessTokenTtl ?? 900;
 
@@ -125,6 +142,7 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
             response_types: [],
             redirect_uris: [],
             token_endpoint_auth_method: 'client_secret_basic',
+            ...opts.introspectionClient,
           },
         ],
         // Only an ES256 key exists, so that is what clients get by default.
@@ -147,6 +165,7 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
             enabled: true,
             allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
           },
+          ...opts.features,
         },
       }),
   );
