@@ -54,6 +54,17 @@ export function loadClientKeyFile(file: string): ClientKey {
 
 /** As `loadClientKeyFile`, from the file's text; `where` names it in errors. */
 export function clientKeyFromText(text: string, where: string): ClientKey {
+  const trimmed = text.trim();
+  let jwk: { kid?: unknown; kty?: unknown } | undefined;
+  if (trimmed.startsWith('{')) {
+    try {
+      jwk = JSON.parse(trimmed) as { kid?: unknown; kty?: unknown };
+    } catch {
+      throw new KeyFileError(`${where}: not a private key in PEM or JWK form`);
+    }
+    // A shared secret as a JWK would be client_secret_jwt, which the gateway does not do.
+    if (jwk?.kty === 'oct') throw new KeyFileError(`${where}: a symmetric (oct) key cannot sign client assertions; use an EC P-256 (ES256), Ed25519 (EdDSA) or RSA (RS256) private key`);
+  }
   let key;
   try {
     key = signingKeyFromText(text, where);
@@ -62,12 +73,8 @@ export function clientKeyFromText(text: string, where: string): ClientKey {
     if (err instanceof KeyFileError) throw new KeyFileError(err.message.replace('cannot sign minted tokens', 'cannot sign client assertions'));
     throw err;
   }
-  const trimmed = text.trim();
-  let kid: string | undefined;
-  if (trimmed.startsWith('{')) {
-    const own = (JSON.parse(trimmed) as { kid?: unknown }).kid;
-    if (typeof own === 'string' && own !== '') kid = own;
-  }
+  const own = jwk?.kid;
+  const kid = typeof own === 'string' && own !== '' ? own : undefined;
   return Object.freeze({ alg: key.alg, privateKey: key.privateKey, kid });
 }
 
