@@ -7,10 +7,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { request } from 'undici';
 import { DEV_CLIENTS, type DevAuthorizationServer } from '../../src/dev/authorization-server.js';
 import { makeTestPki } from './certs.js';
 import { methodSuite } from './method.case.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startEchoUpstream, type EchoUpstream } from '../helpers/servers.js';
 import { accessLog, callApi, clientCredentialsToken, introspectionWarnings, startAs, startGatewayFor, type Stack } from './peers.js';
 
 const SUBJECT = `CN=${DEV_CLIENTS.introspection.id}`;
@@ -94,5 +100,47 @@ describe('tls_client_auth: certificates the server does not accept (real oidc-pr
     assert.equal(res.status, 502);
     assert.equal(accessLog(secretPost).at(-1)?.code, 'ERR_INTROSPECTION_REJECTED');
     assert.equal(secretPost.api.received.length, 0);
+  });
+});
+
+describe('tls_client_auth: a server that refuses the certificate in the handshake (scripted https endpoint)', () => {
+  let server: Server;
+  let port = 0;
+  let api: EchoUpstream;
+  let gw: TestGateway;
+  before(async () => {
+    // Like NGINX with ssl_verify_client on: no HTTP answer for a certificate it does not trust.
+    server = createHttpsServer({ key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true, rejectUnauthorized: true }, (_req, res) => {
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    port = (server.address() as AddressInfo).port;
+    api = await startEchoUpstream();
+    gw = await startGateway(`
+phantom_token:
+  introspection_endpoint: https://127.0.0.1:${port}/introspect
+  client_id: ${DEV_CLIENTS.introspection.id}
+  client_auth_method: tls_client_auth
+  client_cert_file: ${pki.untrusted.certFile}
+  client_key_file: ${pki.untrusted.keyFile}
+  ca_file: ${pki.caFile}
+routes:
+  - path: /api
+    upstream: ${api.url}
+`);
+  });
+  after(async () => {
+    await Promise.allSettled([gw?.close(), api?.close()]);
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  test('502, and the warning says the client certificate may be why', async () => {
+    const res = await request(`${gw.url}/api/x`, { headers: { authorization: 'Bearer some-token' } });
+    await res.body.dump();
+    assert.equal(res.statusCode, 502);
+    const warning = gw.logs.find((l) => l.code === 'ERR_INTROSPECTION_UNREACHABLE' && l.msg !== 'request');
+    assert.match(String(warning?.msg), /^introspection endpoint unreachable \([\w-]+\): if the server refuses the client certificate.*\(tls_client_auth\)$/);
+    assert.equal(api.received.length, 0);
   });
 });
