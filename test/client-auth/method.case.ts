@@ -2,7 +2,7 @@
  * What every client authentication method must do against the real
  * oidc-provider, run once per method and answer format: an active token
  * reaches the upstream as a JWT that verifies, whose exp is not later than
- * the token's, and is introspected once; an inactive token is 401; a second
+ * the token's, and is cached as the answer allows; an inactive token is 401; a second
  * token is introspected (and so authenticated) again; credentials the server
  * refuses are 502, never 401, with the method named in the warning and no
  * secret in any log line.
@@ -50,7 +50,7 @@ export function methodSuite(c: MethodCase): void {
       await as?.close();
     });
 
-    test('an active token: 200, the upstream gets a JWT that verifies, exp no later than the token\'s; introspected once', async () => {
+    test(`an active token: 200, the upstream gets a JWT that verifies, exp no later than the token's; ${c.mints ? 'introspected again (the answer says no-store)' : 'introspected once, then cached'}`, async () => {
       const { token, exp } = await clientCredentialsToken(as, c.ca);
       const first = await callApi(good, token);
       assert.equal(first.status, 200, JSON.stringify(first.body));
