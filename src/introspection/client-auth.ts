@@ -96,6 +96,8 @@ export interface ClientAuthOptions {
   readonly client_key_file?: string | undefined;
   readonly client_cert_file?: string | undefined;
   readonly client_assertion_audience?: string | undefined;
+  /** Checked against the method (a client certificate needs TLS). */
+  readonly introspection_endpoint?: string | undefined;
 }
 
 /**
@@ -126,7 +128,7 @@ function readSecretFile(file: string): string {
 
 /** A problem with the files a route's client authentication names: which option, and what is wrong. */
 export interface ClientAuthProblem {
-  readonly key: 'client_secret_file' | 'client_key_file' | 'client_cert_file' | 'client_assertion_audience';
+  readonly key: 'client_auth_method' | 'client_secret_file' | 'client_key_file' | 'client_cert_file' | 'client_assertion_audience';
   readonly message: string;
 }
 
@@ -135,8 +137,8 @@ export interface ClientAuthProblem {
  * when the configuration is loaded (so `--check` reports it with the YAML
  * line, and the gateway never starts with a key it cannot use): an empty
  * secret file, a client key that is public, of the wrong type or not a key,
- * a client certificate that is not one or is not the key's. The files are
- * known to be readable.
+ * a client certificate that is not one or is not the key's, a client
+ * certificate for an http:// endpoint. The files are known to be readable.
  */
 export function clientAuthProblems(o: ClientAuthOptions): ClientAuthProblem[] {
   const out: ClientAuthProblem[] = [];
@@ -154,6 +156,9 @@ export function clientAuthProblems(o: ClientAuthOptions): ClientAuthProblem[] {
       if (!(err instanceof KeyFileError)) throw err;
       out.push({ key: 'client_key_file', message: err.message });
     }
+  }
+  if (method === 'tls_client_auth' && o.introspection_endpoint?.startsWith('http:')) {
+    out.push({ key: 'client_auth_method', message: `tls_client_auth needs an https:// introspection_endpoint (a client certificate is sent in the TLS handshake); ${o.introspection_endpoint} is http` });
   }
   if (method === 'tls_client_auth' && o.client_key_file !== undefined && o.client_cert_file !== undefined) {
     let key;

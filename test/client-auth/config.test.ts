@@ -141,6 +141,13 @@ describe('tls_client_auth: client_cert_file and client_key_file checked at load'
     ]);
   });
 
+  test('an http:// endpoint: refused, a client certificate needs TLS', () => {
+    const text = yaml(tls(pki.client.certFile, pki.client.keyFile)).replace('https://as.example/introspect', 'http://as.example/introspect');
+    assert.deepEqual(problems(text), [
+      `gateway.yaml:${lineOf(text, 'client_auth_method')}: phantom_token.client_auth_method: tls_client_auth needs an https:// introspection_endpoint (a client certificate is sent in the TLS handshake); http://as.example/introspect is http`,
+    ]);
+  });
+
   test('files swapped: the certificate file holds a key, the key file a certificate', () => {
     const text = yaml(tls(pki.client.keyFile, pki.client.certFile));
     const p = problems(text);
