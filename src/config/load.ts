@@ -1,6 +1,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
 import type { z } from 'zod';
+import { clientAuthProblems } from '../introspection/client-auth.js';
 import {
   configSchema,
   phantomTokenComplete,
@@ -197,6 +198,14 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       } catch (err) {
         const where = whereOf(key);
         problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        bad = true;
+      }
+    }
+    // The files are readable; now whether they hold what the method needs.
+    if (!bad) {
+      for (const { key, message } of clientAuthProblems(pt)) {
+        const where = whereOf(key);
+        problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${message}`);
         bad = true;
       }
     }

@@ -82,6 +82,8 @@ const phantomTokenShape = {
   client_key_file: filePath(),
   // tls_client_auth: the client certificate (PEM).
   client_cert_file: filePath(),
+  // private_key_jwt: the assertion's aud when the server wants a fixed value (default: the issuer, else the endpoint called).
+  client_assertion_audience: z.string('must be a string').min(1, 'must not be empty'),
   // The token's aud must contain this (one of these, for a list) (RFC 9700 §2.3).
   audience: z.union([z.string().min(1, 'must not be empty'), z.array(z.string().min(1, 'must not be empty')).min(1, 'must not be empty')], 'must be a string or a list of strings'),
   // Refuse answers that describe a refresh token, an ID token or another non-access token.
@@ -119,6 +121,7 @@ export const phantomTokenComplete = z.strictObject({
   client_secret_file: phantomTokenShape.client_secret_file.optional(),
   client_key_file: phantomTokenShape.client_key_file.optional(),
   client_cert_file: phantomTokenShape.client_cert_file.optional(),
+  client_assertion_audience: phantomTokenShape.client_assertion_audience.optional(),
   audience: phantomTokenShape.audience.optional(),
   ca_file: phantomTokenShape.ca_file.optional(),
 });

@@ -148,6 +148,10 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
         // Only an ES256 key exists, so that is what clients get by default.
         clientDefaults: { id_token_signed_response_alg: 'ES256' },
         scopes: ['read', 'write'],
+        // oidc-provider accepts tls_client_auth registrations only when it is listed too.
+        ...((opts.features?.mTLS as { tlsClientAuth?: boolean } | undefined)?.tlsClientAuth
+          ? { clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none', 'tls_client_auth'] }
+          : {}),
         routes: DEV_ROUTES,
         jwks: { keys: [jwk] },
         cookies: { keys: [randomBytes(32).toString('base64url')] },

@@ -152,7 +152,10 @@ export class IntrospectionTransport {
       this.#warn({ code: 'ERR_INTROSPECTION_TIMEOUT', detail: `introspection timed out after ${this.#opts.timeoutMs} ms` });
       return new GatewayError('ERR_INTROSPECTION_TIMEOUT', { cause: err });
     }
-    this.#warn({ code: 'ERR_INTROSPECTION_UNREACHABLE', detail: `introspection endpoint unreachable (${code ?? name ?? 'error'})` });
+    // A server refusing a client certificate closes the connection in or right
+    // after the TLS handshake: no HTTP answer (and no 401) ever comes.
+    const certificateHint = this.#opts.clientCertificate !== undefined && isClosedByPeer(code) ? CLIENT_CERTIFICATE_HINT : '';
+    this.#warn({ code: 'ERR_INTROSPECTION_UNREACHABLE', detail: `introspection endpoint unreachable (${code ?? name ?? 'error'})${certificateHint}` });
     return new GatewayError('ERR_INTROSPECTION_UNREACHABLE', { cause: err });
   }
 
@@ -211,6 +214,15 @@ export class IntrospectionTransport {
   #failWaiting(): void {
     for (const call of this.#scheduler.close()) call.cancel(new ClosedError());
   }
+}
+
+const CLIENT_CERTIFICATE_HINT =
+  ': if the server refuses the client certificate it closes the connection during the TLS handshake: check client_cert_file, client_key_file, ' +
+  "that the server trusts the certificate's CA and the subject registered for client_id (tls_client_auth)";
+
+/** How a connection the server closed or broke off in TLS shows: undici's "other side closed", a reset, a TLS alert. */
+function isClosedByPeer(code: string | undefined): boolean {
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || (code !== undefined && /^ERR_SSL_.*ALERT/.test(code));
 }
 
 /** The call was withdrawn before it was sent: its requesters are gone, nobody reads this. */
