@@ -33,14 +33,24 @@ export class KeySet {
     return this.#signer;
   }
 
-  /** The signer made a token that expires at `exp` (epoch seconds). */
+  /**
+   * `key` made a token that expires at `exp` (epoch seconds). Called after
+   * signing, before the token is handed out: a key that `rotate` replaced
+   * while it was signing (the signature is asynchronous) is kept published
+   * for that token too, even if it had signed nothing before.
+   */
   signed(key: SigningKey, exp: number): void {
     if (key === this.#signer) {
       if (exp > this.#signerUntil) this.#signerUntil = exp;
       return;
     }
     const retired = this.#retired.get(key.kid);
-    if (retired !== undefined && exp > retired.until) retired.until = exp;
+    if (retired !== undefined) {
+      if (exp > retired.until) retired.until = exp;
+    } else if (exp * 1000 > this.#now()) {
+      this.#retired.set(key.kid, { key, until: exp });
+      this.#jwks = undefined;
+    }
   }
 
   /** Signs with `next` from now on; the old signer stays published while tokens it signed live. */

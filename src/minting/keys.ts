@@ -40,20 +40,29 @@ export function signingKeyFromText(text: string, where: string): SigningKey {
   const trimmed = text.trim();
   let privateKey: KeyObject;
   let kid: string | undefined;
+  let declaredAlg: string | undefined;
   try {
     if (trimmed.startsWith('{')) {
-      const jwk = JSON.parse(trimmed) as JWK;
+      const jwk = JSON.parse(trimmed) as JWK & { keys?: unknown };
+      if (Array.isArray(jwk.keys)) throw new KeyFileError(`${where}: is a JWK set; give one private key (a single JWK) per file`);
       if (typeof jwk.d !== 'string') throw new KeyFileError(`${where}: the JWK is a public key; the gateway needs the private key to sign`);
+      declaredAlg = jwk.alg;
       kid = typeof jwk.kid === 'string' && jwk.kid !== '' ? jwk.kid : undefined;
       privateKey = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
     } else {
+      if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(trimmed) || /Proc-Type: 4,ENCRYPTED/.test(trimmed)) {
+        throw new KeyFileError(`${where}: the private key is encrypted; give it unencrypted (protect the file instead)`);
+      }
       privateKey = createPrivateKey({ key: trimmed, format: 'pem' });
     }
   } catch (err) {
     if (err instanceof KeyFileError) throw err;
     throw new KeyFileError(`${where}: not a private key in PEM or JWK form`);
   }
-  return signingKey(privateKey, kid, where);
+  const key = signingKey(privateKey, kid, where);
+  // A JWK that names another algorithm (PS256, ES384...) was made for something else.
+  if (declaredAlg !== undefined && declaredAlg !== key.alg) throw new KeyFileError(`${where}: the JWK says alg ${declaredAlg}, but this key signs ${key.alg}`);
+  return key;
 }
 
 /** A signing key from a private KeyObject (see `loadSigningKeyFile` for the algorithms). */
