@@ -2,13 +2,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { GatewayConfig } from '../config/schema.js';
 import { MINTING_RESPONSES } from '../config/schema.js';
 import { KeySet } from './key-set.js';
-import { loadSigningKeyFile, signingKey, signingKeyFromText, type SigningKey } from './keys.js';
+import { loadPublishedKeyFile, loadSigningKeyFile, signingKey, signingKeyFromText, type SigningKey } from './keys.js';
 import { Minter } from './minter.js';
 
 export { KeySet, type Jwks } from './key-set.js';
 export { Minter, type Minted, type MinterOptions } from './minter.js';
 export { JWKS_PATH, JWKS_CONTENT_TYPE, JWKS_CACHE_CONTROL, JWKS_MAX_AGE_SECONDS, JWKS_METHODS, jwksBody, jwksHeaders } from './publish.js';
-export { loadSigningKeyFile, signingKey, signingKeyFromText, thumbprint, KeyFileError, type SigningKey, type SigningAlg } from './keys.js';
+export { loadSigningKeyFile, loadPublishedKeyFile, signingKey, signingKeyFromText, thumbprint, KeyFileError, type SigningKey, type PublishedKey, type SigningAlg } from './keys.js';
 
 /** What the gateway mints with: the minter and the keys it publishes. */
 export interface Minting {
@@ -47,7 +47,7 @@ export function mintingFor(config: GatewayConfig, deps: MintingDeps = {}): Minti
     signer = generateSigningKey();
     generated = true;
   }
-  const published = m.published_key_files.map((f) => loadSigningKeyFile(f));
+  const published = m.published_key_files.map((f) => loadPublishedKeyFile(f));
   const keys = new KeySet(signer, published, deps.now);
   const issuer = m.issuer ?? defaultIssuer(config);
   const minter = new Minter({ issuer, maxLifetimeSeconds: m.max_lifetime_seconds, copyClaims: m.copy_claims, keys, audience: m.audience, onNoAudience: deps.onNoAudience });

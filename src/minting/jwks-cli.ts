@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { KeySet } from './key-set.js';
-import { KeyFileError, loadSigningKeyFile } from './keys.js';
+import { KeyFileError, loadPublishedKeyFile, loadSigningKeyFile } from './keys.js';
 
 export const JWKS_USAGE = `Usage: phantom-gateway jwks --config <file.yaml>
 
@@ -42,7 +42,7 @@ export function runJwks(argv: string[], out: NodeJS.WritableStream = process.std
     }
     const keys = new KeySet(
       loadSigningKeyFile(minting.signing_key_file),
-      minting.published_key_files.map((f) => loadSigningKeyFile(f)),
+      minting.published_key_files.map((f) => loadPublishedKeyFile(f)),
     );
     out.write(`${JSON.stringify(keys.jwks(), null, 2)}\n`);
     return 0;

@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import type { SigningKey } from './keys.js';
+import type { PublishedKey, SigningKey } from './keys.js';
 
 /** A JSON Web Key Set as published. */
 export interface Jwks {
@@ -15,7 +15,7 @@ export interface Jwks {
  */
 export class KeySet {
   #signer: SigningKey;
-  readonly #published: readonly SigningKey[];
+  readonly #published: readonly PublishedKey[];
   /** Keys retired in this process: the latest `exp` signed with each. */
   readonly #retired = new Map<string, { key: SigningKey; until: number }>();
   /** Latest `exp` (epoch seconds) signed with the current signer. */
@@ -23,7 +23,7 @@ export class KeySet {
   readonly #now: () => number;
   #jwks: Jwks | undefined;
 
-  constructor(signer: SigningKey, published: readonly SigningKey[] = [], now: () => number = Date.now) {
+  constructor(signer: SigningKey, published: readonly PublishedKey[] = [], now: () => number = Date.now) {
     this.#signer = signer;
     this.#published = published.filter((k) => k.kid !== signer.kid);
     this.#now = now;

@@ -5,10 +5,10 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, type JSONWebKeySet } from 'jose';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { KeySet, loadSigningKeyFile, Minter } from '../../src/minting/index.js';
+import { KeySet, loadPublishedKeyFile, loadSigningKeyFile, Minter } from '../../src/minting/index.js';
 import { keyDir, kidOf, verifyMinted } from './helpers.js';
 
 const keys = keyDir();
@@ -50,6 +50,38 @@ describe('key files that sign', () => {
     assert.equal(loadSigningKeyFile(withKid).publicJwk.kid, '2026-11');
     const f = keys.key('stable', 'ec').pem;
     assert.equal(loadSigningKeyFile(f).kid, loadSigningKeyFile(f).kid);
+  });
+});
+
+describe('published_key_files', () => {
+  test('take the private key file or only its public half (SPKI PEM, public JWK), with the same kid; never publish a private part', () => {
+    const k = keys.key('pub', 'ed25519');
+    const kid = loadSigningKeyFile(k.pem).kid;
+    const spki = keys.write('pub.spki.pem', generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' }).toString());
+    const pubJwk = keys.write('pub.public.jwk', JSON.stringify(createPublicKey(k.privateKey).export({ format: 'jwk' })));
+    assert.equal(loadPublishedKeyFile(pubJwk).kid, kid);
+    assert.equal(loadPublishedKeyFile(k.pem).kid, kid);
+    assert.equal(loadPublishedKeyFile(spki).alg, 'ES256');
+    const cfg = parseConfig(
+      `
+phantom_token:
+  introspection_endpoint: https://as.example.com/introspect
+  client_id: c
+  client_secret: s
+  introspection_response: json
+minting:
+  signing_key_file: ${keys.key('signer-pub', 'ec').pem}
+  published_key_files: [${pubJwk}, ${spki}, ${k.jwk}]
+routes:
+  - path: /api
+    upstream: http://127.0.0.1:9
+`,
+      { file: 'gw.yaml', env: {} },
+    );
+    const set = new KeySet(loadSigningKeyFile(cfg.minting.signing_key_file!), cfg.minting.published_key_files.map(loadPublishedKeyFile));
+    const published = set.jwks().keys;
+    assert.equal(published.length, 3, 'the private and public files of one key are one key');
+    for (const p of published) assert.equal(p.d, undefined);
   });
 });
 
