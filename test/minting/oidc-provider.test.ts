@@ -17,7 +17,7 @@ import { Gateway } from '../../src/proxy/server.js';
 import { forwarded } from '../helpers/forward-auth.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoUpstream, type EchoUpstream } from '../helpers/servers.js';
-import { startExpressApp, type AppUnderTest } from '../middleware/apps.js';
+import { startExpressApp, startFastifyApp, type AppUnderTest } from '../middleware/apps.js';
 import { bearerOf, clientCredentials, fetchJwks, introspect, jsonPhantomToken, keyDir, startDevAs, verifyMinted } from './helpers.js';
 
 const ISSUER = 'https://gateway.example.com';
@@ -30,6 +30,7 @@ describe('json dialect, real oidc-provider: every front door forwards a minted J
   let gateway: Gateway;
   let forwardAuth: ForwardAuthListener;
   let express: AppUnderTest;
+  let fastify: AppUnderTest;
   let proxyUrl: string;
   let faUrl: string;
   const keys = keyDir();
@@ -72,9 +73,11 @@ routes:
     proxyUrl = `http://127.0.0.1:${(await gateway.listen(0, '127.0.0.1')).port}`;
     faUrl = `http://127.0.0.1:${(await forwardAuth.listen(0, '127.0.0.1')).port}`;
     express = await startExpressApp({ guards, logger });
+    fastify = await startFastifyApp({ guards, logger });
   });
   after(async () => {
     await express.close();
+    await fastify.close();
     await gateway.close();
     await forwardAuth.close();
     await guards.close();
@@ -185,6 +188,16 @@ routes:
     const { payload } = await verifyMinted(jwt, await fetchJwks(proxyUrl), { issuer: ISSUER, audience: 'api.example.com' });
     assert.equal(payload.scope, 'read');
     assert.equal(seen.phantomToken?.claims.jti, payload.jti);
+  });
+
+  test('Fastify plugin: the handler gets a minted JWT that verifies against the gateway JWKS', async () => {
+    const token = await clientCredentials(as, 'read');
+    const res = await request(`${fastify.url}/api/items`, { headers: { authorization: `Bearer ${token}` } });
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    const jwt = bearerOf(fastify.seen.at(-1)!.authorization);
+    const { payload } = await verifyMinted(jwt, await fetchJwks(faUrl), { issuer: ISSUER, audience: 'api.example.com' });
+    assert.equal(payload.client_id, 'test-client');
   });
 
   test('no token, log lines: nothing of a token, a JWT or a key is logged', async () => {
