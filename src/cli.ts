@@ -7,9 +7,11 @@ import { createGuards, type Guards } from './core/guards.js';
 import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
 import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
+import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
        phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
+       phantom-gateway jwks --config <file.yaml>   (the keys minted tokens verify with; see jwks --help)
 
   -c, --config <file>   gateway configuration (YAML)
       --check           validate the configuration and exit
@@ -20,6 +22,7 @@ const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
 /** Exit codes: 0 ok, 1 runtime failure (e.g. port busy), 2 usage or configuration error. */
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'nginx-conf') return (await import('./forward-auth/nginx-conf-cli.js')).runNginxConf(argv.slice(1));
+  if (argv[0] === 'jwks') return (await import('./minting/jwks-cli.js')).runJwks(argv.slice(1));
   let args;
   try {
     args = parseArgs({
@@ -82,17 +85,17 @@ const CONFIG_MESSAGE = 'phantom-gateway:config';
 
 async function runWorker(): Promise<number> {
   try {
-    const config = await new Promise<GatewayConfig>((resolve) => {
+    const { config, signingKey } = await new Promise<{ config: GatewayConfig; signingKey: string | undefined }>((resolve) => {
       const onMessage = (m: unknown) => {
         if ((m as { type?: unknown } | null)?.type !== CONFIG_MESSAGE) return;
         process.off('message', onMessage);
-        resolve((m as { config: GatewayConfig }).config);
+        resolve(m as { config: GatewayConfig; signingKey: string | undefined });
       };
       process.on('message', onMessage);
       // Asked for, not pushed: a message that arrives before the listener exists is lost.
       process.send?.({ type: CONFIG_REQUEST });
     });
-    return await runGateway(config);
+    return await runGateway(config, signingKey === undefined ? undefined : importSigningKey(signingKey));
   } finally {
     // A worker's IPC channel to the primary would keep it alive after it is
     // done, or after it failed to start (the primary then sees it exit).
@@ -106,14 +109,14 @@ async function runWorker(): Promise<number> {
  * set of guards, so that they share one cache and one single-flight (a token
  * introspected through one is a cache hit through the other).
  */
-async function runGateway(config: GatewayConfig): Promise<number> {
+async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promise<number> {
   const logger = createLogger(config.log.level);
   let guards: Guards;
   let gateway: Gateway | undefined;
   let forwardAuth: ForwardAuthListener | undefined;
   let envoy: EnvoyAuthService | undefined;
   try {
-    guards = createGuards(config, { logger });
+    guards = createGuards(config, { logger, signingKey });
     if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
     if (config.forward_auth?.listen !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
   } catch (err) {
@@ -218,6 +221,9 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
   let alive = 0;
   const ready = new Set<number>();
   const restarts: number[] = [];
+  // Without a signing key file, one key made here for every worker (and
+  // every replacement), so they all sign with and publish the same key.
+  const signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
 
   const stopAll = (signal: NodeJS.Signals) => {
     for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill(signal);
@@ -246,7 +252,7 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
         const type = (m as { type?: unknown } | null)?.type;
-        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config });
+        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey });
         else if (type === READY_MESSAGE) ready.add(worker.id);
       });
     };

@@ -27,3 +27,7 @@ export { nginxConf, NginxConfError, NGINX_MODULES, NGINX_CONF_DEFAULTS, type Ngi
 // types, which a user of the package root may not have installed.
 export type { MiddlewareOptions, PhantomToken } from './middleware/common.js';
 export type { ParseOptions } from './config/load.js';
+// Minting: what the listeners publish at /.well-known/jwks.json, for an app
+// that serves `guards.jwks()` itself (behind the middleware).
+export { JWKS_PATH, JWKS_CONTENT_TYPE, JWKS_CACHE_CONTROL, jwksBody, jwksHeaders } from './minting/publish.js';
+export type { Jwks, Minting, SigningKey, PublishedKey } from './minting/index.js';

@@ -14,6 +14,7 @@ import {
   type PhantomTokenOptions,
   type RouteConfig,
 } from './schema.js';
+import { KeyFileError, loadPublishedKeyFile, loadSigningKeyFile } from '../minting/keys.js';
 
 /** Start-up refused: every problem found, each naming the field and line. */
 export class ConfigError extends Error {
@@ -213,23 +214,19 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     routes.push({ ...common, phantom_token: Object.freeze(pt) });
   });
   const minting = cfg.minting;
-  minting.published_key_files.forEach((file, k) => {
-    if (readableFiles.has(file)) return;
+  // Key files are read and parsed here, so --check reports a P-384 key, a
+  // public-only JWK or a short RSA key with its line, not a worker at start.
+  const keyProblem = (where: Path, file: string, load: (file: string) => unknown) => {
     try {
-      readFileSync(file);
-      readableFiles.add(file);
+      load(file);
     } catch (err) {
-      const where = ['minting', 'published_key_files', k];
-      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      if (!(err instanceof KeyFileError)) throw err;
+      problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${err.message}`);
     }
-  });
+  };
+  minting.published_key_files.forEach((file, k) => keyProblem(['minting', 'published_key_files', k], file, loadPublishedKeyFile));
   if (minting.signing_key_file !== undefined) {
-    try {
-      readFileSync(minting.signing_key_file);
-    } catch (err) {
-      const where = ['minting', 'signing_key_file'];
-      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${minting.signing_key_file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
+    keyProblem(['minting', 'signing_key_file'], minting.signing_key_file, loadSigningKeyFile);
   } else if (env.NODE_ENV === 'production' && routes.some((r) => r.phantom_token !== false && MINTING_RESPONSES.has(r.phantom_token.introspection_response))) {
     problems.push(
       `${lineOf(['minting'])}: minting.signing_key_file: is required with NODE_ENV=production when a route mints tokens (introspection_response json, token_introspection_jwt or auto): ` +

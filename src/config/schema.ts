@@ -282,6 +282,8 @@ export const configSchema = z.strictObject({
       max_lifetime_seconds: int(1, 86_400).default(300),
       // Introspection members copied into minted tokens besides the RFC 9068 ones.
       copy_claims: z.array(z.string().regex(/^[\x21-\x7E]{1,256}$/, 'claim names must be 1 to 256 visible ASCII characters'), 'must be a list of claim names').default([]),
+      // `aud` of minted tokens whose introspection answer has none (RFC 9068 requires one); the answer's own aud wins.
+      audience: z.union([z.string().min(1, 'must not be empty'), z.array(z.string().min(1, 'must not be empty')).min(1, 'must not be empty')], 'must be a string or a list of strings').optional(),
     })
     .default({ published_key_files: [], max_lifetime_seconds: 300, copy_claims: [] }),
   // The forward-auth decision listener (NGINX auth_request, Caddy, Traefik,

@@ -79,7 +79,14 @@ export class Guards {
     const clients = new Map<string, IntrospectionClient>();
     const exchanges = new Map<string, TokenExchange>();
 
-    const minting = mintingFor(config, { signingKey: deps.signingKey, ...(deps.now ? { now: deps.now } : {}) });
+    const minting = mintingFor(config, {
+      signingKey: deps.signingKey,
+      ...(deps.now ? { now: deps.now } : {}),
+      onNoAudience: () =>
+        logger.warn(
+          'a minted token has no aud: the introspection answer named none and minting.audience is not set (RFC 9068 requires aud; APIs that check it will refuse the token). Set minting.audience (logged once)',
+        ),
+    });
     this.minting = minting;
     if (minting?.generated) {
       logger.warn(

@@ -63,8 +63,8 @@ export interface DevAuthorizationServer {
   readonly revocationEndpoint: string;
   readonly jwksUri: string;
   readonly audience: string;
-  /** Introspection answers given in JWT form (for tests and the demo's summary). */
-  readonly stats: { jwtIntrospections: number };
+  /** Introspection answers given in JWT form (for tests and the demo's summary); `introspections`: every introspection request, any form. */
+  readonly stats: { jwtIntrospections: number; introspections: number };
   close(): Promise<void>;
 }
 
@@ -174,11 +174,12 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
       }),
   );
 
-  const stats = { jwtIntrospections: 0 };
+  const stats = { jwtIntrospections: 0, introspections: 0 };
   const providerCallback = provider.callback();
   const jwtIntrospection = phantomIntrospection(provider, privateKey, kid, issuer, audience, stats);
   handler = (req, res) => {
     const accept = req.headers.accept;
+    if (req.method === 'POST' && pathOf(req.url) === DEV_ROUTES.introspection) stats.introspections++;
     if (req.method === 'POST' && accept !== undefined && /(^|,)\s*application\/jwt\s*(;|,|$)/i.test(accept) && pathOf(req.url) === DEV_ROUTES.introspection) {
       jwtIntrospection(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');

@@ -2,8 +2,12 @@
  * `npm start`: the whole phantom token flow in one process, no Docker, no
  * license. A development authorization server (oidc-provider), an example API
  * that validates JWTs, and the gateway between them, configured from
- * examples/demo.yaml.
+ * examples/demo.yaml. Two modes (`--dialect`): `jwt`, the authorization
+ * server answers with the JWT (Curity style); `json`, it answers plain
+ * RFC 7662 JSON and the gateway mints the JWT, which the API verifies
+ * against the gateway's own JWKS.
  */
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, ConfigError } from '../config/load.js';
@@ -11,14 +15,23 @@ import { createLogger } from '../observability/logger.js';
 import { Gateway } from '../proxy/server.js';
 import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from './authorization-server.js';
 import { startExampleApi, type ExampleApi } from './example-api.js';
+import { JWKS_PATH } from '../minting/publish.js';
 
 const CONFIG = fileURLToPath(new URL('../../examples/demo.yaml', import.meta.url));
 
-const USAGE = `Usage: npm start -- [--as-port N] [--api-port N] [--gateway-port N]
+const USAGE = `Usage: npm start -- [--dialect jwt|json] [--as-port N] [--api-port N] [--gateway-port N]
+
+  --dialect jwt    the authorization server answers introspection with the JWT
+                   (Curity style, Accept: application/jwt); the default
+  --dialect json   it answers plain RFC 7662 JSON; the gateway mints the JWT
+                   and the API verifies it against the gateway's JWKS
 
 Ports default to 8443 (authorization server), 3000 (API), 8080 (gateway),
 or come from AS_PORT, API_PORT, GATEWAY_PORT.
 `;
+
+/** How the demo's authorization server answers introspection. */
+export type DemoDialect = 'jwt' | 'json';
 
 export interface DemoPorts {
   as: number;
@@ -27,6 +40,9 @@ export interface DemoPorts {
 }
 
 export interface Demo {
+  dialect: DemoDialect;
+  /** Who signs the JWT the API receives, and where the API gets the keys. */
+  signer: { issuer: string; jwksUri: string };
   as: DevAuthorizationServer;
   api: ExampleApi;
   gateway: Gateway;
@@ -54,7 +70,8 @@ function busy(what: string, p: number, hint: string, err: unknown): never {
 }
 
 /** Starts the three parts; resolves when all listen. */
-export async function startDemo(ports: DemoPorts, opts: { logLevel?: string } = {}): Promise<Demo> {
+export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dialect?: DemoDialect } = {}): Promise<Demo> {
+  const dialect = opts.dialect ?? 'jwt';
   const started: { close(): Promise<void> }[] = [];
   const closeAll = async () => {
     for (const s of started.reverse()) await s.close().catch(() => {});
@@ -62,24 +79,41 @@ export async function startDemo(ports: DemoPorts, opts: { logLevel?: string } = 
   try {
     const as = await startDevAuthorizationServer({ port: ports.as }).catch((err) => busy('authorization server', ports.as, '--as-port or AS_PORT', err));
     started.push(as);
-    const api = await startExampleApi({ port: ports.api, issuer: as.issuer, audience: as.audience, jwksUri: `http://127.0.0.1:${as.port}${new URL(as.jwksUri).pathname}` }).catch((err) =>
+    // Minting, the gateway signs what the API verifies: the API is told the
+    // gateway's URL (the minted iss) and JWKS, so the gateway's port must be
+    // known before either starts.
+    const gatewayPort = dialect === 'json' && ports.gateway === 0 ? await unusedPort() : ports.gateway;
+    const signer =
+      dialect === 'json'
+        ? { issuer: `http://localhost:${gatewayPort}`, jwksUri: `http://127.0.0.1:${gatewayPort}${JWKS_PATH}` }
+        : { issuer: as.issuer, jwksUri: `http://127.0.0.1:${as.port}${new URL(as.jwksUri).pathname}` };
+    const api = await startExampleApi({ port: ports.api, issuer: signer.issuer, audience: as.audience, jwksUri: signer.jwksUri }).catch((err) =>
       busy('example API', ports.api, '--api-port or API_PORT', err),
     );
     started.push(api);
-    const config = loadConfigFile(CONFIG, { ...process.env, AS_PORT: String(as.port), API_PORT: String(api.port), GATEWAY_PORT: String(ports.gateway) });
+    const config = loadConfigFile(CONFIG, { ...process.env, AS_PORT: String(as.port), API_PORT: String(api.port), GATEWAY_PORT: String(gatewayPort), DEMO_DIALECT: dialect });
     const logger = createLogger(opts.logLevel ?? config.log.level);
     const gateway = new Gateway(config, { logger });
     const addr = await gateway.listen().catch(async (err) => {
       await gateway.close();
-      return busy('gateway', ports.gateway, '--gateway-port or GATEWAY_PORT', err);
+      return busy('gateway', gatewayPort, '--gateway-port or GATEWAY_PORT', err);
     });
     started.push(gateway);
     const actual = { as: as.port, api: api.port, gateway: addr.port };
-    return { as, api, gateway, ports: actual, commands: commands(actual, as), close: closeAll };
+    return { dialect, signer, as, api, gateway, ports: actual, commands: commands(actual, as), close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+/** A loopback port free a moment ago (the demo with --gateway-port 0 in json mode). */
+async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, '127.0.0.1', () => resolve()));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }
 
 function commands(ports: DemoPorts, as: DevAuthorizationServer): string {
@@ -94,11 +128,23 @@ function banner(demo: Demo): string {
   const { ports, as } = demo;
   const line = '='.repeat(78);
   const cmds = demo.commands.split('\n');
+  const mode =
+    demo.dialect === 'json'
+      ? `  Mode: json. The authorization server answers introspection in plain RFC 7662
+  JSON; the gateway mints the JWT (RFC 9068, signed with a key made at start)
+  and publishes its keys at ${demo.signer.jwksUri.replace('127.0.0.1', 'localhost')}.
+  The API verifies the JWT against them (iss ${demo.signer.issuer}).`
+      : `  Mode: jwt. The authorization server answers introspection with the JWT
+  itself (Curity style, Accept: application/jwt); the API verifies it against
+  the authorization server's keys. Try --dialect json for a server that
+  answers plain JSON, with the gateway minting the JWT.`;
   return `
 ${line}
   phantom-gateway demo: DEVELOPMENT ONLY (in-memory authorization server,
   fixed client secrets, keys made at start). Never expose it.
 ${line}
+${mode}
+
   Authorization server  ${as.issuer}   (oidc-provider, discovery at /.well-known/openid-configuration)
   Example API           http://localhost:${ports.api}/api   (validates the JWT itself, needs scope read)
   Gateway               http://localhost:${ports.gateway}/api   (phantom token: opaque in, JWT out)
@@ -122,7 +168,13 @@ async function run(): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      options: { 'as-port': { type: 'string' }, 'api-port': { type: 'string' }, 'gateway-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        dialect: { type: 'string' },
+        'as-port': { type: 'string' },
+        'api-port': { type: 'string' },
+        'gateway-port': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
     }).values;
   } catch (err) {
@@ -133,6 +185,11 @@ async function run(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  const dialect = values.dialect ?? 'jwt';
+  if (dialect !== 'jwt' && dialect !== 'json') {
+    process.stderr.write(`demo: --dialect must be jwt or json, got "${dialect}"\n\n${USAGE}`);
+    return 2;
+  }
   let demo: Demo;
   try {
     const ports = {
@@ -140,7 +197,7 @@ async function run(): Promise<number> {
       api: port(values['api-port'], process.env.API_PORT, 3000, '--api-port'),
       gateway: port(values['gateway-port'], process.env.GATEWAY_PORT, 8080, '--gateway-port'),
     };
-    demo = await startDemo(ports);
+    demo = await startDemo(ports, { dialect });
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError || (err instanceof Error && /NODE_ENV=production/.test(err.message))) {
       process.stderr.write(`demo: ${err.message}\n`);

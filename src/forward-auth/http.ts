@@ -11,6 +11,7 @@ import { renderRefusal } from '../core/render.js';
 import { settlesWithin } from '../net/wait.js';
 import { listen } from '../net/listen.js';
 import type { Logger } from '../observability/logger.js';
+import { JWKS_METHODS, JWKS_PATH, jwksBody, jwksHeaders } from '../minting/publish.js';
 import { IdentityHeaders } from './identity.js';
 import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 
@@ -130,7 +131,13 @@ export class ForwardAuthListener {
       if (raw.length > this.#maxRawHeaders) return this.#refuse(req, res, TOO_MANY_HEADERS, 0, start, method, path, '-');
       const h = scanDecisionHeaders(raw);
       const original = originalRequest(h, req.method!, req.url!, this.#pathPrefix);
-      if (original === undefined) return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-');
+      if (original === undefined) {
+        if (describesNothing(h) && pathOf(req.url!) === JWKS_PATH) {
+          const jwks = this.guards.jwks();
+          if (jwks !== undefined) return this.#jwks(req, res, jwksBody(jwks), start);
+        }
+        return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-');
+      }
       method = original.method;
       const d = decide(this.guards, new ForwardedRequest(original.method, original.target, h, req));
       if (!(d instanceof Promise)) {
@@ -186,6 +193,34 @@ export class ForwardAuthListener {
     res.writeHead(200, out);
     res.end();
     if (this.#accessLog) this.#log(method, path, 200, start, d.cache);
+  }
+
+  /**
+   * The public keys minted tokens verify with, to a request that describes no
+   * other request (no `X-Forwarded-*`/`X-Original-*` method or URI, not under
+   * Envoy's `path_prefix`): never a decision, so a gateway can never read it
+   * as an allow. GET and HEAD; 405 with `Allow` otherwise.
+   */
+  #jwks(req: IncomingMessage, res: ServerResponse, body: string, start: number): void {
+    const close = this.#draining || hasBody(req);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const r = renderRefusal(METHOD_NOT_ALLOWED);
+      const out: string[] = [];
+      for (const name in r.headers) out.push(name, r.headers[name]!);
+      out.push('allow', JWKS_METHODS);
+      if (close) out.push('connection', 'close');
+      res.writeHead(r.status, out);
+      res.end(r.body);
+      this.#log(req.method, JWKS_PATH, r.status, start, '-', METHOD_NOT_ALLOWED.code);
+      return;
+    }
+    const headers = jwksHeaders(body);
+    const out: string[] = [];
+    for (const name in headers) out.push(name, headers[name]!);
+    if (close) out.push('connection', 'close');
+    res.writeHead(200, out);
+    res.end(req.method === 'HEAD' ? undefined : body);
+    this.#log(req.method, JWKS_PATH, 200, start, '-');
   }
 
   /**
@@ -308,6 +343,16 @@ function logPath(d: Decision | undefined, target: string): string {
   if (d !== undefined && !d.allow && d.route === undefined && d.error.code !== 'ERR_NO_ROUTE') return '-';
   const q = target.indexOf('?');
   return q === -1 ? target : target.slice(0, q);
+}
+
+/** No header describes another request: the request is the listener's own. */
+function describesNothing(h: DecisionHeaders): boolean {
+  return h.forwardedMethod === undefined && h.forwardedUri === undefined && h.originalMethod === undefined && h.originalUri === undefined;
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 function hasBody(req: IncomingMessage): boolean {

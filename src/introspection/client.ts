@@ -191,7 +191,11 @@ export class IntrospectionClient {
     const minter = this.#opts.minter;
     if (minter === undefined) throw this.#invalid('introspection answer has no JWT and no signing key is configured to mint one');
     const minted = await minter.mint(decoded.claims, (this.#opts.now ?? Date.now)());
-    return { active: true, jwt: minted.jwt, claims: minted.claims, maxAge };
+    // RFC 7662 servers mark their JSON `no-store` as RFC 6749 token answers
+    // (oidc-provider, Okta): a rule for HTTP caches, which would leave
+    // minted tokens never cached. The gateway's own token is kept as long as
+    // token_cache_seconds and its exp allow; a positive max-age still bounds it.
+    return { active: true, jwt: minted.jwt, claims: minted.claims, maxAge: maxAge === 0 ? undefined : maxAge };
   }
 
   /**

@@ -2,12 +2,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { GatewayConfig } from '../config/schema.js';
 import { MINTING_RESPONSES } from '../config/schema.js';
 import { KeySet } from './key-set.js';
-import { loadSigningKeyFile, signingKey, type SigningKey } from './keys.js';
+import { loadPublishedKeyFile, loadSigningKeyFile, signingKey, signingKeyFromText, type SigningKey } from './keys.js';
 import { Minter } from './minter.js';
 
 export { KeySet, type Jwks } from './key-set.js';
 export { Minter, type Minted, type MinterOptions } from './minter.js';
-export { loadSigningKeyFile, signingKey, signingKeyFromText, thumbprint, KeyFileError, type SigningKey, type SigningAlg } from './keys.js';
+export { JWKS_PATH, JWKS_CONTENT_TYPE, JWKS_CACHE_CONTROL, JWKS_MAX_AGE_SECONDS, JWKS_METHODS, jwksBody, jwksHeaders } from './publish.js';
+export { loadSigningKeyFile, loadPublishedKeyFile, signingKey, signingKeyFromText, thumbprint, KeyFileError, type SigningKey, type PublishedKey, type SigningAlg } from './keys.js';
 
 /** What the gateway mints with: the minter and the keys it publishes. */
 export interface Minting {
@@ -23,6 +24,8 @@ export interface MintingDeps {
   /** A key to sign with when the configuration names none (a cluster's primary makes one for all its workers). */
   readonly signingKey?: SigningKey | undefined;
   readonly now?: () => number;
+  /** Told once, when a token is first minted without `aud` (the answer has none and `minting.audience` is not set). */
+  readonly onNoAudience?: () => void;
 }
 
 /** Whether any route of `config` has its tokens minted. */
@@ -44,16 +47,29 @@ export function mintingFor(config: GatewayConfig, deps: MintingDeps = {}): Minti
     signer = generateSigningKey();
     generated = true;
   }
-  const published = m.published_key_files.map((f) => loadSigningKeyFile(f));
+  const published = m.published_key_files.map((f) => loadPublishedKeyFile(f));
   const keys = new KeySet(signer, published, deps.now);
   const issuer = m.issuer ?? defaultIssuer(config);
-  const minter = new Minter({ issuer, maxLifetimeSeconds: m.max_lifetime_seconds, copyClaims: m.copy_claims, keys });
+  const minter = new Minter({ issuer, maxLifetimeSeconds: m.max_lifetime_seconds, copyClaims: m.copy_claims, keys, audience: m.audience, onNoAudience: deps.onNoAudience });
   return { minter, keys, generated, derivedIssuer: m.issuer === undefined };
 }
 
 /** A new ES256 key, for development when no `signing_key_file` is configured. */
 export function generateSigningKey(): SigningKey {
   return signingKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, undefined, 'generated key');
+}
+
+/**
+ * A signing key as text (its private JWK with its `kid`), to hand to another
+ * process of the same gateway (a cluster's workers); never logged or written.
+ */
+export function exportSigningKey(key: SigningKey): string {
+  return JSON.stringify({ ...(key.privateKey.export({ format: 'jwk' }) as object), kid: key.kid });
+}
+
+/** The key `exportSigningKey` gave. */
+export function importSigningKey(text: string): SigningKey {
+  return signingKeyFromText(text, "the cluster primary's signing key");
 }
 
 /** The gateway's URL as its listener gives it (wildcard addresses read as localhost). */

@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import type { SigningKey } from './keys.js';
+import type { PublishedKey, SigningKey } from './keys.js';
 
 /** A JSON Web Key Set as published. */
 export interface Jwks {
@@ -15,7 +15,7 @@ export interface Jwks {
  */
 export class KeySet {
   #signer: SigningKey;
-  readonly #published: readonly SigningKey[];
+  readonly #published: readonly PublishedKey[];
   /** Keys retired in this process: the latest `exp` signed with each. */
   readonly #retired = new Map<string, { key: SigningKey; until: number }>();
   /** Latest `exp` (epoch seconds) signed with the current signer. */
@@ -23,7 +23,7 @@ export class KeySet {
   readonly #now: () => number;
   #jwks: Jwks | undefined;
 
-  constructor(signer: SigningKey, published: readonly SigningKey[] = [], now: () => number = Date.now) {
+  constructor(signer: SigningKey, published: readonly PublishedKey[] = [], now: () => number = Date.now) {
     this.#signer = signer;
     this.#published = published.filter((k) => k.kid !== signer.kid);
     this.#now = now;
@@ -33,14 +33,24 @@ export class KeySet {
     return this.#signer;
   }
 
-  /** The signer made a token that expires at `exp` (epoch seconds). */
+  /**
+   * `key` made a token that expires at `exp` (epoch seconds). Called after
+   * signing, before the token is handed out: a key that `rotate` replaced
+   * while it was signing (the signature is asynchronous) is kept published
+   * for that token too, even if it had signed nothing before.
+   */
   signed(key: SigningKey, exp: number): void {
     if (key === this.#signer) {
       if (exp > this.#signerUntil) this.#signerUntil = exp;
       return;
     }
     const retired = this.#retired.get(key.kid);
-    if (retired !== undefined && exp > retired.until) retired.until = exp;
+    if (retired !== undefined) {
+      if (exp > retired.until) retired.until = exp;
+    } else if (exp * 1000 > this.#now()) {
+      this.#retired.set(key.kid, { key, until: exp });
+      this.#jwks = undefined;
+    }
   }
 
   /** Signs with `next` from now on; the old signer stays published while tokens it signed live. */

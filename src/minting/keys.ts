@@ -5,18 +5,30 @@ import type { JWK } from 'jose';
 /** Algorithms the gateway signs minted tokens with. */
 export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
 
-/** One key the gateway signs with, or did. */
-export interface SigningKey {
+/** A key minted tokens may be verified with: what the JWKS publishes of it. */
+export interface PublishedKey {
   readonly kid: string;
   readonly alg: SigningAlg;
-  readonly privateKey: KeyObject;
   /** The public half as published in the JWKS (`kid`, `alg`, `use: sig`). */
   readonly publicJwk: Readonly<JWK>;
+}
+
+/** One key the gateway signs with, or did. */
+export interface SigningKey extends PublishedKey {
+  readonly privateKey: KeyObject;
 }
 
 /** A key file the gateway cannot use; the message names the file and the reason. */
 export class KeyFileError extends Error {
   override readonly name = 'KeyFileError';
+}
+
+function readKeyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new KeyFileError(`${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
 }
 
 /**
@@ -26,42 +38,69 @@ export class KeyFileError extends Error {
  * file publishes the same `kid`.
  */
 export function loadSigningKeyFile(file: string): SigningKey {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new KeyFileError(`${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  return signingKeyFromText(text, file);
+  return signingKeyFromText(readKeyFile(file), file);
+}
+
+/**
+ * A key to publish (`published_key_files`): the same files as
+ * `loadSigningKeyFile`, or only their public half (SPKI PEM, a public JWK),
+ * with the same `kid` either way.
+ */
+export function loadPublishedKeyFile(file: string): PublishedKey {
+  const parsed = parseKey(readKeyFile(file), file, true);
+  const key = describe(parsed.key.type === 'private' ? createPublicKey(parsed.key) : parsed.key, parsed.kid, file);
+  checkAlg(key, parsed.declaredAlg, file);
+  return key;
 }
 
 /** As `loadSigningKeyFile`, from the file's text; `where` names it in errors. */
 export function signingKeyFromText(text: string, where: string): SigningKey {
+  const { key: privateKey, kid, declaredAlg } = parseKey(text, where, false);
+  const key = signingKey(privateKey, kid, where);
+  checkAlg(key, declaredAlg, where);
+  return key;
+}
+
+// A JWK that names another algorithm (PS256, ES384...) was made for something else.
+function checkAlg(key: PublishedKey, declaredAlg: string | undefined, where: string): void {
+  if (declaredAlg !== undefined && declaredAlg !== key.alg) throw new KeyFileError(`${where}: the JWK says alg ${declaredAlg}, but this key signs ${key.alg}`);
+}
+
+function parseKey(text: string, where: string, publicAllowed: boolean): { key: KeyObject; kid: string | undefined; declaredAlg: string | undefined } {
   const trimmed = text.trim();
-  let privateKey: KeyObject;
-  let kid: string | undefined;
+  const what = publicAllowed ? 'a key' : 'a private key';
   try {
     if (trimmed.startsWith('{')) {
-      const jwk = JSON.parse(trimmed) as JWK;
-      if (typeof jwk.d !== 'string') throw new KeyFileError(`${where}: the JWK is a public key; the gateway needs the private key to sign`);
-      kid = typeof jwk.kid === 'string' && jwk.kid !== '' ? jwk.kid : undefined;
-      privateKey = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-    } else {
-      privateKey = createPrivateKey({ key: trimmed, format: 'pem' });
+      const jwk = JSON.parse(trimmed) as JWK & { keys?: unknown };
+      if (Array.isArray(jwk.keys)) throw new KeyFileError(`${where}: is a JWK set; give one key (a single JWK) per file`);
+      const isPrivate = typeof jwk.d === 'string';
+      if (!isPrivate && !publicAllowed) throw new KeyFileError(`${where}: the JWK is a public key; the gateway needs the private key to sign`);
+      const kid = typeof jwk.kid === 'string' && jwk.kid !== '' ? jwk.kid : undefined;
+      const input = { key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' as const };
+      return { key: isPrivate ? createPrivateKey(input) : createPublicKey(input), kid, declaredAlg: jwk.alg };
     }
+    if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(trimmed) || /Proc-Type: 4,ENCRYPTED/.test(trimmed)) {
+      throw new KeyFileError(`${where}: the private key is encrypted; give it unencrypted (protect the file instead)`);
+    }
+    const isPrivate = /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(trimmed);
+    if (!isPrivate && !publicAllowed) throw new Error('not private');
+    return { key: isPrivate ? createPrivateKey({ key: trimmed, format: 'pem' }) : createPublicKey({ key: trimmed, format: 'pem' }), kid: undefined, declaredAlg: undefined };
   } catch (err) {
     if (err instanceof KeyFileError) throw err;
-    throw new KeyFileError(`${where}: not a private key in PEM or JWK form`);
+    throw new KeyFileError(`${where}: not ${what} in PEM or JWK form`);
   }
-  return signingKey(privateKey, kid, where);
 }
 
 /** A signing key from a private KeyObject (see `loadSigningKeyFile` for the algorithms). */
 export function signingKey(privateKey: KeyObject, kid: string | undefined, where = 'key'): SigningKey {
-  const alg = algorithmOf(privateKey, where);
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = createPublicKey(privateKey).export({ format: 'jwk' }) as JWK;
+  return Object.freeze({ ...describe(createPublicKey(privateKey), kid, where), privateKey });
+}
+
+function describe(publicKey: KeyObject, kid: string | undefined, where: string): PublishedKey {
+  const alg = algorithmOf(publicKey, where);
+  const pub = publicKey.export({ format: 'jwk' }) as JWK;
   const id = kid ?? thumbprint(pub);
-  return Object.freeze({ kid: id, alg, privateKey, publicJwk: Object.freeze({ ...pub, kid: id, alg, use: 'sig' }) });
+  return Object.freeze({ kid: id, alg, publicJwk: Object.freeze({ ...pub, kid: id, alg, use: 'sig' }) });
 }
 
 function algorithmOf(key: KeyObject, where: string): SigningAlg {

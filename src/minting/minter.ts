@@ -10,6 +10,14 @@ export interface MinterOptions {
   /** Introspection members copied into minted tokens besides the RFC 9068 ones. */
   readonly copyClaims: readonly string[];
   readonly keys: KeySet;
+  /**
+   * `aud` of a minted token whose introspection answer has none (RFC 9068
+   * requires one; oidc-provider's answers for client-credentials tokens have
+   * none). The answer's own `aud` always wins.
+   */
+  readonly audience?: string | readonly string[] | undefined;
+  /** Told once, the first time a token is minted without any `aud` (no answer `aud`, no `audience`). */
+  readonly onNoAudience?: (() => void) | undefined;
 }
 
 /** A minted token and the claims it carries. */
@@ -29,11 +37,19 @@ export const MINTED_CLAIMS: ReadonlySet<string> = new Set(['iss', 'sub', 'aud', 
 export class Minter {
   readonly #o: MinterOptions;
   readonly #copy: readonly string[];
+  readonly #audience: string | string[] | undefined;
+  #warnedNoAudience = false;
 
   constructor(opts: MinterOptions) {
     if (!Number.isInteger(opts.maxLifetimeSeconds) || opts.maxLifetimeSeconds < 1) throw new TypeError('"maxLifetimeSeconds" must be a positive integer');
+    const aud = opts.audience;
+    if (aud !== undefined && (Array.isArray(aud) ? aud.length === 0 || aud.some((a) => typeof a !== 'string' || a === '') : typeof aud !== 'string' || aud === '')) {
+      throw new TypeError('"audience" option must be a non-empty string or a non-empty list of them');
+    }
     this.#o = opts;
     this.#copy = opts.copyClaims.filter((c) => !MINTED_CLAIMS.has(c));
+    // One value stays a string, as most APIs' verifiers compare it.
+    this.#audience = aud === undefined ? undefined : typeof aud === 'string' ? aud : aud.length === 1 ? aud[0]! : [...aud];
   }
 
   get issuer(): string {
@@ -43,8 +59,9 @@ export class Minter {
   /**
    * `introspected`: the answer's members, already checked for type. `sub` is
    * the introspected one, or the client's id for a token issued to a client
-   * itself (RFC 9068 §2.2). `exp` is the introspected one or `now +
-   * maxLifetimeSeconds`, whichever comes first.
+   * itself (RFC 9068 §2.2). `aud` is the introspected one, else `audience`,
+   * else absent (reported once through `onNoAudience`). `exp` is the
+   * introspected one or `now + maxLifetimeSeconds`, whichever comes first.
    */
   async mint(introspected: JWTPayload, now: number = Date.now()): Promise<Minted> {
     const iat = Math.floor(now / 1000);
@@ -55,7 +72,12 @@ export class Minter {
     claims.iss = this.#o.issuer;
     const sub = introspected.sub ?? introspected.client_id;
     if (sub !== undefined) claims.sub = sub;
-    if (introspected.aud !== undefined) claims.aud = introspected.aud;
+    const aud = introspected.aud ?? this.#audience;
+    if (aud !== undefined) claims.aud = aud;
+    else if (!this.#warnedNoAudience) {
+      this.#warnedNoAudience = true;
+      this.#o.onNoAudience?.();
+    }
     if (introspected.client_id !== undefined) claims.client_id = introspected.client_id;
     if (introspected.scope !== undefined) claims.scope = introspected.scope;
     claims.exp = exp;

@@ -13,6 +13,7 @@ import type { Requester, Verdict } from '../core/exchange.js';
 import { createGuards, REFUSED, type Guard, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
+import { JWKS_METHODS, JWKS_PATH, jwksBody, jwksHeaders } from '../minting/publish.js';
 import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
@@ -84,6 +85,8 @@ export class Gateway {
   readonly #trusted: TrustedProxies | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
+  /** Some route mints: `GET /.well-known/jwks.json` is answered with the keys, before routing. */
+  readonly #publishesJwks: boolean;
   /** Connections told `Connection: close`: nothing more is answered on them. */
   readonly #closing = new WeakSet<Duplex>();
   /** Requests with a body, by response: a parse error in a body is answered by its request. */
@@ -134,6 +137,16 @@ export class Gateway {
     });
 
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
+    this.#publishesJwks = this.guards.jwks() !== undefined;
+    if (this.#publishesJwks) {
+      const shadowed = this.guards.forRoute(JWKS_PATH);
+      if (shadowed !== undefined && shadowed !== REFUSED) {
+        this.logger.warn(
+          { path: JWKS_PATH, route: shadowed.config.path },
+          `${JWKS_PATH} is answered by the gateway itself (the keys its minted tokens verify with): route "${shadowed.config.path}" never receives it`,
+        );
+      }
+    }
 
     const s = config.server;
     this.server = createServer({
@@ -185,6 +198,8 @@ export class Gateway {
       if (req.method === 'TRACE') return this.refuse(req, res, METHOD_NOT_ALLOWED, start, '-', true);
       const target = checkTarget(req.url);
       if (target === undefined) return this.refuse(req, res, BAD_TARGET, start, '-', true);
+      // Only when some route mints: one comparison, before routing (it shadows a route of the same path).
+      if (this.#publishesJwks && target.path === JWKS_PATH) return this.#jwks(req, res, start);
       const match = this.guards.forRoute(target.path);
       if (match === REFUSED) return this.refuse(req, res, BAD_TARGET, start, '-', true);
       if (match === undefined) {
@@ -299,6 +314,36 @@ export class Gateway {
       }
     }
     this.#rawRefusal(socket, refusal, err.code);
+  }
+
+  /**
+   * The public keys minted tokens verify with: no token needed, GET and HEAD
+   * only (405 with `Allow` otherwise). A request with a body is answered at
+   * once and its connection closed, as any refusal's.
+   */
+  #jwks(req: IncomingMessage, res: ServerResponse, start: number): void {
+    const jwks = this.guards.jwks()!;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const r = renderRefusal(METHOD_NOT_ALLOWED);
+      const headers: OutgoingHttpHeaders = { ...r.headers, allow: JWKS_METHODS };
+      if (this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
+        headers.connection = 'close';
+        this.#closing.add(req.socket);
+      }
+      res.writeHead(r.status, headers);
+      res.end(r.body);
+      this.access(req.method, JWKS_PATH, r.status, start, '-', METHOD_NOT_ALLOWED.code);
+      return;
+    }
+    const body = jwksBody(jwks);
+    const headers: OutgoingHttpHeaders = jwksHeaders(body);
+    if (this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
+      headers.connection = 'close';
+      this.#closing.add(req.socket);
+    }
+    res.writeHead(200, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+    this.access(req.method, JWKS_PATH, 200, start, '-');
   }
 
   /** After this, nothing more is processed or answered on the connection (see #handle, #clientError). */

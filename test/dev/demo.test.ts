@@ -135,7 +135,89 @@ describe('demo: embedded authorization server -> gateway -> example API (real oi
   });
 });
 
+describe('demo --dialect json: the authorization server answers plain JSON, the gateway mints, the API verifies against the gateway JWKS (real oidc-provider)', () => {
+  let demo: Demo;
+  before(async () => {
+    demo = await startDemo({ as: 0, api: 0, gateway: 0 }, { logLevel: 'silent', dialect: 'json' });
+  });
+  after(async () => {
+    await demo.close();
+  });
+
+  test('the API receives and verifies a JWT minted by the gateway: iss the gateway, aud from minting.audience, the token scope', async () => {
+    assert.equal(demo.dialect, 'json');
+    assert.equal(demo.signer.issuer, `http://localhost:${demo.ports.gateway}`);
+    const token = await clientCredentials(demo, 'read');
+    const jwtAnswers = demo.as.stats.jwtIntrospections;
+    const before = demo.as.stats.introspections;
+    const res = await callGateway(demo, token);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.message, 'API called with a valid JWT');
+    const claims = res.body.tokenPayload;
+    assert.equal(claims.iss, demo.signer.issuer, 'signed by the gateway, not the authorization server');
+    assert.notEqual(claims.iss, demo.as.issuer);
+    assert.equal(claims.aud, demo.as.audience);
+    assert.equal(claims.scope, 'read');
+    assert.equal(claims.client_id, 'test-client');
+    assert.equal(claims.sub, 'test-client');
+    assert.ok(claims.exp <= Math.floor(Date.now() / 1000) + 300);
+    assert.equal(demo.as.stats.introspections - before, 1);
+    assert.equal(demo.as.stats.jwtIntrospections, jwtAnswers, 'no JWT-form answer: the server answered JSON');
+    assert.ok(!JSON.stringify(res.body).includes(token), 'the opaque token never reaches the API');
+  });
+
+  test('the gateway publishes the keys the API uses; a second call is served from the cache', async () => {
+    const jwks = (await (await request(demo.signer.jwksUri)).body.json()) as { keys: { kid: string; d?: string }[] };
+    assert.equal(jwks.keys.length, 1);
+    assert.equal(jwks.keys[0]!.d, undefined);
+    const token = await clientCredentials(demo, 'read');
+    assert.equal((await callGateway(demo, token)).status, 200);
+    const before = demo.as.stats.introspections;
+    const again = await callGateway(demo, token);
+    assert.equal(again.status, 200);
+    assert.equal(demo.as.stats.introspections, before);
+  });
+
+  test('unknown token -> 401; no scope read -> 403; the opaque token straight to the API -> 401', async () => {
+    assert.equal((await callGateway(demo, 'not-a-token-the-server-issued')).status, 401);
+    const write = await clientCredentials(demo, 'write');
+    assert.equal((await callGateway(demo, write)).status, 403);
+    const direct = await request(`http://127.0.0.1:${demo.ports.api}/api`, { headers: { authorization: `Bearer ${write}` } });
+    await direct.body.dump();
+    assert.equal(direct.statusCode, 401);
+  });
+
+  test('the printed commands work as printed (bash + curl)', { skip: spawnSync('sh', ['-c', 'command -v curl && command -v bash']).status !== 0 && process.env.CI !== 'true' ? 'curl or bash is not installed' : false }, async () => {
+    const child = spawn('bash', ['-c', demo.commands], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    assert.match(out, /"message": "API called with a valid JWT"/);
+    assert.match(out, new RegExp(`"iss": "http://localhost:${demo.ports.gateway}"`));
+  });
+});
+
 describe('npm start (the demo as a process)', () => {
+  test('--dialect json says which mode runs and where the keys are; a bad --dialect is a usage error', async () => {
+    const child = spawn(process.execPath, ['dist/dev/demo.js', '--dialect', 'json', '--as-port', '0', '--api-port', '0', '--gateway-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!out.includes('Ctrl+C stops everything') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /Mode: json/);
+    assert.match(out, /publishes its keys at http:\/\/localhost:\d+\/\.well-known\/jwks\.json/);
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    assert.equal(err, '');
+    const bad = spawnSync(process.execPath, ['dist/dev/demo.js', '--dialect', 'xml'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--dialect must be jwt or json/);
+  });
+
   test('prints the banner without oidc-provider or Node warnings, and stops cleanly on Ctrl+C', async () => {
     const child = spawn(process.execPath, ['dist/dev/demo.js', '--as-port', '0', '--api-port', '0', '--gateway-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -145,6 +227,7 @@ describe('npm start (the demo as a process)', () => {
     const deadline = Date.now() + 20_000;
     while (!out.includes('Ctrl+C stops everything') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /DEVELOPMENT ONLY/);
+    assert.match(out, /Mode: jwt/);
     assert.match(out, /curl -s http:\/\/localhost:\d+\/api -H "Authorization: Bearer \$TOKEN"/);
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
