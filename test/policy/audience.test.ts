@@ -56,6 +56,8 @@ interface Seen {
   challenge: string | undefined;
   /** The Authorization sent on (proxy: what the upstream got; forward-auth: the allow's header); undefined when refused. */
   forwarded: string | undefined;
+  /** forward-auth: how long NGINX may keep the decision (`X-Accel-Expires`). */
+  accelExpires?: string | undefined;
 }
 
 interface Door {
@@ -96,7 +98,12 @@ function forwardAuthDoor(): Door {
       const r = await ask(fa.url, forwarded('GET', `${path}/x`, `Bearer ${token}`));
       const auth = r.headers.authorization;
       if (r.status !== 200) assert.equal(auth, undefined, 'a refusal carries no JWT for the data plane to forward');
-      return { status: r.status, challenge: r.headers['www-authenticate'] as string | undefined, forwarded: typeof auth === 'string' ? auth : undefined };
+      return {
+        status: r.status,
+        challenge: r.headers['www-authenticate'] as string | undefined,
+        forwarded: typeof auth === 'string' ? auth : undefined,
+        accelExpires: r.headers['x-accel-expires'] as string | undefined,
+      };
     },
     close: () => fa.close(),
   };
@@ -153,6 +160,18 @@ for (const door of [proxyDoor(), forwardAuthDoor()]) {
       // And the entry is still good for the route that does not care.
       assert.equal((await door.send('/any', token)).status, 200);
     });
+
+    if (door.name.startsWith('forward-auth')) {
+      test('a wrong-audience refusal may be kept by NGINX like a missing scope: X-Accel-Expires is negative_cache_seconds (10), never longer', async () => {
+        const token = await jwtToken('accel', { aud: 'billing-api' });
+        const s = await door.send('/orders', token);
+        assert.equal(s.status, 401);
+        assert.ok(s.accelExpires === '10' || s.accelExpires === '9', `X-Accel-Expires ${s.accelExpires}`);
+        const ok = await door.send('/any', token);
+        assert.equal(ok.status, 200);
+        assert.ok(Number(ok.accelExpires) > 10, 'the allow lives as long as the entry');
+      });
+    }
 
     test('the route\'s audience first, from a cold cache too', async () => {
       const token = await jwtToken('other-cold', { aud: 'billing-api' });
