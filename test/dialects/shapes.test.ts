@@ -134,6 +134,7 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
     test('the jwt member is forwarded, verifying against the server\'s JWKS, exp the token\'s', async () => {
       const jwt = await key.sign({ sub: 'alice', scope: 'read', typ: 'Bearer', azp: 'web' }, { typ: 'JWT', expiresIn: 200 });
       await expectStatus('/jwt-claim', answer(fresh('claim'), jsonAnswer({ active: true, scope: 'read', typ: 'Bearer', jwt })), 200);
+      // Exactly this: Keycloak adds its jwt member only when Accept equals application/jwt.
       assert.equal(as.calls.at(-1)!.headers.accept, 'application/jwt');
       const forwarded = forwardedJwt(api);
       assert.equal(forwarded, jwt);
