@@ -199,7 +199,7 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
       assert.equal(payload.ext, undefined, 'only listed members are copied');
       assert.equal(payload.token_type, undefined);
       assert.notEqual(payload.jti, 'server-jti', 'a jti of the gateway\'s own');
-      assert.ok(Math.abs(payload.iat! - nowSeconds()) <= 2);
+      assert.ok(Math.abs(payload.iat! - nowSeconds()) <= 10);
       assert.ok(!minted.includes(token) && !JSON.stringify(payload).includes(token), 'the opaque token is not in the JWT');
     });
 
@@ -207,13 +207,13 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
       const exp = nowSeconds() + 3 * MAX_LIFETIME;
       await expectStatus('/json', answer(fresh('json-long'), jsonAnswer({ active: true, sub: 'alice', scope: 'read', exp })), 200);
       const { payload } = await verifyForwarded(forwardedJwt(api), gw.gateway.guards.jwks()!, exp);
-      assert.ok(Math.abs(payload.exp! - (nowSeconds() + MAX_LIFETIME)) <= 2, `exp ${payload.exp}`);
+      assert.ok(Math.abs(payload.exp! - (nowSeconds() + MAX_LIFETIME)) <= 10, `exp ${payload.exp}`);
     });
 
     test('an answer without exp: the JWT ends at now + max_lifetime_seconds', async () => {
       await expectStatus('/json', answer(fresh('json-noexp'), jsonAnswer({ active: true, sub: 'alice', scope: 'read' })), 200);
       const { payload } = await verifyForwarded(forwardedJwt(api), gw.gateway.guards.jwks()!, nowSeconds() + MAX_LIFETIME + 2);
-      assert.ok(payload.exp! >= nowSeconds() + MAX_LIFETIME - 2);
+      assert.ok(payload.exp! >= nowSeconds() + MAX_LIFETIME - 10);
     });
 
     test('a jwt member is not used: what is forwarded is always the gateway\'s own token', async () => {
