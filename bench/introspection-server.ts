@@ -3,8 +3,10 @@
  * charged to the gateway. Scripted (fixed latency, canned JWTs) because the
  * benchmark measures the gateway, not an authorization server.
  *
- *   valid-*, cold-*, mem-*  -> 200 application/jwt (818 bytes), after LATENCY ms
- *   anything else           -> 204 (inactive), after LATENCY ms
+ *   valid-*, cold-*, mem-*  -> 200 application/jwt (818 bytes), after LATENCY ms;
+ *                              with Accept: application/json, RFC 7662 JSON
+ *                              with the same claims (the json dialect)
+ *   anything else           -> 204 (inactive), after LATENCY ms; {"active":false} for JSON
  *   GET /stats              -> {"calls": n, "connections": n}
  *
  * Usage: node introspection-server.js <port> <latencyMs>
@@ -18,9 +20,9 @@ let calls = 0;
 let connections = 0;
 
 const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'at+jwt', kid: 'bench-key-1' })).toString('base64url');
-function jwtFor(token: string): string {
+function claimsFor(token: string): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
-  const claims = {
+  return {
     iss: 'https://login.example.com/oauth/v2/oauth-anonymous',
     sub: createHash('sha256').update(token).digest('hex'),
     aud: 'api.example.com',
@@ -34,7 +36,10 @@ function jwtFor(token: string): string {
     preferred_username: 'benchmark.user@example.com',
     tenant: 'example-tenant-0001',
   };
-  const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
+}
+
+function jwtFor(token: string): string {
+  const payload = Buffer.from(JSON.stringify(claimsFor(token))).toString('base64url');
   const sig = createHash('sha512').update(token).digest('base64url'); // the size of an ES256 signature
   return `${header}.${payload}.${sig}`;
 }
@@ -50,8 +55,13 @@ const server = createServer((req, res) => {
   req.on('end', () => {
     calls++;
     const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
+    const json = /^application\/json/.test(req.headers.accept ?? '');
     setTimeout(() => {
-      if (/^(valid|cold|mem)-/.test(token)) {
+      if (json) {
+        const active = /^(valid|cold|mem)-/.test(token);
+        res.writeHead(200, { 'content-type': 'application/json', ...(active ? { 'cache-control': 'max-age=3600' } : {}) });
+        res.end(JSON.stringify(active ? { active: true, token_type: 'Bearer', ...claimsFor(token) } : { active: false }));
+      } else if (/^(valid|cold|mem)-/.test(token)) {
         res.writeHead(200, { 'content-type': 'application/jwt', 'cache-control': 'max-age=3600' });
         res.end(jwtFor(token));
       } else {

@@ -8,7 +8,9 @@
  * by round and medians are reported, because shared machines are noisy.
  *
  * Then bench/nginx-forward-auth.ts: NGINX with the generated configuration
- * in front of the forward-auth listener, against plain NGINX and Curity's plugin.
+ * in front of the forward-auth listener, against plain NGINX and Curity's plugin;
+ * and bench/dialects.ts: the json dialect (introspect, mint, sign) against the
+ * jwt dialect, cache hit and cold path (alone: node --import tsx bench/dialects.ts --save).
  *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
@@ -370,6 +372,13 @@ ${extra}`,
   if (nfa.status !== 0) throw new Error(`bench/nginx-forward-auth.ts failed: ${nfa.stderr}`);
   const nginxForwardAuth = JSON.parse(nfa.stdout) as { table: string; curity: string };
 
+  // The json dialect (introspect, mint, sign) against the jwt dialect
+  // (bench/dialects.ts, its own processes): cache hit and cold path.
+  process.stderr.write('dialects: json against jwt\n');
+  const dia = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dialects.ts')], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 600_000 });
+  if (dia.status !== 0) throw new Error(`bench/dialects.ts failed: ${dia.stderr}`);
+  const dialects = JSON.parse(dia.stdout) as { table: string };
+
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));
   const nginxRps = m('nginx', 'rps');
@@ -431,6 +440,7 @@ ${extra}`,
     },
     token_scanning: { gateway: scan, baseline: scanBase ?? null },
     nginx_forward_auth: nginxForwardAuth,
+    dialects,
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -458,6 +468,7 @@ ${extra}`,
       '\n',
   );
   process.stdout.write(`\nNGINX in front, decisions from the forward-auth listener (cache hit, one NGINX worker each; CPU = NGINX + listener; Curity's plugin: ${nginxForwardAuth.curity}):\n\n${nginxForwardAuth.table}\n\n`);
+  process.stdout.write(`introspection_response json (mint + sign) against jwt, same run:\n\n${dialects.table}\n\n`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);

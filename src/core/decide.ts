@@ -124,7 +124,9 @@ function settle(v: Verdict, route: GuardedRoute, cache: CacheOutcome, seen: Seen
   if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: secondsLeft(v.expiresAt, now) };
   // A verdict about the token itself (not its absence, not an outage), kept
   // outside no longer than the entry it rests on, nor than negative_cache_seconds.
-  const known = v === TOKEN_INACTIVE || v.code === 'ERR_INSUFFICIENT_SCOPE';
+  // A wrong audience is one, like a missing scope: the route's requirements
+  // are part of any outside cache's key.
+  const known = v === TOKEN_INACTIVE || v.code === 'ERR_INSUFFICIENT_SCOPE' || v.code === 'ERR_TOKEN_AUDIENCE';
   const ttl = known ? Math.min(route.guard!.options.negative_cache_seconds, secondsLeft(seen.expiresAt, now)) : 0;
   return deny(v, route, v.code === 'ERR_TOKEN_MISSING' || v.code === 'ERR_TOKEN_MALFORMED' ? '-' : cache, ttl);
 }

@@ -89,6 +89,8 @@ export class IntrospectionClient {
   #closed = false;
   /** A JWT without `exp` was reported (once per client, not per request). */
   #warnedNoExp = false;
+  /** An answer from another issuer was reported (once per client). */
+  #warnedIssuer = false;
 
   constructor(opts: IntrospectionClientOptions, warn: IntrospectionWarn = () => {}) {
     this.#opts = opts;
@@ -137,6 +139,7 @@ export class IntrospectionClient {
     const { statusCode, headers: answerHeaders } = res;
     if (statusCode === 200) return this.#answer(res);
     if (statusCode === 204) return INACTIVE_NO_CONTENT;
+    if (statusCode === 400 && isUnsupportedTokenType(res.body)) return INACTIVE_REJECTED;
     if (statusCode === 503 || statusCode === 429) {
       this.#warn({ code: 'ERR_INTROSPECTION_UNAVAILABLE', status: statusCode, detail: 'authorization server is unavailable' });
       const retryAfter = parseRetryAfter(answerHeaders['retry-after']);
@@ -204,7 +207,21 @@ export class IntrospectionClient {
    * (and remembered as inactive), not failures.
    */
   #reject(decoded: Extract<Decoded, { active: true }>): IntrospectionAnswer | undefined {
-    if (this.#opts.issuer !== undefined && decoded.claims.iss !== this.#opts.issuer) return INACTIVE_REJECTED;
+    const issuer = this.#opts.issuer;
+    // RFC 7662 makes `iss` optional: an answer without one is the server
+    // speaking of its own token. One naming another issuer is refused.
+    const iss = decoded.claims.iss;
+    if (issuer !== undefined && iss !== undefined && iss !== issuer) {
+      if (!this.#warnedIssuer) {
+        this.#warnedIssuer = true;
+        this.#warn({
+          code: 'WARN_TOKEN_ISSUER',
+          status: 200,
+          detail: `introspection answer has iss ${JSON.stringify(String(iss)).slice(0, 200)}, not the configured issuer ${JSON.stringify(issuer)}: such tokens are refused (if every token is, check the issuer's exact spelling, trailing slash included; logged once per introspection client)`,
+        });
+      }
+      return INACTIVE_REJECTED;
+    }
     if (this.#opts.accessTokensOnly && !isAccessToken(decoded)) return INACTIVE_REJECTED;
     return undefined;
   }
@@ -271,7 +288,17 @@ export class IntrospectionClient {
 const INACTIVE_NO_CONTENT: IntrospectionAnswer = Object.freeze({ active: false, reason: 'no_content' });
 const INACTIVE_REJECTED: IntrospectionAnswer = Object.freeze({ active: false, reason: 'rejected' });
 
-/** RFC 7662 `token_type` values and Keycloak `typ` values that name something other than an access token. */
+/**
+ * Values that name something other than an access token, in the members
+ * servers use to say what a token is: RFC 7662 `token_type` (RFC 8693 URIs,
+ * Duende's `refresh_token`), `token_use` (Ory Hydra: `access_token` or
+ * `refresh_token`; Amazon Cognito JWTs: `access` or `id`) and Keycloak's `typ`
+ * claim (`Bearer`, `DPoP`; `Refresh`, `Offline`, `ID`, `Logout`,
+ * `Serialized-ID` for the others). Compared lowercased. oidc-provider marks a
+ * refresh token only by leaving `token_type` out, which access tokens of other
+ * servers do too: that one cannot be told apart here (its `allowedPolicy` can
+ * refuse to describe refresh tokens to the gateway).
+ */
 const NOT_ACCESS_TOKEN_TYPES = new Set([
   'refresh_token',
   'id_token',
@@ -281,19 +308,23 @@ const NOT_ACCESS_TOKEN_TYPES = new Set([
   'offline',
   'id',
   'logout',
+  'serialized-id',
 ]);
 /** JWT header `typ` values of access tokens (RFC 9068 §2.1, and the generic ones). */
 const ACCESS_TOKEN_JWT_TYPES = new Set(['at+jwt', 'application/at+jwt', 'jwt', 'application/jwt']);
 
 /**
- * Whether an answer describes an access token: not a `token_type` or `typ`
- * of a refresh or ID token, and a forwarded JWT whose header `typ`, when set,
- * is that of an access token (not an ID token, a logout token, a SET...).
+ * Whether an answer describes an access token: no `token_type`, `token_use`
+ * or `typ` of a refresh or ID token, and a forwarded JWT whose header `typ`,
+ * when set, is that of an access token (not an ID token's `id_token+jwt`, a
+ * logout token, a SET, an RFC 9701 answer...).
  */
 function isAccessToken(decoded: Extract<Decoded, { active: true }>): boolean {
-  const { token_type: tokenType, typ } = decoded.claims as { token_type?: unknown; typ?: unknown };
-  if (typeof tokenType === 'string' && NOT_ACCESS_TOKEN_TYPES.has(tokenType.toLowerCase())) return false;
-  if (typeof typ === 'string' && NOT_ACCESS_TOKEN_TYPES.has(typ.toLowerCase())) return false;
+  const claims = decoded.claims as Record<string, unknown>;
+  for (const member of TYPE_MEMBERS) {
+    const v = claims[member];
+    if (typeof v === 'string' && NOT_ACCESS_TOKEN_TYPES.has(v.toLowerCase())) return false;
+  }
   if (decoded.jwt !== undefined) {
     const header = jwsHeader(decoded.jwt);
     if (!isPlainObject(header)) return false;
@@ -301,4 +332,22 @@ function isAccessToken(decoded: Extract<Decoded, { active: true }>): boolean {
     if (t !== undefined && (typeof t !== 'string' || !ACCESS_TOKEN_JWT_TYPES.has(t.toLowerCase()))) return false;
   }
   return true;
+}
+const TYPE_MEMBERS = ['token_type', 'token_use', 'typ'] as const;
+
+/**
+ * A 400 whose RFC 6749 §5.2 `error` is `unsupported_token_type`: the server
+ * does not introspect tokens of this kind (oidc-provider says so for any
+ * token shaped like a JWT, an ID token for one), so it is no access token of
+ * this server: 401, remembered like any inactive token. Any other 400 is a
+ * request the server could not take, the gateway's problem: 502.
+ */
+function isUnsupportedTokenType(body: Buffer): boolean {
+  if (body.length === 0 || body.length > 4096) return false;
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return isPlainObject(parsed) && parsed.error === 'unsupported_token_type';
+  } catch {
+    return false;
+  }
 }

@@ -241,11 +241,20 @@ function refusal(admission: Exclude<Admission, 'started' | 'queued'>): GatewayEr
 export interface RawAnswer {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
-  /** The body of a 200; empty for other statuses, which are decided by status alone. */
+  /** The body of a 200 or a 400; empty for other statuses, which are decided by status alone. */
   readonly body: Buffer;
 }
 
 const NO_BODY = Buffer.alloc(0);
+
+/**
+ * A 200 is the answer; a 400 may say why (RFC 6749 §5.2 `error`): one
+ * server's `unsupported_token_type` is a statement about the token. Both are
+ * read within the same bound.
+ */
+function keepsBody(status: number): boolean {
+  return status === 200 || status === 400;
+}
 
 /**
  * One introspection call: a scheduler job, then an undici dispatch handler.
@@ -343,7 +352,7 @@ class IntrospectionCall implements Dispatcher.DispatchHandler, Job {
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.#status = statusCode;
     this.#headers = headers;
-    if (statusCode !== 200 && statusCode >= 200) this.#settle({ statusCode, headers, body: NO_BODY });
+    if (!keepsBody(statusCode) && statusCode >= 200) this.#settle({ statusCode, headers, body: NO_BODY });
   }
 
   onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -352,7 +361,7 @@ class IntrospectionCall implements Dispatcher.DispatchHandler, Job {
       this.#fail(new GatewayError('ERR_INTROSPECTION_INVALID_ANSWER', { detail: `introspection answer larger than ${this.#limit} bytes` }));
       return;
     }
-    if (this.#status === 200) this.#chunks.push(chunk);
+    if (keepsBody(this.#status)) this.#chunks.push(chunk);
   }
 
   onResponseEnd(): void {
@@ -360,7 +369,7 @@ class IntrospectionCall implements Dispatcher.DispatchHandler, Job {
     if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
-    if (this.#status === 200) this.#settle({ statusCode: 200, headers: this.#headers, body: this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks) });
+    if (keepsBody(this.#status)) this.#settle({ statusCode: this.#status, headers: this.#headers, body: this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks) });
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
