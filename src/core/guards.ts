@@ -99,13 +99,16 @@ export class Guards {
       if (client === undefined) {
         const where = pt.introspection_endpoint ?? pt.issuer;
         if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
-        const metadata = metadataFor(pt);
+        const metadata = metadataFor(pt, {
+          warn: (e) => logger.warn({ code: e.code, issuer: pt.issuer }, e.detail),
+          info: (detail) => logger.info({ issuer: pt.issuer }, detail),
+        });
         client = new IntrospectionClient(
           {
             metadata,
             clientId: pt.client_id,
             auth: clientAuthFor(pt),
-            dialect: dialectFor(pt.introspection_response, { clientId: pt.client_id, issuer: pt.issuer, metadata, timeoutMs: pt.timeout_ms }),
+            dialect: dialectFor(pt.introspection_response, { clientId: pt.client_id, issuer: pt.issuer, metadata, timeoutMs: pt.timeout_ms, verifySsl: pt.verify_ssl, caFile: pt.ca_file }),
             minter: minting?.minter,
             issuer: pt.issuer,
             accessTokensOnly: pt.access_tokens_only,

@@ -52,6 +52,12 @@ export interface DevAuthorizationServerOptions {
   features?: Record<string, unknown>;
   /** Serve https with this key and certificate (and ask for client certificates signed by `ca` when given). */
   https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
+  /**
+   * `false`: no Curity-style answer to `Accept: application/jwt`; every
+   * introspection is oidc-provider's own, which negotiates JSON or RFC 9701
+   * by q-value (tests of `introspection_response: auto`). Default true.
+   */
+  phantomAnswer?: boolean;
 }
 
 export interface DevAuthorizationServer {
@@ -175,7 +181,7 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
   const jwtIntrospection = phantomIntrospection(provider, privateKey, kid, issuer, audience, stats);
   handler = (req, res) => {
     const accept = req.headers.accept;
-    if (req.method === 'POST' && accept !== undefined && /(^|,)\s*application\/jwt\s*(;|,|$)/i.test(accept) && pathOf(req.url) === DEV_ROUTES.introspection) {
+    if (opts.phantomAnswer !== false && req.method === 'POST' && accept !== undefined && /(^|,)\s*application\/jwt\s*(;|,|$)/i.test(accept) && pathOf(req.url) === DEV_ROUTES.introspection) {
       jwtIntrospection(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
       });
