@@ -152,7 +152,8 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
           },
         ],
         // Only an ES256 key exists, so that is what clients get by default.
-        clientDefaults: { id_token_signed_response_alg: 'ES256' },
+        // (Defaults apply only to metadata a feature enables: jwtIntrospection's alg.)
+        clientDefaults: { id_token_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' },
         scopes: ['read', 'write'],
         routes: DEV_ROUTES,
         jwks: { keys: [jwk] },

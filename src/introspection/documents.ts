@@ -78,6 +78,8 @@ export class DocumentFetcher {
         reset: true,
         signal,
       });
+      // A body given up on (an error status, too large) is destroyed: its abort is expected.
+      res.body.on('error', () => {});
       status = res.statusCode;
       if (status !== 200) {
         res.body.destroy();
