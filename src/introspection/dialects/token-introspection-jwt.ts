@@ -1,4 +1,5 @@
 import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { GatewayError } from '../../core/errors.js';
 import { hasDuplicateKeys } from '../parse.js';
 import {
   INACTIVE_ACTIVE_FALSE,
@@ -57,7 +58,8 @@ export async function verifySignedAnswer(jws: string, check: SignedAnswerCheck):
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
     }));
   } catch (err) {
-    if (err instanceof InvalidAnswer) throw err;
+    // The key could not be had (InvalidAnswer), or the server is not known yet (a 503 GatewayError): as they are.
+    if (err instanceof InvalidAnswer || err instanceof GatewayError) throw err;
     throw new InvalidAnswer(`signed introspection answer rejected: ${joseReason(err)}`);
   }
   // jose reads the payload with JSON.parse, which keeps the last of two equal names.
