@@ -66,6 +66,7 @@ export class Discovery implements MetadataSource {
   readonly #opts: DiscoveryOptions;
   readonly #fetcher: DocumentFetcher;
   #current: ServerMetadata | undefined;
+  /** The fetch under way; it never rejects. */
   #inFlight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** When the next attempt is due (for Retry-After). */
@@ -122,9 +123,14 @@ export class Discovery implements MetadataSource {
   #attempt(): void {
     if (this.#closed || this.#inFlight !== undefined) return;
     clearTimeout(this.#timer);
-    this.#inFlight = this.#fetch().finally(() => {
-      this.#inFlight = undefined;
-    });
+    this.#inFlight = this.#fetch()
+      .catch(() => {
+        // #fetch reports its own failures; only a throwing log callback lands here, and must not stop the retries.
+        if (this.#timer === undefined || this.#nextAttempt < Date.now()) this.#schedule(this.#opts.retryMaxMs ?? DISCOVERY_RETRY_MAX_MS);
+      })
+      .finally(() => {
+        this.#inFlight = undefined;
+      });
   }
 
   #schedule(ms: number): void {
@@ -157,11 +163,11 @@ export class Discovery implements MetadataSource {
       const before = this.#current;
       this.#current = found;
       this.#failures = 0;
+      this.#schedule(o.refreshMs ?? DISCOVERY_REFRESH_MS);
       if (before === undefined || before.introspectionEndpoint.href !== found.introspectionEndpoint.href || before.jwksUri !== found.jwksUri) {
         o.info?.(`discovery metadata of ${o.issuer}: introspection endpoint ${found.introspectionEndpoint.href}${found.jwksUri ? `, JWKS ${found.jwksUri}` : ''}`);
       }
       this.#reported = 'ok';
-      this.#schedule(o.refreshMs ?? DISCOVERY_REFRESH_MS);
       return;
     }
     const retryMin = o.retryMinMs ?? DISCOVERY_RETRY_MIN_MS;
