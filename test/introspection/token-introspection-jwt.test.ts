@@ -301,6 +301,10 @@ describe('RFC 9701 key rollover at the authorization server (scripted JWKS, move
     const c = await newSignerKey('c');
     await assert.rejects(decode(c), (e: unknown) => e instanceof InvalidAnswer && /matches/.test(e.message));
     assert.equal(jwks.fetches, 2);
+    // After the cooldown: one refetch, and a kid still unknown is refused.
+    t += 60_000;
+    await assert.rejects(decode(c), InvalidAnswer);
+    assert.equal(jwks.fetches, 3);
   });
 
   test('keys older than their maximum age are refetched; when that fails the old keys are kept', async () => {
