@@ -1,6 +1,6 @@
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import type { TokenStore } from '../cache/store.js';
-import type { GatewayConfig, PhantomTokenOptions, RouteConfig } from '../config/schema.js';
+import { MINTING_RESPONSES, type GatewayConfig, type PhantomTokenOptions, type RouteConfig } from '../config/schema.js';
 import { startupWarnings } from '../config/warnings.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import { clientAuthFor } from '../introspection/client-auth.js';
@@ -106,13 +106,16 @@ export class Guards {
       if (client === undefined) {
         const where = pt.introspection_endpoint ?? pt.issuer;
         if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
-        const metadata = metadataFor(pt);
+        const metadata = metadataFor(pt, {
+          warn: (e) => logger.warn({ code: e.code, issuer: pt.issuer }, e.detail),
+          info: (detail) => logger.info({ issuer: pt.issuer }, detail),
+        });
         client = new IntrospectionClient(
           {
             metadata,
             clientId: pt.client_id,
             auth: clientAuthFor(pt),
-            dialect: dialectFor(pt.introspection_response, { clientId: pt.client_id, issuer: pt.issuer, metadata, timeoutMs: pt.timeout_ms }),
+            dialect: dialectFor(pt.introspection_response, { clientId: pt.client_id, issuer: pt.issuer, metadata, timeoutMs: pt.timeout_ms, verifySsl: pt.verify_ssl, caFile: pt.ca_file }),
             minter: minting?.minter,
             issuer: pt.issuer,
             accessTokensOnly: pt.access_tokens_only,
@@ -151,6 +154,11 @@ export class Guards {
             pt.issuer ?? null,
             pt.introspection_response,
             pt.access_tokens_only,
+            // Whose keys vouch for a signed answer (a route trusting other keys must not take it from the cache).
+            pt.jwks_uri ?? null,
+            // A minted token is the gateway's: who minted it, with what, and what it carries
+            // (a store shared by instances must not hand one instance another's token).
+            MINTING_RESPONSES.has(pt.introspection_response) && minting !== undefined ? minting.identity : null,
           ]),
           tokenCacheSeconds: pt.token_cache_seconds,
           negativeCacheSeconds: pt.negative_cache_seconds,

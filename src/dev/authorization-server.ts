@@ -52,6 +52,12 @@ export interface DevAuthorizationServerOptions {
   features?: Record<string, unknown>;
   /** Serve https with this key and certificate (and ask for client certificates signed by `ca` when given). */
   https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
+  /**
+   * `false`: no Curity-style answer to `Accept: application/jwt`; every
+   * introspection is oidc-provider's own, which negotiates JSON or RFC 9701
+   * by q-value (tests of `introspection_response: auto`). Default true.
+   */
+  phantomAnswer?: boolean;
 }
 
 export interface DevAuthorizationServer {
@@ -146,7 +152,8 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
           },
         ],
         // Only an ES256 key exists, so that is what clients get by default.
-        clientDefaults: { id_token_signed_response_alg: 'ES256' },
+        // (Defaults apply only to metadata a feature enables: jwtIntrospection's alg.)
+        clientDefaults: { id_token_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' },
         scopes: ['read', 'write'],
         // oidc-provider accepts tls_client_auth registrations only when it is listed too.
         ...((opts.features?.mTLS as { tlsClientAuth?: boolean } | undefined)?.tlsClientAuth
@@ -180,7 +187,7 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
   handler = (req, res) => {
     const accept = req.headers.accept;
     if (req.method === 'POST' && pathOf(req.url) === DEV_ROUTES.introspection) stats.introspections++;
-    if (req.method === 'POST' && accept !== undefined && /(^|,)\s*application\/jwt\s*(;|,|$)/i.test(accept) && pathOf(req.url) === DEV_ROUTES.introspection) {
+    if (opts.phantomAnswer !== false && req.method === 'POST' && accept !== undefined && /(^|,)\s*application\/jwt\s*(;|,|$)/i.test(accept) && pathOf(req.url) === DEV_ROUTES.introspection) {
       jwtIntrospection(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
       });

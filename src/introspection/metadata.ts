@@ -1,3 +1,7 @@
+import type { Dispatcher } from 'undici';
+import { Discovery } from './discovery.js';
+import type { IntrospectionWarn } from './transport.js';
+
 /*
  * Where the authorization server's endpoints come from: the configuration
  * (`introspection_endpoint`, `jwks_uri`), or its discovery metadata (RFC 8414
@@ -13,6 +17,8 @@ export interface ServerMetadata {
   readonly jwksUri?: string | undefined;
   /** Its token endpoint (an audience `private_key_jwt` assertions may need). */
   readonly tokenEndpoint?: string | undefined;
+  /** The whole discovery metadata document, when the metadata was discovered (for members not read above). */
+  readonly document?: Readonly<Record<string, unknown>> | undefined;
   /** `introspection_endpoint_auth_signing_alg_values_supported` and the like may follow. */
 }
 
@@ -54,12 +60,45 @@ export interface MetadataOptions {
   readonly introspection_endpoint?: string | undefined;
   readonly issuer?: string | undefined;
   readonly jwks_uri?: string | undefined;
+  /** A signed dialect needs the server's JWKS: discovered from `issuer` when `jwks_uri` is not set. */
+  readonly introspection_response?: string | undefined;
+  /** Discovery's bounds and TLS trust, as for the introspection endpoint. */
+  readonly timeout_ms?: number | undefined;
+  readonly verify_ssl?: boolean | undefined;
+  readonly ca_file?: string | undefined;
 }
 
-/** The metadata source validated options ask for. */
-export function metadataFor(o: MetadataOptions): MetadataSource {
-  if (o.introspection_endpoint !== undefined) {
+/** Where discovery reports (the gateway logs these) and, in tests, what it fetches with. */
+export interface MetadataDeps {
+  readonly warn?: IntrospectionWarn | undefined;
+  readonly info?: ((detail: string) => void) | undefined;
+  readonly dispatcher?: Dispatcher | undefined;
+}
+
+/**
+ * The metadata source validated options ask for: the configuration alone
+ * when it names the introspection endpoint (and the JWKS, when a signed
+ * dialect needs one); otherwise discovery from `issuer`, which starts
+ * fetching at once. `auto` with a configured endpoint does not discover:
+ * a signed answer then needs `jwks_uri` (a server without discovery must
+ * not make a route that reads JSON answers unready).
+ */
+export function metadataFor(o: MetadataOptions, deps: MetadataDeps = {}): MetadataSource {
+  const needsJwks = o.introspection_response === 'token_introspection_jwt' && o.jwks_uri === undefined;
+  if (o.introspection_endpoint !== undefined && (!needsJwks || o.issuer === undefined)) {
     return new StaticMetadata({ introspectionEndpoint: new URL(o.introspection_endpoint), issuer: o.issuer, jwksUri: o.jwks_uri });
   }
-  throw new TypeError('discovery (issuer without introspection_endpoint) is not available yet');
+  if (o.issuer === undefined) throw new TypeError('"introspection_endpoint" or "issuer" option is required');
+  return new Discovery({
+    issuer: o.issuer,
+    introspectionEndpoint: o.introspection_endpoint,
+    jwksUri: o.jwks_uri,
+    requireJwksUri: needsJwks,
+    timeoutMs: o.timeout_ms ?? 5000,
+    verifySsl: o.verify_ssl ?? true,
+    caFile: o.ca_file,
+    dispatcher: deps.dispatcher,
+    warn: deps.warn,
+    info: deps.info,
+  });
 }

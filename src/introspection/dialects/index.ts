@@ -1,7 +1,12 @@
+import type { Dispatcher } from 'undici';
 import type { DialectName, Dialect } from './common.js';
+import { autoDialect } from './auto.js';
 import { jsonDialect } from './json.js';
 import { jwtClaimDialect, jwtDialect } from './jwt.js';
+import { tokenIntrospectionJwtDialect, type SignedAnswerCheck } from './token-introspection-jwt.js';
+import { DocumentFetcher } from '../documents.js';
 import type { MetadataSource } from '../metadata.js';
+import { ServerKeys } from '../server-keys.js';
 
 export type { Dialect, DialectName, Decoded, InactiveReason } from './common.js';
 
@@ -15,10 +20,17 @@ export interface DialectContext {
   readonly metadata: MetadataSource;
   /** Bound on fetching the server's JWKS. */
   readonly timeoutMs: number;
+  /** TLS trust for fetching the JWKS, as for the introspection endpoint (default: verified against the system's CAs). */
+  readonly verifySsl?: boolean | undefined;
+  readonly caFile?: string | undefined;
+  /** Dispatcher for the JWKS fetch instead of own connections (tests). */
+  readonly dispatcher?: Dispatcher | undefined;
+  /** Least time between two JWKS fetches caused by an unknown `kid` (default 30 s). */
+  readonly jwksCooldownMs?: number | undefined;
 }
 
 /** The dialect named by `introspection_response`. */
-export function dialectFor(name: DialectName, _ctx: DialectContext): Dialect {
+export function dialectFor(name: DialectName, ctx: DialectContext): Dialect {
   switch (name) {
     case 'jwt':
       return jwtDialect;
@@ -26,8 +38,23 @@ export function dialectFor(name: DialectName, _ctx: DialectContext): Dialect {
       return jwtClaimDialect;
     case 'json':
       return jsonDialect;
-    case 'token_introspection_jwt':
+    case 'token_introspection_jwt': {
+      const check = signedAnswerCheck(ctx);
+      if (check === undefined) throw new TypeError('"issuer" option is required for introspection_response token_introspection_jwt');
+      return tokenIntrospectionJwtDialect(check);
+    }
     case 'auto':
-      throw new TypeError(`introspection_response ${name} is not available yet`);
+      return autoDialect(signedAnswerCheck(ctx));
   }
+}
+
+/** How signed answers are checked: needs the issuer (their `iss`); the JWKS comes from the metadata when an answer needs it. */
+function signedAnswerCheck(ctx: DialectContext): SignedAnswerCheck | undefined {
+  if (ctx.issuer === undefined) return undefined;
+  const keys = new ServerKeys({
+    fetcher: new DocumentFetcher({ timeoutMs: ctx.timeoutMs, verifySsl: ctx.verifySsl ?? true, caFile: ctx.caFile, dispatcher: ctx.dispatcher }),
+    jwksUri: async () => (ctx.metadata.current ?? (await ctx.metadata.get())).jwksUri,
+    cooldownMs: ctx.jwksCooldownMs,
+  });
+  return { issuer: ctx.issuer, clientId: ctx.clientId, getKey: keys.getKey };
 }
