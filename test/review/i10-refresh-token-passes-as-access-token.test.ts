@@ -62,7 +62,7 @@ describe('review i10: a refresh token from real oidc-provider passes access_toke
       },
     });
     handler = provider.callback();
-    const client = await provider.Client.find('app');
+    const client = (await provider.Client.find('app'))!;
     const grant = new provider.Grant({ accountId: 'user-1', clientId: 'app' });
     grant.addOIDCScope('openid offline_access read');
     const grantId = await grant.save();
