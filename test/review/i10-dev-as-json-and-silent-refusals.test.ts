@@ -92,3 +92,27 @@ describe('review i10: an issuer mismatch refuses every token 401 and logs nothin
     );
   });
 });
+
+describe('review i10: with introspection_response json, answers of real oidc-provider are never cached (it sends Cache-Control: no-store)', () => {
+  // oidc-provider marks every introspection answer no-store (lib/shared/no_cache.js),
+  // as RFC 6749 asks of token responses; parseMaxAge reads that as max-age 0, so
+  // the gateway introspects AND signs a new JWT on every request: the phantom
+  // token cache (token_cache_seconds) is off for this server without a word.
+  let gw: TestGateway;
+  before(async () => {
+    gw = await startGateway(config('  introspection_response: json\n  token_cache_seconds: 60\n'));
+  });
+  after(() => gw?.close());
+
+  test('the second and third requests with one token are cache hits and forward the same JWT', async () => {
+    const { token } = await clientCredentialsToken();
+    const forwarded: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${gw.url}/api/x`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 200);
+      forwarded.push(String(api.received.at(-1)!.headers.authorization));
+    }
+    const outcomes = gw.logs.filter((l) => l.msg === 'request').map((l) => l.cache);
+    assert.deepEqual(outcomes, ['miss', 'hit', 'hit'], `every request introspected and minted again (${new Set(forwarded).size} different JWTs for one token)`);
+  });
+});
