@@ -144,3 +144,39 @@ routes:
     );
   });
 });
+
+describe('review i10 (scripted): a DPoP-bound token (cnf.jkt) presented as Bearer gets an access token minted, cnf copied', () => {
+  // RFC 9449 §7.1: a DPoP-bound token presented with the Bearer scheme must be
+  // refused; the gateway checks no proof, yet mints (minter.ts copies `cnf`)
+  // a token the API cannot check either: the proof, if any, was for the
+  // gateway's URL. The stolen bound token works as a plain bearer token.
+  let gw: TestGateway;
+  before(async () => {
+    gw = await startGateway(`
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway
+  client_secret: s
+  introspection_response: json
+minting:
+  issuer: https://gateway.example
+routes:
+  - path: /api
+    upstream: ${api.url}
+`);
+    const now = Math.floor(Date.now() / 1000);
+    as.answers.set('t-dpop-bound', {
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ active: true, sub: 'user-1', client_id: 'app', scope: 'read', aud: 'api', exp: now + 600, token_type: 'DPoP', cnf: { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' } }),
+    });
+  });
+  after(() => gw?.close());
+
+  test('refused 401 (invalid_token) and never forwarded', async () => {
+    const before = api.received.length;
+    const res = await fetch(`${gw.url}/api/x`, { headers: { authorization: 'Bearer t-dpop-bound' } });
+    assert.equal(res.status, 401, `a sender-constrained token was accepted as a bearer token; the API got ${String(api.received.at(-1)?.headers.authorization).slice(0, 40)}...`);
+    assert.equal(api.received.length, before);
+  });
+});
