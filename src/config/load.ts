@@ -84,7 +84,8 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
   });
   const failure = (): ConfigError => {
     const rest = problems.filter((p) => ![...unsetLines].some((l) => p.startsWith(l)));
-    return new ConfigError(inFileOrder([...unset, ...rest], file));
+    // A problem of the top-level block is found once per route that inherits it: said once.
+    return new ConfigError(inFileOrder([...new Set([...unset, ...rest])], file));
   };
 
   const raw: unknown = doc.toJS() ?? {};
@@ -160,7 +161,21 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       routes.push({ ...common, phantom_token: false });
       return;
     }
-    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...top, ...overrides }, { reportInput: true });
+    // A route's choice of secret source replaces the inherited one (there is no way to unset an option).
+    const inherited: Overrides = { ...top };
+    if (overrides.client_secret_file !== undefined) delete inherited.client_secret;
+    if (overrides.client_secret !== undefined) delete inherited.client_secret_file;
+    // A route naming another issuer is another authorization server: it must not
+    // send its tokens to the endpoint it inherits (set one in the route, or none to discover it).
+    if (overrides.issuer !== undefined && overrides.issuer !== top.issuer && overrides.introspection_endpoint === undefined && top.introspection_endpoint !== undefined) {
+      const where = ['routes', i, 'phantom_token', 'issuer'];
+      problems.push(
+        `${lineOf(where)}: ${fmtPath(where)}: names another issuer than the top-level block, whose introspection_endpoint this route would inherit: ` +
+          'set introspection_endpoint in the route too (the same one, to only check iss; another server\'s; or remove the top-level one to discover each server\'s from its issuer)',
+      );
+      return;
+    }
+    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...inherited, ...overrides }, { reportInput: true });
     if (!merged.success) {
       for (const issue of merged.error.issues) {
         const key = issue.path[0] as string | undefined;
@@ -178,6 +193,17 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     const pt = merged.data;
     const whereOf = (key: keyof Overrides): Path => (overrides[key] !== undefined ? ['routes', i, 'phantom_token', key] : ['phantom_token', key]);
     let bad = false;
+    // Files for a method the route does not use (unless a route override of the method left them behind).
+    const method = pt.client_auth_method;
+    const methodHere = overrides.client_auth_method === undefined;
+    for (const key of ['client_cert_file', 'client_key_file'] as const) {
+      const used = key === 'client_cert_file' ? method === 'tls_client_auth' : method === 'tls_client_auth' || method === 'private_key_jwt';
+      if (pt[key] !== undefined && !used && (methodHere || overrides[key] !== undefined)) {
+        const where = whereOf(key);
+        problems.push(`${lineOf(where)}: ${fmtPath(where)}: is not used with client_auth_method ${method} (${key === 'client_cert_file' ? 'only tls_client_auth presents a client certificate' : 'only private_key_jwt and tls_client_auth use a client key'})`);
+        bad = true;
+      }
+    }
     for (const { key, message, missing } of optionProblems(pt)) {
       bad = true;
       if (missing) {

@@ -104,7 +104,8 @@ export class Guards {
       const clientKey = JSON.stringify(clientOptions);
       let client = clients.get(clientKey);
       if (client === undefined) {
-        const where = pt.introspection_endpoint ?? pt.issuer;
+        // Origin and path only: a query string may carry a key (some gateways in front of servers want one).
+        const where = loggable(pt.introspection_endpoint ?? pt.issuer!);
         if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
         const metadata = metadataFor(pt, {
           warn: (e) => logger.warn({ code: e.code, issuer: pt.issuer }, e.detail),
@@ -225,6 +226,12 @@ export class Guards {
   async destroy(): Promise<void> {
     await Promise.all(this.#clients.map((c) => c.destroy()));
   }
+}
+
+/** A URL as it may be logged: origin and path, never a query string. */
+function loggable(url: string): string {
+  const u = new URL(url);
+  return `${u.origin}${u.pathname}`;
 }
 
 /** Builds the guards for a validated configuration (see `Guards`). */

@@ -21,7 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import { upstreamPath } from '../config/schema.js';
+import { MINTING_RESPONSES, upstreamPath } from '../config/schema.js';
 import { createGuards, REFUSED, type GuardedRoute } from '../core/guards.js';
 import { GatewayError, insufficientScope, TOKEN_INACTIVE, TOKEN_MALFORMED, TOKEN_MISSING, type ErrorCode } from '../core/errors.js';
 import { TOKEN_IN_QUERY } from '../core/credentials.js';
@@ -142,7 +142,7 @@ function listenAddress(host: string, port: number): string {
  * carries (the identity-header mapping), hashed: a configuration change to
  * any of them gives new keys, so no decision cached before it is used after.
  */
-function requirementsKey(r: GuardedRoute, identityHeaders: unknown): string {
+function requirementsKey(r: GuardedRoute, identityHeaders: unknown, minting: string | null): string {
   const pt = r.config.phantom_token;
   if (pt === false) return 'open';
   const identity = identityHeaders !== null && typeof identityHeaders === 'object' ? Object.entries(identityHeaders).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null;
@@ -161,6 +161,8 @@ function requirementsKey(r: GuardedRoute, identityHeaders: unknown): string {
     pt.negative_cache_seconds,
     pt.max_token_length,
     identity,
+    // An allow of a minting route carries the gateway's own JWT: its issuer, claims rules, lifetime and signer.
+    MINTING_RESPONSES.has(pt.introspection_response) ? minting : null,
   ]);
   return `r${r.index}-${createHash('sha256').update(what).digest('hex').slice(0, 16)}`;
 }
@@ -202,6 +204,10 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   // The router itself, to ask which route (or refusal) each special spelling gets.
   const guards = createGuards(config, { logger: createLogger('silent') });
   const routes = guards.routes;
+  // A key made at start differs on every run: it is not part of the key (the file would change with every generation).
+  const m = guards.minting;
+  const mintingKey =
+    m === undefined ? null : JSON.stringify([m.minter.issuer, config.minting.copy_claims, config.minting.max_lifetime_seconds, config.minting.audience ?? null, m.generated ? null : m.keys.signer.kid]);
   void guards.destroy();
 
   const out: string[] = [];
@@ -421,7 +427,7 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     if (cache) {
       w(`    set_sha1 $phantom_token_hash $http_authorization;`);
       w(`    proxy_cache ${zone};`);
-      w(`    proxy_cache_key "${requirementsKey(r, fa?.identity_headers)} $phantom_token_hash";`);
+      w(`    proxy_cache_key "${requirementsKey(r, fa?.identity_headers, mintingKey)} $phantom_token_hash";`);
       w('    # Only X-Accel-Expires says how long (what is left of the token\'s entry; the');
       w('    # negative TTL for an inactive token or a missing scope; nothing for a failure).');
       w('    proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;');

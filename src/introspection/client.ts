@@ -89,6 +89,8 @@ export class IntrospectionClient {
   #closed = false;
   /** A JWT without `exp` was reported (once per client, not per request). */
   #warnedNoExp = false;
+  /** A sender-constrained token was reported (once per client). */
+  #warnedBound = false;
   /** An answer from another issuer was reported (once per client). */
   #warnedIssuer = false;
 
@@ -223,6 +225,22 @@ export class IntrospectionClient {
       return INACTIVE_REJECTED;
     }
     if (this.#opts.accessTokensOnly && !isAccessToken(decoded)) return INACTIVE_REJECTED;
+    // A sender-constrained token is bound to a key (DPoP, RFC 9449 §6) or a
+    // client certificate (RFC 8705 §3); only proof of that key makes it
+    // usable, and the gateway checks no proof yet: taken as a bearer token it
+    // would work for whoever stole it (RFC 9449 §7.2). Refused.
+    const cnf = decoded.claims.cnf as Record<string, unknown> | undefined;
+    if (cnf !== undefined && (cnf.jkt !== undefined || cnf['x5t#S256'] !== undefined)) {
+      if (!this.#warnedBound) {
+        this.#warnedBound = true;
+        this.#warn({
+          code: 'WARN_SENDER_CONSTRAINED_TOKEN',
+          status: 200,
+          detail: 'introspection answer describes a sender-constrained token (cnf.jkt: DPoP, or cnf.x5t#S256: certificate-bound): refused, as the gateway does not verify proof of possession yet (logged once per introspection client)',
+        });
+      }
+      return INACTIVE_REJECTED;
+    }
     return undefined;
   }
 

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, hash, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, hash, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { JWK } from 'jose';
 
@@ -93,7 +93,20 @@ function parseKey(text: string, where: string, publicAllowed: boolean): { key: K
 
 /** A signing key from a private KeyObject (see `loadSigningKeyFile` for the algorithms). */
 export function signingKey(privateKey: KeyObject, kid: string | undefined, where = 'key'): SigningKey {
-  return Object.freeze({ ...describe(createPublicKey(privateKey), kid, where), privateKey });
+  const publicKey = createPublicKey(privateKey);
+  const described = describe(publicKey, kid, where);
+  // A JWK's private part may not belong to its public part: every mint would
+  // then fail (or sign tokens nobody can verify). One probe at load says so.
+  const probe = Buffer.from('phantom-gateway key probe');
+  const digest = described.alg === 'EdDSA' ? null : 'sha256';
+  let ok = false;
+  try {
+    ok = verify(digest, probe, createPublicKey({ key: described.publicJwk as import('node:crypto').JsonWebKey, format: 'jwk' }), sign(digest, probe, privateKey));
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new KeyFileError(`${where}: the private key does not match its public part; nothing it signs would verify`);
+  return Object.freeze({ ...described, privateKey });
 }
 
 function describe(publicKey: KeyObject, kid: string | undefined, where: string): PublishedKey {

@@ -123,6 +123,8 @@ export function forwardedJwtClaims(jwt: string): JWTPayload {
     throw new InvalidAnswer('introspection answer is not a usable JWT');
   }
   if (!isPlainObject(claims)) throw new InvalidAnswer('introspection answer is not a usable JWT');
+  // The API reads the header first (alg, kid, typ): one nobody can read is no JWT.
+  if (jwsHeader(jwt) === undefined) throw new InvalidAnswer('introspection JWT has a header that is not a JSON object');
   if (hasDuplicateKeys(text)) throw new InvalidAnswer('introspection JWT has a duplicate claim name');
   checkClaimTypes(claims, 'introspection JWT', false);
   return claims as JWTPayload;
