@@ -25,9 +25,9 @@
  * BENCH_CONNECTIONS, BENCH_QUICK=1). Prints a table on stderr and the results
  * as JSON on stdout.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +37,7 @@ import { createGuards } from '../src/core/guards.js';
 import { decide, type DecisionRequest } from '../src/core/decide.js';
 import { KeySet, Minter, signingKey } from '../src/minting/index.js';
 import { createLogger } from '../src/observability/logger.js';
-import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load } from './processes.js';
+import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -50,38 +50,10 @@ const MINTS = QUICK ? 500 : 3000;
 const MICRO_ITERATIONS = QUICK ? 50_000 : 300_000;
 const SAVE = process.argv.includes('--save');
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-dialects-'));
-const children: ChildProcess[] = [];
 const log = (s: string) => process.stderr.write(`${s}\n`);
-
-let stopping = false;
-function start(cmd: string, args: string[], name: string): ChildProcess {
-  // Its own process group: stopping it stops NGINX's worker too.
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, detached: true });
-  let err = '';
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  child.once('exit', (code) => {
-    if (stopping) return;
-    // A subject that is gone would be measured as whatever answers its port: stop the whole run.
-    log(`${name} exited with ${code}: ${err}`);
-    stopAll();
-    process.exit(1);
-  });
-  children.push(child);
-  return child;
-}
-function stopAll(): void {
-  stopping = true;
-  for (const c of children) {
-    try {
-      if (c.pid !== undefined) process.kill(-c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  rmSync(work, { recursive: true, force: true });
-}
-process.on('exit', stopAll);
-process.on('SIGINT', () => process.exit(130));
+const subjects = new Subjects(ROOT, [work]);
+const start = (cmd: string, args: string[], name: string): ChildProcess => subjects.start(cmd, args, name);
+const stopAll = (): void => subjects.stopAll();
 
 try {
   readFileSync(join(ROOT, 'dist/cli.js'));

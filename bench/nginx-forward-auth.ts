@@ -26,12 +26,12 @@
  * next to this checkout's parent, or /work/shared/anchors/curity-lua).
  * Prints a table on stderr and the results as JSON on stdout.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load } from './processes.js';
+import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -48,39 +48,9 @@ const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/phantom-bench-nginx-'
 // NGINX's worker runs as another user when the bench runs as root: it must reach the cache directories.
 chmodSync(work, 0o755);
 if (shm) chmodSync(shm, 0o755);
-const children: ChildProcess[] = [];
 const log = (s: string) => process.stderr.write(`${s}\n`);
-
-let stopping = false;
-function start(cmd: string, args: string[], name: string): ChildProcess {
-  // Its own process group: stopping it stops NGINX's worker too.
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, detached: true });
-  let err = '';
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  child.once('exit', (code) => {
-    if (stopping) return;
-    // A subject that is gone would be measured as whatever answers its port: stop the whole run.
-    log(`${name} exited with ${code}: ${err}`);
-    stopAll();
-    process.exit(1);
-  });
-  children.push(child);
-  return child;
-}
-function stopAll(): void {
-  stopping = true;
-  for (const c of children) {
-    try {
-      if (c.pid !== undefined) process.kill(-c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  rmSync(work, { recursive: true, force: true });
-  if (shm) rmSync(shm, { recursive: true, force: true });
-}
-process.on('exit', stopAll);
-process.on('SIGINT', () => process.exit(130));
+const subjects = new Subjects(ROOT, shm ? [work, shm] : [work]);
+const start = (cmd: string, args: string[], name: string): ChildProcess => subjects.start(cmd, args, name);
 
 /** Whether Curity's plugin can run here: its kit, Debian's Lua module and Lua libraries. */
 function curityMissing(): string | undefined {

@@ -3,8 +3,8 @@
  * waiting until something listens on one, NGINX configurations, load (wrk)
  * and the CPU a process spent.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -155,3 +155,50 @@ export const median = (xs: number[]) => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
+
+/**
+ * The processes one benchmark runs (NGINX, gateways, scripted servers), each
+ * in its own process group so that stopping it stops NGINX's workers too. A
+ * subject that exits during the run stops the whole run: it would otherwise
+ * be measured as whatever answers its port.
+ */
+export class Subjects {
+  readonly #children: ChildProcess[] = [];
+  readonly #dirs: string[];
+  readonly #cwd: string;
+  #stopping = false;
+
+  /** `dirs` are removed on stop; `cwd` is where the subjects run. */
+  constructor(cwd: string, dirs: string[]) {
+    this.#cwd = cwd;
+    this.#dirs = dirs;
+    process.on('exit', () => this.stopAll());
+    process.on('SIGINT', () => process.exit(130));
+  }
+
+  start(cmd: string, args: string[], name: string): ChildProcess {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: this.#cwd, detached: true });
+    let err = '';
+    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    child.once('exit', (code) => {
+      if (this.#stopping) return;
+      process.stderr.write(`${name} exited with ${code}: ${err}\n`);
+      this.stopAll();
+      process.exit(1);
+    });
+    this.#children.push(child);
+    return child;
+  }
+
+  stopAll(): void {
+    this.#stopping = true;
+    for (const c of this.#children) {
+      try {
+        if (c.pid !== undefined) process.kill(-c.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (const d of this.#dirs) rmSync(d, { recursive: true, force: true });
+  }
+}

@@ -167,10 +167,10 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     if (overrides.client_secret !== undefined) delete inherited.client_secret_file;
     // A route naming another issuer is another authorization server: it must not
     // send its tokens to the endpoint it inherits (set one in the route, or none to discover it).
-    if (overrides.issuer !== undefined && overrides.issuer !== top.issuer && overrides.introspection_endpoint === undefined && top.introspection_endpoint !== undefined) {
+    if (overrides.issuer !== undefined && top.issuer !== undefined && overrides.issuer !== top.issuer && overrides.introspection_endpoint === undefined && top.introspection_endpoint !== undefined) {
       const where = ['routes', i, 'phantom_token', 'issuer'];
       problems.push(
-        `${lineOf(where)}: ${fmtPath(where)}: names another issuer than the top-level block, whose introspection_endpoint this route would inherit: ` +
+        `${lineOf(where)}: ${fmtPath(where)}: names another issuer than the top-level block (another authorization server), whose introspection_endpoint this route would inherit: ` +
           'set introspection_endpoint in the route too (the same one, to only check iss; another server\'s; or remove the top-level one to discover each server\'s from its issuer)',
       );
       return;

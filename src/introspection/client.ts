@@ -229,14 +229,15 @@ export class IntrospectionClient {
     // client certificate (RFC 8705 §3); only proof of that key makes it
     // usable, and the gateway checks no proof yet: taken as a bearer token it
     // would work for whoever stole it (RFC 9449 §7.2). Refused.
+    // Every confirmation method (RFC 7800 jwk, jwe, kid, jku; RFC 8705 x5t#S256; RFC 9449 jkt) binds the token to a key.
     const cnf = decoded.claims.cnf as Record<string, unknown> | undefined;
-    if (cnf !== undefined && (cnf.jkt !== undefined || cnf['x5t#S256'] !== undefined)) {
+    if (cnf !== undefined && Object.keys(cnf).length > 0) {
       if (!this.#warnedBound) {
         this.#warnedBound = true;
         this.#warn({
           code: 'WARN_SENDER_CONSTRAINED_TOKEN',
           status: 200,
-          detail: 'introspection answer describes a sender-constrained token (cnf.jkt: DPoP, or cnf.x5t#S256: certificate-bound): refused, as the gateway does not verify proof of possession yet (logged once per introspection client)',
+          detail: 'introspection answer describes a sender-constrained token (a cnf claim: cnf.jkt for DPoP, cnf.x5t#S256 for a certificate-bound token): refused, as the gateway does not verify proof of possession yet (logged once per introspection client)',
         });
       }
       return INACTIVE_REJECTED;

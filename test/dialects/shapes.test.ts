@@ -175,7 +175,6 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
           exp,
           iat: exp - 300,
           jti: 'server-jti',
-          cnf: { 'x5t#S256': 'abc' },
           username: 'alice@example.com',
           acr: '1',
           ext: { secret: 'not copied' },
@@ -193,7 +192,7 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
       assert.equal(payload.client_id, 'web');
       assert.deepEqual(payload.aud, ['orders-api', 'billing-api']);
       assert.equal(payload.scope, 'read write');
-      assert.deepEqual(payload.cnf, { 'x5t#S256': 'abc' });
+      assert.equal(payload.cnf, undefined);
       assert.equal(payload.username, 'alice@example.com', 'copy_claims');
       assert.equal(payload.acr, '1');
       assert.equal(payload.ext, undefined, 'only listed members are copied');

@@ -108,7 +108,7 @@ routes:
     phantom_token: { audience: https://other.example.com }
   - path: /wrong-issuer
     upstream: ${api.url}
-    phantom_token: { issuer: https://elsewhere.example.com }
+    phantom_token: { introspection_endpoint: ${fwd.url}${DEV_ROUTES.introspection}, issuer: https://elsewhere.example.com }
   - path: /plain-any
     upstream: ${api.url}
     phantom_token: { introspection_endpoint: ${plain.introspectionEndpoint}, issuer: ${plain.issuer} }

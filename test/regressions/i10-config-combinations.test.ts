@@ -23,15 +23,12 @@ function outcome(text: string): { config?: GatewayConfig; problems?: readonly st
   }
 }
 
-describe('review i10 config: a route that names another issuer (discovery) silently keeps the top-level introspection_endpoint', () => {
-  test('refused, or the route does not inherit the other server\'s endpoint', () => {
-    // Route /b is for a second authorization server, found by discovery. The
-    // merge hands it the first server's endpoint, and `issuer` then only
-    // checks `iss`: every token of server B is sent to server A (leaking B's
-    // tokens to A), and every answer is refused as another issuer's.
-    const { config, problems } = outcome(`
+describe('review i10 config: a route that names another issuer than the top-level block inherits its introspection_endpoint', () => {
+  test('top-level issuer A, route issuer B, endpoint inherited from A: refused (B\'s tokens would go to A), naming the option', () => {
+    const { problems } = outcome(`
 phantom_token:
   introspection_endpoint: https://as-a.example/introspect
+  issuer: https://as-a.example
   client_id: gateway
   client_secret: s
 routes:
@@ -42,10 +39,26 @@ routes:
     phantom_token:
       issuer: https://as-b.example
 `);
-    if (problems !== undefined) return;
-    const pt = config!.routes[1]!.phantom_token;
+    assert.ok(problems?.some((p) => /routes\[1\]\.phantom_token\.issuer: names another issuer than the top-level block/.test(p)), JSON.stringify(problems));
+  });
+
+  test('decided: without a top-level issuer, a route\'s issuer is the check of the inherited server\'s answers (tokens of another server are refused, with one warning naming both issuers)', () => {
+    const { config, problems } = outcome(`
+phantom_token:
+  introspection_endpoint: https://as-a.example/introspect
+  client_id: gateway
+  client_secret: s
+routes:
+  - path: /b
+    upstream: http://127.0.0.1:9
+    phantom_token:
+      issuer: https://as-a.example/realm
+`);
+    assert.equal(problems, undefined);
+    const pt = config!.routes[0]!.phantom_token;
     assert.ok(pt !== false);
-    assert.notEqual(pt.introspection_endpoint, 'https://as-a.example/introspect', "route /b (issuer https://as-b.example) would introspect at server A's endpoint");
+    assert.equal(pt.introspection_endpoint, 'https://as-a.example/introspect');
+    assert.equal(pt.issuer, 'https://as-a.example/realm');
   });
 });
 
