@@ -55,17 +55,22 @@ export class ServerKeys {
   readonly getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
     const uri = await this.#opts.jwksUri();
     if (uri === undefined) {
-      throw new InvalidAnswer('introspection answer is signed but no JWKS of the authorization server is known: set jwks_uri, or issuer so that it is discovered');
+      throw new InvalidAnswer('introspection answer is signed but no JWKS of the authorization server is known: set jwks_uri (or, without introspection_endpoint, issuer, so that it is discovered)');
     }
     let fetched = this.#fetched;
-    if (fetched === undefined || fetched.uri !== uri || this.#now() - fetched.at >= (this.#opts.maxAgeMs ?? 600_000)) {
-      await this.#refresh(uri, fetched?.uri === uri);
+    if (fetched === undefined || fetched.uri !== uri) {
+      await this.#refresh(uri, false);
       fetched = this.#fetched;
       if (fetched === undefined || fetched.uri !== uri) throw new InvalidAnswer(this.#failure || `the authorization server's JWKS at ${uri} could not be fetched`);
+    } else if (this.#now() - fetched.at >= (this.#opts.maxAgeMs ?? 600_000)) {
+      // Old keys serve while new ones are fetched: a slow or dead JWKS host must not stall answers the keys at hand verify.
+      this.#refresh(uri, true).catch(() => {});
     }
     try {
       return await fetched.keys(header, token);
     } catch (err) {
+      // Several candidates: the verifier tries each (a rollover, answers without kid).
+      if (err instanceof errors.JWKSMultipleMatchingKeys) throw err;
       if (!(err instanceof errors.JWKSNoMatchingKey)) throw keyError(err, uri);
       if (this.#now() - fetched.at < (this.#opts.cooldownMs ?? 30_000)) throw keyError(err, uri);
     }
@@ -76,6 +81,7 @@ export class ServerKeys {
     try {
       return await again.keys(header, token);
     } catch (err) {
+      if (err instanceof errors.JWKSMultipleMatchingKeys) throw err;
       throw keyError(err, uri);
     }
   };

@@ -51,7 +51,11 @@ export function autoDialect(signed: SignedAnswerCheck | undefined): Dialect {
       if (isMediaType(type, 'application/jwt')) {
         const typ = jwsHeader(body)?.typ;
         if (typeof typ === 'string' && /^(?:application\/)?token-introspection\+jwt$/i.test(typ)) return signedAnswer(body, signed);
-        return jwtDialect.decode(answer);
+        // An introspection answer in JWT form, whatever its header says (RFC 9701's drafts
+        // used application/jwt): verified as one, never forwarded as an access token.
+        const decoded = jwtDialect.decode(answer) as Decoded;
+        if (decoded.active && (decoded.claims.token_introspection !== undefined || decoded.claims.active !== undefined)) return signedAnswer(body, signed);
+        return decoded;
       }
       if (type !== undefined && JSON_MEDIA_TYPE.test(type)) {
         const parsed = parseIntrospectionJson(body);

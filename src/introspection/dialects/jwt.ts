@@ -27,7 +27,12 @@ export const jwtDialect: Dialect = Object.freeze({
     const body = answer.body.trim();
     if (body === '') throw new InvalidAnswer('introspection answer 200 with an empty body');
     if ((answer.contentType !== undefined && JSON_MEDIA_TYPE.test(answer.contentType)) || body.startsWith('{')) return jsonWithJwt(body, true);
-    return { active: true, claims: forwardedJwtClaims(body), jwt: body };
+    const claims = forwardedJwtClaims(body);
+    // A signed introspection answer (RFC 9701) is no access token: forwarding it would hand the API the answer itself.
+    if (claims.token_introspection !== undefined || claims.active !== undefined) {
+      throw new InvalidAnswer('introspection answer is a JWT carrying an introspection answer (RFC 9701), not an access token: choose introspection_response token_introspection_jwt');
+    }
+    return { active: true, claims, jwt: body };
   },
 });
 

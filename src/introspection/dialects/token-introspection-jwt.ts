@@ -1,4 +1,4 @@
-import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { GatewayError } from '../../core/errors.js';
 import { hasDuplicateKeys } from '../parse.js';
 import {
@@ -28,6 +28,20 @@ export const SIGNED_ANSWER_ALGORITHMS: readonly string[] = Object.freeze([
 /** Clock skew allowed between the authorization server and the gateway on a signed answer's `exp`/`nbf`. */
 const CLOCK_TOLERANCE_SECONDS = 60;
 
+/** A signed answer older than this (beyond the clock tolerance) is refused. */
+const MAX_ANSWER_AGE_SECONDS = 60;
+
+async function verifyWithCandidates(jws: string, candidates: errors.JWKSMultipleMatchingKeys, options: JWTVerifyOptions): Promise<Record<string, unknown>> {
+  for await (const key of candidates) {
+    try {
+      return (await jwtVerify(jws, key, options)).payload;
+    } catch (err) {
+      if (!(err instanceof errors.JWSSignatureVerificationFailed)) throw err;
+    }
+  }
+  throw new errors.JWSSignatureVerificationFailed();
+}
+
 /** Who signed answers must come from and be for, and the keys they are checked with. */
 export interface SignedAnswerCheck {
   /** The configured issuer: the answer's `iss`. */
@@ -47,16 +61,26 @@ export interface SignedAnswerCheck {
  * never a remembered 401.
  */
 export async function verifySignedAnswer(jws: string, check: SignedAnswerCheck): Promise<Decoded> {
+  const options: JWTVerifyOptions = {
+    algorithms: SIGNED_ANSWER_ALGORITHMS as string[],
+    typ: 'token-introspection+jwt',
+    issuer: check.issuer,
+    audience: check.clientId,
+    requiredClaims: ['iat'],
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    // An answer is made for the call that asked: an old one (or one dated in
+    // the future) is a replay, whatever `exp` it carries, or none.
+    maxTokenAge: MAX_ANSWER_AGE_SECONDS,
+  };
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(jws, check.getKey, {
-      algorithms: SIGNED_ANSWER_ALGORITHMS as string[],
-      typ: 'token-introspection+jwt',
-      issuer: check.issuer,
-      audience: check.clientId,
-      requiredClaims: ['iat'],
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    }));
+    try {
+      ({ payload } = await jwtVerify(jws, check.getKey, options));
+    } catch (err) {
+      // Several keys of the server match (a rollover, answers without kid): try each.
+      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+      payload = await verifyWithCandidates(jws, err, options);
+    }
   } catch (err) {
     // The key could not be had (InvalidAnswer), or the server is not known yet (a 503 GatewayError): as they are.
     if (err instanceof InvalidAnswer || err instanceof GatewayError) throw err;
