@@ -11,7 +11,8 @@ import { renderRefusal } from '../core/render.js';
 import { settlesWithin } from '../net/wait.js';
 import { listen } from '../net/listen.js';
 import type { Logger } from '../observability/logger.js';
-import { JWKS_METHODS, JWKS_PATH, jwksBody, jwksHeaders } from '../minting/publish.js';
+import { answerJwks, JWKS_PATH } from '../minting/publish.js';
+import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
 import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 
@@ -134,7 +135,7 @@ export class ForwardAuthListener {
       if (original === undefined) {
         if (describesNothing(h) && pathOf(req.url!) === JWKS_PATH) {
           const jwks = this.guards.jwks();
-          if (jwks !== undefined) return this.#jwks(req, res, jwksBody(jwks), start);
+          if (jwks !== undefined) return this.#jwks(req, res, jwks, start);
         }
         return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-');
       }
@@ -201,26 +202,14 @@ export class ForwardAuthListener {
    * Envoy's `path_prefix`): never a decision, so a gateway can never read it
    * as an allow. GET and HEAD; 405 with `Allow` otherwise.
    */
-  #jwks(req: IncomingMessage, res: ServerResponse, body: string, start: number): void {
-    const close = this.#draining || hasBody(req);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      const r = renderRefusal(METHOD_NOT_ALLOWED);
-      const out: string[] = [];
-      for (const name in r.headers) out.push(name, r.headers[name]!);
-      out.push('allow', JWKS_METHODS);
-      if (close) out.push('connection', 'close');
-      res.writeHead(r.status, out);
-      res.end(r.body);
-      this.#log(req.method, JWKS_PATH, r.status, start, '-', METHOD_NOT_ALLOWED.code);
-      return;
-    }
-    const headers = jwksHeaders(body);
+  #jwks(req: IncomingMessage, res: ServerResponse, jwks: Jwks, start: number): void {
+    const a = answerJwks(req.method, jwks);
     const out: string[] = [];
-    for (const name in headers) out.push(name, headers[name]!);
-    if (close) out.push('connection', 'close');
-    res.writeHead(200, out);
-    res.end(req.method === 'HEAD' ? undefined : body);
-    this.#log(req.method, JWKS_PATH, 200, start, '-');
+    for (const name in a.headers) out.push(name, a.headers[name]!);
+    if (this.#draining || hasBody(req)) out.push('connection', 'close');
+    res.writeHead(a.status, out);
+    res.end(a.body);
+    this.#log(req.method, JWKS_PATH, a.status, start, '-', a.code);
   }
 
   /**

@@ -1,3 +1,5 @@
+import { refusal, type ErrorCode } from '../core/errors.js';
+import { renderRefusal } from '../core/render.js';
 import type { Jwks } from './key-set.js';
 
 /*
@@ -46,4 +48,26 @@ export function jwksBody(jwks: Jwks): string {
 /** The headers of a 200 answer carrying `body`. */
 export function jwksHeaders(body: string): Record<string, string> {
   return { 'content-type': JWKS_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(body)), 'cache-control': JWKS_CACHE_CONTROL };
+}
+
+/** What a front door sends for a request to `JWKS_PATH`; it adds only its own connection handling. */
+export interface JwksAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Undefined for HEAD. */
+  readonly body: string | undefined;
+  /** The refusal's internal code, for the access log (a method other than GET and HEAD). */
+  readonly code: ErrorCode | undefined;
+}
+
+const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
+
+/** The answer to `method` on the JWKS path: 200 for GET and HEAD, else the 405 refusal with `Allow`. */
+export function answerJwks(method: string | undefined, jwks: Jwks): JwksAnswer {
+  if (method !== 'GET' && method !== 'HEAD') {
+    const r = renderRefusal(METHOD_NOT_ALLOWED);
+    return { status: r.status, headers: { ...r.headers, allow: JWKS_METHODS }, body: r.body, code: METHOD_NOT_ALLOWED.code };
+  }
+  const body = jwksBody(jwks);
+  return { status: 200, headers: jwksHeaders(body), body: method === 'HEAD' ? undefined : body, code: undefined };
 }

@@ -13,7 +13,7 @@ import type { Requester, Verdict } from '../core/exchange.js';
 import { createGuards, REFUSED, type Guard, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
-import { JWKS_METHODS, JWKS_PATH, jwksBody, jwksHeaders } from '../minting/publish.js';
+import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
 import { listen } from '../net/listen.js';
@@ -322,28 +322,15 @@ export class Gateway {
    * once and its connection closed, as any refusal's.
    */
   #jwks(req: IncomingMessage, res: ServerResponse, start: number): void {
-    const jwks = this.guards.jwks()!;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      const r = renderRefusal(METHOD_NOT_ALLOWED);
-      const headers: OutgoingHttpHeaders = { ...r.headers, allow: JWKS_METHODS };
-      if (this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
-        headers.connection = 'close';
-        this.#closing.add(req.socket);
-      }
-      res.writeHead(r.status, headers);
-      res.end(r.body);
-      this.access(req.method, JWKS_PATH, r.status, start, '-', METHOD_NOT_ALLOWED.code);
-      return;
-    }
-    const body = jwksBody(jwks);
-    const headers: OutgoingHttpHeaders = jwksHeaders(body);
+    const a = answerJwks(req.method, this.guards.jwks()!);
+    const headers: OutgoingHttpHeaders = { ...a.headers };
     if (this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
       headers.connection = 'close';
       this.#closing.add(req.socket);
     }
-    res.writeHead(200, headers);
-    res.end(req.method === 'HEAD' ? undefined : body);
-    this.access(req.method, JWKS_PATH, 200, start, '-');
+    res.writeHead(a.status, headers);
+    res.end(a.body);
+    this.access(req.method, JWKS_PATH, a.status, start, '-', a.code);
   }
 
   /** After this, nothing more is processed or answered on the connection (see #handle, #clientError). */
