@@ -206,8 +206,7 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   const routes = guards.routes;
   // A key made at start differs on every run: it is not part of the key (the file would change with every generation).
   const m = guards.minting;
-  const mintingKey =
-    m === undefined ? null : JSON.stringify([m.minter.issuer, config.minting.copy_claims, config.minting.max_lifetime_seconds, config.minting.audience ?? null, m.generated ? null : m.keys.signer.kid]);
+  const mintingKey = m === undefined ? null : m.generated ? m.settings : m.identity;
   void guards.destroy();
 
   const out: string[] = [];

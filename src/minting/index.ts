@@ -18,10 +18,11 @@ export interface Minting {
   readonly generated: boolean;
   /** `iss` was derived from the listener (no `minting.issuer`). */
   readonly derivedIssuer: boolean;
+  /** What a minted token carries and how long it lives: issuer, claims rules, audience, lifetime bound (JSON). */
+  readonly settings: string;
   /**
-   * What makes two gateways' minted tokens interchangeable: issuer, claims
-   * rules, lifetime bound and the signer's `kid` at start (part of the cache
-   * namespace of minting routes).
+   * What makes two gateways' minted tokens interchangeable: `settings` and
+   * the signer's `kid` at start (part of the cache namespace of minting routes).
    */
   readonly identity: string;
 }
@@ -57,8 +58,8 @@ export function mintingFor(config: GatewayConfig, deps: MintingDeps = {}): Minti
   const keys = new KeySet(signer, published, deps.now);
   const issuer = m.issuer ?? defaultIssuer(config);
   const minter = new Minter({ issuer, maxLifetimeSeconds: m.max_lifetime_seconds, copyClaims: m.copy_claims, keys, audience: m.audience, onNoAudience: deps.onNoAudience });
-  const identity = JSON.stringify([issuer, m.copy_claims, m.max_lifetime_seconds, m.audience ?? null, signer.kid]);
-  return { minter, keys, generated, derivedIssuer: m.issuer === undefined, identity };
+  const settings = JSON.stringify([issuer, m.copy_claims, m.max_lifetime_seconds, m.audience ?? null]);
+  return { minter, keys, generated, derivedIssuer: m.issuer === undefined, settings, identity: JSON.stringify([settings, signer.kid]) };
 }
 
 /** A new ES256 key, for development when no `signing_key_file` is configured. */
