@@ -193,18 +193,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     const pt = merged.data;
     const whereOf = (key: keyof Overrides): Path => (overrides[key] !== undefined ? ['routes', i, 'phantom_token', key] : ['phantom_token', key]);
     let bad = false;
-    // Files for a method the route does not use (unless a route override of the method left them behind).
-    const method = pt.client_auth_method;
-    const methodHere = overrides.client_auth_method === undefined;
-    for (const key of ['client_cert_file', 'client_key_file'] as const) {
-      const used = key === 'client_cert_file' ? method === 'tls_client_auth' : method === 'tls_client_auth' || method === 'private_key_jwt';
-      if (pt[key] !== undefined && !used && (methodHere || overrides[key] !== undefined)) {
-        const where = whereOf(key);
-        problems.push(`${lineOf(where)}: ${fmtPath(where)}: is not used with client_auth_method ${method} (${key === 'client_cert_file' ? 'only tls_client_auth presents a client certificate' : 'only private_key_jwt and tls_client_auth use a client key'})`);
-        bad = true;
-      }
-    }
-    for (const { key, message, missing } of optionProblems(pt)) {
+    for (const { key, message, missing } of optionProblems(pt, overrides)) {
       bad = true;
       if (missing) {
         problems.push(
@@ -284,12 +273,24 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
 /** Route options that name files read at start. */
 const FILE_OPTIONS = ['ca_file', 'client_secret_file', 'client_key_file', 'client_cert_file'] as const;
 
-/** Rules across options, checked on a route's merged options: which option, and what is wrong (`missing`: it is required and absent). */
-function optionProblems(pt: PhantomTokenOptions): Array<{ key: keyof Overrides; message: string; missing: boolean }> {
+/**
+ * Rules across options, checked on a route's merged options (`overrides`:
+ * the route's own): which option, and what is wrong (`missing`: it is
+ * required and absent).
+ */
+function optionProblems(pt: PhantomTokenOptions, overrides: Overrides): Array<{ key: keyof Overrides; message: string; missing: boolean }> {
   const out: Array<{ key: keyof Overrides; message: string; missing: boolean }> = [];
   const need = (key: keyof Overrides, message: string) => out.push({ key, message, missing: true });
   if (pt.introspection_endpoint === undefined && pt.issuer === undefined) need('introspection_endpoint', '(or issuer, to find it by discovery)');
   const method = pt.client_auth_method;
+  // Files for a method the route does not use, unless a route override of the method left inherited ones behind.
+  const unused = (key: 'client_cert_file' | 'client_key_file', used: boolean, why: string) => {
+    if (pt[key] !== undefined && !used && (overrides.client_auth_method === undefined || overrides[key] !== undefined)) {
+      out.push({ key, message: `is not used with client_auth_method ${method} (${why})`, missing: false });
+    }
+  };
+  unused('client_cert_file', method === 'tls_client_auth', 'only tls_client_auth presents a client certificate');
+  unused('client_key_file', method === 'tls_client_auth' || method === 'private_key_jwt', 'only private_key_jwt and tls_client_auth use a client key');
   if (method === 'client_secret_basic' || method === 'client_secret_post') {
     if (pt.client_secret !== undefined && pt.client_secret_file !== undefined) {
       out.push({ key: 'client_secret_file', message: 'client_secret and client_secret_file are both set: keep one', missing: false });
