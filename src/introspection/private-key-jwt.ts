@@ -1,7 +1,6 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
-import { KeyFileError, signingKeyFromText, type SigningAlg } from '../minting/keys.js';
+import { KeyFileError, readKeyFile, signingKeyFromText, type SigningAlg } from '../minting/keys.js';
 import type { AssertionAudience, CallCredentials, ClientAuthentication } from './client-auth.js';
 import { formEncode } from './form.js';
 
@@ -43,13 +42,7 @@ export interface ClientKey {
  * (RS256). Throws a `KeyFileError` naming the file and the reason.
  */
 export function loadClientKeyFile(file: string): ClientKey {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new KeyFileError(`${file}: cannot read the key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  return clientKeyFromText(text, file);
+  return clientKeyFromText(readKeyFile(file), file);
 }
 
 /** As `loadClientKeyFile`, from the file's text; `where` names it in errors. */

@@ -23,7 +23,8 @@ export class KeyFileError extends Error {
   override readonly name = 'KeyFileError';
 }
 
-function readKeyFile(file: string): string {
+/** A key file's text; a `KeyFileError` naming the file when it cannot be read. */
+export function readKeyFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
