@@ -70,6 +70,9 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (args.check) {
+    // What the gateway would log at start as warnings: valid, but probably not what was meant.
+    const { startupWarnings } = await import('./config/warnings.js');
+    for (const w of startupWarnings(config)) process.stderr.write(`phantom-gateway: warning: ${w.message}\n`);
     process.stdout.write(`${args.config}: configuration is valid (${config.routes.length} route(s))\n`);
     return 0;
   }

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from 'yaml';
+import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { clientAuthProblems } from '../introspection/client-auth.js';
 import {
@@ -64,24 +65,43 @@ export interface ParseOptions {
 export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfig {
   const file = opts.file ?? 'config';
   const env = opts.env ?? process.env;
+  // `${VAR}` is swapped for a plain word before parsing (`{` and `}` are
+  // structure in a flow map: `{ port: ${PORT} }`), and the value goes in
+  // after parsing, into the scalar only: a value never becomes YAML structure.
+  const refs = new VariableRefs(text);
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(refs.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number | undefined) => (offset === undefined ? file : `${file}:${lines.linePos(offset).line}`);
 
-  if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: YAML syntax error: ${e.message.split('\n')[0]}`));
-  }
+  if (doc.errors.length > 0) throw new ConfigError([syntaxError(doc.errors[0]!, text, refs, file)]);
   const problems: string[] = [];
+  const sourceWarnings: SourceWarning[] = [];
   // An unset variable is reported, and the rest of the file is still checked,
   // so one run shows every problem; what the schema says about the emptied
   // value itself ("must not be empty") would only repeat it, so it is dropped.
   const unset: string[] = [];
   const unsetLines = new Set<string>();
-  substituteEnv(doc, env, (node, path, name) => {
-    const where = at(node.range?.[0]);
-    unsetLines.add(`${where}: `);
-    unset.push(`${where}: ${fmtPath(path)}: environment variable ${name} is not set`);
+  /** Variables each substituted value came from, by path. */
+  const fromVars = new Map<string, string[]>();
+  substituteEnv(doc, refs, env, {
+    missing(node, path, name) {
+      const where = at(node.range?.[0]);
+      unsetLines.add(`${where}: `);
+      unset.push(`${where}: ${fmtPath(path)}: environment variable ${name} is not set`);
+    },
+    used(path, names) {
+      fromVars.set(pathKey(path), names);
+    },
+    warn(node, path, message) {
+      const where = at(node.range?.[0]);
+      sourceWarnings.push({ message: `${where}: ${fmtPath(path)}: ${message}`, fields: { option: fmtPath(path) } });
+    },
   });
+  /** A path as problems name it, with the variables its value came from. */
+  const fmt = (path: Path): string => {
+    const names = fromVars.get(pathKey(path));
+    return names === undefined ? fmtPath(path) : `${fmtPath(path)} (from ${names.map((n) => `\${${n}}`).join(', ')})`;
+  };
   const failure = (): ConfigError => {
     const rest = problems.filter((p) => ![...unsetLines].some((l) => p.startsWith(l)));
     // A problem of the top-level block is found once per route that inherits it: said once.
@@ -91,7 +111,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
   const raw: unknown = doc.toJS() ?? {};
   const lineOf = (path: Path, key?: string) => at(offsetOf(doc, path, key));
   const report = (base: Path, issues: readonly z.core.$ZodIssue[]) => {
-    for (const issue of issues) problems.push(...describe(issue, [...base, ...(issue.path as Path)], lineOf));
+    for (const issue of issues) problems.push(...describe(issue, [...base, ...(issue.path as Path)], lineOf, fmt));
   };
 
   /** A route's own phantom_token: false, its overrides, or undefined when invalid (reported). */
@@ -170,7 +190,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     if (overrides.issuer !== undefined && top.issuer !== undefined && overrides.issuer !== top.issuer && overrides.introspection_endpoint === undefined && top.introspection_endpoint !== undefined) {
       const where = ['routes', i, 'phantom_token', 'issuer'];
       problems.push(
-        `${lineOf(where)}: ${fmtPath(where)}: names another issuer than the top-level block (another authorization server), whose introspection_endpoint this route would inherit: ` +
+        `${lineOf(where)}: ${fmt(where)}: names another issuer than the top-level block (another authorization server), whose introspection_endpoint this route would inherit: ` +
           'set introspection_endpoint in the route too (the same one, to only check iss; another server\'s; or remove the top-level one to discover each server\'s from its issuer)',
       );
       return;
@@ -202,7 +222,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
         );
       } else {
         const where = whereOf(key);
-        problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${message}`);
+        problems.push(`${lineOf(where)}: ${fmt(where)}: ${message}`);
       }
     }
     for (const key of FILE_OPTIONS) {
@@ -213,7 +233,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
         readableFiles.add(file);
       } catch (err) {
         const where = whereOf(key);
-        problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        problems.push(`${lineOf(where)}: ${fmt(where)}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         bad = true;
       }
     }
@@ -221,7 +241,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     if (!bad) {
       for (const { key, message } of clientAuthProblems(pt)) {
         const where = whereOf(key);
-        problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${message}`);
+        problems.push(`${lineOf(where)}: ${fmt(where)}: ${message}`);
         bad = true;
       }
     }
@@ -236,7 +256,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       load(file);
     } catch (err) {
       if (!(err instanceof KeyFileError)) throw err;
-      problems.push(`${lineOf(where)}: ${fmtPath(where)}: ${err.message}`);
+      problems.push(`${lineOf(where)}: ${fmt(where)}: ${err.message}`);
     }
   };
   minting.published_key_files.forEach((file, k) => keyProblem(['minting', 'published_key_files', k], file, loadPublishedKeyFile));
@@ -256,7 +276,7 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       accessSync(tempDir, constants.W_OK);
     } catch (err) {
       const where = ['server', 'body_temp_dir'];
-      problems.push(`${lineOf(where)}: ${fmtPath(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(`${lineOf(where)}: ${fmt(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
   if (problems.length > 0 || unset.length > 0) throw failure();
@@ -267,7 +287,13 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
   const forwardAuth =
     fa === undefined || fa.listen !== undefined || fa.grpc !== undefined ? fa : { ...fa, listen: { host: FORWARD_AUTH_DEFAULTS.host, port: FORWARD_AUTH_DEFAULTS.port } };
   const { phantom_token: _unused, routes: _routes, listen: _listen, forward_auth: _fa, ...rest } = cfg;
-  return deepFreeze({ ...(listen !== undefined ? { listen } : {}), ...(forwardAuth !== undefined ? { forward_auth: forwardAuth } : {}), ...rest, routes });
+  return deepFreeze({
+    ...(listen !== undefined ? { listen } : {}),
+    ...(forwardAuth !== undefined ? { forward_auth: forwardAuth } : {}),
+    ...rest,
+    routes,
+    ...(sourceWarnings.length > 0 ? { sourceWarnings: inFileOrderWarnings(sourceWarnings, file) } : {}),
+  });
 }
 
 /** Route options that name files read at start. */
@@ -309,7 +335,7 @@ function optionProblems(pt: PhantomTokenOptions, overrides: Overrides): Array<{ 
   return out;
 }
 
-function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string): string[] {
+function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string, fmt: (p: Path) => string = fmtPath): string[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((k) => {
       const hint = suggest(k, knownKeys(path));
@@ -317,12 +343,12 @@ function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: s
     });
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return [`${lineOf(path.slice(0, -1))}: ${fmtPath(path)}: is required`];
+    return [`${lineOf(path.slice(0, -1))}: ${fmt(path)}: is required`];
   }
   if (issue.code === 'invalid_value') {
-    return [`${lineOf(path)}: ${fmtPath(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
+    return [`${lineOf(path)}: ${fmt(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
   }
-  return [`${lineOf(path)}: ${fmtPath(path)}: ${issue.message}`];
+  return [`${lineOf(path)}: ${fmt(path)}: ${issue.message}`];
 }
 
 /** Problems sorted by line: zod reports in the schema's key order, route overrides come last. */
@@ -352,19 +378,165 @@ function offsetOf(doc: Document, path: Path, key?: string): number | undefined {
   return undefined;
 }
 
-function substituteEnv(doc: Document, env: Env, missing: (node: Node, path: Path, name: string) => void): void {
+/** A `${NAME}` or `${NAME:-default}` reference (a default never spans lines, so line numbers hold). */
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\r\n]*))?\}/g;
+
+interface VariableRef {
+  readonly source: string;
+  readonly name: string;
+  readonly fallback: string | undefined;
+  /** Offset in the original text. */
+  readonly at: number;
+  /** Offset and length of its placeholder in `text`. */
+  readonly placedAt: number;
+  readonly placedLength: number;
+}
+
+/**
+ * The configuration text with each `${...}` reference replaced by a
+ * placeholder: a word (letters and digits) that cannot occur in the file,
+ * so it parses as part of a plain scalar in block and flow style alike.
+ */
+class VariableRefs {
+  readonly text: string;
+  readonly refs: VariableRef[] = [];
+  readonly #placeholder: RegExp;
+  readonly #marker: string;
+
+  constructor(original: string) {
+    let marker: string;
+    do marker = `PGVAR${randomBytes(6).toString('hex')}N`;
+    while (original.includes(marker));
+    this.#marker = marker;
+    let delta = 0;
+    this.text = original.replace(VARIABLE, (source: string, name: string, fallback: string | undefined, at: number) => {
+      const placeholder = `${marker}${this.refs.length}Z`;
+      this.refs.push({ source, name, fallback, at, placedAt: at + delta, placedLength: placeholder.length });
+      delta += placeholder.length - source.length;
+      return placeholder;
+    });
+    this.#placeholder = new RegExp(`${marker}(\\d+)Z`, 'g');
+  }
+
+  /** Whether `s` holds a placeholder. */
+  has(s: string): boolean {
+    return this.refs.length > 0 && s.includes(this.#marker);
+  }
+
+  /** `s` with each placeholder replaced by `f(ref)`. */
+  replace(s: string, f: (ref: VariableRef) => string): string {
+    return s.replace(this.#placeholder, (_m, i: string) => f(this.refs[Number(i)]!));
+  }
+
+  /** `s` as written in the file. */
+  restore(s: string): string {
+    return this.has(s) ? this.replace(s, (r) => r.source) : s;
+  }
+
+  /** The offset in the original text of an offset in `text`. */
+  originalOffset(offset: number): number {
+    let delta = 0;
+    for (const r of this.refs) {
+      if (r.placedAt > offset) break;
+      if (offset < r.placedAt + r.placedLength) return r.at;
+      delta = r.placedAt + r.placedLength - (r.at + r.source.length);
+    }
+    return offset - delta;
+  }
+}
+
+/** A warning about the file itself (an unexpanded `$NAME`...), logged at start and printed by --check. */
+export interface SourceWarning {
+  readonly message: string;
+  readonly fields: Record<string, unknown>;
+}
+
+interface SubstituteHooks {
+  missing(node: Node, path: Path, name: string): void;
+  used(path: Path, names: string[]): void;
+  warn(node: Node, path: Path, message: string): void;
+}
+
+/** Option names whose value is a secret: a warning never quotes part of it. */
+const SECRET_KEY = /secret|password|token$/i;
+
+function substituteEnv(doc: Document, refs: VariableRefs, env: Env, hooks: SubstituteHooks): void {
   visit(doc, {
     Scalar(key, node, ancestors) {
-      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return;
-      node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-        const value = env[name];
+      if (typeof node.value !== 'string') return;
+      // Keys are never substituted: they keep what the file says.
+      if (key === 'key') {
+        node.value = refs.restore(node.value);
+        return;
+      }
+      const raw = node.value;
+      let path: Path | undefined;
+      const pathNow = () => (path ??= pathOf(ancestors, node));
+      // What the file itself says (outside references): a `$NAME` or a `${`
+      // left there suggests a reference that will not be replaced.
+      const literal = refs.has(raw) ? refs.replace(raw, () => '\0') : raw;
+      if (literal.includes('$')) {
+        const p = pathNow();
+        const secret = SECRET_KEY.test(String(p[p.length - 1] ?? ''));
+        const brace = /\$\{/.exec(literal);
+        if (brace !== null) {
+          const shown = secret ? '' : ` (${JSON.stringify(/^\$\{[^}\s\0]*/.exec(literal.slice(brace.index))![0])})`;
+          hooks.warn(node, p, `contains "\${" that is not a variable reference${shown}: only \${NAME} and \${NAME:-default} are replaced, with a closing } and a name of letters, digits and _`);
+        } else {
+          for (const m of literal.matchAll(/\$([A-Za-z_][A-Za-z0-9_]*)/g)) {
+            const name = m[1]!;
+            if (!(/^[A-Z_][A-Z0-9_]*$/.test(name) && /[A-Z]/.test(name)) && env[name] === undefined) continue;
+            hooks.warn(node, p, secret ? 'contains $ followed by a variable-like name, which is not replaced: write ${NAME} to read an environment variable' : `contains $${name}, which is not replaced: write \${${name}} to read the environment variable`);
+            break;
+          }
+        }
+      }
+      if (!refs.has(raw)) return;
+      const names: string[] = [];
+      node.value = refs.replace(raw, (r) => {
+        names.push(r.name);
+        const value = env[r.name];
         if (value !== undefined && value !== '') return value;
-        if (fallback !== undefined) return fallback;
-        missing(node, pathOf(ancestors, node), name);
+        if (r.fallback !== undefined) return r.fallback;
+        hooks.missing(node, pathNow(), r.name);
         return '';
       });
+      hooks.used(pathNow(), names);
     },
   });
+}
+
+function pathKey(path: Path): string {
+  return JSON.stringify(path);
+}
+
+/** Warnings sorted by line, as problems are. */
+function inFileOrderWarnings(warnings: SourceWarning[], file: string): SourceWarning[] {
+  const order = inFileOrder(warnings.map((w) => w.message), file);
+  return order.map((m) => warnings.find((w) => w.message === m)!);
+}
+
+/** Clearer words for the syntax errors people make most; the library's own otherwise. */
+const SYNTAX_MESSAGES: Record<string, string> = {
+  TAB_AS_INDENT: 'a tab is used for indentation; YAML indents with spaces only',
+  BLOCK_AS_IMPLICIT_KEY: 'a mapping cannot start on the line of its key (`a: b: c`); put it on the next line, indented, or quote the value',
+  MULTILINE_IMPLICIT_KEY: 'a key must be on one line; is a ": " (colon and space) missing after a key above, or is a line indented too far?',
+  UNEXPECTED_TOKEN: 'unexpected text here; is a quote unbalanced, a "- " list item mixed with "key: value" lines, or the indentation off?',
+};
+
+/** The first syntax error, in one sentence with its line and column (the rest are often its echoes). */
+function syntaxError(e: YAMLError, original: string, refs: VariableRefs, file: string): string {
+  const offset = refs.originalOffset(e.pos[0]);
+  const before = original.slice(0, offset);
+  const line = before.split('\n').length;
+  const column = offset - (before.lastIndexOf('\n') + 1) + 1;
+  let message = SYNTAX_MESSAGES[e.code];
+  if (e.code === 'DUPLICATE_KEY') {
+    const key = /^[^:\n]*/.exec(original.slice(offset))![0].trim();
+    message = `the key ${key} appears twice in the same mapping`;
+  }
+  message ??= refs.restore(e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''));
+  return `${file}:${line}: YAML syntax error at column ${column}: ${message}`;
 }
 
 function pathOf(ancestors: readonly unknown[], leaf: unknown): Path {

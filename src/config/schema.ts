@@ -357,6 +357,11 @@ export interface GatewayConfig extends Omit<Parsed, 'routes' | 'phantom_token'> 
    * (`LISTEN_DEFAULTS`).
    */
   readonly listen?: Parsed['listen'];
+  /**
+   * Warnings about the file itself (an unexpanded `$NAME`, an unclosed
+   * `${NAME`), with their line; absent when there are none.
+   */
+  readonly sourceWarnings?: ReadonlyArray<{ readonly message: string; readonly fields: Readonly<Record<string, unknown>> }>;
 }
 
 /** The forward-auth listener's validated options. */

@@ -49,10 +49,12 @@ const WIDEST_PRIVATE = { 4: 8, 6: 7 } as const;
  * wider than any private range (`0.0.0.0/0`, `::/0` trust everyone), and open
  * routes that are an extension spelling of a protected one, a decision
  * listener (forward-auth, gRPC) bound off loopback and private networks, and
- * routes whose upstream no proxy listener uses.
+ * routes whose upstream no proxy listener uses; before them, the file's own
+ * warnings (`sourceWarnings`: an unexpanded `$NAME`, an unclosed `${NAME`).
  */
 export function startupWarnings(config: GatewayConfig): StartupWarning[] {
-  const out: StartupWarning[] = [];
+  // The file's own first (an unexpanded $NAME...), in line order.
+  const out: StartupWarning[] = config.sourceWarnings?.map((w) => ({ message: w.message, fields: { ...w.fields } })) ?? [];
   const endpoints = new Set<string>();
   for (const route of config.routes) {
     const pt = route.phantom_token;

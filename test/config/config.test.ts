@@ -331,7 +331,7 @@ routes:
 
   test('a substituted value that is not a number is reported against the field', () => {
     const text = `${BASE}listen:\n  port: \${PORT}\n`;
-    assert.equal(problem(text, { PORT: 'http' }), `${FILE}:${lineOf(text, '${PORT}')}: listen.port: must be a whole number`);
+    assert.equal(problem(text, { PORT: 'http' }), `${FILE}:${lineOf(text, '${PORT}')}: listen.port (from \${PORT}): must be a whole number`);
   });
 
   test('substituted values are taken literally: no YAML, no second round of substitution', () => {
@@ -449,14 +449,14 @@ describe('config: YAML', () => {
   test('a syntax error reports its line', () => {
     const text = `${BASE}listen:\n  port: [8080\n  host: x\n`;
     const p = problem(text);
-    assert.match(p, new RegExp(`^${FILE}:(\\d+): YAML syntax error: `));
+    assert.match(p, new RegExp(`^${FILE}:(\\d+): YAML syntax error at column \\d+: `));
     const line = Number(/:(\d+):/.exec(p)![1]);
     assert.ok(line >= lineOf(text, 'port: [8080') && line <= lineOf(text, 'host: x') + 1, p);
   });
 
   test('a duplicated key is a syntax error with the line of the second', () => {
     const text = BASE.replace('  client_secret: s3cret\n', '  client_secret: s3cret\n  client_id: again\n');
-    assert.equal(problem(text), `${FILE}:${lineOf(text, 'client_id: again')}: YAML syntax error: Map keys must be unique`);
+    assert.equal(problem(text), `${FILE}:${lineOf(text, 'client_id: again')}: YAML syntax error at column 3: the key client_id appears twice in the same mapping`);
   });
 
   test('the file name given is the one reported; without one, "config"', () => {
