@@ -7,6 +7,7 @@ import {
   configSchema,
   phantomTokenComplete,
   phantomTokenPartial,
+  phantomTokenShape,
   FORWARD_AUTH_DEFAULTS,
   LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
@@ -337,10 +338,7 @@ function optionProblems(pt: PhantomTokenOptions, overrides: Overrides): Array<{ 
 
 function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: string) => string, fmt: (p: Path) => string = fmtPath): string[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((k) => {
-      const hint = suggest(k, knownKeys(path));
-      return `${lineOf(path, k)}: ${fmtPath([...path, k])}: unknown option${hint ? ` (did you mean "${hint}"?)` : ''}`;
-    });
+    return issue.keys.map((k) => `${lineOf(path, k)}: ${fmtPath([...path, k])}: unknown option${hintFor(k, path, knownKeys(path))}`);
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
     return [`${lineOf(path.slice(0, -1))}: ${fmt(path)}: is required`];
@@ -349,6 +347,63 @@ function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: s
     return [`${lineOf(path)}: ${fmt(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
   }
   return [`${lineOf(path)}: ${fmt(path)}: ${issue.message}`];
+}
+
+/**
+ * Option names of other gateways' introspection plugins (Kong's
+ * oauth2-introspection and openid-connect, APISIX's openid-connect and
+ * authz-keycloak, Curity's NGINX module), so that a configuration carried
+ * over is told what each became here: `name` is our option for it, `note`
+ * what to know (units, or why there is none).
+ */
+const FOREIGN_OPTIONS: Readonly<Record<string, { name?: string; note?: string }>> = {
+  introspection_url: { name: 'introspection_endpoint' },
+  phantom_token_introspection_endpoint: { name: 'introspection_endpoint' },
+  discovery: { name: 'issuer', note: "the issuer's URL: its discovery document is read from issuer + /.well-known/..." },
+  introspection_endpoint_auth_method: { name: 'client_auth_method' },
+  token_endpoint_auth_method: { name: 'client_auth_method' },
+  client_auth: { name: 'client_auth_method' },
+  authorization_value: { name: 'client_secret', note: 'give client_id and client_secret: the gateway builds the Authorization header to the authorization server itself (client_auth_method)' },
+  ssl_verify: { name: 'verify_ssl' },
+  ttl: { name: 'token_cache_seconds' },
+  cache_ttl_seconds: { name: 'token_cache_seconds' },
+  introspection_interval: { name: 'token_cache_seconds' },
+  timeout: { name: 'timeout_ms', note: 'in milliseconds' },
+  required_scopes: { name: 'scope', note: 'space-separated' },
+  phantom_token_scopes: { name: 'scope', note: 'space-separated' },
+  use_jwks: { name: 'jwks_uri', note: 'signed introspection answers are checked with jwks_uri (discovered from issuer when absent)' },
+  public_key: { name: 'jwks_uri', note: 'signed introspection answers are checked with the keys at jwks_uri' },
+  token_type_hint: { note: 'not needed: the gateway introspects access tokens only (and refuses answers about other token types, access_tokens_only)' },
+  hide_credentials: { note: 'not needed: on a protected route the opaque token never reaches the upstream (a JWT replaces it), and an open route drops the client\'s Authorization unless forward_authorization: true' },
+  bearer_only: { note: 'not needed: the gateway only accepts bearer tokens and never redirects to a login page' },
+  run_on_preflight: { note: 'not needed: a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) passes without a token' },
+  anonymous: { note: 'no anonymous consumer: a route open to requests without a token is phantom_token: false' },
+  consumer_by: { note: 'no consumers: the upstream reads the caller from the JWT (sub, client_id), or forward_auth.identity_headers' },
+  custom_claims_forward: { name: 'copy_claims', note: 'minting.copy_claims copies introspection members into minted JWTs; forward_auth.identity_headers sends claims as headers' },
+  set_access_token_header: { note: 'not needed: the JWT always replaces the opaque token in Authorization' },
+  access_token_in_authorization_header: { note: 'not needed: the JWT always replaces the opaque token in Authorization' },
+  token_signing_alg_values_expected: { note: "not needed: minted JWTs are signed with minting.signing_key_file's key (its type picks the algorithm); signed introspection answers are checked with jwks_uri" },
+  introspection_expiry_claim: { note: 'not needed: the cache lifetime follows the token\'s exp (bounded by token_cache_seconds)' },
+  realm: { note: 'not supported: challenges are WWW-Authenticate: Bearer with error and scope, without a realm' },
+  phantom_token_realm: { note: 'not supported: challenges are WWW-Authenticate: Bearer with error and scope, without a realm' },
+};
+
+/** What to say about unknown option `key` at `path` (valid names there: `known`). */
+function hintFor(key: string, path: Path, known: readonly string[]): string {
+  const inBlock = path.includes('phantom_token');
+  const phantomKeys = Object.keys(phantomTokenShape);
+  // Other gateways' names belong in the phantom token block, the top level or a route (not in `server`, `upstream`...).
+  const foreign = inBlock || path.length === 0 || (path[0] === 'routes' && path.length === 2) ? FOREIGN_OPTIONS[key.toLowerCase()] : undefined;
+  const where = (name: string) => (known.includes(name) || !phantomKeys.includes(name) ? name : `phantom_token.${name}`);
+  if (foreign !== undefined) {
+    if (foreign.name === undefined) return ` (${foreign.note})`;
+    const name = foreign.name === 'copy_claims' && !known.includes('copy_claims') ? 'minting.copy_claims' : where(foreign.name);
+    return ` (did you mean "${name}"?${foreign.note !== undefined ? ` ${foreign.note}` : ''})`;
+  }
+  // A phantom token option outside its block (`client_secret` at the top level or on a route).
+  if (!inBlock && phantomKeys.includes(key) && !known.includes(key)) return ` (did you mean "phantom_token.${key}"? the phantom token options go in the phantom_token block, at the top level or on a route)`;
+  const near = suggest(key, known);
+  return near ? ` (did you mean "${near}"?)` : '';
 }
 
 /** Problems sorted by line: zod reports in the schema's key order, route overrides come last. */

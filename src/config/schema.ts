@@ -19,17 +19,24 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const bool = () =>
   z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean('must be true or false'));
 
-// abort: something that is no URL at all gets this one message, not also the
-// rules refined on after it (an upstream's "no query string").
+// One message per rule, so the user knows which one failed; `continue:
+// false`: nothing refined on after it (an upstream's "no query string") is
+// checked on a value that already failed.
 const httpUrl = (what: string) =>
-  z.string(`must be a URL`).refine((v) => {
+  z.string(`must be a URL`).check((ctx) => {
+    const fail = (message: string): void => {
+      ctx.issues.push({ code: 'custom', message, input: ctx.value, continue: false });
+    };
+    let u: URL;
     try {
-      const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '' && u.hash === '';
+      u = new URL(ctx.value);
     } catch {
-      return false;
+      return fail(`is not a URL (the ${what} URL must be absolute, such as https://host/path)`);
     }
-  }, { message: `must be an http:// or https:// ${what} URL without credentials or fragment`, abort: true });
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(`must be an http:// or https:// ${what} URL, not ${u.protocol}//`);
+    if (u.username !== '' || u.password !== '') return fail(`must not contain credentials (user:password@)${what === 'introspection endpoint' ? ': give them as client_id and client_secret' : ''}`);
+    if (ctx.value.includes('#')) return fail(`must not have a fragment (#...): it is never sent`);
+  });
 
 /**
  * The path of an upstream URL as written, or '' when it has none. `new URL()`
@@ -65,7 +72,7 @@ export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post',
 
 const filePath = () => z.string('must be a file path').min(1, 'must not be empty');
 
-const phantomTokenShape = {
+export const phantomTokenShape = {
   // One of the two: the endpoint itself, or the issuer whose discovery
   // metadata (RFC 8414 / OpenID) names it. With both, the issuer is checked.
   introspection_endpoint: httpUrl('introspection endpoint'),

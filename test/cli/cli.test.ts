@@ -164,7 +164,7 @@ describe('cli: phantom-gateway as a process', () => {
         r.stderr,
         'phantom-gateway: invalid configuration:\n' +
           `  ${file}:${scop}: phantom_token.scop: unknown option (did you mean "scope"?)\n` +
-          `  ${file}:${ftp}: routes[0].upstream: must be an http:// or https:// upstream URL without credentials or fragment\n`,
+          `  ${file}:${ftp}: routes[0].upstream: must be an http:// or https:// upstream URL, not ftp://\n`,
       );
       assert.doesNotMatch(r.stderr, STACK_FRAME);
       assert.equal(r.stdout, '', 'nothing logged: the gateway never started');

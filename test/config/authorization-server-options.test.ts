@@ -67,7 +67,7 @@ describe('config: where the authorization server is', () => {
   test('an issuer that is not an http(s) URL is refused with its line', () => {
     const text = withOptions('  issuer: as.example.com\n  client_secret: s\n');
     const all = problems(text);
-    assert.match(all[0]!, new RegExp(`^${FILE}:${lineOf(text, 'issuer:')}: phantom_token\\.issuer: must be an http`));
+    assert.match(all[0]!, new RegExp(`^${FILE}:${lineOf(text, 'issuer:')}: phantom_token\\.issuer: is not a URL \\(the issuer URL must be absolute`));
   });
 
   test('token_introspection_jwt needs issuer (the signed answer\'s iss is checked against it)', () => {

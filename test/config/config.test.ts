@@ -239,23 +239,30 @@ routes:
 });
 
 describe('config: URLs', () => {
-  for (const bad of ['not a url', 'ftp://as.example/introspect', 'https://user:pw@as.example/introspect', 'https://as.example/introspect#x', '']) {
-    test(`introspection_endpoint ${JSON.stringify(bad)} is refused with its line`, () => {
+  // One message per rule: the user learns which one failed.
+  for (const [bad, why] of [
+    ['not a url', 'is not a URL (the introspection endpoint URL must be absolute, such as https://host/path)'],
+    ['', 'is not a URL (the introspection endpoint URL must be absolute, such as https://host/path)'],
+    ['ftp://as.example/introspect', 'must be an http:// or https:// introspection endpoint URL, not ftp://'],
+    ['https://user:pw@as.example/introspect', 'must not contain credentials (user:password@): give them as client_id and client_secret'],
+    ['https://as.example/introspect#x', 'must not have a fragment (#...): it is never sent'],
+  ] as const) {
+    test(`introspection_endpoint ${JSON.stringify(bad)} is refused with its line and the rule it breaks`, () => {
       const text = BASE.replace('https://login.example.com/oauth/v2/oauth-introspect', JSON.stringify(bad));
-      assert.equal(
-        problem(text),
-        `${FILE}:${lineOf(text, 'introspection_endpoint')}: phantom_token.introspection_endpoint: must be an http:// or https:// introspection endpoint URL without credentials or fragment`,
-      );
+      assert.equal(problem(text), `${FILE}:${lineOf(text, 'introspection_endpoint')}: phantom_token.introspection_endpoint: ${why}`);
     });
   }
 
-  for (const bad of ['127.0.0.1:3000', 'ws://127.0.0.1:3000', 'http://u:p@127.0.0.1:3000']) {
-    test(`upstream ${JSON.stringify(bad)} is refused with its line`, () => {
+  for (const [bad, why] of [
+    ['127.0.0.1:3000', 'is not a URL (the upstream URL must be absolute, such as https://host/path)'],
+    ['ws://127.0.0.1:3000', 'must be an http:// or https:// upstream URL, not ws://'],
+    ['http://u:p@127.0.0.1:3000', 'must not contain credentials (user:password@)'],
+    ['http://127.0.0.1:3000/#top', 'must not have a fragment (#...): it is never sent'],
+    ['http://127.0.0.1:3000/?a=1', "must not contain a query string (the client's query string is forwarded)"],
+  ] as const) {
+    test(`upstream ${JSON.stringify(bad)} is refused with its line and the rule it breaks`, () => {
       const text = BASE.replace('http://127.0.0.1:3000', bad);
-      assert.equal(
-        problem(text),
-        `${FILE}:${lineOf(text, 'upstream:')}: routes[0].upstream: must be an http:// or https:// upstream URL without credentials or fragment`,
-      );
+      assert.equal(problem(text), `${FILE}:${lineOf(text, 'upstream:')}: routes[0].upstream: ${why}`);
     });
   }
 

@@ -199,3 +199,35 @@ describe('config: a YAML syntax error is one sentence: the first error, its line
     assert.equal(problem('listen:\n  host: "x\n  port: 1\n'), `${FILE}:4: YAML syntax error at column 1: Missing closing "quote`);
   });
 });
+
+describe("config: hints for other gateways' option names (Kong, APISIX, Curity's NGINX module)", () => {
+  const text = (block: string, top = '') => `phantom_token:\n  introspection_endpoint: https://as.example/i\n  client_id: c\n  client_secret: s\n${block}${top}${ROUTES}`;
+  for (const [option, hint] of [
+    ['introspection_url: https://as.example/i', '(did you mean "introspection_endpoint"?)'],
+    ['introspection_endpoint_auth_method: client_secret_post', '(did you mean "client_auth_method"?)'],
+    ['ssl_verify: false', '(did you mean "verify_ssl"?)'],
+    ['ttl: 60', '(did you mean "token_cache_seconds"?)'],
+    ['timeout: 3', '(did you mean "timeout_ms"? in milliseconds)'],
+    ['discovery: https://as.example/.well-known/openid-configuration', '(did you mean "issuer"? the issuer\'s URL: its discovery document is read from issuer + /.well-known/...)'],
+    ['hide_credentials: true', "(not needed: on a protected route the opaque token never reaches the upstream (a JWT replaces it), and an open route drops the client's Authorization unless forward_authorization: true)"],
+    ['bearer_only: true', '(not needed: the gateway only accepts bearer tokens and never redirects to a login page)'],
+    ['token_signing_alg_values_expected: [RS256]', "(not needed: minted JWTs are signed with minting.signing_key_file's key (its type picks the algorithm); signed introspection answers are checked with jwks_uri)"],
+  ] as const) {
+    test(`phantom_token.${option.split(':')[0]}: ${hint}`, () => {
+      const t = text(`  ${option}\n`);
+      assert.equal(problem(t), `${FILE}:5: phantom_token.${option.split(':')[0]}: unknown option ${hint}`);
+    });
+  }
+
+  test('a phantom token option outside its block, or a foreign name at the top level, points into the block', () => {
+    const all = problems(text('', 'client_secret: s\nintrospection_url: https://as.example/i\n'));
+    assert.deepEqual(all, [
+      `${FILE}:5: client_secret: unknown option (did you mean "phantom_token.client_secret"? the phantom token options go in the phantom_token block, at the top level or on a route)`,
+      `${FILE}:6: introspection_url: unknown option (did you mean "phantom_token.introspection_endpoint"?)`,
+    ]);
+  });
+
+  test('foreign names are not hinted in unrelated blocks (upstream.timeout)', () => {
+    assert.equal(problem(text('', 'upstream:\n  timeout: 3\n')), `${FILE}:6: upstream.timeout: unknown option`);
+  });
+});
