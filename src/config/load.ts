@@ -177,9 +177,17 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
 
     const overrides = overridesOf(route.phantom_token, i);
     if (overrides === undefined) return;
-    const { phantom_token: _pt, ...common } = route;
+    const { phantom_token: _pt, forward_authorization: forwardAuthorization, ...rest } = route;
+    const common = { ...rest, forward_authorization: overrides === false && forwardAuthorization === true };
     if (overrides === false) {
       routes.push({ ...common, phantom_token: false });
+      return;
+    }
+    if (forwardAuthorization !== undefined) {
+      const where = ['routes', i, 'forward_authorization'];
+      problems.push(
+        `${lineOf(where)}: ${fmt(where)}: is only for open routes (phantom_token: false): on a protected route the JWT always replaces the client's Authorization`,
+      );
       return;
     }
     // A route's choice of secret source replaces the inherited one (there is no way to unset an option).

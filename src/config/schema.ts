@@ -211,6 +211,11 @@ export const configSchema = z.strictObject({
         body_idle_timeout_ms: int(100, 3_600_000).default(10_000),
         // This route's bound instead of server.max_body_bytes.
         max_body_bytes: int(0).optional(),
+        // Open routes (phantom_token: false) drop the client's Authorization:
+        // the opaque token is no business of a public service. true keeps it
+        // (an upstream with its own authentication); refused on a protected
+        // route, where the JWT always replaces it (see load.ts).
+        forward_authorization: bool().optional(),
       }),
       'must be a list of routes',
     )
@@ -351,6 +356,11 @@ export interface RouteConfig {
   readonly request_buffering: boolean;
   readonly body_idle_timeout_ms: number;
   readonly max_body_bytes?: number;
+  /**
+   * Open routes only: pass the client's `Authorization` on (false, the
+   * default: it is removed). Always false on a protected route.
+   */
+  readonly forward_authorization: boolean;
   /** Merged options, or false for an unprotected route. */
   readonly phantom_token: Readonly<PhantomTokenOptions> | false;
 }

@@ -169,6 +169,8 @@ export function deniedResponse(err: GatewayError): CheckResponse {
 }
 
 const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [] } });
+/** An open route without `forward_authorization`: the client's Authorization (the opaque token) does not reach the upstream. */
+const OPEN_DROPPING: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: ['authorization'] } });
 
 /**
  * What a decision becomes on the wire. With `identity` (from
@@ -178,9 +180,10 @@ const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_re
  */
 export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckResponse {
   if (!d.allow) return deniedResponse(d.error);
+  const dropAuthorization = d.token === undefined && d.route.guard === undefined && !d.route.config.forward_authorization;
   if (identity === undefined) {
-    // An open route or a CORS preflight: nothing to swap, the request passes as it is.
-    if (d.token === undefined) return OPEN;
+    // An open route or a CORS preflight: nothing to swap, the request passes as it is (an open route's Authorization removed).
+    if (d.token === undefined) return dropAuthorization ? OPEN_DROPPING : OPEN;
     return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
   }
   const pairs: string[] = [];
@@ -193,6 +196,7 @@ export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckRes
     set.add(pairs[i]!);
   }
   const remove = identity.names.filter((n) => !set.has(n));
+  if (dropAuthorization) remove.push('authorization');
   return { status: { code: GrpcCode.OK }, ok_response: remove.length > 0 ? { headers, headers_to_remove: remove } : { headers } };
 }
 

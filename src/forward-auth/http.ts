@@ -49,8 +49,10 @@ const seconds = (n: number): string => SECONDS[n] ?? String(n);
  * comes back as
  *
  * - an allow: `200`, `X-Accel-Expires: <seconds>` first, `Authorization:
- *   Bearer <jwt>` (none on an open route or a CORS preflight), the identity
- *   headers, `Cache-Control: private`, no body;
+ *   Bearer <jwt>` (none for a CORS preflight; on an open route none and
+ *   `X-Envoy-Auth-Headers-To-Remove: authorization`, or the client's own with
+ *   `forward_authorization: true`), the identity headers, `Cache-Control:
+ *   private`, no body;
  * - a refusal: `renderRefusal()`'s status, headers and JSON body, with
  *   `X-Accel-Expires` first (the negative TTL for an inactive token or a
  *   missing scope, else `0`: NGINX never caches it).
@@ -188,6 +190,15 @@ export class ForwardAuthListener {
     if (token !== undefined) {
       out.push('authorization', token.authorization);
       this.#identity?.append(token, out);
+    } else if (d.route.guard === undefined) {
+      // An open route. Its Authorization (the opaque token) is dropped: Traefik
+      // and Caddy remove a copied header the answer lacks, Envoy removes what
+      // x-envoy-auth-headers-to-remove lists. forward_authorization: true
+      // hands the client's back, for the proxies that copy it (never cached:
+      // X-Accel-Expires is 0 here).
+      const auth = h.authorization[0];
+      if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', 'authorization');
+      else if (auth !== undefined) out.push('authorization', auth);
     }
     out.push('cache-control', 'private', 'content-length', '0');
     if (h.hasBody || this.#draining) out.push('connection', 'close');

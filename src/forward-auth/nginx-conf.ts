@@ -470,7 +470,10 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
       lines.push('proxy_set_header Authorization $phantom_authorization;');
       identity.forEach((h, i) => lines.push(`proxy_set_header ${h} $phantom_identity_${i};`));
     } else {
-      // The client's Authorization passes to an open route, as with the gateway; identity headers never do.
+      // An open route, as with the gateway: the client's Authorization (an
+      // opaque token) is removed unless forward_authorization is true;
+      // identity headers never pass.
+      if (!rc.forward_authorization) lines.push('proxy_set_header Authorization "";');
       identity.forEach((h) => lines.push(`proxy_set_header ${h} "";`));
     }
     lines.push(`proxy_set_header Host ${q(u.host)};`);

@@ -159,7 +159,9 @@ export interface RequestHeaderScan {
  * `keepUnderscores`) every field whose name contains `_`.
  *
  * @param keepForwarding keep the client's proxy-supplied fields (trusted peer).
- * @param keepAuthorization pass the client's `Authorization` on (unprotected route).
+ * @param keepAuthorization pass the client's `Authorization` on: only an open
+ *   route with `forward_authorization: true` (an open route otherwise drops
+ *   it, so the opaque token never reaches a service that has no use for it).
  * @param keepUnderscores pass names with `_` (`server.underscores_in_headers`).
  */
 export function scanRequestHeaders(raw: readonly string[], keepForwarding: boolean, keepAuthorization: boolean, keepUnderscores = false): RequestHeaderScan {

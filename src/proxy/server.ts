@@ -42,6 +42,8 @@ interface CompiledRoute {
   readonly base: string;
   readonly pool: Pool;
   readonly guard: Guard | undefined;
+  /** Pass the client's Authorization to the upstream: an open route with `forward_authorization: true` only. */
+  readonly keepAuthorization: boolean;
   /** Read request bodies completely before dispatch (else stream them). */
   readonly buffering: boolean;
   readonly body: StreamLimits;
@@ -133,7 +135,7 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, buffering: r.request_buffering, body };
+      return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, keepAuthorization: guard === undefined && r.forward_authorization, buffering: r.request_buffering, body };
     });
 
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
@@ -209,7 +211,7 @@ export class Gateway {
       }
       const route = this.#routes[match.index]!;
       const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
-      const scan = scanRequestHeaders(raw, trusted, route.guard === undefined, this.config.server.underscores_in_headers);
+      const scan = scanRequestHeaders(raw, trusted, route.keepAuthorization, this.config.server.underscores_in_headers);
       if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
       // RFC 9112 §3.2 (HTTP/1.0 may omit it).
       if (scan.host === undefined && req.httpVersionMinor === 1) return this.refuse(req, res, HOST_MISSING, start, target.path, true);

@@ -79,6 +79,7 @@ describe('config: defaults', () => {
           path: '/api',
           upstream: 'http://127.0.0.1:3000',
           request_buffering: true,
+          forward_authorization: false,
           body_idle_timeout_ms: 10_000,
           phantom_token: {
             introspection_endpoint: 'https://login.example.com/oauth/v2/oauth-introspect',
@@ -99,7 +100,7 @@ describe('config: defaults', () => {
             access_tokens_only: true,
           },
         },
-        { path: '/public', upstream: 'http://127.0.0.1:3001/v1', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false },
+        { path: '/public', upstream: 'http://127.0.0.1:3001/v1', request_buffering: true, body_idle_timeout_ms: 10_000, forward_authorization: false, phantom_token: false },
       ],
     });
   });
@@ -376,7 +377,7 @@ describe('config: routes', () => {
   test('request body options of a route: streaming opt-in with its idle bound, and its own size bound', () => {
     const cfg = parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    request_buffering: false\n    body_idle_timeout_ms: 2000\n    max_body_bytes: 1073741824\n');
     assert.deepEqual(cfg.routes, [
-      { path: '/up', upstream: 'http://127.0.0.1:3000', request_buffering: false, body_idle_timeout_ms: 2000, max_body_bytes: 1073741824, phantom_token: false },
+      { path: '/up', upstream: 'http://127.0.0.1:3000', request_buffering: false, body_idle_timeout_ms: 2000, max_body_bytes: 1073741824, forward_authorization: false, phantom_token: false },
     ]);
     assert.throws(() => parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    request_buffering: maybe\n'), /request_buffering: must be true or false/);
     assert.throws(() => parse('routes:\n  - path: /up\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n    body_idle_timeout_ms: 5\n'), /body_idle_timeout_ms: must be at least 100/);
@@ -384,7 +385,7 @@ describe('config: routes', () => {
 
   test('routes with phantom_token: false need no phantom_token options at all', () => {
     const cfg = parse('routes:\n  - path: /\n    upstream: http://127.0.0.1:3000\n    phantom_token: false\n');
-    assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', request_buffering: true, body_idle_timeout_ms: 10_000, phantom_token: false }]);
+    assert.deepEqual(cfg.routes, [{ path: '/', upstream: 'http://127.0.0.1:3000', request_buffering: true, body_idle_timeout_ms: 10_000, forward_authorization: false, phantom_token: false }]);
   });
 
   test('per-route overrides merge over the top-level block, which stays the default for other routes', () => {

@@ -485,7 +485,8 @@ describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_hea
     const open = await h.check(envoyRequest({ path: '/public/x', headers: { 'x-subject': 'spoofed' } }));
     assert.equal(open.status.code, 0);
     assert.deepEqual(open.ok_response!.headers, []);
-    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant']);
+    // ...and the client's Authorization: an open route does not forward it (forward_authorization).
+    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant', 'authorization']);
   });
 });
 
