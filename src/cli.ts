@@ -12,6 +12,7 @@ import { exportSigningKey, generateSigningKey, importSigningKey, mints, type Sig
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
        phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
        phantom-gateway jwks --config <file.yaml>   (the keys minted tokens verify with; see jwks --help)
+       phantom-gateway schema   (the configuration's JSON Schema, for editors; see schema --help)
 
   -c, --config <file>   gateway configuration (YAML)
       --check           validate the configuration and exit
@@ -23,6 +24,7 @@ const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'nginx-conf') return (await import('./forward-auth/nginx-conf-cli.js')).runNginxConf(argv.slice(1));
   if (argv[0] === 'jwks') return (await import('./minting/jwks-cli.js')).runJwks(argv.slice(1));
+  if (argv[0] === 'schema') return (await import('./config/json-schema.js')).runSchema(argv.slice(1));
   let args;
   try {
     args = parseArgs({
