@@ -231,3 +231,30 @@ describe("config: hints for other gateways' option names (Kong, APISIX, Curity's
     assert.equal(problem(text('', 'upstream:\n  timeout: 3\n')), `${FILE}:6: upstream.timeout: unknown option`);
   });
 });
+
+describe('config: the gateway logs the file\'s warnings at start', () => {
+  test('createGuards logs each one as a warn line with its option, never the value of a secret', async () => {
+    const { Writable } = await import('node:stream');
+    const { createGuards } = await import('../../src/core/guards.js');
+    const { createLogger } = await import('../../src/observability/logger.js');
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const text = `phantom_token:\n  introspection_endpoint: https://as.example/i\n  client_id: $CLIENT_ID\n  client_secret: pa$SWORD\n${ROUTES}`;
+    const guards = createGuards(parse(text), { logger: createLogger('info', sink) });
+    await guards.close();
+    const warned = lines.filter((l) => l.level === 40 || l.level === 'warn');
+    assert.deepEqual(
+      warned.map((l) => [l.option, l.msg]),
+      [
+        ['phantom_token.client_id', `${FILE}:3: phantom_token.client_id: contains $CLIENT_ID, which is not replaced: write \${CLIENT_ID} to read the environment variable`],
+        ['phantom_token.client_secret', `${FILE}:4: phantom_token.client_secret: contains $ followed by a variable-like name, which is not replaced: write \${NAME} to read an environment variable`],
+      ],
+    );
+    assert.doesNotMatch(JSON.stringify(lines), /SWORD/);
+  });
+});
