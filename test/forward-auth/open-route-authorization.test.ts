@@ -1,10 +1,12 @@
 /*
  * Open routes (phantom_token: false) and the client's Authorization behind
  * the decision services: the HTTP listener's answer, Envoy's gRPC check, and
- * the NGINX configuration `nginx-conf` generates (run by a real NGINX).
+ * the NGINX configuration `nginx-conf` generates (run by a real NGINX), and
+ * the shipped Caddyfile in front of a real Caddy.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { decide } from '../../src/core/decide.js';
@@ -15,7 +17,9 @@ import { ForwardAuthListener } from '../../src/forward-auth/http.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { freePort } from '../helpers/cli.js';
 import { ask, forwarded, startForwardAuth, type TestForwardAuth } from '../helpers/forward-auth.js';
+import { startCaddy, type RunningCaddy } from '../helpers/caddy.js';
 import { skip, startGeneratedNginx, type NginxInstance } from '../helpers/nginx.js';
+import { findProgram } from '../helpers/services.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 const yaml = (as: string, api = 'http://127.0.0.1:3000', faPort = 0) => `
@@ -143,5 +147,46 @@ describe('nginx-conf: an open route', () => {
       }
       assert.equal(as.calls.length, 0);
     });
+  });
+});
+
+describe('Caddy forward_auth (examples/caddy/Caddyfile as shipped) in front of the listener: an open route', { skip: findProgram('caddy', 'caddy').skip }, () => {
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let listener: ForwardAuthListener;
+  let caddy: RunningCaddy;
+  let site: string;
+  before(async () => {
+    as = await startScriptedIntrospection();
+    api = await startEchoUpstream();
+    const config = parseConfig(yaml(as.url, api.url), { env: {} });
+    listener = new ForwardAuthListener(config, { logger: createLogger('silent') });
+    const decisions = await listener.listen(0, '127.0.0.1');
+    const port = await freePort();
+    const caddyfile = readFileSync(new URL('../../examples/caddy/Caddyfile', import.meta.url), 'utf8')
+      .replace('admin localhost:2019', 'admin off')
+      .replace('http://:8080', `http://127.0.0.1:${port}`)
+      .replaceAll('127.0.0.1:8081', `127.0.0.1:${decisions.port}`)
+      .replaceAll('127.0.0.1:3000', `127.0.0.1:${api.port}`);
+    caddy = await startCaddy(findProgram('caddy', 'caddy').path!, caddyfile);
+    site = `http://127.0.0.1:${port}`;
+  });
+  after(async () => {
+    await caddy?.close();
+    await listener?.close();
+    await as?.close();
+    await api?.close();
+  });
+
+  test("the upstream of an open route receives no Authorization; with forward_authorization: true it receives the client's", async () => {
+    for (const [path, expected] of [['/public/x', undefined], ['/legacy/x', 'Bearer opaque-abc']] as const) {
+      api.received.length = 0;
+      const res = await request(`${site}${path}`, { headers: { authorization: 'Bearer opaque-abc' } });
+      assert.equal(res.statusCode, 200, path);
+      await res.body.dump();
+      assert.equal(api.received.length, 1);
+      assert.equal(api.received[0]!.headers.authorization, expected, path);
+    }
+    assert.equal(as.calls.length, 0);
   });
 });
