@@ -130,7 +130,7 @@ export async function wrkLoad(url: string, opts: { connections: number; seconds:
   const ticks = () => (opts.pids ?? []).reduce((a, p) => a + cpuTicks(p), 0);
   const before = ticks();
   const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = transientChild(spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let text = '';
     p.stdout.on('data', (c: Buffer) => (text += c.toString()));
     p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk failed: ${text}`))));
@@ -148,6 +148,66 @@ export async function wrkLoad(url: string, opts: { connections: number; seconds:
     errors: errors + (opts.expectRefusals ? 0 : non2xx),
     cpuUsPerReq: opts.pids && opts.pids.length > 0 && requests > 0 ? (((after - before) / HZ) * 1e6) / requests : undefined,
   };
+}
+
+/** Exit status by signal, as a shell reports it (128 + the signal number). */
+export const SIGNAL_EXIT: Readonly<Record<'SIGINT' | 'SIGTERM' | 'SIGHUP', number>> = Object.freeze({ SIGINT: 130, SIGTERM: 143, SIGHUP: 129 });
+
+const transient = new Set<ChildProcess>();
+let signalsHandled = false;
+
+/**
+ * Ctrl+C (SIGINT), `kill` (SIGTERM) and a closed terminal (SIGHUP) end the
+ * benchmark through process.exit(), so that its 'exit' handlers run and stop
+ * every subject it started: a signal's default action would end the process
+ * without them, leaving NGINX, gateways and their ports behind. Short-lived
+ * children (wrk, sub-benchmarks) get SIGTERM on the way out; a sub-benchmark
+ * then stops its own subjects the same way. Idempotent.
+ */
+export function exitOnSignals(): void {
+  if (signalsHandled) return;
+  signalsHandled = true;
+  process.on('exit', () => {
+    for (const c of transient) {
+      try {
+        c.kill('SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  });
+  for (const [signal, status] of Object.entries(SIGNAL_EXIT)) process.on(signal, () => process.exit(status));
+}
+
+/** Tracks a short-lived child so that exitOnSignals() stops it if the benchmark ends first. */
+export function transientChild<T extends ChildProcess>(child: T): T {
+  transient.add(child);
+  child.once('exit', () => transient.delete(child));
+  return child;
+}
+
+/**
+ * Runs another benchmark script to completion without blocking the event
+ * loop (spawnSync would hold a SIGTERM until the child finished, minutes
+ * later): the child is tracked, so a signal meanwhile stops it too.
+ */
+export function runChild(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = transientChild(spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 export const median = (xs: number[]) => {
@@ -173,7 +233,7 @@ export class Subjects {
     this.#cwd = cwd;
     this.#dirs = dirs;
     process.on('exit', () => this.stopAll());
-    process.on('SIGINT', () => process.exit(130));
+    exitOnSignals();
   }
 
   start(cmd: string, args: string[], name: string): ChildProcess {

@@ -23,7 +23,7 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load } from './processes.js';
+import { exitOnSignals, freePort, median, nginxMainConf, runChild, waitForPort, wrkLoad, type Load } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -106,7 +106,7 @@ function stopAll(): void {
   rmSync(work, { recursive: true, force: true });
 }
 process.on('exit', stopAll);
-process.on('SIGINT', () => process.exit(130));
+exitOnSignals();
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -351,31 +351,30 @@ ${extra}`,
   // Token scanning (bench/scanning.ts, its own processes): a legitimate new
   // token's latency while another client bursts 300 garbage tokens; for the
   // baseline too when there is one.
-  const scanning = (bin: string): unknown => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/scanning.ts')], {
+  const scanning = async (bin: string): Promise<unknown> => {
+    const r = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/scanning.ts')], {
       cwd: ROOT,
-      encoding: 'utf8',
       env: { ...process.env, SCAN_GATEWAY_BIN: bin, SCAN_ROUNDS: String(QUICK ? 2 : 5) },
-      timeout: 180_000,
+      timeoutMs: 180_000,
     });
     if (r.status !== 0) throw new Error(`bench/scanning.ts failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as unknown;
   };
   process.stderr.write('token scanning\n');
-  const scan = scanning(join(ROOT, 'bin/phantom-gateway.js')) as { legitimate: { p50_ms: number; max_ms: number; statuses: number[] }; introspections_per_round: number[] };
-  const scanBase = baselineBin === undefined ? undefined : (scanning(baselineBin) as typeof scan);
+  const scan = (await scanning(join(ROOT, 'bin/phantom-gateway.js'))) as { legitimate: { p50_ms: number; max_ms: number; statuses: number[] }; introspections_per_round: number[] };
+  const scanBase = baselineBin === undefined ? undefined : ((await scanning(baselineBin)) as typeof scan);
 
   // NGINX in front with the forward-auth listener (bench/nginx-forward-auth.ts,
   // its own processes, after the subjects above have stopped loading the machine).
   process.stderr.write('nginx + forward-auth\n');
-  const nfa = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/nginx-forward-auth.ts')], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 900_000 });
+  const nfa = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/nginx-forward-auth.ts')], { cwd: ROOT, timeoutMs: 900_000 });
   if (nfa.status !== 0) throw new Error(`bench/nginx-forward-auth.ts failed: ${nfa.stderr}`);
   const nginxForwardAuth = JSON.parse(nfa.stdout) as { table: string; curity: string };
 
   // The json dialect (introspect, mint, sign) against the jwt dialect
   // (bench/dialects.ts, its own processes): cache hit and cold path.
   process.stderr.write('dialects: json against jwt\n');
-  const dia = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dialects.ts')], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 600_000 });
+  const dia = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dialects.ts')], { cwd: ROOT, timeoutMs: 600_000 });
   if (dia.status !== 0) throw new Error(`bench/dialects.ts failed: ${dia.stderr}`);
   const dialects = JSON.parse(dia.stdout) as { table: string };
 

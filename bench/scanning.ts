@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
-import { freePort, sleep, waitForPort } from './processes.js';
+import { exitOnSignals, freePort, sleep, waitForPort } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.SCAN_ROUNDS ?? 5);
@@ -52,6 +52,7 @@ function stopAll(): void {
   rmSync(work, { recursive: true, force: true });
 }
 process.on('exit', stopAll);
+exitOnSignals();
 const watchdog = setTimeout(() => {
   process.stderr.write('scanning benchmark: watchdog fired after 120 s\n');
   process.exit(1);

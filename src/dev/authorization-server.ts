@@ -78,18 +78,22 @@ type OidcModule = typeof import('oidc-provider');
 
 let oidc: Promise<OidcModule> | undefined;
 
+/** Terminal colour and style sequences (ESC [ ... m). */
+const SGR = /\x1b\[[0-9;]*m/g;
+
 /**
  * oidc-provider 9 prints "Unsupported runtime" on Node 20 (it only checks the
  * LTS name; it runs on 20) and notices about its development defaults. Those
  * lines are dropped while it loads and is configured; the gateway's own demo
- * prints what matters, louder.
+ * prints what matters, louder. On a terminal oidc-provider wraps them in
+ * colour codes, so the prefix is looked for with those removed.
  */
 async function quietly<T>(fn: () => Promise<T> | T): Promise<T> {
   const { warn, info } = console;
   const filter =
     (orig: (...a: unknown[]) => void) =>
     (...args: unknown[]) => {
-      if (typeof args[0] === 'string' && args[0].startsWith('oidc-provider ')) return;
+      if (typeof args[0] === 'string' && args[0].replace(SGR, '').startsWith('oidc-provider ')) return;
       orig.apply(console, args);
     };
   console.warn = filter(warn);

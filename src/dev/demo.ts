@@ -11,11 +11,13 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, ConfigError } from '../config/load.js';
+import type { DestinationStream } from 'pino';
 import { createLogger } from '../observability/logger.js';
 import { Gateway } from '../proxy/server.js';
 import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from './authorization-server.js';
 import { startExampleApi, type ExampleApi } from './example-api.js';
 import { JWKS_PATH } from '../minting/publish.js';
+import { humanLog } from './log-lines.js';
 
 const CONFIG = fileURLToPath(new URL('../../examples/demo.yaml', import.meta.url));
 
@@ -47,8 +49,10 @@ export interface Demo {
   api: ExampleApi;
   gateway: Gateway;
   ports: DemoPorts;
-  /** The commands printed for the user, ready to paste into a shell. */
+  /** The commands printed for the user, ready to paste into a shell (one script, `\` continuations included). */
   commands: string;
+  /** The same, one entry per command. */
+  commandList: string[];
   close(): Promise<void>;
 }
 
@@ -70,7 +74,7 @@ function busy(what: string, p: number, hint: string, err: unknown): never {
 }
 
 /** Starts the three parts; resolves when all listen. */
-export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dialect?: DemoDialect } = {}): Promise<Demo> {
+export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dialect?: DemoDialect; log?: DestinationStream } = {}): Promise<Demo> {
   const dialect = opts.dialect ?? 'jwt';
   const started: { close(): Promise<void> }[] = [];
   const closeAll = async () => {
@@ -92,7 +96,7 @@ export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dia
     );
     started.push(api);
     const config = loadConfigFile(CONFIG, { ...process.env, AS_PORT: String(as.port), API_PORT: String(api.port), GATEWAY_PORT: String(gatewayPort), DEMO_DIALECT: dialect });
-    const logger = createLogger(opts.logLevel ?? config.log.level);
+    const logger = createLogger(opts.logLevel ?? config.log.level, opts.log);
     const gateway = new Gateway(config, { logger });
     const addr = await gateway.listen().catch(async (err) => {
       await gateway.close();
@@ -100,7 +104,8 @@ export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dia
     });
     started.push(gateway);
     const actual = { as: as.port, api: api.port, gateway: addr.port };
-    return { dialect, signer, as, api, gateway, ports: actual, commands: commands(actual, as), close: closeAll };
+    const commandList = commands(actual, as);
+    return { dialect, signer, as, api, gateway, ports: actual, commands: commandList.join('\n'), commandList, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
@@ -116,23 +121,32 @@ async function unusedPort(): Promise<number> {
   return port;
 }
 
-function commands(ports: DemoPorts, as: DevAuthorizationServer): string {
+/** The two commands, each within 80 columns once indented by the banner (`\` continuations). */
+function commands(ports: DemoPorts, as: DevAuthorizationServer): string[] {
   const { client } = DEV_CLIENTS;
   return [
-    `TOKEN=$(curl -s -X POST ${as.tokenEndpoint} -d client_id=${client.id} -d client_secret=${client.secret} -d grant_type=client_credentials -d scope=read | sed -E 's/.*"access_token":"([^"]+)".*/\\1/'); echo "$TOKEN"`,
+    [
+      `TOKEN=$(curl -s -X POST ${as.tokenEndpoint} \\`,
+      `  -d client_id=${client.id} -d client_secret=${client.secret} \\`,
+      `  -d grant_type=client_credentials -d scope=read \\`,
+      `  | sed -E 's/.*"access_token":"([^"]+)".*/\\1/'); echo "$TOKEN"`,
+    ].join('\n'),
     `curl -s http://localhost:${ports.gateway}/api -H "Authorization: Bearer $TOKEN"`,
-  ].join('\n');
+  ];
 }
 
-function banner(demo: Demo): string {
+/** Every line fits 80 columns (ports of five digits included). */
+export function banner(demo: Demo): string {
   const { ports, as } = demo;
   const line = '='.repeat(78);
-  const cmds = demo.commands.split('\n');
+  const indent = (text: string) => text.replace(/^/gm, '     ');
+  const [getToken, callApi] = demo.commandList.map(indent);
   const mode =
     demo.dialect === 'json'
-      ? `  Mode: json. The authorization server answers introspection in plain RFC 7662
-  JSON; the gateway mints the JWT (RFC 9068, signed with a key made at start)
-  and publishes its keys at ${demo.signer.jwksUri.replace('127.0.0.1', 'localhost')}.
+      ? `  Mode: json. The authorization server answers introspection in plain
+  RFC 7662 JSON; the gateway mints the JWT (RFC 9068, signed with a key made
+  at start) and publishes its keys at
+    ${demo.signer.jwksUri.replace('127.0.0.1', 'localhost')}
   The API verifies the JWT against them (iss ${demo.signer.issuer}).`
       : `  Mode: jwt. The authorization server answers introspection with the JWT
   itself (Curity style, Accept: application/jwt); the API verifies it against
@@ -145,20 +159,26 @@ ${line}
 ${line}
 ${mode}
 
-  Authorization server  ${as.issuer}   (oidc-provider, discovery at /.well-known/openid-configuration)
-  Example API           http://localhost:${ports.api}/api   (validates the JWT itself, needs scope read)
-  Gateway               http://localhost:${ports.gateway}/api   (phantom token: opaque in, JWT out)
+  Authorization server  ${as.issuer}
+                        oidc-provider; discovery at
+                        /.well-known/openid-configuration
+  Example API           http://localhost:${ports.api}/api
+                        validates the JWT itself, needs scope read
+  Gateway               http://localhost:${ports.gateway}/api
+                        phantom token: opaque in, JWT out
 
-  1. Get an opaque access token (client credentials, as in the Curity tutorial):
+  1. Get an opaque access token (client credentials, as in the Curity
+     tutorial):
 
-     ${cmds[0]}
+${getToken}
 
   2. Call the API through the gateway with it:
 
-     ${cmds[1]}
+${callApi}
 
-  The API answers with the claims of the JWT it received. Sent straight to the
-  API (port ${ports.api}), the opaque token is refused: only the gateway turns it into a JWT.
+  The API answers with the claims of the JWT it received. Sent straight to
+  the API (port ${ports.api}), the opaque token is refused: only the gateway
+  turns it into a JWT. The gateway's requests are logged below.
   Ctrl+C stops everything.
 ${line}
 `;
@@ -197,7 +217,7 @@ async function run(): Promise<number> {
       api: port(values['api-port'], process.env.API_PORT, 3000, '--api-port'),
       gateway: port(values['gateway-port'], process.env.GATEWAY_PORT, 8080, '--gateway-port'),
     };
-    demo = await startDemo(ports, { dialect });
+    demo = await startDemo(ports, { dialect, log: humanLog(process.stdout) });
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError || (err instanceof Error && /NODE_ENV=production/.test(err.message))) {
       process.stderr.write(`demo: ${err.message}\n`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { request } from 'undici';
-import { startDemo, type Demo } from '../../src/dev/demo.js';
+import { banner, startDemo, type Demo } from '../../src/dev/demo.js';
 import { DEV_CLIENTS } from '../../src/dev/authorization-server.js';
 
 async function clientCredentials(demo: Demo, scope: string): Promise<string> {
@@ -21,6 +21,73 @@ async function callGateway(demo: Demo, token?: string) {
   const res = await request(`http://127.0.0.1:${demo.ports.gateway}/api`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   return { status: res.statusCode, headers: res.headers, body: (await res.body.json()) as Record<string, any> };
 }
+
+
+/** Every line of `text` within 80 columns. */
+function assertFits80(text: string): void {
+  const long = text.split('\n').filter((l) => l.length > 80);
+  assert.deepEqual(long, [], 'lines over 80 columns');
+}
+
+/** The banner shows each command as `commands` holds it (which the bash tests run), continued with `\`. */
+function assertPrintsCommands(text: string, demo: Demo): void {
+  assert.ok(demo.commandList.length === 2 && demo.commands === demo.commandList.join('\n'));
+  for (const cmd of demo.commandList) assert.ok(text.includes(cmd.replace(/^/gm, '     ')), `the banner prints:\n${cmd}`);
+  assert.match(demo.commandList[0]!, / \\\n/, 'the token command is continued over lines');
+}
+
+/** Starts the demo as `npm start` does (optionally under a pseudo-terminal) and collects its output. */
+function startDemoProcess(args: string[], opts: { pty?: boolean } = {}) {
+  const argv = ['dist/dev/demo.js', ...args];
+  const child = opts.pty
+    ? spawn('script', ['-qfec', [process.execPath, ...argv].map((a) => `'${a}'`).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    async waitFor(pattern: RegExp, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      while (!pattern.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out, pattern);
+    },
+  };
+}
+
+describe('demo: what a person sees on a terminal', () => {
+  test('under a pseudo-terminal (script), oidc-provider coloured warnings are dropped too, and Ctrl+C stops the demo', { skip: spawnSync('sh', ['-c', 'command -v script']).status !== 0 && process.env.CI !== 'true' ? 'script (util-linux) is not installed' : false }, async () => {
+    const demo = startDemoProcess(['--as-port', '0', '--api-port', '0', '--gateway-port', '0'], { pty: true });
+    await demo.waitFor(/Ctrl\+C stops everything/);
+    // A real terminal: oidc-provider sees a TTY and colours its lines (ESC [ 31;1m).
+    demo.child.stdin!.write('\x03');
+    const [code] = await once(demo.child, 'close');
+    assert.equal(code, 0, demo.out());
+    assert.match(demo.out(), /stopping the demo/);
+    assert.doesNotMatch(demo.out() + demo.err(), /oidc-provider (WARNING|NOTICE)|Unsupported runtime|\x1b\[/);
+    assertFits80(demo.out().replace(/\r/g, ''));
+  });
+
+  test('the gateway access log is printed as short human lines, not JSON', async () => {
+    const demo = startDemoProcess(['--as-port', '0', '--api-port', '0', '--gateway-port', '0']);
+    try {
+      await demo.waitFor(/Ctrl\+C stops everything/);
+      const port = /Gateway\s+http:\/\/localhost:(\d+)\/api/.exec(demo.out())![1];
+      const res = await request(`http://127.0.0.1:${port}/api/items`);
+      await res.body.dump();
+      assert.equal(res.statusCode, 401);
+      await demo.waitFor(/^\d\d:\d\d:\d\d INFO  GET \/api\/items -> 401 [\d.]+ms cache=\S+ code=\S+$/m, 10_000);
+      assert.doesNotMatch(demo.out(), /^\{/m, 'no JSON line');
+    } finally {
+      demo.child.kill('SIGINT');
+      await once(demo.child, 'close');
+    }
+    assert.equal(demo.err(), '');
+  });
+});
 
 describe('demo: embedded authorization server -> gateway -> example API (real oidc-provider)', () => {
   let demo: Demo;
@@ -133,6 +200,11 @@ describe('demo: embedded authorization server -> gateway -> example API (real oi
     assert.match(out, /"message": "API called with a valid JWT"/);
     assert.match(out, /"scope": "read"/);
   });
+
+  test('the banner fits 80 columns and prints the commands that run, with \\ continuations', () => {
+    assertFits80(banner(demo));
+    assertPrintsCommands(banner(demo), demo);
+  });
 });
 
 describe('demo --dialect json: the authorization server answers plain JSON, the gateway mints, the API verifies against the gateway JWKS (real oidc-provider)', () => {
@@ -196,6 +268,11 @@ describe('demo --dialect json: the authorization server answers plain JSON, the 
     assert.match(out, /"message": "API called with a valid JWT"/);
     assert.match(out, new RegExp(`"iss": "http://localhost:${demo.ports.gateway}"`));
   });
+
+  test('the banner fits 80 columns (json mode, with the JWKS URL) and prints the commands that run', () => {
+    assertFits80(banner(demo));
+    assertPrintsCommands(banner(demo), demo);
+  });
 });
 
 describe('npm start (the demo as a process)', () => {
@@ -208,7 +285,7 @@ describe('npm start (the demo as a process)', () => {
     const deadline = Date.now() + 20_000;
     while (!out.includes('Ctrl+C stops everything') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /Mode: json/);
-    assert.match(out, /publishes its keys at http:\/\/localhost:\d+\/\.well-known\/jwks\.json/);
+    assert.match(out, /publishes its keys at\s+http:\/\/localhost:\d+\/\.well-known\/jwks\.json/);
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);
