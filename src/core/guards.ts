@@ -80,6 +80,8 @@ export class Guards {
     this.now = deps.now ?? Date.now;
     const metrics = deps.metrics;
     this.metrics = metrics;
+    // Route labels follow the configuration these guards run (a reload builds new guards over the same metrics).
+    metrics?.useRoutes(config.routes.map((r) => r.path));
     this.store =
       deps.store ??
       new MemoryTokenCache({

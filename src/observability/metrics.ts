@@ -82,6 +82,8 @@ interface Family {
 
 class SimpleFamily implements Family {
   readonly #series: Series[] = [];
+  /** By label values: a label set asked for again (after a reload) gets the series it had. */
+  readonly #byLabels = new Map<string, Series>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -91,8 +93,13 @@ class SimpleFamily implements Family {
   ) {}
 
   series(labels: Labels): Series {
-    const s: Series = { labels, value: 0 };
-    this.#series.push(s);
+    const key = JSON.stringify(labels);
+    let s = this.#byLabels.get(key);
+    if (s === undefined) {
+      s = { labels, value: 0 };
+      this.#series.push(s);
+      this.#byLabels.set(key, s);
+    }
     return s;
   }
 
@@ -128,6 +135,7 @@ class HistogramFamily implements Family {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;
   readonly #series: HistogramSeries[] = [];
+  readonly #byLabels = new Map<string, HistogramSeries>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -135,8 +143,13 @@ class HistogramFamily implements Family {
   ) {}
 
   series(labels: Labels): HistogramSeries {
-    const s = new HistogramSeries(labels, this.bounds);
-    this.#series.push(s);
+    const key = JSON.stringify(labels);
+    let s = this.#byLabels.get(key);
+    if (s === undefined) {
+      s = new HistogramSeries(labels, this.bounds);
+      this.#series.push(s);
+      this.#byLabels.set(key, s);
+    }
     return s;
   }
 
@@ -244,11 +257,11 @@ type ByStatus = Map<number, Map<string, Series>>;
  */
 export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly registry: Registry;
-  readonly #routes: readonly string[];
+  #routes: readonly string[] = [];
   readonly #now: () => number;
   readonly #requestsFamily: SimpleFamily;
   /** [door][route + 1] (route -1: no route). */
-  readonly #requests: ByStatus[][];
+  #requests: ByStatus[][] = [];
   readonly #inflight: Series[];
   /** Prebound in-flight decrements, one per door (a listener on the response's 'close'). */
   readonly #finished: Array<() => void>;
@@ -257,26 +270,25 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly #joins: Series;
   readonly #evictions: { active: Series; inactive: Series };
   readonly #entries: { active: Series; inactive: Series };
-  readonly #cacheSizes: Array<() => { active: number; inactive: number }> = [];
+  #cacheSizes: (() => { active: number; inactive: number }) | undefined;
   readonly #introspections: SimpleFamily;
   readonly #introspectionLatency: HistogramFamily;
   readonly #servers = new Map<string, ServerHealth>();
   readonly #recorders = new Map<string, IntrospectionRecorder>();
+  readonly #upstreamFamily: HistogramFamily;
   /** [route + 1] */
-  readonly #upstreamLatency: HistogramSeries[];
+  #upstreamLatency: HistogramSeries[] = [];
   readonly #upstreamErrorsFamily: SimpleFamily;
-  readonly #upstreamErrors: Array<Map<string, Series>>;
+  #upstreamErrors: Array<Map<string, Series>> = [];
 
   constructor(opts: GatewayMetricsOptions) {
     this.registry = new Registry();
-    this.#routes = opts.routes;
     this.#now = opts.now ?? Date.now;
     const r = this.registry;
     const add = <F extends Family>(f: F): F => {
       r.registerMetric(f as never);
       return f;
     };
-    const routeLabels = ['', ...opts.routes];
 
     const build = add(new SimpleFamily('phantom_gateway_build_info', 'The running version (always 1).', 'gauge', 'first'));
     build.series({ version: opts.version ?? ownVersion(), node_version: process.version }).value = 1;
@@ -284,7 +296,6 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
     this.#requestsFamily = add(
       new SimpleFamily('phantom_gateway_requests_total', 'Requests answered, by front door, route (configured path; "" when none matched), status and internal code ("" when none).', 'counter'),
     );
-    this.#requests = DOORS.map(() => routeLabels.map(() => new Map()));
     const inflight = add(new SimpleFamily('phantom_gateway_requests_in_flight', 'Requests received and not yet answered, by front door.', 'gauge'));
     this.#inflight = DOORS.map((door) => inflight.series({ door }));
     this.#finished = this.#inflight.map((s) => () => {
@@ -308,14 +319,26 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
       new HistogramFamily('phantom_gateway_introspection_duration_seconds', 'Time from sending an introspection to its answer or failure, by authorization server (calls never sent are left out).'),
     );
 
-    const upstream = add(new HistogramFamily('phantom_gateway_upstream_duration_seconds', "Time from dispatching a request to the upstream to its response headers, by route."));
-    this.#upstreamLatency = routeLabels.map((route) => upstream.series({ route }));
+    this.#upstreamFamily = add(new HistogramFamily('phantom_gateway_upstream_duration_seconds', 'Time from dispatching a request to the upstream to its response headers, by route.'));
     this.#upstreamErrorsFamily = add(
       new SimpleFamily('phantom_gateway_upstream_errors_total', 'Upstream requests that failed, by route and kind (unreachable, timeout, aborted: the response broke off mid-stream).', 'counter'),
     );
-    this.#upstreamErrors = routeLabels.map(() => new Map());
+    this.useRoutes(opts.routes);
 
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'phantom_gateway_' });
+  }
+
+  /**
+   * The configured route paths, in order (route indexes are positions in
+   * it). A reload with other routes calls it again: series already counted
+   * keep their values.
+   */
+  useRoutes(routes: readonly string[]): void {
+    this.#routes = [...routes];
+    const labels = ['', ...routes];
+    this.#requests = DOORS.map(() => labels.map(() => new Map()));
+    this.#upstreamLatency = labels.map((route) => this.#upstreamFamily.series({ route }));
+    this.#upstreamErrors = labels.map(() => new Map());
   }
 
   /** The label of route index `route` (-1: none). */
@@ -362,21 +385,15 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
     this.#evictions[kind].value++;
   }
 
-  /** Reads the cache's sizes on each scrape. */
+  /** Reads the cache's sizes on each scrape (the last cache given: a reload's new guards replace the old). */
   watchCache(sizes: () => { active: number; inactive: number }): void {
-    this.#cacheSizes.push(sizes);
+    this.#cacheSizes = sizes;
   }
 
   #collectEntries(): void {
-    let active = 0;
-    let inactive = 0;
-    for (const f of this.#cacheSizes) {
-      const s = f();
-      active += s.active;
-      inactive += s.inactive;
-    }
-    this.#entries.active.value = active;
-    this.#entries.inactive.value = inactive;
+    const s = this.#cacheSizes?.() ?? { active: 0, inactive: 0 };
+    this.#entries.active.value = s.active;
+    this.#entries.inactive.value = s.inactive;
   }
 
   /** The recorder for one authorization server (`server`: its endpoint or issuer, without query). */
