@@ -8,8 +8,7 @@ import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
 import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
-import { metricsFor } from './observability/metrics.js';
-import { startAdmin, startPrimaryAdmin, type AdminHandle } from './admin/start.js';
+import type { AdminHandle } from './admin/start.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
        phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
@@ -118,7 +117,8 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
   let forwardAuth: ForwardAuthListener | undefined;
   let envoy: EnvoyAuthService | undefined;
   let admin: AdminHandle | undefined;
-  const metrics = metricsFor(config);
+  // Loaded only when configured: prom-client costs start-up time nobody else should pay.
+  const metrics = config.admin === undefined ? undefined : (await import('./observability/metrics.js')).metricsFor(config);
   try {
     guards = createGuards(config, { logger, signingKey, metrics });
     if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
@@ -180,7 +180,7 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
     if (grpc !== undefined) envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
     option = 'admin.listen.port';
     where = config.admin === undefined ? '' : `${config.admin.listen.host}:${config.admin.listen.port}`;
-    admin = await startAdmin(config, { logger, guards, metrics });
+    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startAdmin(config, { logger, guards, metrics });
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -226,7 +226,7 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
   const n = config.workers;
   let admin: AdminHandle | undefined;
   try {
-    admin = await startPrimaryAdmin(config, { logger });
+    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startPrimaryAdmin(config, { logger });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot listen on ${config.admin!.listen.host}:${config.admin!.listen.port} (admin.listen): ${(err as Error).message}\n`);
     return 1;

@@ -6,7 +6,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision } from '../core/decide.js';
 import { GatewayError, refusal } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
-import { ENVOY } from '../observability/metrics.js';
+import { ENVOY } from '../observability/doors.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
 import { TrustedProxies, unmapped } from '../net/addresses.js';

@@ -14,7 +14,8 @@ import type { Logger } from '../observability/logger.js';
 import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
-import { FORWARD_AUTH, type GatewayMetrics } from '../observability/metrics.js';
+import { FORWARD_AUTH } from '../observability/doors.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 
 export interface ForwardAuthDeps {

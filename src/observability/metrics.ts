@@ -13,12 +13,9 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
  * type, values, aggregator).
  */
 
-/** The front doors requests are counted by. */
-export const DOORS = ['proxy', 'forward_auth', 'envoy'] as const;
-export type Door = (typeof DOORS)[number];
-export const PROXY = 0;
-export const FORWARD_AUTH = 1;
-export const ENVOY = 2;
+import { DOORS } from './doors.js';
+
+export { DOORS, PROXY, FORWARD_AUTH, ENVOY, type Door } from './doors.js';
 
 /** Upper bounds (seconds) of the latency histograms: from a local answer (ms) to a timeout (s). */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);

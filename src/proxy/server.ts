@@ -23,7 +23,8 @@ import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
-import { PROXY, type GatewayMetrics } from '../observability/metrics.js';
+import { PROXY } from '../observability/doors.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 
 export interface GatewayDeps {
   logger: Logger;
