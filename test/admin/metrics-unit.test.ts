@@ -4,10 +4,25 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DOWN_AFTER_OUTAGES, DOWN_FOR_MS, GatewayMetrics, PROXY } from '../../src/observability/metrics.js';
+import { DOWN_AFTER_OUTAGES, DOWN_FOR_MS, GatewayMetrics, metricsFor, PROXY } from '../../src/observability/metrics.js';
+import { parseConfig } from '../../src/config/load.js';
+import { createGuards } from '../../src/core/guards.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Gateway } from '../../src/proxy/server.js';
 import { parsePrometheus, value } from './prometheus.js';
 
 describe('GatewayMetrics', () => {
+  test('off without admin: no metrics object anywhere (the hooks see undefined)', async () => {
+    const config = parseConfig('routes: [{ path: /open, upstream: "http://127.0.0.1:9", phantom_token: false }]\n', { env: {} });
+    assert.equal(metricsFor(config), undefined);
+    const guards = createGuards(config, { logger: createLogger('silent'), metrics: metricsFor(config) });
+    const gateway = new Gateway(config, { logger: createLogger('silent'), guards });
+    assert.equal(guards.metrics, undefined);
+    assert.equal(gateway.metrics, undefined);
+    await gateway.close();
+    await guards.close();
+  });
+
   test('an authorization server is down after outages in a row, up again at an answer or after DOWN_FOR_MS without one; calls never sent do not count', () => {
     let now = 1_000_000;
     const m = new GatewayMetrics({ routes: ['/api'], processMetrics: false, now: () => now });
