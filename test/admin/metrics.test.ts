@@ -105,16 +105,14 @@ routes:
   });
 
   test('in flight: a request waiting on the upstream counts until it is answered', async () => {
-    const slow = call(`${stack.url}/public/slow?ms=600`);
-    let seen = 0;
-    for (let i = 0; i < 50 && seen === 0; i++) {
-      await sleep(20);
-      seen = value(await stack.scrape(), 'phantom_gateway_requests_in_flight', { door: 'proxy' });
-    }
-    assert.equal(seen, 1);
+    const received = api.received.length;
+    const slow = call(`${stack.url}/public/slow?ms=2000`);
+    // The upstream has it and holds it 2 s: the gateway has it in flight.
+    for (let i = 0; i < 250 && api.received.length === received; i++) await sleep(20);
+    assert.equal(value(await stack.scrape(), 'phantom_gateway_requests_in_flight', { door: 'proxy' }), 1);
     assert.equal((await slow).status, 200);
     let after = 1;
-    for (let i = 0; i < 50 && after !== 0; i++) {
+    for (let i = 0; i < 250 && after !== 0; i++) {
       after = value(await stack.scrape(), 'phantom_gateway_requests_in_flight', { door: 'proxy' });
       if (after !== 0) await sleep(10);
     }

@@ -153,13 +153,13 @@ routes:
 `,
     );
     run = startCli(['--config', file]);
-    await run.waitFor(/admin listening/);
+    await run.waitFor(/admin listening/, 20_000);
     const admin = `http://127.0.0.1:${adminPort}`;
     assert.equal((await adminCall(`${admin}/readyz`)).status, 200);
-    const slow = call(`http://127.0.0.1:${port}/public/slow?ms=1500`);
+    const slow = call(`http://127.0.0.1:${port}/public/slow?ms=4000`);
     assert.ok(await until(async () => api.received.length === 1, 5000));
     run.child.kill('SIGTERM');
-    assert.ok(await until(async () => (await adminCall(`${admin}/readyz`)).status === 503, 5000), 'not ready while draining');
+    assert.ok(await until(async () => (await adminCall(`${admin}/readyz`)).status === 503, 3500), 'not ready while draining');
     const r = await adminCall(`${admin}/readyz`);
     assert.equal((r.json?.checks as Record<string, unknown>).draining, true);
     assert.equal((await adminCall(`${admin}/livez`)).status, 200);

@@ -51,9 +51,9 @@ routes:
     await as.activate('worker-token');
     run = startCli(['--config', file]);
     const admin = `http://127.0.0.1:${adminPort}`;
-    await run.waitFor(/admin listening/);
+    await run.waitFor(/admin listening/, 20_000);
     let ready = await adminCall(`${admin}/readyz`);
-    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+    for (let i = 0; i < 400 && ready.status !== 200; i++) {
       await new Promise((r) => setTimeout(r, 50));
       ready = await adminCall(`${admin}/readyz`);
     }
