@@ -377,6 +377,8 @@ ${extra}`,
   const dia = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dialects.ts')], { cwd: ROOT, timeoutMs: 600_000 });
   if (dia.status !== 0) throw new Error(`bench/dialects.ts failed: ${dia.stderr}`);
   const dialects = JSON.parse(dia.stdout) as { table: string };
+  // Metrics on against off, cache hit (bench/metrics.ts, its own processes; its table on stderr, its results in bench/results/).
+  process.stderr.write(`metrics: on against off\n${spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/metrics.ts'), '--save'], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 600_000 }).stderr}`);
 
   // ------------------------------------------------------------ report
   const m = (name: string, k: keyof Load) => median(results[name]!.map((l) => l[k] as number));

@@ -8,6 +8,7 @@ import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
 import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
+import type { AdminHandle } from './admin/start.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
        phantom-gateway nginx-conf --config <file.yaml> [--listen HOST:PORT]   (see nginx-conf --help)
@@ -120,8 +121,11 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
   let gateway: Gateway | undefined;
   let forwardAuth: ForwardAuthListener | undefined;
   let envoy: EnvoyAuthService | undefined;
+  let admin: AdminHandle | undefined;
+  // Loaded only when configured: prom-client costs start-up time nobody else should pay.
+  const metrics = config.admin === undefined ? undefined : (await import('./observability/metrics.js')).metricsFor(config);
   try {
-    guards = createGuards(config, { logger, signingKey });
+    guards = createGuards(config, { logger, signingKey, metrics });
     if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
     if (config.forward_auth?.listen !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
   } catch (err) {
@@ -132,6 +136,7 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
   // (each listener bounds its own drain by it), then cut.
   const stop = async (): Promise<void> => {
     const deadline = Date.now() + config.server.shutdown_timeout_ms;
+    admin?.drain();
     await Promise.all([gateway?.close(), forwardAuth?.close(), envoy?.close()]);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => {
@@ -144,6 +149,7 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
       logger.warn('shutdown timeout reached: cutting calls to the authorization server');
       await guards.destroy();
     }
+    await admin?.close();
   };
   // Handlers before listening: a signal during start-up still stops cleanly.
   // `on`, not `once`: in a cluster a worker gets the terminal's SIGINT and then
@@ -177,6 +183,9 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
     }
     // Loaded only when configured: gRPC costs start-up time nobody else should pay.
     if (grpc !== undefined) envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
+    option = 'admin.listen.port';
+    where = config.admin === undefined ? '' : `${config.admin.listen.host}:${config.admin.listen.port}`;
+    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startAdmin(config, { logger, guards, metrics });
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -220,6 +229,13 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
 async function runPrimary(config: GatewayConfig): Promise<number> {
   const logger = createLogger(config.log.level);
   const n = config.workers;
+  let admin: AdminHandle | undefined;
+  try {
+    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startPrimaryAdmin(config, { logger });
+  } catch (err) {
+    process.stderr.write(`phantom-gateway: cannot listen on ${config.admin!.listen.host}:${config.admin!.listen.port} (admin.listen): ${(err as Error).message}\n`);
+    return 1;
+  }
   logger.info({ workers: n }, 'starting workers');
   let stopping = false;
   let failed = false;
@@ -236,6 +252,7 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
 
   const shutdown = () => {
     stopping = true;
+    admin?.drain();
     stopAll('SIGTERM');
     // Each worker bounds its own drain by shutdown_timeout_ms; one still
     // there well after that is stuck, and is killed.
@@ -250,7 +267,7 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const finishIfDone = () => {
-      if (alive === 0) logger.flush(() => resolve(failed ? 1 : 0));
+      if (alive === 0) void Promise.resolve(admin?.close()).then(() => logger.flush(() => resolve(failed ? 1 : 0)));
     };
     const fork = () => {
       alive++;

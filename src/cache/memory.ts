@@ -14,6 +14,8 @@ export interface MemoryCacheOptions {
    */
   maxNegativeEntries?: number;
   now?: Clock;
+  /** Told of each entry pushed out by the bound before its expiry (metrics); absent: nothing is watched. */
+  onEvict?: ((kind: 'active' | 'inactive') => void) | undefined;
 }
 
 /**
@@ -39,8 +41,10 @@ export class MemoryTokenCache implements TokenStore {
     if (!Number.isInteger(maxNegative) || maxNegative < 1) {
       throw new TypeError('"maxNegativeEntries" option must be a positive integer');
     }
-    this.#active = new LRUCache({ max: opts.maxEntries });
-    this.#inactive = new LRUCache({ max: maxNegative });
+    const onEvict = opts.onEvict;
+    // lru-cache calls dispose on every removal when given one: only with metrics.
+    this.#active = new LRUCache<string, ActiveToken>({ max: opts.maxEntries, ...(onEvict ? { dispose: (_v, _k, reason) => reason === 'evict' && onEvict('active') } : {}) });
+    this.#inactive = new LRUCache<string, InactiveToken>({ max: maxNegative, ...(onEvict ? { dispose: (_v, _k, reason) => reason === 'evict' && onEvict('inactive') } : {}) });
     this.#now = opts.now ?? Date.now;
   }
 

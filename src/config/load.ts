@@ -17,6 +17,7 @@ import {
   type RouteConfig,
 } from './schema.js';
 import { KeyFileError, loadPublishedKeyFile, loadSigningKeyFile } from '../minting/keys.js';
+import { adminTokenProblems } from '../admin/token.js';
 
 /** Start-up refused: every problem found, each naming the field and line. */
 export class ConfigError extends Error {
@@ -288,6 +289,8 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       problems.push(`${lineOf(where)}: ${fmt(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
+  // The admin token file is read here, so --check reports it with its line (never its content).
+  if (cfg.admin !== undefined) for (const p of adminTokenProblems(cfg.admin)) problems.push(`${lineOf(['admin', p.key])}: admin.${p.key}: ${p.message}`);
   if (problems.length > 0 || unset.length > 0) throw failure();
 
   // `forward_auth` with neither `listen` nor `grpc` means the HTTP decision

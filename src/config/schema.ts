@@ -172,6 +172,18 @@ const identityHeaderName = z
     message: 'must not be a header the decision itself sets, a hop-by-hop, caching, Content-*, CORS or forwarding header',
   });
 
+/** Defaults of `admin`. */
+export const ADMIN_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8082 });
+
+/**
+ * An admin token: what a client can send as `Authorization: Bearer` (RFC 6750
+ * b64token), long enough not to be guessed (16 characters and more; `openssl
+ * rand -hex 32` gives 64), bounded so comparing it costs nothing.
+ */
+export const ADMIN_TOKEN = /^[A-Za-z0-9\-._~+/]{16,1024}=*$/;
+export const ADMIN_TOKEN_RULE = 'must be 16 to 1024 characters: letters, digits and -._~+/ (a b64token, as in Authorization: Bearer), e.g. the output of openssl rand -hex 32';
+const adminToken = z.string('must be a string').regex(ADMIN_TOKEN, ADMIN_TOKEN_RULE);
+
 /** The proxy listener when `listen` is absent and `forward_auth` is too (configurations from before forward-auth keep their meaning). */
 export const LISTEN_DEFAULTS = Object.freeze({ host: '0.0.0.0', port: 8080 });
 
@@ -345,6 +357,23 @@ export const configSchema = z.strictObject({
         .optional(),
     }))
     .optional(),
+  // The admin listener (health, readiness, Prometheus metrics, reload); off when absent.
+  // `admin:` with nothing under it (YAML null) means the block with its defaults.
+  admin: z
+    .preprocess((v) => (v === null ? {} : v), z.strictObject({
+      // Metrics and health answer without a token: loopback by default.
+      listen: z
+        .strictObject({
+          host: z.string('must be a host name or IP address').min(1).default(ADMIN_DEFAULTS.host),
+          port: int(0, 65535).default(ADMIN_DEFAULTS.port),
+        })
+        .default({ host: ADMIN_DEFAULTS.host, port: ADMIN_DEFAULTS.port }),
+      // Required by the endpoints that change state (POST /reload); without one they answer 403.
+      token: adminToken.optional(),
+      // The token from a file (a mounted secret), read at start and on reload.
+      token_file: filePath().optional(),
+    }))
+    .optional(),
 });
 
 type Parsed = z.infer<typeof configSchema>;
@@ -383,3 +412,6 @@ export interface GatewayConfig extends Omit<Parsed, 'routes' | 'phantom_token'> 
 
 /** The forward-auth listener's validated options. */
 export type ForwardAuthConfig = NonNullable<Parsed['forward_auth']>;
+
+/** The admin listener's validated options. */
+export type AdminConfig = NonNullable<Parsed['admin']>;

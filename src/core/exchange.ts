@@ -6,6 +6,7 @@ import type { IntrospectionAnswer, IntrospectionRequest } from '../introspection
 import { scopeString, type ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
 import { GatewayError, TOKEN_INACTIVE } from './errors.js';
+import type { ExchangeRecorder } from '../observability/metrics.js';
 
 /** What the exchange needs from an introspection client. */
 export interface Introspector {
@@ -53,6 +54,8 @@ export interface TokenExchangeOptions {
   now?: Clock;
   /** Told about unexpected internal failures (bugs), never about tokens. */
   onInternalError?: (err: unknown) => void;
+  /** Counts hits, misses and single-flight joins; undefined: metrics off. */
+  metrics?: ExchangeRecorder | undefined;
 }
 
 /** A verdict: the token's cached state, or a refusal. */
@@ -74,9 +77,11 @@ export class TokenExchange {
   /** Each waiting requester's promise, to find its flight when it withdraws. */
   readonly #waiting = new WeakMap<Promise<Verdict>, Flight>();
   readonly #prefix: string;
+  readonly #metrics: ExchangeRecorder | undefined;
 
   constructor(opts: TokenExchangeOptions) {
     this.#o = opts;
+    this.#metrics = opts.metrics;
     this.#now = opts.now ?? Date.now;
     // The caching bounds are part of the key: routes sharing one cache and one
     // authorization server may bound caching differently, and an entry stored
@@ -100,6 +105,7 @@ export class TokenExchange {
     const key = cacheKey(this.#prefix, token);
     const found = this.#o.cache.get(key);
     if (found !== undefined && !(found instanceof Promise)) {
+      this.#metrics?.hit();
       if (seen !== undefined) seen.expiresAt = found.expiresAt;
       return found.active ? (policy.check(found) ?? found) : TOKEN_INACTIVE;
     }
@@ -146,7 +152,7 @@ export class TokenExchange {
       });
       this.#inflight.set(key, f);
       flight = f;
-    }
+    } else this.#metrics?.join();
     return flight;
   }
 
@@ -159,6 +165,7 @@ export class TokenExchange {
       this.#o.onInternalError?.(err);
     }
     if (entry !== undefined && entry.expiresAt > this.#now()) {
+      this.#metrics?.hit();
       flight.expiresAt = entry.expiresAt;
       return entry.active ? entry : TOKEN_INACTIVE;
     }
@@ -166,6 +173,7 @@ export class TokenExchange {
   }
 
   async #introspect(key: string, token: string, flight: Flight): Promise<Verdict> {
+    this.#metrics?.miss();
     let answer: IntrospectionAnswer;
     try {
       answer = await this.#o.introspector.introspect(token, flight.request);

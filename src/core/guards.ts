@@ -11,6 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
 import { TokenExchange } from './exchange.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 
 export interface GuardsDeps {
   logger: Logger;
@@ -26,6 +27,8 @@ export interface GuardsDeps {
    * primary makes one and gives it to every worker, so they publish one JWKS.
    */
   signingKey?: SigningKey | undefined;
+  /** Prometheus metrics (`admin` configured); undefined: off. */
+  metrics?: GatewayMetrics | undefined;
 }
 
 /** What protects one route: its exchange (authorization server, client, cache bounds) and its required scopes. */
@@ -67,15 +70,28 @@ export class Guards {
   readonly routes: readonly GuardedRoute[];
   /** What minted tokens are signed with and the keys to publish; undefined when no route mints. */
   readonly minting: Minting | undefined;
+  /** The metrics the hooks report to; undefined when off. */
+  readonly metrics: GatewayMetrics | undefined;
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
 
   constructor(config: GatewayConfig, deps: GuardsDeps) {
     const { logger } = deps;
     this.now = deps.now ?? Date.now;
+    const metrics = deps.metrics;
+    this.metrics = metrics;
+    // Route labels follow the configuration these guards run (a reload builds new guards over the same metrics).
+    metrics?.useRoutes(config.routes.map((r) => r.path));
     this.store =
       deps.store ??
-      new MemoryTokenCache({ maxEntries: config.cache.max_entries, maxNegativeEntries: config.cache.max_negative_entries, ...(deps.now ? { now: deps.now } : {}) });
+      new MemoryTokenCache({
+        maxEntries: config.cache.max_entries,
+        maxNegativeEntries: config.cache.max_negative_entries,
+        ...(deps.now ? { now: deps.now } : {}),
+        ...(metrics ? { onEvict: (kind: 'active' | 'inactive') => metrics.evicted(kind) } : {}),
+      });
+    const store = this.store;
+    if (metrics !== undefined && store instanceof MemoryTokenCache) metrics.watchCache(() => ({ active: store.size - store.negativeSize, inactive: store.negativeSize }));
     const clients = new Map<string, IntrospectionClient>();
     const exchanges = new Map<string, TokenExchange>();
 
@@ -128,6 +144,7 @@ export class Guards {
             maxQueued: pt.max_queued,
             maxQueuedPerClient: pt.max_queued_per_client,
             ...(deps.now ? { now: deps.now } : {}),
+            metrics: metrics?.introspectionServer(where),
           },
           (e) => logger.warn({ code: e.code, status: e.status, endpoint: where }, e.detail),
         );
@@ -166,6 +183,7 @@ export class Guards {
           maxTokenLength: pt.max_token_length,
           ...(deps.now ? { now: deps.now } : {}),
           onInternalError: (err) => logger.error({ err }, 'internal error during token exchange'),
+          metrics,
         });
         exchanges.set(exchangeKey, exchange);
       }
@@ -199,6 +217,12 @@ export class Guards {
    */
   jwks(): Jwks | undefined {
     return this.minting?.keys.jwks();
+  }
+
+  /** Index in `routes` of the route `path` goes to; -1 when none (metrics label requests by route, never by path). */
+  routeIndex(path: string): number {
+    const m = this.#router.match(path);
+    return m === REFUSED || m === undefined ? -1 : m.value.index;
   }
 
   /** Whether every authorization server's endpoint is known (discovery may still be waiting). */

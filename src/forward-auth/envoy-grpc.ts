@@ -6,6 +6,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { decide, withdraw, type Decision } from '../core/decide.js';
 import { GatewayError, refusal } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
+import { ENVOY } from '../observability/doors.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
 import { TrustedProxies, unmapped } from '../net/addresses.js';
@@ -393,6 +394,7 @@ export class EnvoyAuthService {
   }
 
   #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean): CheckResponse {
+    this.guards.metrics?.request(ENVOY, d.route?.index ?? -1, cancelled ? 499 : d.allow ? 200 : d.error.status, cancelled ? 'client_closed' : d.allow ? undefined : d.error.code);
     if (this.#accessLog) {
       const ms = elapsed(start);
       // Nobody got this answer: logged as nginx's 499, like the proxy's clients that went away.

@@ -14,6 +14,8 @@ import type { Logger } from '../observability/logger.js';
 import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
+import { FORWARD_AUTH } from '../observability/doors.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 
 export interface ForwardAuthDeps {
@@ -26,6 +28,8 @@ export interface ForwardAuthDeps {
    * the listener builds its own from `config` and closes it on `close()`.
    */
   guards?: Guards;
+  /** Prometheus metrics, when `guards` is not given (else the guards' are used); undefined: off. */
+  metrics?: GatewayMetrics | undefined;
 }
 
 const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
@@ -82,6 +86,8 @@ export class ForwardAuthListener {
   readonly #pathPrefix: string | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
+  /** The guards' metrics; undefined when off. */
+  readonly #metrics: GatewayMetrics | undefined;
   /** Open connections, for the end of a graceful stop. */
   readonly #sockets = new Set<Duplex>();
   #draining = false;
@@ -92,6 +98,7 @@ export class ForwardAuthListener {
     this.logger = deps.logger;
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
+    this.#metrics = this.guards.metrics;
     const ids = this.options.identity_headers;
     this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
     this.#pathPrefix = this.options.path_prefix;
@@ -126,6 +133,7 @@ export class ForwardAuthListener {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const start = this.#accessLog ? performance.now() : 0;
+    if (this.#metrics !== undefined) this.#metrics.started(FORWARD_AUTH, res);
     res.sendDate = false;
     let path = '-';
     let method = req.method;
@@ -204,7 +212,7 @@ export class ForwardAuthListener {
     if (h.hasBody || this.#draining) out.push('connection', 'close');
     res.writeHead(200, out);
     res.end();
-    if (this.#accessLog) this.#log(method, path, 200, start, d.cache);
+    if (this.#accessLog || this.#metrics !== undefined) this.#log(method, path, 200, start, d.cache);
   }
 
   /**
@@ -242,6 +250,7 @@ export class ForwardAuthListener {
   }
 
   #log(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+    if (this.#metrics !== undefined) this.#metrics.request(FORWARD_AUTH, this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'decision');

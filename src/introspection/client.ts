@@ -7,7 +7,8 @@ import { InvalidAnswer, isPlainObject, jwsHeader, type Decoded, type Dialect, ty
 import { jwtDialect } from './dialects/jwt.js';
 import { StaticMetadata, type MetadataSource } from './metadata.js';
 import { AMBIGUOUS, parseMaxAge, parseRetryAfter, singleHeader } from './parse.js';
-import { IntrospectionTransport, type IntrospectionRequest, type IntrospectionWarn, type RawAnswer } from './transport.js';
+import { IntrospectionTransport, WITHDRAWN, type IntrospectionRequest, type IntrospectionWarn, type RawAnswer } from './transport.js';
+import type { IntrospectionOutcome, IntrospectionRecorder } from '../observability/metrics.js';
 
 export { WITHDRAWN, type IntrospectionRequest, type IntrospectionWarn } from './transport.js';
 export { formEncode } from './client-auth.js';
@@ -49,6 +50,8 @@ export interface IntrospectionClientOptions {
   dispatcher?: Dispatcher | undefined;
   /** Clock for minting (tests). */
   now?: () => number;
+  /** Told the outcome and duration of every introspection (metrics, readiness); undefined: off. */
+  metrics?: IntrospectionRecorder | undefined;
 }
 
 /** An introspection answer, decoded: the JWT to forward and its claims, or inactive. */
@@ -123,7 +126,24 @@ export class IntrospectionClient {
    * connection is busy) in that client's queue, and may be refused at once
    * when that queue or the whole queue is full.
    */
-  async introspect(token: string, request?: IntrospectionRequest): Promise<IntrospectionAnswer> {
+  introspect(token: string, request?: IntrospectionRequest): Promise<IntrospectionAnswer> {
+    return this.#opts.metrics === undefined ? this.#introspect(token, request) : this.#measured(this.#opts.metrics, token, request);
+  }
+
+  async #measured(metrics: IntrospectionRecorder, token: string, request: IntrospectionRequest | undefined): Promise<IntrospectionAnswer> {
+    const began = performance.now();
+    const status = { code: 0 };
+    try {
+      const answer = await this.#introspect(token, request, status);
+      metrics.record(answer.active ? 'active' : 'inactive', (performance.now() - began) / 1000);
+      return answer;
+    } catch (err) {
+      metrics.record(outcomeOf(err, status.code), (performance.now() - began) / 1000);
+      throw err;
+    }
+  }
+
+  async #introspect(token: string, request?: IntrospectionRequest, status?: { code: number }): Promise<IntrospectionAnswer> {
     const metadata = this.#metadata.current ?? (await this.#metadata.get());
     const endpoint = metadata.introspectionEndpoint;
     const transport = this.#transportFor(endpoint);
@@ -139,6 +159,7 @@ export class IntrospectionClient {
     );
 
     const { statusCode, headers: answerHeaders } = res;
+    if (status !== undefined) status.code = statusCode;
     if (statusCode === 200) return this.#answer(res);
     if (statusCode === 204) return INACTIVE_NO_CONTENT;
     if (statusCode === 400 && isUnsupportedTokenType(res.body)) return INACTIVE_REJECTED;
@@ -368,5 +389,31 @@ function isUnsupportedTokenType(body: Buffer): boolean {
     return isPlainObject(parsed) && parsed.error === 'unsupported_token_type';
   } catch {
     return false;
+  }
+}
+
+/** The metrics outcome of a failed introspection (`status`: the HTTP status answered, 0 when none). */
+function outcomeOf(err: unknown, status: number): IntrospectionOutcome {
+  if (err === WITHDRAWN) return 'withdrawn';
+  if (!(err instanceof GatewayError)) return 'error';
+  switch (err.code) {
+    case 'ERR_INTROSPECTION_TIMEOUT':
+      return 'timeout';
+    case 'ERR_INTROSPECTION_UNREACHABLE':
+      return 'unreachable';
+    case 'ERR_INTROSPECTION_UNAVAILABLE':
+      return 'unavailable';
+    case 'ERR_INTROSPECTION_REJECTED':
+      return status >= 500 ? 'server_error' : 'rejected';
+    case 'ERR_INTROSPECTION_INVALID_ANSWER':
+      return 'invalid_answer';
+    case 'ERR_INTROSPECTION_OVERLOADED':
+      return 'overloaded';
+    case 'ERR_TOO_MANY_INTROSPECTIONS':
+      return 'client_queue_full';
+    case 'ERR_INTROSPECTION_NOT_READY':
+      return 'not_ready';
+    default:
+      return 'error';
   }
 }

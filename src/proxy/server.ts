@@ -23,6 +23,8 @@ import { TrackedConnector } from '../net/sockets.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
+import { PROXY } from '../observability/doors.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 
 export interface GatewayDeps {
   logger: Logger;
@@ -34,9 +36,13 @@ export interface GatewayDeps {
    * from `config` and closes it on `close()`.
    */
   guards?: Guards;
+  /** Prometheus metrics, when `guards` is not given (else the guards' are used); undefined: off. */
+  metrics?: GatewayMetrics | undefined;
 }
 
 interface CompiledRoute {
+  /** Position in `config.routes` (metrics). */
+  readonly index: number;
   readonly prefix: string;
   /** Path of the upstream URL that replaces the prefix, or '' to keep the path. */
   readonly base: string;
@@ -77,6 +83,8 @@ export class Gateway {
   readonly config: GatewayConfig;
   readonly logger: Logger;
   readonly guards: Guards;
+  /** The guards' metrics; undefined when off (one field check per request). */
+  readonly metrics: GatewayMetrics | undefined;
   /** Built here, so closed here. */
   readonly #ownsGuards: boolean;
   /** By route index (`GuardedRoute.index`). */
@@ -106,13 +114,14 @@ export class Gateway {
     if (bare !== -1) throw new TypeError(`routes[${bare}] ("${config.routes[bare]!.path}") has no upstream: the proxy needs one for every route`);
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
+    this.metrics = this.guards.metrics;
     const pools = new Map<string, Pool>();
     const u = config.upstream;
     const b = config.server;
     const tempDir = b.body_temp_dir ?? tmpdir();
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
 
-    this.#routes = this.guards.routes.map(({ config: r, guard }): CompiledRoute => {
+    this.#routes = this.guards.routes.map(({ index, config: r, guard }): CompiledRoute => {
       const url = new URL(r.upstream!);
       let pool = pools.get(url.origin);
       if (pool === undefined) {
@@ -135,7 +144,7 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, keepAuthorization: guard === undefined && r.forward_authorization, buffering: r.request_buffering, body };
+      return { index, prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, keepAuthorization: guard === undefined && r.forward_authorization, buffering: r.request_buffering, body };
     });
 
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
@@ -190,6 +199,7 @@ export class Gateway {
     // more received on the connection is processed (a pipelined POST would
     // run upstream with its answer thrown away). One WeakSet lookup (~4 ns).
     if (this.#closing.has(req.socket)) return this.drop(req, res);
+    if (this.metrics !== undefined) this.metrics.started(PROXY, res);
     const start = this.#accessLog ? performance.now() : 0;
     try {
       const raw = req.rawHeaders;
@@ -384,6 +394,7 @@ export class Gateway {
   }
 
   access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+    if (this.metrics !== undefined) this.metrics.request(PROXY, this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'request');
@@ -462,6 +473,8 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   #streamed: Readable | undefined;
   #sendTimer: NodeJS.Timeout | undefined;
   #sendTimedOut = false;
+  /** When the request was dispatched upstream (performance.now()); 0 when metrics are off. */
+  #sentAt = 0;
 
   constructor(
     readonly gw: Gateway,
@@ -565,6 +578,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   };
 
   #dispatch(body: Buffer | Readable | null): void {
+    if (this.gw.metrics !== undefined) this.#sentAt = performance.now();
     const free = this.route.pool.dispatch(
       {
         path: this.upstreamPath,
@@ -620,6 +634,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     const queued = this.#controller === undefined;
     if (queued) this.#abortWith = QUEUE_TIMEOUT;
     else this.#controller!.abort(DEADLINE);
+    this.gw.metrics?.upstreamError(this.route.index, 'timeout');
     this.gw.logger.warn({ path: this.logPath }, queued ? 'upstream timed out: no connection to it became free' : 'upstream timed out');
     this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody);
   };
@@ -649,6 +664,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200 || this.#done) return; // 1xx from the upstream are not relayed
+    if (this.#sentAt !== 0) this.gw.metrics!.upstream(this.route.index, (performance.now() - this.#sentAt) / 1000);
     if (this.#deadline !== undefined) {
       clearTimeout(this.#deadline);
       this.#deadline = undefined;
@@ -722,12 +738,14 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     }
     if (res.headersSent) {
       this.gw.logger.warn({ code: (err as { code?: string }).code, path: this.logPath }, 'upstream response failed mid-stream');
+      this.gw.metrics?.upstreamError(this.route.index, 'aborted');
       this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'upstream_aborted');
       res.destroy();
       return;
     }
     const code = (err as { code?: string }).code;
     const timeout = isUndiciTimeout(err);
+    this.gw.metrics?.upstreamError(this.route.index, timeout ? 'timeout' : 'unreachable');
     this.gw.logger.warn({ code: code ?? err.name, path: this.logPath }, timeout ? 'upstream timed out' : 'upstream unreachable');
     this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody);
   }

@@ -1,0 +1,199 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ADMIN_DEFAULTS, type AdminConfig } from '../config/schema.js';
+import { listen } from '../net/listen.js';
+import { settlesWithin } from '../net/wait.js';
+import type { Logger } from '../observability/logger.js';
+import { adminToken, BearerCheck } from './token.js';
+
+/** What a reload came to: the new configuration runs, or the old one still does and why. */
+export type ReloadOutcome = { ok: true } | { ok: false; errors: string[] };
+
+/** Whether the gateway should be sent traffic, and the checks that decided it (the `/readyz` body). */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly checks: Readonly<Record<string, unknown>>;
+}
+
+export interface AdminDeps {
+  logger: Logger;
+  /** The Prometheus text to serve at `/metrics`, and its content type (one process's registry, or a cluster's aggregate). */
+  metrics: { readonly contentType: string; scrape(): Promise<string> };
+  /** Asked on every `/readyz`. */
+  readiness(): Readiness | Promise<Readiness>;
+  /** `POST /reload`: re-reads and applies the configuration. Absent: the endpoint answers 501. */
+  reload?: (() => Promise<ReloadOutcome>) | undefined;
+}
+
+/** Bounds: the admin listener answers small requests from operators and scrapers, nothing else. */
+const LIMITS = Object.freeze({ maxHeaderSize: 8192, maxHeadersCount: 50, headersTimeout: 5000, requestTimeout: 10_000, keepAliveTimeout: 5000, closeMs: 2000 });
+/** A scrape, or a worker's answer, that takes longer than this is a failure (500), not a hung request. */
+const ANSWER_TIMEOUT_MS = 5000;
+
+const JSON_HEADERS = Object.freeze({ 'content-type': 'application/json', 'cache-control': 'no-store' });
+const UNAUTHORIZED = JSON.stringify({ code: 'unauthorized', message: 'Admin token required' });
+const NO_TOKEN = JSON.stringify({ code: 'forbidden', message: 'State-changing admin endpoints are disabled: no admin token is configured' });
+
+/** Endpoints and their methods. */
+const ENDPOINTS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  '/livez': ['GET', 'HEAD'],
+  '/readyz': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/reload': ['POST'],
+});
+
+/**
+ * The admin listener (`admin.listen`, loopback by default): health,
+ * readiness and Prometheus metrics without a token; endpoints that change
+ * state only with `Authorization: Bearer <admin.token>`.
+ *
+ * - `GET /livez`: 200 while the process serves (draining included: a
+ *   process finishing its requests must not be killed for it).
+ * - `GET /readyz`: 200 or 503, with the checks as JSON.
+ * - `GET /metrics`: Prometheus text format.
+ * - `POST /reload`: 200 `{"status":"reloaded"}`, or 422 with the errors
+ *   (the old configuration keeps running); 401 without the right token, 403
+ *   when no token is configured, 409 while another reload runs.
+ *
+ * Anything else is a JSON 404; a known path with another method a 405 with
+ * `Allow`. Request bodies are never read: a request that announces one is
+ * answered and its connection closed.
+ *
+ * @example
+ * const admin = new AdminListener(config.admin, { logger, metrics: { contentType: m.registry.contentType, scrape: () => m.registry.metrics() }, readiness: () => ({ ready: true, checks: {} }) });
+ * await admin.listen();
+ */
+export class AdminListener {
+  readonly server: Server;
+  readonly options: AdminConfig;
+  readonly #deps: AdminDeps;
+  readonly #check: BearerCheck | undefined;
+  readonly #sockets = new Set<Duplex>();
+  #reloading = false;
+
+  constructor(options: AdminConfig, deps: AdminDeps) {
+    this.options = options;
+    this.#deps = deps;
+    const token = adminToken(options);
+    this.#check = token === undefined ? undefined : new BearerCheck(token);
+    this.server = createServer({
+      maxHeaderSize: LIMITS.maxHeaderSize,
+      headersTimeout: LIMITS.headersTimeout,
+      requestTimeout: LIMITS.requestTimeout,
+      keepAliveTimeout: LIMITS.keepAliveTimeout,
+      connectionsCheckingInterval: 1000,
+    });
+    this.server.maxHeadersCount = LIMITS.maxHeadersCount;
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#deps.logger.error({ err }, 'admin endpoint failed');
+        if (!res.headersSent) this.#json(req, res, 500, { code: 'server_error', message: 'Internal error' });
+        else res.destroy();
+      });
+    });
+    this.server.on('connection', (socket: Duplex) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+    this.server.on('clientError', (_err: Error, socket: Duplex) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const methods = ENDPOINTS[path];
+    if (methods === undefined || !Object.hasOwn(ENDPOINTS, path)) return this.#json(req, res, 404, { code: 'not_found', message: 'No such admin endpoint' });
+    if (!methods.includes(req.method ?? '')) return this.#json(req, res, 405, { code: 'method_not_allowed', message: 'Method not allowed' }, { allow: methods.join(', ') });
+    switch (path) {
+      case '/livez':
+        return this.#json(req, res, 200, { status: 'ok' });
+      case '/readyz': {
+        const r = await bounded(Promise.resolve(this.#deps.readiness()));
+        return this.#json(req, res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', checks: r.checks });
+      }
+      case '/metrics': {
+        const text = await bounded(this.#deps.metrics.scrape());
+        return this.#send(req, res, 200, { 'content-type': this.#deps.metrics.contentType, 'cache-control': 'no-store' }, text);
+      }
+      default:
+        return this.#reload(req, res);
+    }
+  }
+
+  /** The bearer check every state-changing endpoint goes through; false when it has answered the refusal. */
+  #authorized(req: IncomingMessage, res: ServerResponse, what: string): boolean {
+    if (this.#check === undefined) {
+      this.#send(req, res, 403, JSON_HEADERS, NO_TOKEN);
+      return false;
+    }
+    // Sent twice (Node keeps only the first in req.headers): refused like a wrong one.
+    let count = 0;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization') count++;
+    if (count > 1 || !this.#check.accepts(req.headers.authorization)) {
+      this.#deps.logger.warn({ endpoint: what, client: req.socket.remoteAddress }, 'admin request refused: missing or wrong admin token');
+      this.#send(req, res, 401, { ...JSON_HEADERS, 'www-authenticate': 'Bearer realm="phantom-gateway-admin"' }, UNAUTHORIZED);
+      return false;
+    }
+    return true;
+  }
+
+  async #reload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.#authorized(req, res, 'POST /reload')) return;
+    const reload = this.#deps.reload;
+    if (reload === undefined) return this.#json(req, res, 501, { code: 'not_implemented', message: 'Reload is not available in this process' });
+    if (this.#reloading) return this.#json(req, res, 409, { code: 'conflict', message: 'A reload is already running' });
+    this.#reloading = true;
+    this.#deps.logger.info({ client: req.socket.remoteAddress }, 'reload requested on the admin listener');
+    let outcome: ReloadOutcome;
+    try {
+      outcome = await reload();
+    } finally {
+      this.#reloading = false;
+    }
+    if (outcome.ok) return this.#json(req, res, 200, { status: 'reloaded' });
+    return this.#json(req, res, 422, { status: 'rejected', errors: outcome.errors });
+  }
+
+  #json(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+    this.#send(req, res, status, { ...JSON_HEADERS, ...extra }, JSON.stringify(body));
+  }
+
+  #send(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string): void {
+    const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
+    // The body is never read: the connection cannot carry another request after it.
+    if ((req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) out.connection = 'close';
+    res.writeHead(status, out);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /** Starts listening (by default on `admin.listen`); resolves with the bound address. */
+  listen(port = this.options.listen.port ?? ADMIN_DEFAULTS.port, host = this.options.listen.host ?? ADMIN_DEFAULTS.host): Promise<AddressInfo> {
+    return listen(this.server, port, host);
+  }
+
+  /** Stops: idle connections closed at once, requests under way given a moment, then cut. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    // Connections that never carried a request are not idle to Node.
+    for (const socket of this.#sockets) if ((socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+    if (!(await settlesWithin(closed, LIMITS.closeMs))) this.server.closeAllConnections();
+    await closed;
+  }
+}
+
+/** `p`, or a failure after ANSWER_TIMEOUT_MS (a worker that never answers must not hang a scrape). */
+function bounded<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ANSWER_TIMEOUT_MS} ms`)), ANSWER_TIMEOUT_MS);
+    timer.unref();
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
