@@ -236,7 +236,9 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
   let signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
 
   const stopAll = (signal: NodeJS.Signals) => {
-    for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill(signal);
+    // Workers replaced by a reload are already draining: a SIGTERM could only
+    // reach one as it exits (killing it by signal).
+    for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead() && (signal === 'SIGKILL' || !retiring.has(w.id))) w.process.kill(signal);
   };
 
   const shutdown = () => {
