@@ -1,9 +1,10 @@
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
-import { pinRestartOptions, Runtime } from './runtime.js';
+import { pinRestartOptions, Runtime, type ReloadOutcome } from './runtime.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
 
 const USAGE = `Usage: phantom-gateway --config <file.yaml> [--check]
@@ -81,6 +82,29 @@ const READY_MESSAGE = 'phantom-gateway:ready';
 const CONFIG_MESSAGE = 'phantom-gateway:config';
 /** From the primary during a reload: the replacement is ready, drain and stop. */
 const RETIRE_MESSAGE = 'phantom-gateway:retire';
+/** A worker asks its primary to reload (the admin listener's POST /reload), and gets the outcome back. */
+const RELOAD_REQUEST = 'phantom-gateway:reload?';
+const RELOAD_RESULT = 'phantom-gateway:reloaded';
+
+/** In a worker: reloading is the primary's (it replaces the workers); this asks it and waits for the outcome. */
+function reloadThroughPrimary(): Promise<ReloadOutcome> {
+  const id = randomUUID();
+  return new Promise<ReloadOutcome>((resolve) => {
+    const onMessage = (m: unknown) => {
+      const msg = m as { type?: unknown; id?: unknown; outcome?: ReloadOutcome } | null;
+      if (msg?.type !== RELOAD_RESULT || msg.id !== id) return;
+      process.off('message', onMessage);
+      resolve(msg.outcome!);
+    };
+    process.on('message', onMessage);
+    if (process.send === undefined || !process.connected) {
+      process.off('message', onMessage);
+      resolve({ ok: false, errors: ['no cluster primary to reload'] });
+      return;
+    }
+    process.send({ type: RELOAD_REQUEST, id });
+  });
+}
 
 async function runWorker(): Promise<number> {
   try {
@@ -113,7 +137,11 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
   let runtime: Runtime;
   try {
     // A worker has no file to read again: its primary reloads it by replacing it.
-    runtime = new Runtime(config, { logger, signingKey, ...(configFile !== undefined ? { load: () => loadConfigFile(configFile) } : {}) });
+    runtime = new Runtime(config, {
+      logger,
+      signingKey,
+      ...(configFile !== undefined ? { load: () => loadConfigFile(configFile) } : { delegate: reloadThroughPrimary }),
+    });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot start: ${(err as Error).message}\n`);
     return 1;
@@ -267,6 +295,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
       worker.on('message', (m: unknown) => {
         const type = (m as { type?: unknown } | null)?.type;
         if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey });
+        else if (type === RELOAD_REQUEST) relay(worker, (m as { id?: unknown }).id);
         else if (type === READY_MESSAGE) {
           ready.add(worker.id);
           starting.get(worker.id)?.(true);
@@ -325,12 +354,12 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
 
     let rolling = false;
     let again = false;
-    const reload = async (): Promise<void> => {
-      if (stopping) return;
+    const reload = async (): Promise<ReloadOutcome> => {
+      if (stopping) return { ok: false, errors: ['the gateway is stopping'] };
       if (rolling) {
         // One roll at a time; the file is read again once this one is done.
         again = true;
-        return;
+        return { ok: false, errors: ['a reload is already replacing the workers; the file will be read again when it is done'] };
       }
       rolling = true;
       try {
@@ -341,7 +370,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
           const errors = err instanceof ConfigError ? [...err.problems] : [(err as Error).message];
           for (const problem of errors) logger.error({ problem }, `reload refused: ${problem}`);
           logger.error({ problems: errors.length }, 'reload refused: the workers keep the configuration in use');
-          return;
+          return { ok: false, errors };
         }
         const pinned = pinRestartOptions(config, next);
         for (const option of pinned.changed) logger.warn({ option }, `reload: ${option} cannot change without a restart: the running value is kept`);
@@ -351,18 +380,17 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
         const old = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead() && !retiring.has(w.id) && !starting.has(w.id));
         let replaced = 0;
         for (const w of old) {
-          if (stopping) return;
+          if (stopping) return { ok: false, errors: ['the gateway is stopping'] };
           const worker = fork();
           const ok = await new Promise<boolean>((res) => starting.set(worker.id, res));
           if (!ok) {
-            logger.error(
-              { worker: worker.id, replaced, workers: old.length },
+            const problem =
               replaced === 0
                 ? 'reload aborted: a worker with the new configuration failed to start; the workers keep the configuration in use'
-                : `reload aborted: a worker with the new configuration failed to start; ${replaced} of ${old.length} workers run the new configuration`,
-            );
+                : `reload aborted: a worker with the new configuration failed to start; ${replaced} of ${old.length} workers run the new configuration`;
+            logger.error({ worker: worker.id, replaced, workers: old.length }, problem);
             if (replaced === 0) ({ config, signingKey } = previous);
-            return;
+            return { ok: false, errors: [problem] };
           }
           if (w!.isDead()) continue;
           retiring.add(w!.id);
@@ -370,6 +398,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
           replaced++;
         }
         logger.info({ workers: replaced, routes: config.routes.map((r) => r.path) }, 'configuration reloaded');
+        return { ok: true };
       } finally {
         rolling = false;
         if (again && !stopping) {
@@ -377,6 +406,12 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
           void reload();
         }
       }
+    };
+    // POST /reload on a worker's admin listener: the primary rolls, the worker relays the outcome.
+    const relay = (worker: Worker, id: unknown) => {
+      void reload().then((outcome) => {
+        if (worker.isConnected()) worker.send({ type: RELOAD_RESULT, id, outcome });
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

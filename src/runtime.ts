@@ -22,6 +22,8 @@ export interface RuntimeDeps {
    * reloaded by its primary, which replaces it.
    */
   load?: () => GatewayConfig;
+  /** Instead of `load`: who reloads this process (a cluster worker asks its primary, which replaces the workers). */
+  delegate?: () => Promise<ReloadOutcome>;
 }
 
 /** One configuration's engine and front doors; a reload builds the next one beside it. */
@@ -106,6 +108,7 @@ export class Runtime {
   #envoy: EnvoyAuthService | undefined;
   #signingKey: SigningKey | undefined;
   readonly #load: (() => GatewayConfig) | undefined;
+  readonly #delegate: (() => Promise<ReloadOutcome>) | undefined;
   /** Previous generations still finishing their requests. */
   readonly #retiring = new Set<Promise<void>>();
   /** Reloads run one at a time, in the order asked. */
@@ -117,6 +120,7 @@ export class Runtime {
     this.logger = deps.logger;
     this.#signingKey = deps.signingKey;
     this.#load = deps.load;
+    this.#delegate = deps.delegate;
     this.#gen = this.#build(config, undefined);
   }
 
@@ -172,6 +176,7 @@ export class Runtime {
    * their running value, with a warning naming them. Never throws.
    */
   reload(): Promise<ReloadOutcome> {
+    if (this.#delegate !== undefined) return this.#delegate();
     const run = this.#queue.then(() => this.#reload());
     this.#queue = run.catch(() => undefined);
     return run;
