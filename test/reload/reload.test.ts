@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { Pool } from 'undici';
 import { ensureBuilt, freePort, scratchDir, startCli, type CliRun } from '../helpers/cli.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
@@ -218,5 +219,35 @@ describe('reload on SIGHUP (real process)', () => {
     assert.equal(as.callsFor(token), 2, 'a miss once the introspection endpoint changed');
     assert.equal(as.calls.at(-1)!.url, '/introspect-v2');
     assert.equal((await get(pool, '/new/x')).status, 404, 'the removed route is gone');
+  });
+
+  test('a request under way when SIGHUP swaps the upstream finishes on the old one (200, same connection kept alive); the next one reaches the new upstream', async () => {
+    const port = await freePort();
+    const { run, pool } = await start(config(port, as.url, `${a.url}/a`), 'inflight.yaml');
+    const slow = get(pool, '/api/slow?ms=1500');
+    await until(() => a.received.some((r) => r.url.startsWith('/a/slow')), 'the slow request to reach upstream a');
+    files.write('inflight.yaml', config(port, as.url, `${b.url}/b`));
+    run.child.kill('SIGHUP');
+    await until(() => count(run, /"msg":"configuration reloaded"/) === 1, 'the reload');
+    assert.deepEqual(await get(pool), { status: 200, upstream: 'b' });
+    assert.deepEqual(await slow, { status: 200, upstream: 'a' });
+    assert.deepEqual(await get(pool), { status: 200, upstream: 'b' });
+  });
+
+  test('workers: 2, a new worker that cannot start (its secret file vanished after the primary validated): the roll is aborted, the old workers keep serving the old configuration', async () => {
+    const port = await freePort();
+    const { run, pool } = await start(config(port, as.url, `${a.url}/a`, { workers: 2 }), 'abort.yaml');
+    const secret = files.write('secret.txt', 'reload-secret\n');
+    files.write('abort.yaml', config(port, as.url, `${b.url}/b`, { workers: 2 }).replace('client_secret: reload-secret', `client_secret_file: ${secret}`));
+    run.child.kill('SIGHUP');
+    // The primary validates as soon as it gets the signal; the new worker reads the file a while later, once started.
+    await until(() => count(run, /"msg":"reloading the configuration: replacing workers one by one"/) === 1, 'the primary to take the signal');
+    await new Promise((r) => setTimeout(r, 50));
+    rmSync(secret);
+    await until(() => count(run, /reload aborted: a worker with the new configuration failed to start; the workers keep the configuration in use/) >= 1, 'the roll to be aborted');
+    assert.equal(count(run, /"msg":"configuration reloaded"/), 0);
+    assert.equal(count(run, /"msg":"stopped"/), 0, 'no old worker was told to stop');
+    for (let i = 0; i < 4; i++) assert.deepEqual(await get(pool), { status: 200, upstream: 'a' });
+    assert.equal(run.child.exitCode, null);
   });
 });
