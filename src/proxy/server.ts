@@ -225,8 +225,9 @@ export class Gateway {
       noDelay: true,
     };
     const tls = config.listen?.tls;
-    // https.Server has every http.Server member the gateway uses.
-    this.server = tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, ...listenerTlsOptions(tls) }) as unknown as Server);
+    // https.Server has every http.Server member the gateway uses. A TLS
+    // handshake is bounded like the request head it comes before.
+    this.server = tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, ...listenerTlsOptions(tls), handshakeTimeout: s.headers_timeout_ms }) as unknown as Server);
     // One more than the bound, so that reaching it is visible instead of Node
     // silently dropping the rest.
     this.server.maxHeadersCount = s.max_headers + 1;
