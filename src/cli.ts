@@ -361,6 +361,11 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
         again = true;
         return { ok: false, errors: ['a reload is already replacing the workers; the file will be read again when it is done'] };
       }
+      // A worker still starting (at start, or replacing one that died) could not be told to drain.
+      if (Object.values(cluster.workers ?? {}).some((w) => w !== undefined && !w.isDead() && !ready.has(w.id) && !retiring.has(w.id))) {
+        logger.error('reload refused: workers are still starting; send SIGHUP again once they listen');
+        return { ok: false, errors: ['workers are still starting; try again once they listen'] };
+      }
       rolling = true;
       try {
         let next: GatewayConfig;

@@ -33,7 +33,7 @@ ${opts.extra ?? ''}`;
 
 const count = (run: CliRun, pattern: RegExp): number => (run.stdout().match(new RegExp(pattern.source, 'g')) ?? []).length;
 
-async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -67,8 +67,11 @@ describe('reload on SIGHUP (real process)', () => {
   });
   after(async () => {
     for (const p of pools) await p.destroy();
-    for (const r of runs) r.kill();
+    // SIGTERM first: a primary killed outright would leave its workers (and the output pipes) behind for a while.
+    for (const r of runs) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
+    const late = setTimeout(() => runs.forEach((r) => r.kill()), 15_000);
     await Promise.all(runs.map((r) => r.exited));
+    clearTimeout(late);
     await Promise.all([as.close(), a.close(), b.close()]);
     files.cleanup();
   });
@@ -124,28 +127,32 @@ describe('reload on SIGHUP (real process)', () => {
       }
     };
     const clients = Array.from({ length: 4 }, client);
-    // Each phase lasts until enough requests were judged in it (the machine is shared: no fixed rate).
-    const settle = (i: number) => until(() => (perPhase[i] ?? 0) >= 20 || failures.length > 0, `requests in phase ${i}`);
-    await settle(0);
-    let current: 'a' | 'b' = 'a';
-    for (let i = 1; i <= reloads; i++) {
-      current = current === 'a' ? 'b' : 'a';
-      files.write(`load-${workers}.yaml`, yamlFor(current));
-      // While the swap is under way either upstream is right.
-      expected = undefined;
-      const stoppedBefore = count(run, /"msg":"stopped"/);
-      signalled++;
-      run.child.kill('SIGHUP');
-      await until(() => count(run, /"msg":"configuration reloaded"/) === i, `reload ${i}`);
-      // With workers, a connection to an old worker may carry one more request
-      // (answered with Connection: close) until that worker has stopped.
-      if (workers > 1) await until(() => count(run, /"msg":"stopped"/) === stoppedBefore + workers, `the old workers of reload ${i} to stop`);
-      phase = i;
-      expected = current;
-      await settle(i);
+    try {
+      // Each phase lasts until enough requests were judged in it (the machine is shared: no fixed rate).
+      const settle = (i: number) => until(() => (perPhase[i] ?? 0) >= 20 || failures.length > 0, `requests in phase ${i}`);
+      await settle(0);
+      let current: 'a' | 'b' = 'a';
+      for (let i = 1; i <= reloads; i++) {
+        current = current === 'a' ? 'b' : 'a';
+        files.write(`load-${workers}.yaml`, yamlFor(current));
+        // While the swap is under way either upstream is right.
+        expected = undefined;
+        const stoppedBefore = count(run, /"msg":"stopped"/);
+        signalled++;
+        run.child.kill('SIGHUP');
+        await until(() => count(run, /"msg":"configuration reloaded"/) === i, `reload ${i}`);
+        // With workers, a connection to an old worker may carry one more request
+        // (answered with Connection: close) until that worker has stopped.
+        if (workers > 1) await until(() => count(run, /"msg":"stopped"/) === stoppedBefore + workers, `the old workers of reload ${i} to stop`);
+        phase = i;
+        expected = current;
+        await settle(i);
+      }
+    } finally {
+      // Whatever failed above, the clients stop (else they would run on after the test).
+      stop = true;
+      await Promise.all(clients);
     }
-    stop = true;
-    await Promise.all(clients);
     assert.deepEqual(failures, [], `${failures.length} failed of ${failures.length + ok}`);
     // The machine is shared: no rate is asserted, only that traffic flowed in every phase.
     assert.equal(perPhase.length, reloads + 1);
@@ -194,6 +201,14 @@ describe('reload on SIGHUP (real process)', () => {
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(count(run, /"msg":"phantom-gateway listening"/), 2, 'no worker started');
     assert.deepEqual(await get(pool), { status: 200, upstream: 'a' });
+    // A hangup reaching a worker itself (a terminal's, sent to the process group) neither kills nor reloads it.
+    const workerPid = Number(/"pid":(\d+)[^\n]*"msg":"phantom-gateway listening"/.exec(run.stdout())![1]);
+    process.kill(workerPid, 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.doesNotThrow(() => process.kill(workerPid, 0), 'the worker is alive');
+    assert.equal(count(run, /"msg":"stopped"/), 0);
+    assert.equal(count(run, /reloading the configuration/), 1, 'only the primary\'s own SIGHUP');
+    for (let i = 0; i < 4; i++) assert.deepEqual(await get(pool), { status: 200, upstream: 'a' });
   });
 
   test('the token cache survives a reload that adds a route (no new introspection), not one that changes introspection_endpoint; restart-only options keep their value with a warning', async () => {
