@@ -148,7 +148,6 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
   }
   const gateway = runtime.gateway;
   const forwardAuth = runtime.forwardAuth;
-  const guards = runtime.guards;
   // Listeners, previous configurations still finishing, then the guards with
   // what is left of shutdown_timeout_ms (each listener bounds its own drain by it), then cut.
   let gentle = false;
@@ -198,7 +197,8 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
       where = `${grpc.host}:${grpc.port}`;
     }
     // Loaded only when configured: gRPC costs start-up time nobody else should pay.
-    if (grpc !== undefined) runtime.envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
+    // On the guards serving now (a SIGHUP during start-up may have replaced them).
+    if (grpc !== undefined) runtime.envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(runtime.config, { logger, guards: runtime.guards });
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
