@@ -1,12 +1,10 @@
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
-import { createGuards, type Guards } from './core/guards.js';
-import { ForwardAuthListener } from './forward-auth/http.js';
-import { Gateway } from './proxy/server.js';
-import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
+import { pinRestartOptions, Runtime, type ReloadOutcome } from './runtime.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
 import type { AdminHandle } from './admin/start.js';
 
@@ -80,14 +78,39 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  if (config.workers > 1) return runPrimary(config);
-  return runGateway(config);
+  if (config.workers > 1) return runPrimary(config, args.config);
+  return runGateway(config, undefined, args.config);
 }
 
 const CONFIG_REQUEST = 'phantom-gateway:config?';
 /** A worker listens on every listener its configuration has (one 'listening' event is not enough with two). */
 const READY_MESSAGE = 'phantom-gateway:ready';
 const CONFIG_MESSAGE = 'phantom-gateway:config';
+/** From the primary during a reload: the replacement is ready, drain and stop. */
+const RETIRE_MESSAGE = 'phantom-gateway:retire';
+/** A worker asks its primary to reload (the admin listener's POST /reload), and gets the outcome back. */
+const RELOAD_REQUEST = 'phantom-gateway:reload?';
+const RELOAD_RESULT = 'phantom-gateway:reloaded';
+
+/** In a worker: reloading is the primary's (it replaces the workers); this asks it and waits for the outcome. */
+function reloadThroughPrimary(): Promise<ReloadOutcome> {
+  const id = randomUUID();
+  return new Promise<ReloadOutcome>((resolve) => {
+    const onMessage = (m: unknown) => {
+      const msg = m as { type?: unknown; id?: unknown; outcome?: ReloadOutcome } | null;
+      if (msg?.type !== RELOAD_RESULT || msg.id !== id) return;
+      process.off('message', onMessage);
+      resolve(msg.outcome!);
+    };
+    process.on('message', onMessage);
+    if (process.send === undefined || !process.connected) {
+      process.off('message', onMessage);
+      resolve({ ok: false, errors: ['no cluster primary to reload'] });
+      return;
+    }
+    process.send({ type: RELOAD_REQUEST, id });
+  });
+}
 
 async function runWorker(): Promise<number> {
   try {
@@ -115,42 +138,43 @@ async function runWorker(): Promise<number> {
  * set of guards, so that they share one cache and one single-flight (a token
  * introspected through one is a cache hit through the other).
  */
-async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promise<number> {
+async function runGateway(config: GatewayConfig, signingKey?: SigningKey, configFile?: string): Promise<number> {
   const logger = createLogger(config.log.level);
-  let guards: Guards;
-  let gateway: Gateway | undefined;
-  let forwardAuth: ForwardAuthListener | undefined;
-  let envoy: EnvoyAuthService | undefined;
   let admin: AdminHandle | undefined;
   // Loaded only when configured: prom-client costs start-up time nobody else should pay.
   const metrics = config.admin === undefined ? undefined : (await import('./observability/metrics.js')).metricsFor(config);
+  let runtime: Runtime;
   try {
-    guards = createGuards(config, { logger, signingKey, metrics });
-    if (config.listen !== undefined) gateway = new Gateway(config, { logger, guards });
-    if (config.forward_auth?.listen !== undefined) forwardAuth = new ForwardAuthListener(config, { logger, guards });
+    // A worker has no file to read again: its primary reloads it by replacing it.
+    runtime = new Runtime(config, {
+      logger,
+      signingKey,
+      metrics,
+      ...(configFile !== undefined ? { load: () => loadConfigFile(configFile) } : { delegate: reloadThroughPrimary }),
+    });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  // Both listeners, then the guards with what is left of shutdown_timeout_ms
-  // (each listener bounds its own drain by it), then cut.
+  const gateway = runtime.gateway;
+  const forwardAuth = runtime.forwardAuth;
+  // Listeners, previous configurations still finishing, then the guards with
+  // what is left of shutdown_timeout_ms (each listener bounds its own drain by it), then cut.
+  let gentle = false;
   const stop = async (): Promise<void> => {
-    const deadline = Date.now() + config.server.shutdown_timeout_ms;
+    // /readyz says 503 at once; the admin listener closes last.
     admin?.drain();
-    await Promise.all([gateway?.close(), forwardAuth?.close(), envoy?.close()]);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-      timer.unref();
-    });
-    const closed = await Promise.race([guards.close().then(() => true), late]);
-    clearTimeout(timer);
-    if (!closed) {
-      logger.warn('shutdown timeout reached: cutting calls to the authorization server');
-      await guards.destroy();
-    }
+    await runtime.close({ gentle });
     await admin?.close();
   };
+  // SIGHUP re-reads the configuration (NGINX's reload). In a worker it does
+  // nothing: a terminal's hangup reaches the whole process group, and the
+  // primary reloads by replacing workers.
+  process.on('SIGHUP', () => {
+    if (cluster.isWorker) return;
+    logger.info({ signal: 'SIGHUP', config: configFile }, 'reloading the configuration');
+    void runtime.reload();
+  });
   // Handlers before listening: a signal during start-up still stops cleanly.
   // `on`, not `once`: in a cluster a worker gets the terminal's SIGINT and then
   // the primary's SIGTERM, and the second must not kill it mid-drain.
@@ -160,6 +184,12 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
+  // A reload's replacement is serving: this worker stops, letting its idle connections end by themselves.
+  process.on('message', (m: unknown) => {
+    if ((m as { type?: unknown } | null)?.type !== RETIRE_MESSAGE) return;
+    gentle = true;
+    onStop('reload');
+  });
   const worker = cluster.isWorker ? { worker: cluster.worker?.id } : {};
   let option = 'listen.port';
   let where = '';
@@ -182,10 +212,13 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
       where = `${grpc.host}:${grpc.port}`;
     }
     // Loaded only when configured: gRPC costs start-up time nobody else should pay.
-    if (grpc !== undefined) envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
+    // On the guards serving now (a SIGHUP during start-up may have replaced them).
+    if (grpc !== undefined) runtime.envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(runtime.config, { logger, guards: runtime.guards });
     option = 'admin.listen.port';
     where = config.admin === undefined ? '' : `${config.admin.listen.host}:${config.admin.listen.port}`;
-    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startAdmin(config, { logger, guards, metrics });
+    if (config.admin !== undefined) {
+      admin = await (await import('./admin/start.js')).startAdmin(config, { logger, guards: () => runtime.guards, metrics, reload: () => runtime.reload() });
+    }
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -225,13 +258,22 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
  * `workers` > 1: this process only supervises. Each worker is a whole gateway
  * (own cache, own pools) sharing nothing but the listening socket. A worker
  * that dies is replaced; one that cannot start stops the whole gateway.
+ *
+ * SIGHUP: the primary reads and validates the file first (an invalid one
+ * changes nothing), then replaces the workers one at a time: a new worker
+ * with the new configuration, and once it is listening, one old worker told
+ * to drain. A new worker that fails to start aborts the roll; the old
+ * workers keep serving.
  */
-async function runPrimary(config: GatewayConfig): Promise<number> {
+async function runPrimary(initial: GatewayConfig, configFile: string): Promise<number> {
+  let config = initial;
   const logger = createLogger(config.log.level);
   const n = config.workers;
   let admin: AdminHandle | undefined;
+  let reloadWorkers = (): Promise<ReloadOutcome> => Promise.resolve({ ok: false, errors: ['workers are still starting; try again once they listen'] });
   try {
-    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startPrimaryAdmin(config, { logger });
+    // POST /reload rolls the workers as SIGHUP does (reload() is defined once the workers are being started).
+    if (config.admin !== undefined) admin = await (await import('./admin/start.js')).startPrimaryAdmin(config, { logger, reload: () => reloadWorkers() });
   } catch (err) {
     process.stderr.write(`phantom-gateway: cannot listen on ${config.admin!.listen.host}:${config.admin!.listen.port} (admin.listen): ${(err as Error).message}\n`);
     return 1;
@@ -241,13 +283,19 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
   let failed = false;
   let alive = 0;
   const ready = new Set<number>();
+  /** Told to drain by a reload: their exit is expected. */
+  const retiring = new Set<number>();
+  /** Started by a reload and not yet ready: their failure aborts the roll, not the gateway. */
+  const starting = new Map<number, (ok: boolean) => void>();
   const restarts: number[] = [];
   // Without a signing key file, one key made here for every worker (and
   // every replacement), so they all sign with and publish the same key.
-  const signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
+  let signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
 
   const stopAll = (signal: NodeJS.Signals) => {
-    for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill(signal);
+    // Workers replaced by a reload are already draining: a SIGTERM could only
+    // reach one as it exits (killing it by signal).
+    for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead() && (signal === 'SIGKILL' || !retiring.has(w.id))) w.process.kill(signal);
   };
 
   const shutdown = () => {
@@ -269,18 +317,29 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
     const finishIfDone = () => {
       if (alive === 0) void Promise.resolve(admin?.close()).then(() => logger.flush(() => resolve(failed ? 1 : 0)));
     };
+    // The configuration and key are read when the worker asks: a worker
+    // started later (replacing a dead one) gets the current ones.
     const fork = () => {
       alive++;
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
         const type = (m as { type?: unknown } | null)?.type;
         if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey });
-        else if (type === READY_MESSAGE) ready.add(worker.id);
+        else if (type === RELOAD_REQUEST) relay(worker, (m as { id?: unknown }).id);
+        else if (type === READY_MESSAGE) {
+          ready.add(worker.id);
+          starting.get(worker.id)?.(true);
+          starting.delete(worker.id);
+        }
       });
+      return worker;
     };
     cluster.on('exit', (worker, code, signal) => {
       alive--;
       const wasReady = ready.delete(worker.id);
+      const wasRetiring = retiring.delete(worker.id);
+      const roll = starting.get(worker.id);
+      starting.delete(worker.id);
       if (stopping) {
         // A serving worker cut down while draining had requests cut with it.
         if (wasReady && (code !== 0 || signal !== null)) {
@@ -288,6 +347,15 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
           logger.error({ worker: worker.id, worker_pid: worker.process.pid, code, signal }, 'a worker did not stop cleanly');
         }
         return finishIfDone();
+      }
+      if (wasRetiring) {
+        if (code !== 0 || signal !== null) logger.error({ worker: worker.id, worker_pid: worker.process.pid, code, signal }, 'a worker replaced by a reload did not stop cleanly');
+        return;
+      }
+      if (roll !== undefined) {
+        // Started by a reload and never listening: the roll stops (see reload()).
+        roll(false);
+        return;
       }
       if (!wasReady) {
         // It never listened (port busy, bad permissions): more of the same would fail too.
@@ -313,8 +381,80 @@ async function runPrimary(config: GatewayConfig): Promise<number> {
       logger.info({ signal }, 'shutting down workers');
       shutdown();
     };
+
+    let rolling = false;
+    let again = false;
+    const reload = async (): Promise<ReloadOutcome> => {
+      if (stopping) return { ok: false, errors: ['the gateway is stopping'] };
+      if (rolling) {
+        // One roll at a time; the file is read again once this one is done.
+        again = true;
+        return { ok: false, errors: ['a reload is already replacing the workers; the file will be read again when it is done'] };
+      }
+      // A worker still starting (at start, or replacing one that died) could not be told to drain.
+      if (Object.values(cluster.workers ?? {}).some((w) => w !== undefined && !w.isDead() && !ready.has(w.id) && !retiring.has(w.id))) {
+        logger.error('reload refused: workers are still starting; send SIGHUP again once they listen');
+        return { ok: false, errors: ['workers are still starting; try again once they listen'] };
+      }
+      rolling = true;
+      try {
+        let next: GatewayConfig;
+        try {
+          next = loadConfigFile(configFile);
+        } catch (err) {
+          const errors = err instanceof ConfigError ? [...err.problems] : [(err as Error).message];
+          for (const problem of errors) logger.error({ problem }, `reload refused: ${problem}`);
+          logger.error({ problems: errors.length }, 'reload refused: the workers keep the configuration in use');
+          return { ok: false, errors };
+        }
+        const pinned = pinRestartOptions(config, next);
+        for (const option of pinned.changed) logger.warn({ option }, `reload: ${option} cannot change without a restart: the running value is kept`);
+        const previous = { config, signingKey };
+        config = pinned.config;
+        if (signingKey === undefined && mints(config) && config.minting.signing_key_file === undefined) signingKey = exportSigningKey(generateSigningKey());
+        const old = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead() && !retiring.has(w.id) && !starting.has(w.id));
+        let replaced = 0;
+        for (const w of old) {
+          if (stopping) return { ok: false, errors: ['the gateway is stopping'] };
+          const worker = fork();
+          const ok = await new Promise<boolean>((res) => starting.set(worker.id, res));
+          if (!ok) {
+            const problem =
+              replaced === 0
+                ? 'reload aborted: a worker with the new configuration failed to start; the workers keep the configuration in use'
+                : `reload aborted: a worker with the new configuration failed to start; ${replaced} of ${old.length} workers run the new configuration`;
+            logger.error({ worker: worker.id, replaced, workers: old.length }, problem);
+            if (replaced === 0) ({ config, signingKey } = previous);
+            return { ok: false, errors: [problem] };
+          }
+          if (w!.isDead()) continue;
+          retiring.add(w!.id);
+          w!.send({ type: RETIRE_MESSAGE });
+          replaced++;
+        }
+        logger.info({ workers: replaced, routes: config.routes.map((r) => r.path) }, 'configuration reloaded');
+        return { ok: true };
+      } finally {
+        rolling = false;
+        if (again && !stopping) {
+          again = false;
+          void reload();
+        }
+      }
+    };
+    reloadWorkers = reload;
+    // POST /reload on a worker's admin listener: the primary rolls, the worker relays the outcome.
+    const relay = (worker: Worker, id: unknown) => {
+      void reload().then((outcome) => {
+        if (worker.isConnected()) worker.send({ type: RELOAD_RESULT, id, outcome });
+      });
+    };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      logger.info({ signal: 'SIGHUP', config: configFile }, 'reloading the configuration: replacing workers one by one');
+      void reload();
+    });
     for (let i = 0; i < n; i++) fork();
   });
 }

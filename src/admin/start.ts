@@ -59,19 +59,25 @@ function handle(listener: AdminListener | undefined, address: AddressInfo | unde
  */
 export async function startAdmin(
   config: GatewayConfig,
-  deps: { logger: Logger; guards: Guards; metrics: GatewayMetrics | undefined; reload?: (() => Promise<ReloadOutcome>) | undefined },
+  deps: {
+    logger: Logger;
+    /** The guards serving now (a reload replaces them). */
+    guards: () => Guards;
+    metrics: GatewayMetrics | undefined;
+    reload?: (() => Promise<ReloadOutcome>) | undefined;
+  },
 ): Promise<AdminHandle | undefined> {
   if (config.admin === undefined || deps.metrics === undefined) return undefined;
   const state: ProcessState = { up: true, draining: false };
   if (cluster.isWorker) {
-    serveWorkerAdmin(deps.metrics, () => processReadiness(state, deps.guards));
+    serveWorkerAdmin(deps.metrics, () => processReadiness(state, deps.guards()));
     return handle(undefined, undefined, state);
   }
   const registry = deps.metrics.registry;
   const listener = new AdminListener(config.admin, {
     logger: deps.logger,
     metrics: { contentType: registry.contentType, scrape: () => registry.metrics() },
-    readiness: () => processReadiness(state, deps.guards),
+    readiness: () => processReadiness(state, deps.guards()),
     reload: deps.reload,
   });
   const address = await listener.listen();

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Node, type YAMLError } from 'yaml';
 import type { z } from 'zod';
+import { createSecureContext } from 'node:tls';
 import { clientAuthProblems } from '../introspection/client-auth.js';
+import type { UpstreamTls } from '../net/tls.js';
 import {
   configSchema,
   phantomTokenComplete,
@@ -176,10 +178,11 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       );
     }
 
+    const upstream = upstreamOf(route.upstream, cfg.upstream, ['routes', i, 'upstream'], lineOf, problems);
     const overrides = overridesOf(route.phantom_token, i);
-    if (overrides === undefined) return;
-    const { phantom_token: _pt, forward_authorization: forwardAuthorization, ...rest } = route;
-    const common = { ...rest, forward_authorization: overrides === false && forwardAuthorization === true };
+    if (overrides === undefined || upstream === undefined) return;
+    const { phantom_token: _pt, upstream: _u, forward_authorization: forwardAuthorization, ...rest } = route;
+    const common = { ...rest, ...upstream, forward_authorization: overrides === false && forwardAuthorization === true };
     if (overrides === false) {
       routes.push({ ...common, phantom_token: false });
       return;
@@ -278,6 +281,12 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
         'a key made at start differs on every instance and every restart',
     );
   }
+  // Certificates and keys are loaded as TLS will load them, so --check reports a mismatched pair with its line.
+  if (listen?.tls !== undefined) tlsFileProblems(listen.tls.cert_file, listen.tls.key_file, undefined, ['listen', 'tls'], lineOf, problems, 'cert_file', 'key_file');
+  const u = cfg.upstream;
+  if (u.client_cert_file !== undefined && u.client_key_file === undefined) problems.push(`${lineOf(['upstream', 'client_cert_file'])}: upstream.client_key_file: is required with upstream.client_cert_file`);
+  if (u.client_key_file !== undefined && u.client_cert_file === undefined) problems.push(`${lineOf(['upstream', 'client_key_file'])}: upstream.client_cert_file: is required with upstream.client_key_file`);
+  tlsFileProblems(u.client_cert_file, u.client_key_file, u.ca_file, ['upstream'], lineOf, problems, 'client_cert_file', 'client_key_file');
   const tempDir = cfg.server.body_temp_dir;
   if (tempDir !== undefined) {
     // Checked here, not when the first large body arrives.
@@ -306,6 +315,96 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     routes,
     ...(sourceWarnings.length > 0 ? { sourceWarnings: inFileOrderWarnings(sourceWarnings, file) } : {}),
   });
+}
+
+type RouteUpstream = string | { url: string; ca_file?: string | undefined; verify_ssl?: boolean | undefined; client_cert_file?: string | undefined; client_key_file?: string | undefined } | undefined;
+type OwnUpstream = { ca_file?: string | undefined; verify_ssl?: boolean | undefined; client_cert_file?: string | undefined; client_key_file?: string | undefined };
+type UpstreamDefaults = { ca_file?: string | undefined; verify_ssl: boolean; client_cert_file?: string | undefined; client_key_file?: string | undefined };
+
+/**
+ * A route's upstream as the gateway runs it: the URL, and the TLS options
+ * merged from the route's mapping over the `upstream` defaults (only when
+ * some differ from Node's: a CA, no verification, a client certificate).
+ * Undefined when the route's own options are wrong (reported).
+ */
+function upstreamOf(
+  raw: RouteUpstream,
+  defaults: UpstreamDefaults,
+  where: Path,
+  lineOf: (p: Path, key?: string) => string,
+  problems: string[],
+): { upstream?: string; upstream_tls?: UpstreamTls } | undefined {
+  if (raw === undefined) return {};
+  const own: OwnUpstream = typeof raw === 'string' ? {} : raw;
+  const url = typeof raw === 'string' ? raw : raw.url;
+  const before = problems.length;
+  if (typeof raw !== 'string') {
+    if (!url.startsWith('https:') && (own.ca_file !== undefined || own.verify_ssl !== undefined || own.client_cert_file !== undefined || own.client_key_file !== undefined)) {
+      problems.push(`${lineOf([...where, 'url'])}: ${fmtPath([...where, 'url'])}: TLS options are set but the upstream is not https://`);
+    }
+    // A route's client certificate comes with its own key (never half inherited).
+    if ((own.client_cert_file === undefined) !== (own.client_key_file === undefined)) {
+      const missing = own.client_cert_file === undefined ? 'client_cert_file' : 'client_key_file';
+      problems.push(`${lineOf(where)}: ${fmtPath([...where, missing])}: is required with ${missing === 'client_cert_file' ? 'client_key_file' : 'client_cert_file'}`);
+    }
+    tlsFileProblems(own.client_cert_file, own.client_key_file, own.ca_file, where, lineOf, problems, 'client_cert_file', 'client_key_file');
+  }
+  if (problems.length > before) return undefined;
+  const pair = own.client_cert_file !== undefined ? own : defaults;
+  const tls: UpstreamTls = {
+    ...((own.ca_file ?? defaults.ca_file) !== undefined ? { ca_file: own.ca_file ?? defaults.ca_file } : {}),
+    verify_ssl: own.verify_ssl ?? defaults.verify_ssl,
+    ...(pair.client_cert_file !== undefined ? { client_cert_file: pair.client_cert_file, client_key_file: pair.client_key_file } : {}),
+  };
+  const plain = tls.ca_file === undefined && tls.verify_ssl && tls.client_cert_file === undefined;
+  return plain || !url.startsWith('https:') ? { upstream: url } : { upstream: url, upstream_tls: Object.freeze(tls) };
+}
+
+/**
+ * Certificate, key and CA files as TLS will load them: readable, PEM, and a
+ * key that matches its certificate (`tls.createSecureContext` checks).
+ */
+function tlsFileProblems(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+  caFile: string | undefined,
+  where: Path,
+  lineOf: (p: Path, key?: string) => string,
+  problems: string[],
+  certKey: string,
+  keyKey: string,
+): void {
+  const read = (file: string | undefined, key: string): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      problems.push(`${lineOf([...where, key])}: ${fmtPath([...where, key])}: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      return undefined;
+    }
+  };
+  const cert = read(certFile, certKey);
+  const key = read(keyFile, keyKey);
+  const ca = read(caFile, 'ca_file');
+  if (ca !== undefined) {
+    try {
+      createSecureContext({ ca });
+    } catch (err) {
+      problems.push(`${lineOf([...where, 'ca_file'])}: ${fmtPath([...where, 'ca_file'])}: "${caFile}" holds no usable PEM certificate (${tlsReason(err)})`);
+    }
+  }
+  if (cert === undefined || key === undefined) return;
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    problems.push(`${lineOf([...where, certKey])}: ${fmtPath([...where, certKey])}: "${certFile}" and ${keyKey} "${keyFile}" are not a usable certificate and key pair (${tlsReason(err)})`);
+  }
+}
+
+/** OpenSSL's reason, without the stack or the key material. */
+function tlsReason(err: unknown): string {
+  const e = err as { reason?: unknown; code?: unknown; message?: unknown };
+  return String(e.reason ?? e.code ?? e.message ?? 'error');
 }
 
 /** Route options that name files read at start. */
@@ -353,6 +452,13 @@ function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: s
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
     return [`${lineOf(path.slice(0, -1))}: ${fmt(path)}: is required`];
+  }
+  if (issue.code === 'invalid_union') {
+    // One branch the value has the shape of (a mapping, not a string): its own problems, not zod's "Invalid input".
+    const fitting = issue.errors.filter((branch) => !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0));
+    if (fitting.length === 1) return fitting[0]!.flatMap((i) => describe(i, [...path, ...(i.path as Path)], lineOf));
+    const first = issue.errors[0]?.[0];
+    if (first !== undefined && first.code !== 'invalid_type') return describe(first, [...path, ...(first.path as Path)], lineOf);
   }
   if (issue.code === 'invalid_value') {
     return [`${lineOf(path)}: ${fmt(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import type { UpstreamTls } from '../net/tls.js';
 
 /*
  * The one source of defaults and limits. The README's configuration reference
@@ -134,6 +135,17 @@ export const phantomTokenComplete = z.strictObject({
 });
 export type PhantomTokenOptions = z.infer<typeof phantomTokenComplete>;
 
+// The client's query string is forwarded as is; one in the upstream URL
+// would be dropped or merged ambiguously, so it is refused up front.
+const upstreamUrl = httpUrl('upstream')
+  .refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)')
+  // The path is forwarded as written: it must already be what a URL
+  // parser makes of it (no dot segments, no spaces, encoded as needed).
+  .refine((v) => {
+    const written = upstreamPath(v);
+    return written === '' || (written === new URL(v).pathname && !written.includes('//'));
+  }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)');
+
 const routePath = z
   .string('must be a path')
   .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/, 'must start with / and contain only path characters (no query, fragment or percent-encoding)')
@@ -184,6 +196,19 @@ export const ADMIN_TOKEN = /^[A-Za-z0-9\-._~+/]{16,1024}=*$/;
 export const ADMIN_TOKEN_RULE = 'must be 16 to 1024 characters: letters, digits and -._~+/ (a b64token, as in Authorization: Bearer), e.g. the output of openssl rand -hex 32';
 const adminToken = z.string('must be a string').regex(ADMIN_TOKEN, ADMIN_TOKEN_RULE);
 
+/** `listen.tls`: the listener serves HTTPS with this certificate chain and key (PEM), read again on SIGHUP. */
+const listenerTls = z.strictObject({ cert_file: filePath(), key_file: filePath() }, 'must be a mapping with cert_file and key_file');
+
+/** TLS options towards upstreams: in `upstream` (every route's default) and in a route's upstream mapping. */
+const upstreamTlsShape = {
+  // PEM CA certificates trusted instead of Node's bundled roots (a private CA).
+  ca_file: filePath().optional(),
+  verify_ssl: bool().optional(),
+  // A client certificate (PEM) for upstreams that require one, with its key.
+  client_cert_file: filePath().optional(),
+  client_key_file: filePath().optional(),
+};
+
 /** The proxy listener when `listen` is absent and `forward_auth` is too (configurations from before forward-auth keep their meaning). */
 export const LISTEN_DEFAULTS = Object.freeze({ host: '0.0.0.0', port: 8080 });
 
@@ -193,6 +218,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string('must be a host name or IP address').min(1).default(LISTEN_DEFAULTS.host),
       port: int(0, 65535).default(LISTEN_DEFAULTS.port),
+      tls: listenerTls.optional(),
     })
     .optional(),
   phantom_token: phantomTokenPartial.default({}),
@@ -203,15 +229,9 @@ export const configSchema = z.strictObject({
         // The client's query string is forwarded as is; one in the upstream URL
         // would be dropped or merged ambiguously, so it is refused up front.
         // Optional only without a proxy listener (forward-auth alone); checked in load.ts.
-        upstream: httpUrl('upstream')
-          .refine((v) => !v.includes('?'), 'must not contain a query string (the client\'s query string is forwarded)')
-          // The path is forwarded as written: it must already be what a URL
-          // parser makes of it (no dot segments, no spaces, encoded as needed).
-          .refine((v) => {
-            const written = upstreamPath(v);
-            return written === '' || (written === new URL(v).pathname && !written.includes('//'));
-          }, 'must have a normalized path (no . or .. segments, no //, spaces and other special characters percent-encoded)')
-          .optional(),
+        // A URL, or a mapping of the URL and this route's upstream TLS options
+        // (normalized by load.ts into `upstream` and `upstream_tls`).
+        upstream: z.union([upstreamUrl, z.strictObject({ url: upstreamUrl, ...upstreamTlsShape }, 'must be an upstream URL or a mapping with url')]).optional(),
         // false, or overrides of the top-level phantom_token block; checked
         // after merging so a missing client_id is reported once, clearly.
         phantom_token: z.unknown().optional(),
@@ -238,8 +258,10 @@ export const configSchema = z.strictObject({
       response_timeout_ms: int(1, 3_600_000).default(30_000),
       idle_timeout_ms: int(1, 3_600_000).default(30_000),
       connections: int(1, 65_536).default(128),
+      ...upstreamTlsShape,
+      verify_ssl: bool().default(true),
     })
-    .default({ connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128 }),
+    .default({ connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128, verify_ssl: true }),
   server: z
     .strictObject({
       max_headers: int(8, 1000).default(100),
@@ -382,6 +404,12 @@ export interface RouteConfig {
   readonly path: string;
   /** Absent only when there is no proxy listener (forward-auth alone). */
   readonly upstream?: string;
+  /**
+   * TLS options towards an https upstream: the route's own over `upstream`'s
+   * defaults; absent when they are all defaults (Node's roots, verified, no
+   * client certificate).
+   */
+  readonly upstream_tls?: Readonly<UpstreamTls>;
   readonly request_buffering: boolean;
   readonly body_idle_timeout_ms: number;
   readonly max_body_bytes?: number;

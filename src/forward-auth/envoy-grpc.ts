@@ -255,7 +255,7 @@ export interface CheckContext {
 export class EnvoyAuthService {
   readonly server: grpc.Server;
   readonly config: GatewayConfig;
-  readonly guards: Guards;
+  guards: Guards;
   readonly logger: Logger;
   readonly #ownsGuards: boolean;
   readonly #trusted: TrustedProxies | undefined;
@@ -424,6 +424,17 @@ export class EnvoyAuthService {
       this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     return { host, port: bound };
+  }
+
+  /**
+   * A reload: checks from now on use these guards (routes, phantom token
+   * options, cache); calls under way finish on the old ones. Only for guards
+   * the caller owns (the service never closes them). The service's own
+   * options (`forward_auth.grpc`, identity headers) stay as they started.
+   */
+  useGuards(guards: Guards): void {
+    if (this.#ownsGuards) throw new TypeError('useGuards: the service built its own guards');
+    this.guards = guards;
   }
 
   /**

@@ -30,6 +30,11 @@ export interface ForwardAuthDeps {
   guards?: Guards;
   /** Prometheus metrics, when `guards` is not given (else the guards' are used); undefined: off. */
   metrics?: GatewayMetrics | undefined;
+  /**
+   * A reload: the listener whose server this one takes over. Nothing
+   * changes until `activate()`; decisions under way finish on the old one.
+   */
+  adopt?: ForwardAuthListener;
 }
 
 const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
@@ -88,8 +93,14 @@ export class ForwardAuthListener {
   readonly #accessLog: boolean;
   /** The guards' metrics; undefined when off. */
   readonly #metrics: GatewayMetrics | undefined;
-  /** Open connections, for the end of a graceful stop. */
-  readonly #sockets = new Set<Duplex>();
+  /** Open connections, for the end of a graceful stop (the server's: shared across reloads). */
+  readonly #sockets: Set<Duplex>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly #handlers: Array<[string, (...args: any[]) => void]>;
+  #adopted: ForwardAuthListener | undefined;
+  /** Decisions waiting on an introspection (a reload closes the old guards after them). */
+  #pending = 0;
+  #onIdle: (() => void) | undefined;
   #draining = false;
 
   constructor(config: GatewayConfig, deps: ForwardAuthDeps) {
@@ -105,6 +116,22 @@ export class ForwardAuthListener {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     const s = config.server;
     this.#maxRawHeaders = s.max_headers * 2;
+    const handle = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    this.#handlers = [
+      ['request', handle],
+      // No `100 Continue`: the body of a decision request is never read.
+      ['checkContinue', handle],
+      ['checkExpectation', handle],
+      ['clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket)],
+      ['connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED)],
+    ];
+    if (deps.adopt !== undefined) {
+      this.server = deps.adopt.server;
+      this.#sockets = deps.adopt.#sockets;
+      this.#adopted = deps.adopt;
+      return;
+    }
+    this.#sockets = new Set<Duplex>();
     this.server = createServer({
       maxHeaderSize: s.max_header_bytes,
       headersTimeout: s.headers_timeout_ms,
@@ -118,17 +145,29 @@ export class ForwardAuthListener {
     });
     // One more than the bound, so that reaching it is visible instead of Node silently dropping the rest.
     this.server.maxHeadersCount = s.max_headers + 1;
-    const handle = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
-    this.server.on('request', handle);
-    // No `100 Continue`: the body of a decision request is never read.
-    this.server.on('checkContinue', handle);
-    this.server.on('checkExpectation', handle);
+    for (const [event, handler] of this.#handlers) this.server.on(event, handler);
+    // The socket set is the server's, not a generation's: never moved on reload.
     this.server.on('connection', (socket: Duplex) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
-    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED));
+  }
+
+  /** A reload's switch: the adopted listener's handlers leave the server and this one's take their place, in one step. */
+  activate(): void {
+    const old = this.#adopted;
+    if (old === undefined) return;
+    this.#adopted = undefined;
+    this.server.maxHeadersCount = this.config.server.max_headers + 1;
+    this.server.keepAliveTimeout = this.options.keep_alive_timeout_ms;
+    for (const [event, handler] of old.#handlers) this.server.off(event, handler);
+    for (const [event, handler] of this.#handlers) this.server.on(event, handler);
+  }
+
+  /** After a reload took the server over: resolves once the decisions it still waits on are answered (or at `deadline`, a `performance.now()` time). */
+  async retire(deadline: number): Promise<void> {
+    if (this.#pending === 0) return;
+    await settlesWithin(new Promise<void>((resolve) => (this.#onIdle = resolve)), deadline - performance.now());
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -156,6 +195,7 @@ export class ForwardAuthListener {
         return this.#answer(req, res, d, h, start, method, path);
       }
       let answered = false;
+      this.#pending++;
       const gone = () => {
         if (answered) return;
         answered = true;
@@ -164,6 +204,9 @@ export class ForwardAuthListener {
         this.#log(method, logPath(undefined, original.target), 499, start, 'miss', 'client_closed');
       };
       res.once('close', gone);
+      d.finally(() => {
+        if (--this.#pending === 0) this.#onIdle?.();
+      }).catch(() => {});
       d.then(
         (decision) => {
           res.off('close', gone);

@@ -14,11 +14,22 @@ type OpeningConnector = (options: buildConnector.Options, callback: buildConnect
  * at once, and `size` says how many there are.
  */
 export class TrackedConnector {
-  readonly #sockets = new Set<Socket>();
+  readonly #sockets: Set<Socket>;
+  readonly #options: buildConnector.BuildOptions;
   readonly #base: OpeningConnector;
 
-  constructor(options: buildConnector.BuildOptions) {
+  constructor(options: buildConnector.BuildOptions, sockets = new Set<Socket>()) {
+    this.#options = options;
+    this.#sockets = sockets;
     this.#base = buildConnector(options) as unknown as OpeningConnector;
+  }
+
+  /**
+   * A connector with these options added (an upstream's TLS options), whose
+   * sockets this one tracks too: one `destroyAll()` cuts both.
+   */
+  sibling(extra: Partial<buildConnector.BuildOptions>): TrackedConnector {
+    return new TrackedConnector({ ...this.#options, ...extra } as buildConnector.BuildOptions, this.#sockets);
   }
 
   /** Pass as undici's `connect` option. */

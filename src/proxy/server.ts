@@ -1,5 +1,6 @@
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from 'node:stream';
@@ -20,6 +21,7 @@ import { listen } from '../net/listen.js';
 import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { settlesWithin } from '../net/wait.js';
 import { TrackedConnector } from '../net/sockets.js';
+import { listenerTlsOptions, upstreamTlsOptions, type UpstreamTls } from '../net/tls.js';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
@@ -38,6 +40,13 @@ export interface GatewayDeps {
   guards?: Guards;
   /** Prometheus metrics, when `guards` is not given (else the guards' are used); undefined: off. */
   metrics?: GatewayMetrics | undefined;
+  /**
+   * A reload: the gateway whose listening server this one takes over (same
+   * socket, same connections). Nothing changes until `activate()`, which
+   * moves the server's handlers to this gateway in one step; requests under
+   * way finish on the old one (see `retire()`).
+   */
+  adopt?: Gateway;
 }
 
 interface CompiledRoute {
@@ -69,6 +78,7 @@ const UPSTREAM_TIMEOUT = refusal('ERR_UPSTREAM_TIMEOUT');
 const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
 const HOST_MISSING = refusal('ERR_HOST_MISSING');
 const EXPECTATION_FAILED = refusal('ERR_EXPECTATION_FAILED');
+const netServerClose = NetServer.prototype.close;
 const CLIENT_GONE = new Error('client closed the connection');
 const QUEUE_TIMEOUT = new Error('no upstream connection became free within response_timeout_ms');
 const DEADLINE = new Error('no upstream response headers within response_timeout_ms');
@@ -97,15 +107,26 @@ export class Gateway {
   readonly #accessLog: boolean;
   /** Some route mints: `GET /.well-known/jwks.json` is answered with the keys, before routing. */
   readonly #publishesJwks: boolean;
-  /** Connections told `Connection: close`: nothing more is answered on them. */
-  readonly #closing = new WeakSet<Duplex>();
-  /** Requests with a body, by response: a parse error in a body is answered by its request. */
-  readonly #withBody = new WeakMap<ServerResponse, ProxyRequest>();
+  /** Connections told `Connection: close`: nothing more is answered on them (shared across reloads: they are the server's). */
+  readonly #closing: WeakSet<Duplex>;
+  /** Requests with a body, by response: a parse error in a body is answered by its request (shared across reloads). */
+  readonly #withBody: WeakMap<ServerResponse, ProxyRequest>;
+  /** The server's handlers, as attached (so that a reload can detach exactly these). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly #handlers: Array<[string, (...args: any[]) => void]>;
+  /** Until `activate()`: the gateway whose server this one takes over. */
+  #adopted: Gateway | undefined;
+  /** Requests that use (or will use) this gateway's pools: forwarded, or waiting on an introspection. */
+  #inflight = 0;
+  #onIdle: (() => void) | undefined;
   #draining = false;
+  /** `X-Forwarded-Proto` when no trusted proxy said otherwise: how clients reach this listener. */
+  readonly proto: 'http' | 'https';
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
     this.config = config;
     this.logger = deps.logger;
+    this.proto = config.listen?.tls !== undefined ? 'https' : 'http';
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#maxRawHeaders = config.server.max_headers * 2;
 
@@ -120,20 +141,39 @@ export class Gateway {
     const b = config.server;
     const tempDir = b.body_temp_dir ?? tmpdir();
     this.#upstreamSockets = new TrackedConnector({ timeout: u.connect_timeout_ms });
+    // Routes with their own upstream TLS options get a connector of their own (same tracking).
+    const connectors = new Map<string, TrackedConnector>();
+    const connectorFor = (tls: UpstreamTls | undefined): TrackedConnector => {
+      if (tls === undefined) return this.#upstreamSockets;
+      const key = JSON.stringify(tls);
+      let c = connectors.get(key);
+      if (c === undefined) {
+        if (!tls.verify_ssl) {
+          const origins = [...new Set(config.routes.filter((r) => r.upstream_tls !== undefined && JSON.stringify(r.upstream_tls) === key).map((r) => new URL(r.upstream!).origin))];
+          this.logger.warn({ upstreams: origins }, "upstream verify_ssl is false: the upstream's TLS certificate is NOT verified; never do this in production");
+        }
+        c = this.#upstreamSockets.sibling(upstreamTlsOptions(tls));
+        connectors.set(key, c);
+      }
+      return c;
+    };
 
     this.#routes = this.guards.routes.map(({ index, config: r, guard }): CompiledRoute => {
       const url = new URL(r.upstream!);
-      let pool = pools.get(url.origin);
+      // Only https upstreams use TLS options; one origin with two sets of them is two pools.
+      const tls = url.protocol === 'https:' ? r.upstream_tls : undefined;
+      const poolKey = tls === undefined ? url.origin : `${url.origin} ${JSON.stringify(tls)}`;
+      let pool = pools.get(poolKey);
       if (pool === undefined) {
         pool = new Pool(url.origin, {
           connections: u.connections,
           pipelining: 1,
-          connect: this.#upstreamSockets.connect,
+          connect: connectorFor(tls).connect,
           headersTimeout: u.response_timeout_ms,
           bodyTimeout: u.idle_timeout_ms,
           keepAliveTimeout: 4000,
         });
-        pools.set(url.origin, pool);
+        pools.set(poolKey, pool);
         this.#pools.push(pool);
       }
       const body: StreamLimits = {
@@ -160,7 +200,31 @@ export class Gateway {
     }
 
     const s = config.server;
-    this.server = createServer({
+    this.#handlers = [
+      ['request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false)],
+      ['checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true)],
+      ['clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket)],
+      // Any Expect other than 100-continue (Node would answer a bare 417).
+      [
+        'checkExpectation',
+        (req: IncomingMessage, res: ServerResponse) =>
+          this.#closing.has(req.socket) ? this.drop(req, res) : this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true),
+      ],
+      // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
+      ['connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT')],
+    ];
+    const adopt = deps.adopt;
+    if (adopt !== undefined) {
+      // A reload: the socket and its connections stay; their per-connection state with them.
+      this.server = adopt.server;
+      this.#closing = adopt.#closing;
+      this.#withBody = adopt.#withBody;
+      this.#adopted = adopt;
+      return;
+    }
+    this.#closing = new WeakSet<Duplex>();
+    this.#withBody = new WeakMap<ServerResponse, ProxyRequest>();
+    const serverOptions = {
       maxHeaderSize: s.max_header_bytes,
       headersTimeout: s.headers_timeout_ms,
       requestTimeout: s.request_timeout_ms,
@@ -170,19 +234,72 @@ export class Gateway {
       // Checked in #handle, so that the refusal is JSON like the others.
       requireHostHeader: false,
       noDelay: true,
-    });
+    };
+    const tls = config.listen?.tls;
+    // https.Server has every http.Server member the gateway uses. A TLS
+    // handshake is bounded like the request head it comes before.
+    this.server = tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, ...listenerTlsOptions(tls), handshakeTimeout: s.headers_timeout_ms }) as unknown as Server);
     // One more than the bound, so that reaching it is visible instead of Node
     // silently dropping the rest.
     this.server.maxHeadersCount = s.max_headers + 1;
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false));
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
-    // Any Expect other than 100-continue (Node would answer a bare 417).
-    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-      this.#closing.has(req.socket) ? this.drop(req, res) : this.refuse(req, res, EXPECTATION_FAILED, performance.now(), '-', true),
-    );
-    // CONNECT would open a tunnel past every check: refused, in the same JSON shape.
-    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED, 'CONNECT'));
+    for (const [event, handler] of this.#handlers) this.server.on(event, handler);
+  }
+
+  /**
+   * A reload's switch: the adopted gateway's handlers leave the server and
+   * this one's take their place, in one step (no request can fall between).
+   * Options a live server can take are applied; a new certificate too (a bad
+   * one is logged and the old one kept).
+   */
+  activate(): void {
+    const old = this.#adopted;
+    if (old === undefined) return;
+    this.#adopted = undefined;
+    const s = this.config.server;
+    this.server.maxHeadersCount = s.max_headers + 1;
+    this.server.keepAliveTimeout = s.keep_alive_timeout_ms;
+    const tls = this.config.listen?.tls;
+    if (tls !== undefined && 'setSecureContext' in this.server) {
+      try {
+        (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(listenerTlsOptions(tls));
+      } catch (err) {
+        this.logger.error({ err: { message: (err as Error).message }, cert_file: tls.cert_file }, 'listen.tls: the new certificate or key cannot be used: the old one is kept');
+      }
+    }
+    for (const [event, handler] of old.#handlers) this.server.off(event, handler);
+    for (const [event, handler] of this.#handlers) this.server.on(event, handler);
+  }
+
+  /**
+   * After a reload took the server over: waits for the requests this gateway
+   * still serves (bounded by `deadline`, a `performance.now()` time), then
+   * closes its upstream pools (cut at the deadline). The server and the
+   * guards are not this gateway's to close any more.
+   */
+  async retire(deadline: number): Promise<void> {
+    if (this.#inflight > 0) {
+      const idle = new Promise<void>((resolve) => {
+        this.#onIdle = resolve;
+      });
+      await settlesWithin(idle, deadline - performance.now());
+    }
+    const outbound = Promise.all(this.#pools.map((p) => p.close()));
+    if (!(await settlesWithin(outbound, deadline - performance.now()))) {
+      this.logger.warn('reload: requests of the previous configuration still running after shutdown_timeout_ms: cut');
+      const destroyed = Promise.all(this.#pools.map((p) => p.destroy()));
+      this.#upstreamSockets.destroyAll();
+      await destroyed;
+    }
+  }
+
+  /** A request counted in `#inflight` is over. */
+  settled(): void {
+    if (--this.#inflight === 0 && this.#onIdle !== undefined) this.#onIdle();
+  }
+
+  /** A request that will use the pools starts (see `retire`). */
+  using(): void {
+    this.#inflight++;
   }
 
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -255,6 +372,8 @@ export class Gateway {
       const verdict = guard.exchange.authorize(scan.authorization, guard.policy, pr);
       if (verdict instanceof Promise) {
         pr.cache = 'miss';
+        // Counted while it waits: a reload must not close the pools it will be forwarded over.
+        this.#inflight++;
         // A client that leaves while its token waits withdraws it: an
         // introspection nobody waits for any more is never sent.
         const gone = () => {
@@ -264,15 +383,23 @@ export class Gateway {
         res.once('close', gone);
         verdict.then(
           (v) => {
-            res.off('close', gone);
-            // An earlier request's answer closed the connection meanwhile.
-            if (this.#closing.has(req.socket)) return this.drop(req, res);
-            pr.decide(v);
+            try {
+              res.off('close', gone);
+              // An earlier request's answer closed the connection meanwhile.
+              if (this.#closing.has(req.socket)) return this.drop(req, res);
+              pr.decide(v);
+            } finally {
+              this.settled();
+            }
           },
           (err: unknown) => {
-            res.off('close', gone);
-            this.logger.error({ err }, 'internal error');
-            pr.decide(INTERNAL);
+            try {
+              res.off('close', gone);
+              this.logger.error({ err }, 'internal error');
+              pr.decide(INTERNAL);
+            } finally {
+              this.settled();
+            }
           },
         ).catch((err: unknown) => {
           // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
@@ -401,6 +528,23 @@ export class Gateway {
     else this.logger.info({ method, path, status, ms, cache, code }, 'request');
   }
 
+  /**
+   * A worker replaced by a reload: stops accepting, but closes no idle
+   * keep-alive connection itself (a client may be sending on it at that very
+   * moment, and would see a reset). Each connection ends after its next
+   * answer (sent with `Connection: close`) or when its keep-alive timeout
+   * passes: undici and browsers close an idle connection before the timeout
+   * the server announces, so nothing is cut while in use. Bounded by
+   * `deadline`; `close()` then does the rest as usual.
+   */
+  async #gentleDrain(deadline: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      // net.Server's close: stop listening only (http.Server's also closes idle connections).
+      netServerClose.call(this.server, () => resolve());
+    });
+    await settlesWithin(closed, deadline - performance.now());
+  }
+
   /** Introspections running and waiting for a connection, over every introspection client (tests, metrics). */
   introspectionLoad(): { running: number; queued: number } {
     return this.guards.introspectionLoad();
@@ -420,9 +564,10 @@ export class Gateway {
    * in-flight requests finished and answered with `Connection: close`; after
    * `shutdown_timeout_ms` whatever is left is cut.
    */
-  async close(): Promise<void> {
+  async close(opts: { gentle?: boolean } = {}): Promise<void> {
     const began = performance.now();
     this.#draining = true;
+    if (opts.gentle === true) await this.#gentleDrain(began + this.config.server.shutdown_timeout_ms);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     // A response that started before close() was sent with keep-alive; its
@@ -505,10 +650,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     if (token !== undefined) headers.push('authorization', token.authorization);
     // The scan kept client X-Forwarded-* values only from a trusted peer.
     const peer = req.socket.remoteAddress ?? '';
-    headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`, 'x-forwarded-proto', scan.xfProto ?? 'http');
+    headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`, 'x-forwarded-proto', scan.xfProto ?? this.gw.proto);
     const host = scan.xfHost ?? scan.host;
     if (host !== undefined) headers.push('x-forwarded-host', host);
     if (this.expectContinue) res.writeContinue();
+    this.gw.using();
     res.once('close', this.#onClose);
     if (!scan.hasBody) {
       this.#dispatch(null);
@@ -640,6 +786,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
   };
 
   readonly #onClose = (): void => {
+    this.gw.settled();
     // The response is over while the body is still being read (the
     // connection was cut, or a refusal was sent): the read stops with it.
     this.#read?.abort(BODY_ABORTED);

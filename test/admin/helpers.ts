@@ -35,7 +35,7 @@ export async function startAdminStack(yaml: string): Promise<AdminStack> {
   const guards = createGuards(config, { logger, metrics });
   const gateway = new Gateway(config, { logger, guards });
   const addr = await gateway.listen(0, '127.0.0.1');
-  const admin = (await startAdmin(config, { logger, guards, metrics }))!;
+  const admin = (await startAdmin(config, { logger, guards: () => guards, metrics }))!;
   const adminUrl = `http://127.0.0.1:${admin.address!.port}`;
   return {
     gateway,

@@ -54,7 +54,7 @@ describe('config: defaults', () => {
 `);
     assert.deepEqual(cfg, {
       listen: { host: '0.0.0.0', port: 8080 },
-      upstream: { connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128 },
+      upstream: { connect_timeout_ms: 5000, response_timeout_ms: 30_000, idle_timeout_ms: 30_000, connections: 128, verify_ssl: true },
       server: {
         max_headers: 100,
         max_header_bytes: 16384,
