@@ -456,9 +456,9 @@ function describe(issue: z.core.$ZodIssue, path: Path, lineOf: (p: Path, key?: s
   if (issue.code === 'invalid_union') {
     // One branch the value has the shape of (a mapping, not a string): its own problems, not zod's "Invalid input".
     const fitting = issue.errors.filter((branch) => !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0));
-    if (fitting.length === 1) return fitting[0]!.flatMap((i) => describe(i, [...path, ...(i.path as Path)], lineOf));
+    if (fitting.length === 1) return fitting[0]!.flatMap((i) => describe(i, [...path, ...(i.path as Path)], lineOf, fmt));
     const first = issue.errors[0]?.[0];
-    if (first !== undefined && first.code !== 'invalid_type') return describe(first, [...path, ...(first.path as Path)], lineOf);
+    if (first !== undefined && first.code !== 'invalid_type') return describe(first, [...path, ...(first.path as Path)], lineOf, fmt);
   }
   if (issue.code === 'invalid_value') {
     return [`${lineOf(path)}: ${fmt(path)}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`];
