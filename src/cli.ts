@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
+import { startupFields, type StartedListener } from './observability/startup.js';
 import { createGuards, type Guards } from './core/guards.js';
 import { ForwardAuthListener } from './forward-auth/http.js';
 import { Gateway } from './proxy/server.js';
@@ -53,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`phantom-gateway: --config is required\n\n${USAGE}`);
     return 2;
   }
+  configFile = args.config;
 
   // A worker runs the configuration its primary validated, sent over the
   // cluster's IPC channel: a worker started later (replacing one that died)
@@ -77,6 +79,9 @@ export async function main(argv: string[]): Promise<number> {
   if (config.workers > 1) return runPrimary(config);
   return runGateway(config);
 }
+
+/** The --config file, for the start-up line (workers are started with the same arguments). */
+let configFile: string | undefined;
 
 const CONFIG_REQUEST = 'phantom-gateway:config?';
 /** A worker listens on every listener its configuration has (one 'listening' event is not enough with two). */
@@ -152,17 +157,20 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
   const worker = cluster.isWorker ? { worker: cluster.worker?.id } : {};
   let option = 'listen.port';
   let where = '';
+  const listeners: StartedListener[] = [];
   try {
     if (gateway !== undefined) {
       where = `${config.listen!.host}:${config.listen!.port}`;
       const addr = await gateway.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'phantom-gateway listening');
+      listeners.push({ listener: 'proxy', host: addr.address, port: addr.port });
     }
     if (forwardAuth !== undefined) {
       option = 'forward_auth.listen.port';
       where = `${forwardAuth.options.listen!.host}:${forwardAuth.options.listen!.port}`;
       const addr = await forwardAuth.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'forward-auth listening');
+      listeners.push({ listener: 'forward_auth', host: addr.address, port: addr.port });
     }
     // Envoy's gRPC ext_authz, on the same guards (one cache).
     const grpc = config.forward_auth?.grpc;
@@ -172,6 +180,8 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey): Promi
     }
     // Loaded only when configured: gRPC costs start-up time nobody else should pay.
     if (grpc !== undefined) envoy = await (await import('./forward-auth/envoy-grpc.js')).startEnvoyGrpc(config, { logger, guards });
+    if (grpc !== undefined && envoy !== undefined) listeners.push({ listener: 'envoy_grpc', host: grpc.host, port: grpc.port });
+    logger.info({ ...startupFields(config, { configFile, listeners }), ...worker }, 'phantom-gateway started');
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
