@@ -1,4 +1,6 @@
-import { createTraceState, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { createRequire } from 'node:module';
+import type * as Api from '@opentelemetry/api';
+import type { Attributes, Context, Span, Tracer } from '@opentelemetry/api';
 import { formatTraceparent, parseTraceparent, type TraceHeaders } from './trace-context.js';
 
 /*
@@ -22,17 +24,26 @@ import { formatTraceparent, parseTraceparent, type TraceHeaders } from './trace-
 /** Whether an SDK is registered: read per request. */
 export const tracing = { on: false };
 
-/** What the API's proxy delegates to while no SDK is registered. */
-const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+/**
+ * The API, loaded when the first front door is built: a process that only
+ * prints its usage or checks a file does not pay for loading it.
+ */
+let api: typeof Api | undefined;
+function otel(): typeof Api {
+  return (api ??= createRequire(import.meta.url)('@opentelemetry/api') as typeof Api);
+}
+
 let tracer: Tracer | undefined;
 let watchers = 0;
 let timer: NodeJS.Timeout | undefined;
 
 /** Looks again whether an SDK is registered; returns `tracing.on`. */
 export function refreshTracing(): boolean {
-  const provider = trace.getTracerProvider();
-  // Another copy of the API may have set the global: then assume an SDK.
-  const on = !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NOOP_PROVIDER;
+  const { trace } = otel();
+  const provider = trace.getTracerProvider() as { getDelegate?: () => object };
+  // The API's proxy delegates to a no-op provider until an SDK is registered
+  // (compared by name: another copy of the API may have set the global).
+  const on = typeof provider.getDelegate !== 'function' || provider.getDelegate().constructor.name !== 'NoopTracerProvider';
   if (on !== tracing.on || (on && tracer === undefined)) tracer = on ? trace.getTracer('phantom-gateway') : undefined;
   tracing.on = on;
   return on;
@@ -61,6 +72,7 @@ export function watchTracing(): () => void {
 
 /** The parent context an incoming traceparent describes (a remote span), or the root. */
 function parentContext(incoming: TraceHeaders | undefined): Context {
+  const { ROOT_CONTEXT, trace, createTraceState } = otel();
   if (incoming === undefined) return ROOT_CONTEXT;
   const p = parseTraceparent(incoming.traceparent);
   if (p === undefined) return ROOT_CONTEXT;
@@ -81,6 +93,7 @@ function parentContext(incoming: TraceHeaders | undefined): Context {
 export function startServerSpan(method: string, route: string | undefined, path: string, scheme: string, incoming: TraceHeaders | undefined): Span {
   const attributes: Attributes = { 'http.request.method': method, 'url.path': path, 'url.scheme': scheme };
   if (route !== undefined) attributes['http.route'] = route;
+  const { trace, SpanKind } = otel();
   return (tracer ?? trace.getTracer('phantom-gateway')).startSpan(route === undefined ? method : `${method} ${route}`, { kind: SpanKind.SERVER, attributes }, parentContext(incoming));
 }
 
@@ -97,6 +110,7 @@ export function startClientSpan(name: string, parent: Span, method: string, url:
     'url.full': `${u.origin}${u.pathname}`,
     ...extra,
   };
+  const { trace, SpanKind, ROOT_CONTEXT } = otel();
   return (tracer ?? trace.getTracer('phantom-gateway')).startSpan(name, { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, parent));
 }
 
@@ -111,7 +125,7 @@ export function outboundTrace(span: Span, incoming: TraceHeaders | undefined): T
 export function endHttpSpan(span: Span, status: number | undefined, errorType?: string): void {
   if (status !== undefined && status > 0) span.setAttribute('http.response.status_code', status);
   if (status === undefined || status === 0 || status >= 500 || errorType !== undefined) {
-    span.setStatus({ code: SpanStatusCode.ERROR });
+    span.setStatus({ code: otel().SpanStatusCode.ERROR });
     span.setAttribute('error.type', errorType ?? (status !== undefined && status > 0 ? String(status) : '_OTHER'));
   }
   span.end();

@@ -73,8 +73,15 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
     const mark = gw.logs.length;
     await expectStatus(path, token, 502, UNAVAILABLE);
     const warnings = gw.logs.slice(mark).filter((l) => l.level === 'warn' && l.code === 'ERR_INTROSPECTION_INVALID_ANSWER');
-    assert.equal(warnings.length, 1, JSON.stringify(gw.logs.slice(mark)));
-    assert.match(String(warnings[0]!.msg), detail);
+    if (warnings.length === 0) {
+      // Repeats of the warning just logged are rate-limited (counted, not written): the last one must be this one.
+      const last = gw.logs.slice(0, mark).filter((l) => l.level === 'warn' && l.code === 'ERR_INTROSPECTION_INVALID_ANSWER').at(-1);
+      assert.ok(last !== undefined, JSON.stringify(gw.logs.slice(mark)));
+      assert.match(String(last.msg), detail);
+    } else {
+      assert.equal(warnings.length, 1, JSON.stringify(gw.logs.slice(mark)));
+      assert.match(String(warnings[0]!.msg), detail);
+    }
     // Never cached: the next request asks again.
     await expectStatus(path, token, 502);
     assert.equal(as.callsFor(token), 2);
