@@ -13,6 +13,8 @@ import { listen } from '../net/listen.js';
 import type { Logger } from '../observability/logger.js';
 import { requestId } from '../observability/request-id.js';
 import { traceHeaders, type TraceHeaders } from '../observability/trace-context.js';
+import { endHttpSpan, startServerSpan, tracing, watchTracing } from '../observability/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import type { Jwks } from '../minting/key-set.js';
@@ -87,6 +89,8 @@ export class ForwardAuthListener {
   readonly #accessSub: boolean;
   /** Peers whose `X-Request-Id` is taken (a gateway that sets its own, e.g. NGINX's `$request_id`). */
   readonly #trusted: TrustedProxies | undefined;
+  /** Stops refreshing `tracing.on` once closed. */
+  readonly #stopTracing: () => void;
   /** Open connections, for the end of a graceful stop. */
   readonly #sockets = new Set<Duplex>();
   #draining = false;
@@ -129,6 +133,7 @@ export class ForwardAuthListener {
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.#rawRefusal(socket, METHOD_NOT_ALLOWED));
+    this.#stopTracing = watchTracing();
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -155,6 +160,8 @@ export class ForwardAuthListener {
       }
       method = original.method;
       const fr = new ForwardedRequest(original.method, original.target, h, req, id);
+      // The decision's server span, parented on the original request's traceparent (spans recorded only).
+      if (tracing.on) fr.span = startServerSpan(original.method, undefined, pathOf(original.target), 'http', fr.traceHeaders);
       f = fr;
       const d = decide(this.guards, fr);
       if (!(d instanceof Promise)) {
@@ -212,7 +219,7 @@ export class ForwardAuthListener {
     if (h.hasBody || this.#draining) out.push('connection', 'close');
     res.writeHead(200, out);
     res.end();
-    if (this.#accessLog) this.#log(method, path, 200, start, d.cache, undefined, f);
+    this.#log(method, path, 200, start, d.cache, undefined, f);
   }
 
   /**
@@ -253,6 +260,11 @@ export class ForwardAuthListener {
 
   /** One access-log line (one object; undefined fields are left out). */
   #log(method: string | undefined, path: string, status: number, start: number, cache: string, code: string | undefined, f: DecisionFacts): void {
+    if (f.span !== undefined) {
+      const route = f.decision?.route?.config.path;
+      if (route !== undefined) f.span.setAttribute('http.route', route);
+      endHttpSpan(f.span, status, status >= 500 ? code : undefined);
+    }
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     const d = f.decision;
@@ -330,6 +342,7 @@ export class ForwardAuthListener {
       this.server.closeAllConnections();
     }
     clearInterval(sweep);
+    this.#stopTracing();
     if (!this.#ownsGuards) return;
     if (!(await settlesWithin(this.guards.close(), deadline - performance.now()))) await this.guards.destroy();
   }
@@ -351,6 +364,8 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
   readonly methodOverride: boolean;
   introspectionMs = -1;
   decision: Decision | undefined;
+  /** Requester and DecisionFacts: the decision's server span (spans recorded only). */
+  span: Span | undefined;
 
   constructor(
     readonly method: string,
@@ -386,6 +401,7 @@ interface DecisionFacts {
   readonly h: DecisionHeaders | undefined;
   introspectionMs: number;
   decision?: Decision | undefined;
+  span?: Span | undefined;
 }
 
 /** `f`, with a new request ID when it has none yet. */

@@ -13,6 +13,7 @@ import { SpanKind, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startForwardAuth, type TestForwardAuth } from '../helpers/forward-auth.js';
 import { gatewayConfig } from '../helpers/core.js';
 import { refreshTracing, tracing } from '../../src/observability/tracing.js';
 
@@ -34,14 +35,17 @@ describe('OpenTelemetry spans with a registered SDK', () => {
   let as: ScriptedIntrospection;
   let api: EchoUpstream;
   let gw: TestGateway;
+  let fa: TestForwardAuth;
 
   before(async () => {
     trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
     as = await startScriptedIntrospection();
     api = await startEchoUpstream();
     gw = await startGateway(gatewayConfig({ introspection: as.url, upstream: api.url, routes: [{ path: '/api' }] }));
+    fa = await startForwardAuth(gatewayConfig({ introspection: as.url, upstream: api.url, routes: [{ path: '/api' }], extra: { forward_auth: { listen: { host: '127.0.0.1', port: 0 } } } }));
   });
   after(async () => {
+    await fa.close();
     await gw.close();
     await as.close();
     await api.close();
@@ -111,6 +115,23 @@ describe('OpenTelemetry spans with a registered SDK', () => {
     assert.equal(spans.length, 1);
     assert.equal(spans[0]!.kind, SpanKind.SERVER);
     assert.equal(spans[0]!.attributes['http.response.status_code'], 401);
+  });
+
+  test('forward-auth: the decision\'s server span is parented on the original traceparent, the introspection span is its child', async () => {
+    const t = fresh('fa');
+    await as.activate(t);
+    const res = await get(`${fa.url}/auth`, { 'x-original-method': 'GET', 'x-original-uri': '/api/items?q=1', authorization: `Bearer ${t}`, traceparent: TP });
+    assert.equal(res.status, 200);
+    const spans = exporter.getFinishedSpans();
+    const srv = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    const introspection = spans.find((s) => s.kind === SpanKind.CLIENT)!;
+    assert.equal(spans.length, 2);
+    assert.equal(parentOf(srv), PARENT);
+    assert.equal(srv.attributes['http.route'], '/api');
+    assert.equal(srv.attributes['url.path'], '/api/items');
+    assert.equal(srv.attributes['http.response.status_code'], 200);
+    assert.equal(parentOf(introspection), srv.spanContext().spanId);
+    assert.equal(as.calls.find((c) => c.token === t)!.headers.traceparent, `00-${TRACE_ID}-${introspection.spanContext().spanId}-01`);
   });
 
   test('once the SDK is gone (trace.disable), no spans, and the incoming traceparent passes unchanged', async () => {
