@@ -5,6 +5,7 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { pinRestartOptions, Runtime, type ReloadOutcome } from './runtime.js';
+import { startupFields, type StartedListener } from './observability/startup.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
 import type { AdminHandle } from './admin/start.js';
 
@@ -58,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   // A worker runs the configuration its primary validated, sent over the
   // cluster's IPC channel: a worker started later (replacing one that died)
   // must not pick up a file edited since, nor fail on one broken since.
+  configPath = args.config;
   if (cluster.isWorker) return runWorker();
 
   let config;
@@ -81,6 +83,9 @@ export async function main(argv: string[]): Promise<number> {
   if (config.workers > 1) return runPrimary(config, args.config);
   return runGateway(config, undefined, args.config);
 }
+
+/** The --config file, for the start-up line (workers are started with the same arguments, so they know it too). */
+let configPath: string | undefined;
 
 const CONFIG_REQUEST = 'phantom-gateway:config?';
 /** A worker listens on every listener its configuration has (one 'listening' event is not enough with two). */
@@ -193,17 +198,20 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
   const worker = cluster.isWorker ? { worker: cluster.worker?.id } : {};
   let option = 'listen.port';
   let where = '';
+  const listeners: StartedListener[] = [];
   try {
     if (gateway !== undefined) {
       where = `${config.listen!.host}:${config.listen!.port}`;
       const addr = await gateway.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'phantom-gateway listening');
+      listeners.push({ listener: 'proxy', host: addr.address, port: addr.port });
     }
     if (forwardAuth !== undefined) {
       option = 'forward_auth.listen.port';
       where = `${forwardAuth.options.listen!.host}:${forwardAuth.options.listen!.port}`;
       const addr = await forwardAuth.listen();
       logger.info({ host: addr.address, port: addr.port, routes: config.routes.map((r) => r.path), ...worker }, 'forward-auth listening');
+      listeners.push({ listener: 'forward_auth', host: addr.address, port: addr.port });
     }
     // Envoy's gRPC ext_authz, on the same guards (one cache).
     const grpc = config.forward_auth?.grpc;
@@ -219,6 +227,9 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
     if (config.admin !== undefined) {
       admin = await (await import('./admin/start.js')).startAdmin(config, { logger, guards: () => runtime.guards, metrics, reload: () => runtime.reload() });
     }
+    if (grpc !== undefined && runtime.envoy !== undefined) listeners.push({ listener: 'envoy_grpc', host: grpc.host, port: grpc.port });
+    if (admin?.address !== undefined) listeners.push({ listener: 'admin', host: admin.address.address, port: admin.address.port });
+    logger.info({ ...startupFields(config, { configFile: configPath, listeners }), ...worker }, 'phantom-gateway started');
     if (cluster.isWorker) process.send?.({ type: READY_MESSAGE });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

@@ -25,6 +25,10 @@ export interface ActiveToken {
    * them). Frozen.
    */
   readonly claims: Readonly<JWTPayload>;
+  /** The token's `client_id` claim (a string), for the access log. */
+  readonly clientId?: string | undefined;
+  /** The token's `sub` claim (a string), for the access log when `log.access_log_sub` is on. */
+  readonly sub?: string | undefined;
 }
 
 /** A token the authorization server said is not active; kept briefly. */
@@ -45,15 +49,27 @@ export type TokenEntry = ActiveToken | InactiveToken;
 class CachedToken implements ActiveToken {
   readonly active = true as const;
   #claims: Readonly<JWTPayload> | undefined;
+  /** Set at insert when the claims are at hand; else read from the claims on first use. */
+  #who: Who | undefined;
 
   constructor(
     readonly authorization: string,
     readonly scope: string,
     readonly expiresAt: number,
     claims: Readonly<JWTPayload> | undefined,
+    who: Who | undefined,
   ) {
     this.#claims = claims;
+    this.#who = who;
     Object.freeze(this);
+  }
+
+  get clientId(): string | undefined {
+    return (this.#who ??= whoOf(this.claims)).clientId;
+  }
+
+  get sub(): string | undefined {
+    return (this.#who ??= whoOf(this.claims)).sub;
   }
 
   get claims(): Readonly<JWTPayload> {
@@ -65,6 +81,52 @@ class CachedToken implements ActiveToken {
  * An active entry. `claims`, when given, are kept as they are (frozen);
  * otherwise they are decoded from the JWT in `authorization` when first read.
  */
-export function activeToken(authorization: string, scope: string, expiresAt: number, claims?: Readonly<JWTPayload>): ActiveToken {
-  return new CachedToken(authorization, scope, expiresAt, claims === undefined ? undefined : Object.freeze({ ...claims }));
+export function activeToken(authorization: string, scope: string, expiresAt: number, claims?: Readonly<JWTPayload>, who?: Who): ActiveToken {
+  return new CachedToken(authorization, scope, expiresAt, claims === undefined ? undefined : Object.freeze({ ...claims }), who);
+}
+
+/** Who a token speaks for, as the access log names it: two short strings kept beside the JWT instead of every claim. */
+export interface Who {
+  readonly clientId: string | undefined;
+  readonly sub: string | undefined;
+}
+
+/** `client_id` and `sub` from claims, when they are strings (at most 256 characters each: a log field, not a document). */
+export function whoOf(claims: Readonly<JWTPayload>): Who {
+  const c = claims.client_id;
+  const s = claims.sub;
+  return { clientId: typeof c === 'string' ? c.slice(0, 256) : undefined, sub: typeof s === 'string' ? s.slice(0, 256) : undefined };
+}
+
+/**
+ * Why an answer is kept as long as it is (the debug log says it):
+ * `token_cache_seconds` (the configured bound was the shortest),
+ * `max-age` (the answer's Cache-Control), `exp` (the token expires first),
+ * `no-store` (max-age 0 or no-store: not kept), `negative`
+ * (an inactive token, kept `negative_cache_seconds`), `expired` (active
+ * but past its exp: kept as inactive), `not_kept` (an answer that is not a
+ * statement about the token).
+ */
+export type TtlReason = 'token_cache_seconds' | 'max-age' | 'exp' | 'no-store' | 'negative' | 'expired' | 'not_kept';
+
+/**
+ * How long a positive answer is kept: min(`token_cache_seconds`, max-age,
+ * exp - now), and which bound won. `ttlMs` <= 0 means not kept.
+ */
+export function positiveLifetime(now: number, tokenCacheSeconds: number, maxAge: number | undefined, exp: unknown): { ttlMs: number; reason: TtlReason } {
+  let ttlMs = tokenCacheSeconds * 1000;
+  let reason: TtlReason = 'token_cache_seconds';
+  if (maxAge !== undefined && maxAge * 1000 < ttlMs) {
+    ttlMs = maxAge * 1000;
+    reason = maxAge === 0 ? 'no-store' : 'max-age';
+  }
+  if (typeof exp === 'number') {
+    const left = exp * 1000 - now;
+    if (left <= 0) return { ttlMs: 0, reason: 'expired' };
+    if (left < ttlMs) {
+      ttlMs = left;
+      reason = 'exp';
+    }
+  }
+  return { ttlMs, reason };
 }

@@ -313,8 +313,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       access_log: bool().default(true),
+      // The token's `sub` in the access log: personal data, so off unless asked for.
+      access_log_sub: bool().default(false),
     })
-    .default({ level: 'info', access_log: true }),
+    .default({ level: 'info', access_log: true, access_log_sub: false }),
   // Minting (routes with introspection_response json, token_introspection_jwt
   // or auto): the key the gateway signs RFC 9068 tokens with, and what they carry.
   minting: z

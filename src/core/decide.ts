@@ -1,4 +1,5 @@
 import type { ActiveToken } from '../cache/entry.js';
+import type { TraceHeaders } from '../observability/trace-context.js';
 import { checkTarget } from '../routing/request-target.js';
 import { checkCredentials, PREFLIGHT } from './credentials.js';
 import { GatewayError, TOKEN_INACTIVE, refusal } from './errors.js';
@@ -24,6 +25,8 @@ export interface DecisionRequest {
   readonly methodOverride?: boolean;
   /** The client's address: introspections wait, and are bounded, per address. Read on a cache miss only. */
   readonly clientAddress: string;
+  /** The original request's checked W3C trace context, passed on to the introspection. Read on a cache miss only. */
+  readonly traceHeaders?: TraceHeaders | undefined;
 }
 
 /** Whether the token was found in the cache (`hit`), needed an introspection (`miss`), or was never looked up (`-`). */

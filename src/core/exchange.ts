@@ -1,5 +1,7 @@
 import { hash } from 'node:crypto';
-import { activeToken, type ActiveToken, type TokenEntry } from '../cache/entry.js';
+import type { Span } from '@opentelemetry/api';
+import { activeToken, positiveLifetime, whoOf, type ActiveToken, type TokenEntry, type TtlReason } from '../cache/entry.js';
+import type { TraceHeaders } from '../observability/trace-context.js';
 import type { Clock } from '../cache/memory.js';
 import type { TokenStore } from '../cache/store.js';
 import type { IntrospectionAnswer, IntrospectionRequest } from '../introspection/client.js';
@@ -18,6 +20,14 @@ export interface Introspector {
 export interface Requester {
   /** The client's address; read only when the token needs an introspection (never on a cache hit). */
   readonly clientAddress: string;
+  /**
+   * The request's checked W3C trace context, passed on to the introspection
+   * the request starts (single-flight: a request that joins one under way
+   * does not change it). Read on a miss only.
+   */
+  readonly traceHeaders?: TraceHeaders | undefined;
+  /** The request's server span, when spans are recorded: the introspection's span is its child. Read on a miss only. */
+  readonly span?: Span | undefined;
 }
 
 /** One introspection and the requesters waiting for it. */
@@ -56,6 +66,14 @@ export interface TokenExchangeOptions {
   onInternalError?: (err: unknown) => void;
   /** Counts hits, misses and single-flight joins; undefined: metrics off. */
   metrics?: ExchangeRecorder | undefined;
+  /**
+   * Told how long each answer is kept and why (`log.level: debug`); given
+   * only when debug lines are written, so nothing is built otherwise. `key`
+   * is the first 8 hex digits of the cache key (a SHA-256 of the token and
+   * the namespace): enough to tell tokens apart in a log, nothing to find a
+   * token by.
+   */
+  onCached?: (fields: { key: string; ttl_s: number; reason: TtlReason }) => void;
 }
 
 /** A verdict: the token's cached state, or a refusal. */
@@ -145,7 +163,13 @@ export class TokenExchange {
   #miss(key: string, token: string, requester: Requester | undefined, stored: Promise<TokenEntry | undefined> | undefined): Flight {
     let flight = this.#inflight.get(key);
     if (flight === undefined) {
-      const f: Flight = { key, request: { client: requester?.clientAddress ?? '' }, verdict: NOT_YET, waiters: 0, expiresAt: 0 };
+      const f: Flight = {
+        key,
+        request: requester === undefined ? { client: '' } : { client: requester.clientAddress, trace: requester.traceHeaders, span: requester.span },
+        verdict: NOT_YET,
+        waiters: 0,
+        expiresAt: 0,
+      };
       const run = stored === undefined ? this.#introspect(key, token, f) : this.#lookup(stored, key, token, f);
       f.verdict = run.finally(() => {
         if (this.#inflight.get(key) === f) this.#inflight.delete(key);
@@ -185,27 +209,25 @@ export class TokenExchange {
     }
     const now = this.#now();
     if (!answer.active) {
-      if (answer.reason !== 'no_jwt') this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight);
+      if (answer.reason !== 'no_jwt') this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight, 'negative');
+      else this.#o.onCached?.({ key: shortKey(key), ttl_s: 0, reason: 'not_kept' });
       return TOKEN_INACTIVE;
     }
     const { claims } = answer;
-    let ttlMs = this.#o.tokenCacheSeconds * 1000;
-    if (answer.maxAge !== undefined) ttlMs = Math.min(ttlMs, answer.maxAge * 1000);
-    if (typeof claims.exp === 'number') {
-      const left = claims.exp * 1000 - now;
-      if (left <= 0) {
-        this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight);
-        return TOKEN_INACTIVE;
-      }
-      ttlMs = Math.min(ttlMs, left);
+    const { ttlMs, reason } = positiveLifetime(now, this.#o.tokenCacheSeconds, answer.maxAge, claims.exp);
+    if (reason === 'expired') {
+      this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight, 'expired');
+      return TOKEN_INACTIVE;
     }
-    const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs);
-    this.#remember(key, entry, flight);
+    const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs, undefined, whoOf(claims));
+    this.#remember(key, entry, flight, reason);
     return entry;
   }
 
-  #remember(key: string, entry: TokenEntry, flight: Flight): void {
-    if (entry.expiresAt <= this.#now()) return;
+  #remember(key: string, entry: TokenEntry, flight: Flight, reason: TtlReason): void {
+    const ttlMs = entry.expiresAt - this.#now();
+    this.#o.onCached?.({ key: shortKey(key), ttl_s: Math.max(0, Math.round(ttlMs / 100) / 10), reason });
+    if (ttlMs <= 0) return;
     flight.expiresAt = entry.expiresAt;
     const written = this.#o.cache.set(key, entry);
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
@@ -227,6 +249,11 @@ const NOT_YET: Promise<Verdict> = new Promise<Verdict>(() => {});
  */
 function flat(s: string): string {
   return Buffer.from(s, 'latin1').toString('latin1');
+}
+
+/** The first 8 hex digits of a cache key, for the debug log. */
+function shortKey(key: string): string {
+  return Buffer.from(key, 'base64').toString('hex', 0, 4);
 }
 
 /** Cache key: SHA-256 of namespace, caching bounds and token. The raw token is never stored. */

@@ -8,6 +8,7 @@ import { dialectFor } from '../introspection/dialects/index.js';
 import { metadataFor } from '../introspection/metadata.js';
 import { mintingFor, type Jwks, type Minting, type SigningKey } from '../minting/index.js';
 import type { Logger } from '../observability/logger.js';
+import { WarnChannel } from '../observability/warn-limiter.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
 import { TokenExchange } from './exchange.js';
@@ -118,10 +119,10 @@ export class Guards {
       // Everything that makes a different client: where, how it authenticates, how it reads answers, its bounds.
       const { token_cache_seconds: _t, negative_cache_seconds: _n, max_token_length: _m, scope: _s, audience: _a, ...clientOptions } = pt;
       const clientKey = JSON.stringify(clientOptions);
+      // Origin and path only: a query string may carry a key (some gateways in front of servers want one).
+      const where = loggable(pt.introspection_endpoint ?? pt.issuer!);
       let client = clients.get(clientKey);
       if (client === undefined) {
-        // Origin and path only: a query string may carry a key (some gateways in front of servers want one).
-        const where = loggable(pt.introspection_endpoint ?? pt.issuer!);
         if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
         const metadata = metadataFor(pt, {
           warn: (e) => logger.warn({ code: e.code, issuer: pt.issuer }, e.detail),
@@ -145,6 +146,8 @@ export class Guards {
             maxQueuedPerClient: pt.max_queued_per_client,
             ...(deps.now ? { now: deps.now } : {}),
             metrics: metrics?.introspectionServer(where),
+            // Outages of this endpoint: one line when they start, a count a minute, one when over.
+            outages: new WarnChannel(logger, { endpoint: where }, 'introspection endpoint'),
           },
           (e) => logger.warn({ code: e.code, status: e.status, endpoint: where }, e.detail),
         );
@@ -184,6 +187,8 @@ export class Guards {
           ...(deps.now ? { now: deps.now } : {}),
           onInternalError: (err) => logger.error({ err }, 'internal error during token exchange'),
           metrics,
+          // Checked once here: without debug, nothing is built per answer.
+          ...(logger.isLevelEnabled('debug') ? { onCached: (f: Record<string, unknown>) => logger.debug({ ...f, endpoint: where }, 'token cached') } : {}),
         });
         exchanges.set(exchangeKey, exchange);
       }

@@ -9,6 +9,8 @@ import { createGuards, type Guards } from '../core/guards.js';
 import { ENVOY } from '../observability/doors.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
+import { requestId } from '../observability/request-id.js';
+import { traceHeaders } from '../observability/trace-context.js';
 import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { isMethodOverride } from '../routing/method-override.js';
 import { IdentityHeaders } from './identity.js';
@@ -303,21 +305,24 @@ export class EnvoyAuthService {
     const req = call.request;
     let method = '-';
     let path = '-';
+    // Envoy's own x-request-id (it sets one on every request), for the access log.
+    let id: string | undefined;
     let d: Decision | Promise<Decision>;
     try {
       const http = req === UNDECODABLE ? undefined : req?.attributes?.request?.http;
       method = typeof http?.method === 'string' && http.method !== '' ? http.method : '-';
       path = logPath(http?.path);
+      if (this.#accessLog) id = envoyRequestId(http);
       d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer() });
     } catch (err) {
-      return callback(null, this.#failed(err, method, path, start));
+      return callback(null, this.#failed(err, method, path, start, id));
     }
     if (!(d instanceof Promise)) {
       let r: CheckResponse;
       try {
-        r = this.#answer(d, method, path, start, false);
+        r = this.#answer(d, method, path, start, false, id);
       } catch (err) {
-        r = this.#failed(err, method, path, start);
+        r = this.#failed(err, method, path, start, id);
       }
       return callback(null, r);
     }
@@ -330,12 +335,12 @@ export class EnvoyAuthService {
     pending
       .then(
         (x) => {
-          const r = this.#answer(x, method, path, start, call.cancelled);
+          const r = this.#answer(x, method, path, start, call.cancelled, id);
           answered = true;
           if (!call.cancelled) callback(null, r);
         },
         (err: unknown) => {
-          const r = this.#failed(err, method, path, start);
+          const r = this.#failed(err, method, path, start, id);
           answered = true;
           if (!call.cancelled) callback(null, r);
         },
@@ -390,24 +395,27 @@ export class EnvoyAuthService {
       hasBody,
       methodOverride,
       clientAddress: this.#clientAddress(source !== undefined && source !== '' ? source : (ctx.peer ?? ''), headers.get('x-forwarded-for')),
+      // Passed on to the introspection (a repeated traceparent is none).
+      traceHeaders: headers.get('traceparent')?.length === 1 ? traceHeaders(headers.get('traceparent')![0], headers.get('tracestate')?.join(',')) : undefined,
     });
   }
 
-  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean): CheckResponse {
+  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined): CheckResponse {
     this.guards.metrics?.request(ENVOY, d.route?.index ?? -1, cancelled ? 499 : d.allow ? 200 : d.error.status, cancelled ? 'client_closed' : d.allow ? undefined : d.error.code);
     if (this.#accessLog) {
       const ms = elapsed(start);
+      const route = d.route?.config.path;
       // Nobody got this answer: logged as nginx's 499, like the proxy's clients that went away.
-      if (cancelled) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms, cache: d.cache, code: 'client_closed' }, 'check');
-      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache }, 'check');
-      else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code }, 'check');
+      if (cancelled) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms, cache: d.cache, code: 'client_closed', request_id: id, route }, 'check');
+      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache, request_id: id, route, client_id: d.token?.clientId }, 'check');
+      else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code, request_id: id, route }, 'check');
     }
     return checkResponse(d, this.#identity);
   }
 
-  #failed(err: unknown, method: string, path: string, start: number): CheckResponse {
+  #failed(err: unknown, method: string, path: string, start: number, id: string | undefined): CheckResponse {
     this.logger.error({ err }, 'internal error during an Envoy check');
-    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false);
+    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false, id);
   }
 
   /** The address introspections are queued under (see the class notes). */
@@ -494,6 +502,20 @@ function logPath(target: string | undefined): string {
   if (typeof target !== 'string' || target === '') return '-';
   const q = target.indexOf('?');
   return q === -1 ? target : target.slice(0, q);
+}
+
+/** Envoy's `x-request-id` (from `headers` or `header_map`) when well formed, else a new one. */
+function envoyRequestId(http: NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']> | undefined): string {
+  let v = http?.headers?.['x-request-id'];
+  if (v === undefined) {
+    for (const e of http?.header_map?.headers ?? []) {
+      if (e.key === 'x-request-id') {
+        v = e.value !== undefined && e.value !== '' ? e.value : e.raw_value?.toString('latin1');
+        break;
+      }
+    }
+  }
+  return requestId(v);
 }
 
 function elapsed(start: number): number {

@@ -11,6 +11,11 @@ import { renderRefusal } from '../core/render.js';
 import { settlesWithin } from '../net/wait.js';
 import { listen } from '../net/listen.js';
 import type { Logger } from '../observability/logger.js';
+import { requestId } from '../observability/request-id.js';
+import { traceHeaders, type TraceHeaders } from '../observability/trace-context.js';
+import { endHttpSpan, startServerSpan, tracing, watchTracing } from '../observability/tracing.js';
+import type { Span } from '@opentelemetry/api';
+import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
@@ -101,6 +106,12 @@ export class ForwardAuthListener {
   /** Decisions waiting on an introspection (a reload closes the old guards after them). */
   #pending = 0;
   #onIdle: (() => void) | undefined;
+  /** `log.access_log_sub`. */
+  readonly #accessSub: boolean;
+  /** Peers whose `X-Request-Id` is taken (a gateway that sets its own, e.g. NGINX's `$request_id`). */
+  readonly #trusted: TrustedProxies | undefined;
+  /** Stops refreshing `tracing.on` once closed (or retired by a reload). */
+  readonly #stopTracing: () => void;
   #draining = false;
 
   constructor(config: GatewayConfig, deps: ForwardAuthDeps) {
@@ -114,8 +125,11 @@ export class ForwardAuthListener {
     this.#identity = ids !== undefined && Object.keys(ids).length > 0 ? new IdentityHeaders(ids) : undefined;
     this.#pathPrefix = this.options.path_prefix;
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
+    this.#accessSub = config.log.access_log_sub === true;
+    this.#trusted = TrustedProxies.from(config.trusted_proxies);
     const s = config.server;
     this.#maxRawHeaders = s.max_headers * 2;
+    this.#stopTracing = watchTracing();
     const handle = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
     this.#handlers = [
       ['request', handle],
@@ -166,6 +180,7 @@ export class ForwardAuthListener {
 
   /** After a reload took the server over: resolves once the decisions it still waits on are answered (or at `deadline`, a `performance.now()` time). */
   async retire(deadline: number): Promise<void> {
+    this.#stopTracing();
     if (this.#pending === 0) return;
     await settlesWithin(new Promise<void>((resolve) => (this.#onIdle = resolve)), deadline - performance.now());
   }
@@ -176,24 +191,34 @@ export class ForwardAuthListener {
     res.sendDate = false;
     let path = '-';
     let method = req.method;
+    // Until the headers are read: a new ID.
+    let f: DecisionFacts = { id: '', req, h: undefined, introspectionMs: -1 };
     try {
       const raw = req.rawHeaders;
-      if (raw.length > this.#maxRawHeaders) return this.#refuse(req, res, TOO_MANY_HEADERS, 0, start, method, path, '-');
+      if (raw.length > this.#maxRawHeaders) return this.#refuse(req, res, TOO_MANY_HEADERS, 0, start, method, path, '-', withId(f));
       const h = scanDecisionHeaders(raw);
+      // The gateway asking may set the ID (NGINX `proxy_set_header X-Request-Id $request_id`) when it is trusted.
+      const id = requestId(h.requestId !== undefined && this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress) ? h.requestId : undefined);
       const original = originalRequest(h, req.method!, req.url!, this.#pathPrefix);
       if (original === undefined) {
+        f = { id, req, h, introspectionMs: -1 };
         if (describesNothing(h) && pathOf(req.url!) === JWKS_PATH) {
           const jwks = this.guards.jwks();
-          if (jwks !== undefined) return this.#jwks(req, res, jwks, start);
+          if (jwks !== undefined) return this.#jwks(req, res, jwks, start, f);
         }
-        return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-');
+        return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-', f);
       }
       method = original.method;
-      const d = decide(this.guards, new ForwardedRequest(original.method, original.target, h, req));
+      const fr = new ForwardedRequest(original.method, original.target, h, req, id);
+      // The decision's server span, parented on the original request's traceparent (spans recorded only).
+      if (tracing.on) fr.span = startServerSpan(original.method, undefined, pathOf(original.target), 'http', fr.traceHeaders);
+      f = fr;
+      const d = decide(this.guards, fr);
       if (!(d instanceof Promise)) {
         path = logPath(d, original.target);
-        return this.#answer(req, res, d, h, start, method, path);
+        return this.#answer(req, res, d, h, start, method, path, fr);
       }
+      const asked = this.#accessLog ? performance.now() : 0;
       let answered = false;
       this.#pending++;
       const gone = () => {
@@ -201,7 +226,7 @@ export class ForwardAuthListener {
         answered = true;
         // Nobody waits for this answer any more: an introspection not yet sent is never sent.
         withdraw(d);
-        this.#log(method, logPath(undefined, original.target), 499, start, 'miss', 'client_closed');
+        this.#log(method, logPath(undefined, original.target), 499, start, 'miss', 'client_closed', fr);
       };
       res.once('close', gone);
       d.finally(() => {
@@ -212,30 +237,32 @@ export class ForwardAuthListener {
           res.off('close', gone);
           if (answered || res.destroyed) return;
           answered = true;
-          this.#answer(req, res, decision, h, start, method, logPath(decision, original.target));
+          if (this.#accessLog) fr.introspectionMs = Math.round((performance.now() - asked) * 100) / 100;
+          this.#answer(req, res, decision, h, start, method, logPath(decision, original.target), fr);
         },
         (err: unknown) => {
           res.off('close', gone);
           if (answered) return;
           answered = true;
           this.logger.error({ err }, 'internal error');
-          this.#refuse(req, res, INTERNAL, 0, start, method, logPath(undefined, original.target), '-');
+          this.#refuse(req, res, INTERNAL, 0, start, method, logPath(undefined, original.target), 'miss', fr);
         },
       ).catch((err: unknown) => {
         // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
         this.logger.error({ err }, 'internal error');
-        if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, '-', '-');
+        if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, '-', '-', fr);
         else res.destroy();
       });
     } catch (err) {
       this.logger.error({ err }, 'internal error');
-      if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, path, '-');
+      if (!res.headersSent) this.#refuse(req, res, INTERNAL, 0, start, method, path, '-', withId(f));
       else res.destroy();
     }
   }
 
-  #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string): void {
-    if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache);
+  #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string, f: DecisionFacts): void {
+    f.decision = d;
+    if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache, f);
     const out: string[] = ['x-accel-expires', seconds(d.ttl)];
     const token = d.token;
     if (token !== undefined) {
@@ -251,11 +278,11 @@ export class ForwardAuthListener {
       if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', 'authorization');
       else if (auth !== undefined) out.push('authorization', auth);
     }
-    out.push('cache-control', 'private', 'content-length', '0');
+    out.push('x-request-id', f.id, 'cache-control', 'private', 'content-length', '0');
     if (h.hasBody || this.#draining) out.push('connection', 'close');
     res.writeHead(200, out);
     res.end();
-    if (this.#accessLog || this.#metrics !== undefined) this.#log(method, path, 200, start, d.cache);
+    this.#log(method, path, 200, start, d.cache, undefined, f);
   }
 
   /**
@@ -264,14 +291,15 @@ export class ForwardAuthListener {
    * Envoy's `path_prefix`): never a decision, so a gateway can never read it
    * as an allow. GET and HEAD; 405 with `Allow` otherwise.
    */
-  #jwks(req: IncomingMessage, res: ServerResponse, jwks: Jwks, start: number): void {
+  #jwks(req: IncomingMessage, res: ServerResponse, jwks: Jwks, start: number, f: DecisionFacts): void {
     const a = answerJwks(req.method, jwks);
     const out: string[] = [];
     for (const name in a.headers) out.push(name, a.headers[name]!);
+    out.push('x-request-id', f.id);
     if (this.#draining || hasBody(req)) out.push('connection', 'close');
     res.writeHead(a.status, out);
     res.end(a.body);
-    this.#log(req.method, JWKS_PATH, a.status, start, '-', a.code);
+    this.#log(req.method, JWKS_PATH, a.status, start, '-', a.code, f);
   }
 
   /**
@@ -281,23 +309,48 @@ export class ForwardAuthListener {
    * passed on without its body (NGINX `proxy_pass_request_body off` without
    * clearing the header) would otherwise swallow the next request.
    */
-  #refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, ttl: number, start: number, method: string | undefined, path: string, cache: string): void {
+  #refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, ttl: number, start: number, method: string | undefined, path: string, cache: string, f: DecisionFacts): void {
     if (res.headersSent || res.destroyed) return;
     const r = renderRefusal(err);
     const out: string[] = ['x-accel-expires', seconds(ttl)];
     for (const name in r.headers) out.push(name, r.headers[name]!);
+    out.push('x-request-id', f.id);
     if (this.#draining || hasBody(req)) out.push('connection', 'close');
     res.writeHead(r.status, out);
     res.end(req.method === 'HEAD' ? undefined : r.body);
-    this.#log(method, path, err.status, start, cache, err.code);
+    this.#log(method, path, err.status, start, cache, err.code, f);
   }
 
-  #log(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+  /** One access-log line (one object; undefined fields are left out). */
+  #log(method: string | undefined, path: string, status: number, start: number, cache: string, code: string | undefined, f: DecisionFacts): void {
+    if (f.span !== undefined) {
+      const route = f.decision?.route?.config.path;
+      if (route !== undefined) f.span.setAttribute('http.route', route);
+      endHttpSpan(f.span, status, status >= 500 ? code : undefined);
+    }
     if (this.#metrics !== undefined) this.#metrics.request(FORWARD_AUTH, this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
-    if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'decision');
-    else this.logger.info({ method, path, status, ms, cache, code }, 'decision');
+    const d = f.decision;
+    const token = d?.allow === true ? d.token : undefined;
+    this.logger.info(
+      {
+        method,
+        path,
+        status,
+        ms,
+        cache,
+        code,
+        request_id: f.id,
+        client_address: f.h === undefined ? unmapped(f.req.socket.remoteAddress ?? '') : clientAddress(f.h, f.req.socket.remoteAddress),
+        route: d?.route?.config.path,
+        upstream: d?.route?.config.upstream === undefined ? undefined : new URL(d.route.config.upstream).origin,
+        introspection_ms: f.introspectionMs < 0 ? undefined : f.introspectionMs,
+        client_id: token?.clientId,
+        sub: this.#accessSub ? token?.sub : undefined,
+      },
+      'decision',
+    );
   }
 
   /** Requests Node's parser refused (oversized heads, slow or malformed ones) get the same JSON refusals. */
@@ -353,6 +406,7 @@ export class ForwardAuthListener {
       this.server.closeAllConnections();
     }
     clearInterval(sweep);
+    this.#stopTracing();
     if (!this.#ownsGuards) return;
     if (!(await settlesWithin(this.guards.close(), deadline - performance.now()))) await this.guards.destroy();
   }
@@ -367,17 +421,22 @@ export function createForwardAuthListener(config: GatewayConfig, deps: ForwardAu
  * What `decide` reads; the client address is worked out on a cache miss
  * only (the exchange reads it to queue the introspection).
  */
-class ForwardedRequest implements DecisionRequest {
+class ForwardedRequest implements DecisionRequest, DecisionFacts {
   readonly authorization: readonly string[];
   readonly preflight: boolean;
   readonly hasBody: boolean;
   readonly methodOverride: boolean;
+  introspectionMs = -1;
+  decision: Decision | undefined;
+  /** Requester and DecisionFacts: the decision's server span (spans recorded only). */
+  span: Span | undefined;
 
   constructor(
     readonly method: string,
     readonly target: string,
     readonly h: DecisionHeaders,
     readonly req: IncomingMessage,
+    readonly id: string,
   ) {
     this.authorization = h.authorization;
     this.preflight = h.preflight;
@@ -388,6 +447,30 @@ class ForwardedRequest implements DecisionRequest {
   get clientAddress(): string {
     return clientAddress(this.h, this.req.socket.remoteAddress);
   }
+
+  /** The original request's trace context, for the introspection it starts (read on a miss only). */
+  get traceHeaders(): TraceHeaders | undefined {
+    const tp = this.req.headers.traceparent;
+    if (typeof tp !== 'string') return undefined;
+    const ts = this.req.headers.tracestate;
+    return traceHeaders(tp, typeof ts === 'string' ? ts : undefined);
+  }
+}
+
+/** What the access log says of one decision request. */
+interface DecisionFacts {
+  /** Returned as `X-Request-Id`; '' until the headers are read (see `withId`). */
+  readonly id: string;
+  readonly req: IncomingMessage;
+  readonly h: DecisionHeaders | undefined;
+  introspectionMs: number;
+  decision?: Decision | undefined;
+  span?: Span | undefined;
+}
+
+/** `f`, with a new request ID when it has none yet. */
+function withId(f: DecisionFacts): DecisionFacts {
+  return f.id === '' ? { ...f, id: requestId(undefined) } : f;
 }
 
 /** The original path for the access log (never the query): only once the target checks passed. */

@@ -30,6 +30,8 @@ export interface DecisionHeaders {
   readonly xff: string | undefined;
   /** `X-Real-IP` when it came exactly once. */
   readonly realIp: string | undefined;
+  /** The first `X-Request-Id` (not yet checked; taken only from a trusted peer). */
+  readonly requestId: string | undefined;
 }
 
 export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
@@ -43,6 +45,7 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
   let xff: string | undefined;
   let realIp: string | undefined;
   let realIps = 0;
+  let requestId: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
     // Only x- names matter here.
@@ -72,6 +75,9 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
         realIps++;
         realIp = value;
         break;
+      case 'x-request-id':
+        requestId ??= value;
+        break;
     }
   }
   return {
@@ -86,6 +92,7 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
     methodOverride,
     xff,
     realIp: realIps === 1 ? realIp : undefined,
+    requestId,
   };
 }
 

@@ -1,5 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { JWTPayload } from 'jose';
+import type { Span } from '@opentelemetry/api';
+import { endHttpSpan, outboundTrace, startClientSpan, tracing } from '../observability/tracing.js';
+import type { WarnChannel } from '../observability/warn-limiter.js';
 import { GatewayError } from '../core/errors.js';
 import type { Minter } from '../minting/minter.js';
 import { clientSecretBasic, formEncode, type ClientAuthentication } from './client-auth.js';
@@ -52,7 +55,22 @@ export interface IntrospectionClientOptions {
   now?: () => number;
   /** Told the outcome and duration of every introspection (metrics, readiness); undefined: off. */
   metrics?: IntrospectionRecorder | undefined;
+  /**
+   * Where outage warnings go (timeouts, unreachable, 5xx, 429, rejected or
+   * invalid answers), rate-limited with a recovery line; without it they go
+   * to the warn callback one by one.
+   */
+  outages?: WarnChannel | undefined;
 }
+
+/** Warnings about the endpoint failing (rate-limited through `outages`), as opposed to one-off notices. */
+const OUTAGE_CODES: ReadonlySet<string> = new Set([
+  'ERR_INTROSPECTION_TIMEOUT',
+  'ERR_INTROSPECTION_UNREACHABLE',
+  'ERR_INTROSPECTION_UNAVAILABLE',
+  'ERR_INTROSPECTION_REJECTED',
+  'ERR_INTROSPECTION_INVALID_ANSWER',
+]);
 
 /** An introspection answer, decoded: the JWT to forward and its claims, or inactive. */
 export type IntrospectionAnswer =
@@ -99,7 +117,9 @@ export class IntrospectionClient {
 
   constructor(opts: IntrospectionClientOptions, warn: IntrospectionWarn = () => {}) {
     this.#opts = opts;
-    this.#warn = warn;
+    const outages = opts.outages;
+    this.#warn =
+      outages === undefined ? warn : (e) => (OUTAGE_CODES.has(e.code) ? outages.fail(e.code, e.detail, e.status === undefined ? undefined : { status: e.status }) : warn(e));
     if (opts.metadata !== undefined) this.#metadata = opts.metadata;
     else if (opts.endpoint !== undefined) this.#metadata = new StaticMetadata({ introspectionEndpoint: opts.endpoint, issuer: opts.issuer });
     else throw new TypeError('"endpoint" or "metadata" option is required');
@@ -149,20 +169,40 @@ export class IntrospectionClient {
     const transport = this.#transportFor(endpoint);
     const creds = this.#auth.credentials({ issuer: metadata.issuer, tokenEndpoint: metadata.tokenEndpoint, endpoint: endpoint.href });
     const { headers, form } = creds instanceof Promise ? await creds : creds;
-    const res = await transport.send(
-      {
-        path: endpoint.pathname + endpoint.search,
-        headers: form === '' && Object.keys(headers).length === 0 ? this.#headers : { ...this.#headers, ...headers },
-        body: `token=${formEncode(token)}${form}`,
-      },
-      request,
-    );
+    let out = form === '' && Object.keys(headers).length === 0 ? this.#headers : { ...this.#headers, ...headers };
+    // The trace context of the request that started the call; with spans recorded, this call's own span.
+    let span: Span | undefined;
+    let trace = request?.trace;
+    if (request?.span !== undefined && tracing.on) {
+      span = startClientSpan(`POST ${endpoint.pathname}`, request.span, 'POST', endpoint, { 'phantom_gateway.operation': 'introspection' });
+      trace = outboundTrace(span, trace);
+    }
+    if (trace !== undefined) out = trace.tracestate === undefined ? { ...out, traceparent: trace.traceparent } : { ...out, traceparent: trace.traceparent, tracestate: trace.tracestate };
+    let answered: number | undefined;
+    try {
+      const res = await transport.send({ path: endpoint.pathname + endpoint.search, headers: out, body: `token=${formEncode(token)}${form}` }, request);
+      answered = res.statusCode;
+      if (status !== undefined) status.code = answered;
+      return await this.#decided(res);
+    } catch (err) {
+      if (span !== undefined) endHttpSpan(span, answered, (err as { code?: string }).code ?? 'error');
+      span = undefined;
+      throw err;
+    } finally {
+      if (span !== undefined) endHttpSpan(span, answered);
+    }
+  }
 
+  /** What an answer's status says; the endpoint answered, so an outage being warned about is over. */
+  async #decided(res: RawAnswer): Promise<IntrospectionAnswer> {
     const { statusCode, headers: answerHeaders } = res;
-    if (status !== undefined) status.code = statusCode;
-    if (statusCode === 200) return this.#answer(res);
-    if (statusCode === 204) return INACTIVE_NO_CONTENT;
-    if (statusCode === 400 && isUnsupportedTokenType(res.body)) return INACTIVE_REJECTED;
+    if (statusCode === 200) {
+      const a = await this.#answer(res);
+      if (this.#opts.outages?.failing === true) this.#opts.outages.ok();
+      return a;
+    }
+    if (statusCode === 204) return this.#recovered(INACTIVE_NO_CONTENT);
+    if (statusCode === 400 && isUnsupportedTokenType(res.body)) return this.#recovered(INACTIVE_REJECTED);
     if (statusCode === 503 || statusCode === 429) {
       this.#warn({ code: 'ERR_INTROSPECTION_UNAVAILABLE', status: statusCode, detail: 'authorization server is unavailable' });
       const retryAfter = parseRetryAfter(answerHeaders['retry-after']);
@@ -171,6 +211,11 @@ export class IntrospectionClient {
     const hint = statusCode === 401 || statusCode === 403 ? this.#auth.hint : `unexpected status ${statusCode} from the introspection endpoint`;
     this.#warn({ code: 'ERR_INTROSPECTION_REJECTED', status: statusCode, detail: hint });
     throw new GatewayError('ERR_INTROSPECTION_REJECTED', { detail: hint });
+  }
+
+  #recovered(a: IntrospectionAnswer): IntrospectionAnswer {
+    if (this.#opts.outages?.failing === true) this.#opts.outages.ok();
+    return a;
   }
 
   /**

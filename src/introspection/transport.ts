@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import type { Span } from '@opentelemetry/api';
+import type { TraceHeaders } from '../observability/trace-context.js';
 import { Client, type Dispatcher } from 'undici';
 import { GatewayError } from '../core/errors.js';
 import { TrackedConnector } from '../net/sockets.js';
@@ -41,6 +43,10 @@ export interface TransportOptions {
 export interface IntrospectionRequest {
   /** The requesting client's address: waiting calls queue, and are bounded, per address. */
   readonly client: string;
+  /** The trace context of the request that started the call: sent as `traceparent`/`tracestate`. */
+  readonly trace?: TraceHeaders | undefined;
+  /** That request's server span, when spans are recorded: the call's span is its child. */
+  readonly span?: Span | undefined;
   /**
    * Set by the transport while the call waits for a connection: removes it
    * from the queue (its requesters went away), so it is never sent. Returns

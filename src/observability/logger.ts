@@ -3,10 +3,13 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 export type { Logger } from 'pino';
 
 /**
- * The gateway's logger: JSON lines on stdout. Nothing that could carry a
- * credential is ever passed to it (no headers, no query strings, no bodies of
- * the authorization server); as a second line of defence the usual
- * credential-bearing keys are redacted should one ever be logged by mistake.
+ * The gateway's logger: JSON lines on stdout, with the level as its label
+ * (`"level":"warn"`) and the time as ISO 8601 in UTC (`"time":"2026-…Z"`),
+ * so that a line reads without a table of pino's numbers and sorts as text.
+ * Nothing that could carry a credential is ever passed to it (no headers, no
+ * query strings, no bodies of the authorization server); as a second line of
+ * defence the usual credential-bearing keys are redacted should one ever be
+ * logged by mistake.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
@@ -14,6 +17,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       // The pid tells workers apart, and matches ps and OOM-killer reports.
       base: { pid: process.pid },
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
       redact: {
         paths: ['authorization', 'token', 'jwt', 'client_secret', '*.authorization', '*.token', '*.jwt', '*.client_secret', 'headers'],
         censor: '[redacted]',

@@ -87,7 +87,7 @@ const X_PREFIXES =
 
 
 /** The headers the gateway sets itself: other spellings of them never pass. */
-const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host']);
+const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host', 'x-request-id', 'traceparent', 'tracestate']);
 
 const HOP = 1;
 const OVERRIDE = 2;
@@ -148,13 +148,20 @@ export interface RequestHeaderScan {
   readonly xff: string | undefined;
   readonly xfProto: string | undefined;
   readonly xfHost: string | undefined;
+  /** `X-Request-Id` from a trusted peer (the first one; not yet checked); always undefined for others. */
+  readonly requestId: string | undefined;
+  /** `traceparent` when it came exactly once (not yet checked). */
+  readonly traceparent: string | undefined;
+  /** Every `tracestate` line, joined with `,`. */
+  readonly tracestate: string | undefined;
 }
 
 /**
  * One pass over `rawHeaders`: copies what may go to the upstream, and drops
  * hop-by-hop fields, every field the client names in `Connection` (so a client
  * cannot make the gateway strip a header it adds), `Host`, `Authorization`,
- * `Expect`, the forwarding fields the gateway sets itself, the whole
+ * `Expect`, the forwarding fields the gateway sets itself (with `X-Request-Id`,
+ * `traceparent` and `tracestate`, read here and set again once checked), the whole
  * proxy-supplied family unless the peer is trusted, and (unless
  * `keepUnderscores`) every field whose name contains `_`.
  *
@@ -178,6 +185,10 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   let xff: string | undefined;
   let xfProto: string | undefined;
   let xfHost: string | undefined;
+  let requestId: string | undefined;
+  let traceparent: string | undefined;
+  let traceparents = 0;
+  let tracestate: string | undefined;
 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
@@ -222,6 +233,18 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
         // Two lines are a chain, like a comma-separated value: refused by the Host rule, not resolved by picking one.
         if (keepForwarding) xfHost = xfHost === undefined ? value : `${xfHost},${value}`;
         continue;
+      // Set by the gateway: a trusted proxy's ID is kept (when well formed),
+      // anyone else's replaced; the trace context is checked, then set again.
+      case 'x-request-id':
+        if (keepForwarding) requestId ??= value;
+        continue;
+      case 'traceparent':
+        traceparents++;
+        traceparent = value;
+        continue;
+      case 'tracestate':
+        tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
+        continue;
     }
     // NGINX, Apache and Gunicorn drop `_` names by default: `X_Forwarded_For`
     // is HTTP_X_FORWARDED_FOR to a CGI-style upstream, like the real one.
@@ -242,7 +265,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost, requestId, traceparent: traceparents === 1 ? traceparent : undefined, tracestate };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

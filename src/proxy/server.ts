@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import type { Span } from '@opentelemetry/api';
 import type { ActiveToken } from '../cache/entry.js';
 import type { Clock } from '../cache/memory.js';
 import { LISTEN_DEFAULTS, upstreamPath, type GatewayConfig } from '../config/schema.js';
@@ -14,6 +15,10 @@ import type { Requester, Verdict } from '../core/exchange.js';
 import { createGuards, REFUSED, type Guard, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
+import { requestId } from '../observability/request-id.js';
+import { traceHeaders, type TraceHeaders } from '../observability/trace-context.js';
+import { endHttpSpan, outboundTrace, startClientSpan, startServerSpan, tracing, watchTracing } from '../observability/tracing.js';
+import { WarnChannel } from '../observability/warn-limiter.js';
 import { answerJwks, JWKS_PATH } from '../minting/publish.js';
 import { BODY_ABORTED, framingRefusal, MeteredBody, readBody, type BodyRead, type BufferedBody, type StreamLimits } from './body.js';
 import { responseHeaders, scanRequestHeaders, type RequestHeaderScan } from './headers.js';
@@ -62,6 +67,28 @@ interface CompiledRoute {
   /** Read request bodies completely before dispatch (else stream them). */
   readonly buffering: boolean;
   readonly body: StreamLimits;
+  /** The upstream's origin (access log, spans, warnings). */
+  readonly origin: string;
+  /** Rate-limited warnings about this route's upstream. */
+  readonly upstreamWarn: WarnChannel;
+}
+
+/** What the access log and the request's span say about one request, however far it got. */
+interface RequestFacts {
+  readonly req: IncomingMessage;
+  /** Sent upstream and back to the client as `X-Request-Id`. */
+  readonly requestId: string;
+  /** `hit`, `miss`, or `-` (no token was looked up). */
+  readonly cache: string;
+  readonly route: CompiledRoute | undefined;
+  /** How long this request waited for its token's introspection (ms); -1 on a hit or without one. */
+  readonly introspectionMs: number;
+  /** The accepted token, once the request passed the token check. */
+  readonly token: ActiveToken | undefined;
+  /** X-Forwarded-For from a trusted peer. */
+  readonly xff: string | undefined;
+  /** The request's server span, when spans are recorded. */
+  readonly span: Span | undefined;
 }
 
 const BAD_TARGET = refusal('ERR_BAD_REQUEST_TARGET');
@@ -105,6 +132,10 @@ export class Gateway {
   readonly #trusted: TrustedProxies | undefined;
   readonly #maxRawHeaders: number;
   readonly #accessLog: boolean;
+  /** `log.access_log_sub`: the token's sub in the access log. */
+  readonly #accessSub: boolean;
+  /** Stops refreshing `tracing.on` (see tracing.ts) once the gateway is closed. */
+  readonly #stopTracing: () => void;
   /** Some route mints: `GET /.well-known/jwks.json` is answered with the keys, before routing. */
   readonly #publishesJwks: boolean;
   /** Connections told `Connection: close`: nothing more is answered on them (shared across reloads: they are the server's). */
@@ -128,6 +159,7 @@ export class Gateway {
     this.logger = deps.logger;
     this.proto = config.listen?.tls !== undefined ? 'https' : 'http';
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
+    this.#accessSub = config.log.access_log_sub === true;
     this.#maxRawHeaders = config.server.max_headers * 2;
 
     // The loader refuses this whenever `listen` is set; a configuration built by hand might not.
@@ -184,7 +216,19 @@ export class Gateway {
         windowMs: b.min_body_rate_window_ms,
         idleMs: r.body_idle_timeout_ms,
       };
-      return { index, prefix: r.path, base: upstreamPath(r.upstream!), pool, guard, keepAuthorization: guard === undefined && r.forward_authorization, buffering: r.request_buffering, body };
+      const upstreamWarn = new WarnChannel(this.logger, { upstream: url.origin, route: r.path }, 'upstream');
+      return {
+        index,
+        prefix: r.path,
+        base: upstreamPath(r.upstream!),
+        pool,
+        guard,
+        keepAuthorization: guard === undefined && r.forward_authorization,
+        buffering: r.request_buffering,
+        body,
+        origin: url.origin,
+        upstreamWarn,
+      };
     });
 
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
@@ -200,6 +244,7 @@ export class Gateway {
     }
 
     const s = config.server;
+    this.#stopTracing = watchTracing();
     this.#handlers = [
       ['request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, false)],
       ['checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res, true)],
@@ -277,6 +322,7 @@ export class Gateway {
    * guards are not this gateway's to close any more.
    */
   async retire(deadline: number): Promise<void> {
+    this.#stopTracing();
     if (this.#inflight > 0) {
       const idle = new Promise<void>((resolve) => {
         this.#onIdle = resolve;
@@ -339,31 +385,34 @@ export class Gateway {
       const route = this.#routes[match.index]!;
       const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
       const scan = scanRequestHeaders(raw, trusted, route.keepAuthorization, this.config.server.underscores_in_headers);
-      if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+      // A trusted proxy's well-formed X-Request-Id, else a new one; the trace context when valid.
+      const trace = scan.traceparent === undefined ? undefined : traceHeaders(scan.traceparent, scan.tracestate);
+      const span = tracing.on ? startServerSpan(req.method!, route.prefix, target.path, scan.xfProto ?? 'http', trace) : undefined;
+      const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
+      const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue, requestId(scan.requestId), trace, span);
+      if (scan.duplicateHost) return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true, pr);
       // RFC 9112 §3.2 (HTTP/1.0 may omit it).
-      if (scan.host === undefined && req.httpVersionMinor === 1) return this.refuse(req, res, HOST_MISSING, start, target.path, true);
+      if (scan.host === undefined && req.httpVersionMinor === 1) return this.refuse(req, res, HOST_MISSING, start, target.path, true, pr);
       // RFC 9112 §3.2: an invalid Host is a 400; a trusted proxy's X-Forwarded-Host replaces it, so it is held to the same rule.
       if ((scan.host !== undefined && !isValidHost(scan.host)) || (scan.xfHost !== undefined && !isValidHost(scan.xfHost))) {
-        return this.refuse(req, res, BAD_HOST, start, target.path, true);
+        return this.refuse(req, res, BAD_HOST, start, target.path, true, pr);
       }
-      if (scan.methodOverride) return this.refuse(req, res, METHOD_NOT_ALLOWED, start, target.path, true);
+      if (scan.methodOverride) return this.refuse(req, res, METHOD_NOT_ALLOWED, start, target.path, true, pr);
       const guard = route.guard;
       let credentials: GatewayError | typeof PREFLIGHT | undefined;
       if (guard !== undefined) {
         credentials = checkCredentials(req.method!, target.query, scan.duplicateAuthorization ? 2 : 1, scan.preflight, scan.hasBody);
-        if (credentials instanceof GatewayError) return this.refuse(req, res, credentials, start, target.path, true);
+        if (credentials instanceof GatewayError) return this.refuse(req, res, credentials, start, target.path, true, pr);
       } else if (scan.duplicateAuthorization) {
         // An open route would forward both credentials: a bad request.
-        return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true);
+        return this.refuse(req, res, DUPLICATE_HEADER, start, target.path, true, pr);
       }
 
       if (scan.hasBody) {
         const refusal = framingRefusal(req, route.body.maxBytes);
-        if (refusal !== undefined) return this.refuse(req, res, refusal, start, target.path, true);
+        if (refusal !== undefined) return this.refuse(req, res, refusal, start, target.path, true, pr);
       }
 
-      const upstreamPath = rewritePath(target.path, route.prefix, route.base) + target.query;
-      const pr = new ProxyRequest(this, req, res, route, scan, upstreamPath, target.path, start, expectContinue);
       if (scan.hasBody) this.#withBody.set(res, pr);
       if (guard === undefined || credentials === PREFLIGHT) {
         pr.forward(undefined);
@@ -374,17 +423,19 @@ export class Gateway {
         pr.cache = 'miss';
         // Counted while it waits: a reload must not close the pools it will be forwarded over.
         this.#inflight++;
+        const asked = this.#accessLog ? performance.now() : 0;
         // A client that leaves while its token waits withdraws it: an
         // introspection nobody waits for any more is never sent.
         const gone = () => {
           guard.exchange.withdraw(verdict);
-          this.access(req.method, target.path, 499, start, 'miss', 'client_closed');
+          this.access(req.method, target.path, 499, start, 'miss', 'client_closed', pr);
         };
         res.once('close', gone);
         verdict.then(
           (v) => {
             try {
               res.off('close', gone);
+              if (this.#accessLog) pr.introspectionMs = Math.round((performance.now() - asked) * 100) / 100;
               // An earlier request's answer closed the connection meanwhile.
               if (this.#closing.has(req.socket)) return this.drop(req, res);
               pr.decide(v);
@@ -404,7 +455,7 @@ export class Gateway {
         ).catch((err: unknown) => {
           // A bug on the asynchronous path must not become an unhandled rejection that ends the process.
           this.logger.error({ err }, 'internal error');
-          if (!res.headersSent) this.refuse(req, res, INTERNAL, start, '-', true);
+          if (!res.headersSent) this.refuse(req, res, INTERNAL, start, '-', true, pr);
           else res.destroy();
         });
       } else {
@@ -462,14 +513,15 @@ export class Gateway {
    */
   #jwks(req: IncomingMessage, res: ServerResponse, start: number): void {
     const a = answerJwks(req.method, this.guards.jwks()!);
-    const headers: OutgoingHttpHeaders = { ...a.headers };
+    const f = this.#facts(req);
+    const headers: OutgoingHttpHeaders = { ...a.headers, 'x-request-id': f.requestId };
     if (this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
       headers.connection = 'close';
       this.#closing.add(req.socket);
     }
     res.writeHead(a.status, headers);
     res.end(a.body);
-    this.access(req.method, JWKS_PATH, a.status, start, '-', a.code);
+    this.access(req.method, JWKS_PATH, a.status, start, '-', a.code, f);
   }
 
   /** After this, nothing more is processed or answered on the connection (see #handle, #clientError). */
@@ -493,11 +545,12 @@ export class Gateway {
   /** A refusal written straight to the socket, which is then closed (requests Node's server does not hand over). */
   #rawRefusal(socket: Duplex, refusal: GatewayError, cause: string | undefined): void {
     const body = errorBody(refusal);
+    const id = requestId(undefined);
     socket.end(
       `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-        `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+        `cache-control: no-store\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.logger.info({ status: refusal.status, code: refusal.code, parser: cause }, 'request refused before routing');
+    this.logger.info({ status: refusal.status, code: refusal.code, parser: cause, request_id: id }, 'request refused before routing');
   }
 
   /** The address a request's introspections are queued under (see `TrustedProxies.clientAddress`). */
@@ -505,11 +558,31 @@ export class Gateway {
     return this.#trusted === undefined ? unmapped(peer ?? '') : this.#trusted.clientAddress(peer, xff);
   }
 
-  /** Sends a refusal in the JSON shape of Curity's plugin. */
-  refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, start: number, path: string, close: boolean): void {
+  /**
+   * What is known of a request refused before its headers were scanned: its
+   * ID (a trusted peer's, or a new one) and its client's address.
+   */
+  #facts(req: IncomingMessage): RequestFacts {
+    const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
+    const offered = trusted ? req.headers['x-request-id'] : undefined;
+    const xff = trusted ? req.headers['x-forwarded-for'] : undefined;
+    return {
+      req,
+      requestId: requestId(typeof offered === 'string' ? offered : undefined),
+      cache: '-',
+      route: undefined,
+      introspectionMs: -1,
+      token: undefined,
+      xff: typeof xff === 'string' ? xff : undefined,
+      span: undefined,
+    };
+  }
+
+  /** Sends a refusal in the JSON shape of Curity's plugin; `f`: what is known of the request (its ID, cache outcome, span). */
+  refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, start: number, path: string, close: boolean, f: RequestFacts = this.#facts(req)): void {
     if (res.headersSent || res.destroyed) return;
     const r = renderRefusal(err);
-    const headers: OutgoingHttpHeaders = { ...r.headers };
+    const headers: OutgoingHttpHeaders = { ...r.headers, 'x-request-id': f.requestId };
     // A refused request's body is never read: closing is cheaper than draining it.
     if (close || this.#draining || (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) {
       headers.connection = 'close';
@@ -517,15 +590,38 @@ export class Gateway {
     }
     res.writeHead(r.status, headers);
     res.end(req.method === 'HEAD' ? undefined : r.body);
-    this.access(req.method, path, err.status, start, '-', err.code);
+    this.access(req.method, path, err.status, start, f.cache, err.code, f);
   }
 
-  access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string): void {
+  /**
+   * The end of a request: its span ends, and its access-log line is
+   * written (one object; nothing at all when the access log is off).
+   * Fields left undefined are not written.
+   */
+  access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string, f?: RequestFacts): void {
+    if (f?.span !== undefined) endHttpSpan(f.span, status, status >= 500 ? code : undefined);
     if (this.metrics !== undefined) this.metrics.request(PROXY, this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
-    if (code === undefined) this.logger.info({ method, path, status, ms, cache }, 'request');
-    else this.logger.info({ method, path, status, ms, cache, code }, 'request');
+    const token = f?.token;
+    this.logger.info(
+      {
+        method,
+        path,
+        status,
+        ms,
+        cache,
+        code,
+        request_id: f?.requestId,
+        client_address: f === undefined ? undefined : this.clientAddress(f.req.socket.remoteAddress, f.xff),
+        route: f?.route?.prefix,
+        upstream: f?.route?.origin,
+        introspection_ms: f === undefined || f.introspectionMs < 0 ? undefined : f.introspectionMs,
+        client_id: token?.clientId,
+        sub: this.#accessSub ? token?.sub : undefined,
+      },
+      'request',
+    );
   }
 
   /**
@@ -581,6 +677,7 @@ export class Gateway {
       this.server.closeAllConnections();
     }
     clearInterval(sweep);
+    this.#stopTracing();
     // Outbound calls still running (an introspection waiting on a slow
     // authorization server) get what is left of shutdown_timeout_ms, then are cut.
     const guards = this.#ownsGuards ? [this.guards] : [];
@@ -601,8 +698,12 @@ export class Gateway {
  * One proxied request: the per-request context and the undici dispatch
  * handler in a single object, so forwarding allocates little.
  */
-class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
+class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFacts {
   cache = '-';
+  introspectionMs = -1;
+  token: ActiveToken | undefined;
+  /** The upstream call's span, while it runs (spans recorded only). */
+  #upstreamSpan: Span | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   /** The buffered body being read, until it is complete or failed. */
   #read: BodyRead | undefined;
@@ -631,6 +732,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     readonly logPath: string,
     readonly start: number,
     readonly expectContinue: boolean,
+    readonly requestId: string,
+    /** The request's checked trace context. */
+    readonly trace: TraceHeaders | undefined,
+    /** Requester and RequestFacts: the server span, when spans are recorded. */
+    readonly span: Span | undefined,
   ) {}
 
   /** Requester: read by the exchange on a miss only. */
@@ -638,8 +744,17 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     return this.gw.clientAddress(this.req.socket.remoteAddress, this.scan.xff);
   }
 
+  /** Requester: the trace context the introspection carries (on a miss only). */
+  get traceHeaders(): TraceHeaders | undefined {
+    return this.trace;
+  }
+
+  get xff(): string | undefined {
+    return this.scan.xff;
+  }
+
   decide(v: Verdict): void {
-    if (v instanceof GatewayError) this.gw.refuse(this.req, this.res, v, this.start, this.logPath, false);
+    if (v instanceof GatewayError) this.gw.refuse(this.req, this.res, v, this.start, this.logPath, false, this);
     else this.forward(v);
   }
 
@@ -647,7 +762,19 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     const { req, res, scan } = this;
     if (this.#done || res.destroyed) return;
     const headers = scan.headers;
+    this.token = token;
     if (token !== undefined) headers.push('authorization', token.authorization);
+    headers.push('x-request-id', this.requestId);
+    if (this.span !== undefined) {
+      // The upstream's parent is the gateway's span for the call.
+      const u = this.#upstreamSpan = startClientSpan(req.method!, this.span, req.method!, `${this.route.origin}${this.upstreamPath}`);
+      const t = outboundTrace(u, this.trace);
+      headers.push('traceparent', t.traceparent);
+      if (t.tracestate !== undefined) headers.push('tracestate', t.tracestate);
+    } else if (this.trace !== undefined) {
+      headers.push('traceparent', this.trace.traceparent);
+      if (this.trace.tracestate !== undefined) headers.push('tracestate', this.trace.tracestate);
+    }
     // The scan kept client X-Forwarded-* values only from a trusted peer.
     const peer = req.socket.remoteAddress ?? '';
     headers.push('x-forwarded-for', scan.xff === undefined ? peer : `${scan.xff}, ${peer}`, 'x-forwarded-proto', scan.xfProto ?? this.gw.proto);
@@ -707,8 +834,9 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     if (this.#controller !== undefined) this.#controller.abort(err);
     else this.#abortWith = err;
     const { req, res } = this;
+    this.#endUpstream(undefined, 'client_error');
     if (err === BODY_ABORTED || res.destroyed) {
-      this.gw.access(req.method, this.logPath, 499, this.start, this.cache, 'client_closed');
+      this.gw.access(req.method, this.logPath, 499, this.start, this.cache, 'client_closed', this);
       return;
     }
     if (!(err instanceof GatewayError)) {
@@ -716,11 +844,11 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
       err = INTERNAL;
     }
     if (res.headersSent) {
-      this.gw.access(req.method, this.logPath, res.statusCode, this.start, this.cache, (err as GatewayError).code);
+      this.gw.access(req.method, this.logPath, res.statusCode, this.start, this.cache, (err as GatewayError).code, this);
       res.destroy();
       return;
     }
-    this.gw.refuse(req, res, err as GatewayError, this.start, this.logPath, true);
+    this.gw.refuse(req, res, err as GatewayError, this.start, this.logPath, true, this);
   };
 
   #dispatch(body: Buffer | Readable | null): void {
@@ -781,8 +909,9 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     if (queued) this.#abortWith = QUEUE_TIMEOUT;
     else this.#controller!.abort(DEADLINE);
     this.gw.metrics?.upstreamError(this.route.index, 'timeout');
-    this.gw.logger.warn({ path: this.logPath }, queued ? 'upstream timed out: no connection to it became free' : 'upstream timed out');
-    this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody);
+    this.#endUpstream(undefined, 'timeout');
+    this.route.upstreamWarn.fail(queued ? 'queue_timeout' : 'timeout', queued ? 'upstream timed out: no connection to it became free' : 'upstream timed out');
+    this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody, this);
   };
 
   readonly #onClose = (): void => {
@@ -816,7 +945,10 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
       clearTimeout(this.#deadline);
       this.#deadline = undefined;
     }
+    // An upstream that was failing answers again: one line says so.
+    if (this.route.upstreamWarn.failing) this.route.upstreamWarn.ok();
     const out = responseHeaders(headers);
+    out['x-request-id'] = this.requestId;
     if (this.gw.draining) {
       out.connection = 'close';
       this.gw.closing(this.req.socket);
@@ -864,7 +996,16 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     if (this.#done) return;
     this.#done = true;
     this.res.end();
-    this.gw.access(this.req.method, this.logPath, this.res.statusCode, this.start, this.cache);
+    this.#endUpstream(this.res.statusCode, undefined);
+    this.gw.access(this.req.method, this.logPath, this.res.statusCode, this.start, this.cache, undefined, this);
+  }
+
+  /** Ends the upstream call's span, if any (spans recorded only). */
+  #endUpstream(status: number | undefined, errorType: string | undefined): void {
+    const u = this.#upstreamSpan;
+    if (u === undefined) return;
+    this.#upstreamSpan = undefined;
+    endHttpSpan(u, status, errorType);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -874,26 +1015,27 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester {
     if (this.#done) return;
     this.#done = true;
     const { res } = this;
+    const code = (err as { code?: string }).code;
+    this.#endUpstream(res.headersSent ? res.statusCode : undefined, code ?? err.name);
     if (this.#sendTimedOut) {
-      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'send_timeout');
+      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'send_timeout', this);
       return;
     }
     if (err === CLIENT_GONE || res.destroyed) {
       // 499, as nginx logs it: the client went away before the answer.
-      this.gw.access(this.req.method, this.logPath, 499, this.start, this.cache, 'client_closed');
+      this.gw.access(this.req.method, this.logPath, 499, this.start, this.cache, 'client_closed', this);
       return;
     }
     if (res.headersSent) {
-      this.gw.logger.warn({ code: (err as { code?: string }).code, path: this.logPath }, 'upstream response failed mid-stream');
       this.gw.metrics?.upstreamError(this.route.index, 'aborted');
-      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'upstream_aborted');
+      this.route.upstreamWarn.fail(code ?? err.name, 'upstream response failed mid-stream');
+      this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'upstream_aborted', this);
       res.destroy();
       return;
     }
-    const code = (err as { code?: string }).code;
     const timeout = isUndiciTimeout(err);
     this.gw.metrics?.upstreamError(this.route.index, timeout ? 'timeout' : 'unreachable');
-    this.gw.logger.warn({ code: code ?? err.name, path: this.logPath }, timeout ? 'upstream timed out' : 'upstream unreachable');
-    this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody);
+    this.route.upstreamWarn.fail(code ?? err.name, timeout ? 'upstream timed out' : 'upstream unreachable');
+    this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody, this);
   }
 }

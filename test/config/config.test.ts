@@ -72,7 +72,7 @@ describe('config: defaults', () => {
       trusted_proxies: [],
       cache: { max_entries: 10_000, max_negative_entries: 10_000 },
       workers: 1,
-      log: { level: 'info', access_log: true },
+      log: { level: 'info', access_log: true, access_log_sub: false },
       minting: { published_key_files: [], max_lifetime_seconds: 300, copy_claims: [] },
       routes: [
         {

@@ -93,7 +93,7 @@ routes:
 trusted_proxies: ["0.0.0.0/0"]
 `);
     try {
-      const warns = gw.logs.filter((l) => l.level === 40);
+      const warns = gw.logs.filter((l) => l.level === 'warn');
       assert.equal(warns.filter((l) => l.endpoint === 'http://as.example/introspect').length, 1);
       assert.equal(warns.filter((l) => l.entry === '0.0.0.0/0').length, 1);
       assert.ok(!gw.rawLogs().includes('very-secret-value'));

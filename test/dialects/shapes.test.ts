@@ -72,9 +72,16 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
   async function expectInvalid(path: string, token: string, detail: RegExp): Promise<void> {
     const mark = gw.logs.length;
     await expectStatus(path, token, 502, UNAVAILABLE);
-    const warnings = gw.logs.slice(mark).filter((l) => l.level === 40 && l.code === 'ERR_INTROSPECTION_INVALID_ANSWER');
-    assert.equal(warnings.length, 1, JSON.stringify(gw.logs.slice(mark)));
-    assert.match(String(warnings[0]!.msg), detail);
+    const warnings = gw.logs.slice(mark).filter((l) => l.level === 'warn' && l.code === 'ERR_INTROSPECTION_INVALID_ANSWER');
+    if (warnings.length === 0) {
+      // Repeats of the warning just logged are rate-limited (counted, not written): the last one must be this one.
+      const last = gw.logs.slice(0, mark).filter((l) => l.level === 'warn' && l.code === 'ERR_INTROSPECTION_INVALID_ANSWER').at(-1);
+      assert.ok(last !== undefined, JSON.stringify(gw.logs.slice(mark)));
+      assert.match(String(last.msg), detail);
+    } else {
+      assert.equal(warnings.length, 1, JSON.stringify(gw.logs.slice(mark)));
+      assert.match(String(warnings[0]!.msg), detail);
+    }
     // Never cached: the next request asks again.
     await expectStatus(path, token, 502);
     assert.equal(as.callsFor(token), 2);
@@ -120,7 +127,7 @@ describe('introspection dialects (scripted Curity, Keycloak and RFC 7662 answers
       await expectStatus('/jwt', token, 401);
       await expectStatus('/jwt', token, 401);
       assert.equal(as.callsFor(token), 2, 'not remembered: fixing the server\'s set-up takes effect at once');
-      const w = gw.logs.slice(mark).filter((l) => l.level === 40);
+      const w = gw.logs.slice(mark).filter((l) => l.level === 'warn');
       assert.ok(w.length >= 1 && w.every((l) => /introspection_response: json/.test(String(l.msg))), JSON.stringify(w));
     });
 

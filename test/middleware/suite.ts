@@ -293,7 +293,7 @@ export function middlewareSuite(name: string, startApp: StartApp): void {
         assert.equal(body, JSON.stringify({ code: 'server_error', message: 'Internal error' }));
         assert.equal(app.seen.length, 0);
         assert.equal(app.appErrors.length, 0, 'never handed to the framework\'s error handler');
-        assert.ok(logs.some((l) => l.includes('"level":50') && l.includes('internal error')), 'logged as an error');
+        assert.ok(logs.some((l) => l.includes('"level":"error"') && l.includes('internal error')), 'logged as an error');
       });
     }
   });

@@ -96,7 +96,7 @@ describe('JWKS on the proxy listener', () => {
     assert.equal(res.headers['content-type'], 'application/jwk-set+json');
     await res.body.dump();
     assert.equal(api.received.length, seen, 'the route never receives it');
-    const warning = shadowing.logs.find((l) => l.level === 40 && String(l.msg).includes(JWKS));
+    const warning = shadowing.logs.find((l) => l.level === 'warn' && String(l.msg).includes(JWKS));
     assert.ok(warning, 'warned at start');
     assert.equal(warning.route, '/');
     assert.ok(!gw.logs.some((l) => String(l.msg).includes('never receives it')), 'no warning when no route covers it');

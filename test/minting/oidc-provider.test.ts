@@ -230,8 +230,8 @@ routes:
 
   test('a generated key (warned), iss derived from the listener (warned), no aud (warned once), exp the token own when sooner than 300 s', async () => {
     const logs = gw.logs;
-    assert.ok(logs.some((l) => l.level === 40 && /signing_key_file is not set/.test(String(l.msg))), 'the generated key is warned about');
-    assert.ok(logs.some((l) => l.level === 40 && /minting\.issuer is not set/.test(String(l.msg))));
+    assert.ok(logs.some((l) => l.level === 'warn' && /signing_key_file is not set/.test(String(l.msg))), 'the generated key is warned about');
+    assert.ok(logs.some((l) => l.level === 'warn' && /minting\.issuer is not set/.test(String(l.msg))));
     const t1 = await clientCredentials(as, 'read');
     const t2 = await clientCredentials(as, 'read');
     for (const t of [t1, t2]) {
