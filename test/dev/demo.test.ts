@@ -79,7 +79,7 @@ describe('demo: what a person sees on a terminal', () => {
       const res = await request(`http://127.0.0.1:${port}/api/items`);
       await res.body.dump();
       assert.equal(res.statusCode, 401);
-      await demo.waitFor(/^\d\d:\d\d:\d\d INFO  GET \/api\/items -> 401 [\d.]+ms cache=\S+ code=\S+$/m, 10_000);
+      await demo.waitFor(/^\d\d:\d\d:\d\d INFO  GET \/api\/items -> 401 [\d.]+ms cache=\S+ code=\S+( \S+=\S+)*$/m, 10_000);
       assert.doesNotMatch(demo.out(), /^\{/m, 'no JSON line');
     } finally {
       demo.child.kill('SIGINT');

@@ -204,7 +204,7 @@ ${extra}`;
     assert.equal((await ask(g)).status, 200);
     const warning = g.logs.find((l) => String(l.msg).startsWith('upstream verify_ssl is false'));
     assert.ok(warning, 'warned');
-    assert.equal(warning.level, 40);
+    assert.equal(warning.level, 'warn');
     assert.deepEqual(warning.upstreams, [up.url]);
   });
 
