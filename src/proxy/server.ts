@@ -600,7 +600,8 @@ export class Gateway {
    */
   access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string, f?: RequestFacts): void {
     if (f?.span !== undefined) endHttpSpan(f.span, status, status >= 500 ? code : undefined);
-    if (this.metrics !== undefined) this.metrics.request(PROXY, this.guards.routeIndex(path), status, code);
+    // The route when the request got as far (no second lookup); a refusal before routing looks it up.
+    if (this.metrics !== undefined) this.metrics.request(PROXY, f?.route !== undefined ? f.route.index : this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     const token = f?.token;
