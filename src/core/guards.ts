@@ -12,7 +12,7 @@ import { WarnChannel } from '../observability/warn-limiter.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
 import { TokenExchange } from './exchange.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
 
 export interface GuardsDeps {
   logger: Logger;
@@ -73,6 +73,8 @@ export class Guards {
   readonly minting: Minting | undefined;
   /** The metrics the hooks report to; undefined when off. */
   readonly metrics: GatewayMetrics | undefined;
+  /** Requests and upstream calls by route index of this configuration; undefined when metrics are off. */
+  readonly routeMetrics: RouteMetrics | undefined;
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
 
@@ -81,8 +83,9 @@ export class Guards {
     this.now = deps.now ?? Date.now;
     const metrics = deps.metrics;
     this.metrics = metrics;
-    // Route labels follow the configuration these guards run (a reload builds new guards over the same metrics).
-    metrics?.useRoutes(config.routes.map((r) => r.path));
+    // This configuration's own route labels: a reload builds new guards over the same metrics,
+    // and requests of the previous configuration still finishing keep counting under theirs.
+    this.routeMetrics = metrics?.forRoutes(config.routes.map((r) => r.path));
     this.store =
       deps.store ??
       new MemoryTokenCache({

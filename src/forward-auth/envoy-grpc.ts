@@ -217,6 +217,8 @@ export interface EnvoyAuthDeps {
 export interface CheckContext {
   /** The gRPC peer (Envoy), the client address of last resort. */
   readonly peer?: string;
+  /** The guards to decide with (the service's current ones by default). */
+  readonly guards?: Guards;
 }
 
 /**
@@ -302,6 +304,8 @@ export class EnvoyAuthService {
 
   #handle(call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>): void {
     const start = this.#accessLog ? performance.now() : 0;
+    // The guards deciding this check, kept to its end: a reload may switch this.guards meanwhile.
+    const guards = this.guards;
     const req = call.request;
     let method = '-';
     let path = '-';
@@ -313,16 +317,16 @@ export class EnvoyAuthService {
       method = typeof http?.method === 'string' && http.method !== '' ? http.method : '-';
       path = logPath(http?.path);
       if (this.#accessLog) id = envoyRequestId(http);
-      d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer() });
+      d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer(), guards });
     } catch (err) {
-      return callback(null, this.#failed(err, method, path, start, id));
+      return callback(null, this.#failed(err, method, path, start, id, guards));
     }
     if (!(d instanceof Promise)) {
       let r: CheckResponse;
       try {
-        r = this.#answer(d, method, path, start, false, id);
+        r = this.#answer(d, method, path, start, false, id, guards);
       } catch (err) {
-        r = this.#failed(err, method, path, start, id);
+        r = this.#failed(err, method, path, start, id, guards);
       }
       return callback(null, r);
     }
@@ -335,12 +339,12 @@ export class EnvoyAuthService {
     pending
       .then(
         (x) => {
-          const r = this.#answer(x, method, path, start, call.cancelled, id);
+          const r = this.#answer(x, method, path, start, call.cancelled, id, guards);
           answered = true;
           if (!call.cancelled) callback(null, r);
         },
         (err: unknown) => {
-          const r = this.#failed(err, method, path, start, id);
+          const r = this.#failed(err, method, path, start, id, guards);
           answered = true;
           if (!call.cancelled) callback(null, r);
         },
@@ -387,7 +391,7 @@ export class EnvoyAuthService {
       (http.body !== undefined && http.body !== '') ||
       (http.raw_body !== undefined && http.raw_body.length > 0);
     const source = attributes?.source?.address?.socket_address?.address;
-    return decide(this.guards, {
+    return decide(ctx.guards ?? this.guards, {
       method: http.method,
       target: http.path ?? '',
       authorization,
@@ -400,8 +404,8 @@ export class EnvoyAuthService {
     });
   }
 
-  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined): CheckResponse {
-    this.guards.metrics?.request(ENVOY, d.route?.index ?? -1, cancelled ? 499 : d.allow ? 200 : d.error.status, cancelled ? 'client_closed' : d.allow ? undefined : d.error.code);
+  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards): CheckResponse {
+    guards.routeMetrics?.request(ENVOY, d.route?.index ?? -1, cancelled ? 499 : d.allow ? 200 : d.error.status, cancelled ? 'client_closed' : d.allow ? undefined : d.error.code);
     if (this.#accessLog) {
       const ms = elapsed(start);
       const route = d.route?.config.path;
@@ -413,9 +417,9 @@ export class EnvoyAuthService {
     return checkResponse(d, this.#identity);
   }
 
-  #failed(err: unknown, method: string, path: string, start: number, id: string | undefined): CheckResponse {
+  #failed(err: unknown, method: string, path: string, start: number, id: string | undefined, guards: Guards): CheckResponse {
     this.logger.error({ err }, 'internal error during an Envoy check');
-    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false, id);
+    return this.#answer({ allow: false, error: INTERNAL, route: undefined, cache: '-', ttl: 0 }, method, path, start, false, id, guards);
   }
 
   /** The address introspections are queued under (see the class notes). */

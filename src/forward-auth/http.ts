@@ -328,7 +328,7 @@ export class ForwardAuthListener {
       if (route !== undefined) f.span.setAttribute('http.route', route);
       endHttpSpan(f.span, status, status >= 500 ? code : undefined);
     }
-    if (this.#metrics !== undefined) this.#metrics.request(FORWARD_AUTH, f.decision?.route !== undefined ? f.decision.route.index : this.guards.routeIndex(path), status, code);
+    if (this.guards.routeMetrics !== undefined) this.guards.routeMetrics.request(FORWARD_AUTH, f.decision?.route !== undefined ? f.decision.route.index : this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     const d = f.decision;

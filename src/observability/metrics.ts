@@ -254,11 +254,10 @@ type ByStatus = Map<number, Map<string, Series>>;
  */
 export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly registry: Registry;
-  #routes: readonly string[] = [];
+  /** The table of `useRoutes` (direct callers); front doors use their guards' own. */
+  #current!: RouteMetrics;
   readonly #now: () => number;
   readonly #requestsFamily: SimpleFamily;
-  /** [door][route + 1] (route -1: no route). */
-  #requests: ByStatus[][] = [];
   readonly #inflight: Series[];
   /** Prebound in-flight decrements, one per door (a listener on the response's 'close'). */
   readonly #finished: Array<() => void>;
@@ -273,10 +272,7 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly #servers = new Map<string, ServerHealth>();
   readonly #recorders = new Map<string, IntrospectionRecorder>();
   readonly #upstreamFamily: HistogramFamily;
-  /** [route + 1] */
-  #upstreamLatency: HistogramSeries[] = [];
   readonly #upstreamErrorsFamily: SimpleFamily;
-  #upstreamErrors: Array<Map<string, Series>> = [];
 
   constructor(opts: GatewayMetricsOptions) {
     this.registry = new Registry();
@@ -327,37 +323,32 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
 
   /**
    * The configured route paths, in order (route indexes are positions in
-   * it). A reload with other routes calls it again: series already counted
-   * keep their values.
+   * it), for direct use of `request`/`upstream`/`upstreamError` on this
+   * object. Front doors count through their own generation's table
+   * (`forRoutes`, held by its guards), so a reload never relabels the
+   * requests of the configuration it replaces.
    */
   useRoutes(routes: readonly string[]): void {
-    this.#routes = [...routes];
-    const labels = ['', ...routes];
-    this.#requests = DOORS.map(() => labels.map(() => new Map()));
-    this.#upstreamLatency = labels.map((route) => this.#upstreamFamily.series({ route }));
-    this.#upstreamErrors = labels.map(() => new Map());
+    this.#current = this.forRoutes(routes);
   }
 
-  /** The label of route index `route` (-1: none). */
+  /**
+   * The per-route series of one configuration: `routes` are its route paths
+   * in order. Series of a path already counted are found again by their labels
+   * (counters never go back across reloads).
+   */
+  forRoutes(routes: readonly string[]): RouteMetrics {
+    return new RouteMetrics(routes, this.#requestsFamily, this.#upstreamFamily, this.#upstreamErrorsFamily);
+  }
+
+  /** The label of route index `route` (-1: none) in the table of `useRoutes`. */
   routeLabel(route: number): string {
-    return route < 0 ? '' : (this.#routes[route] ?? '');
+    return this.#current.label(route);
   }
 
   /** A request got its answer (or its client left: 499). `route`: index in the configured routes, -1 for none. */
   request(door: number, route: number, status: number, code: string | undefined): void {
-    const byStatus = this.#requests[door]![route + 1]!;
-    let byCode = byStatus.get(status);
-    if (byCode === undefined) {
-      byCode = new Map();
-      byStatus.set(status, byCode);
-    }
-    const c = code ?? '';
-    let s = byCode.get(c);
-    if (s === undefined) {
-      s = this.#requestsFamily.series({ door: DOORS[door]!, route: this.routeLabel(route), status, code: c });
-      byCode.set(c, s);
-    }
-    s.value++;
+    this.#current.request(door, route, status, code);
   }
 
   /** A request arrived on `door`; it counts as in flight until `res` closes. */
@@ -428,14 +419,69 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
 
   /** Response headers came from the upstream of route index `route`, `seconds` after dispatch. */
   upstream(route: number, seconds: number): void {
-    this.#upstreamLatency[route + 1]!.observe(seconds);
+    this.#current.upstream(route, seconds);
   }
 
   upstreamError(route: number, kind: 'unreachable' | 'timeout' | 'aborted'): void {
-    const m = this.#upstreamErrors[route + 1]!;
+    this.#current.upstreamError(route, kind);
+  }
+}
+
+/**
+ * The series one configuration counts its requests and upstream calls in,
+ * by route index (-1: no route). Every method only bumps numbers; series
+ * for a new status or code are made on first use.
+ */
+export class RouteMetrics {
+  readonly #routes: readonly string[];
+  readonly #requestsFamily: SimpleFamily;
+  readonly #upstreamErrorsFamily: SimpleFamily;
+  /** [door][route + 1] */
+  readonly #requests: ByStatus[][];
+  /** [route + 1] */
+  readonly #upstreamLatency: HistogramSeries[];
+  readonly #upstreamErrors: Array<Map<string, Series>>;
+
+  constructor(routes: readonly string[], requests: SimpleFamily, upstream: HistogramFamily, upstreamErrors: SimpleFamily) {
+    this.#routes = [...routes];
+    this.#requestsFamily = requests;
+    this.#upstreamErrorsFamily = upstreamErrors;
+    const labels = ['', ...routes];
+    this.#requests = DOORS.map(() => labels.map(() => new Map()));
+    this.#upstreamLatency = labels.map((route) => upstream.series({ route }));
+    this.#upstreamErrors = labels.map(() => new Map());
+  }
+
+  /** The label of route index `route` (-1, or one this configuration does not have: none). */
+  label(route: number): string {
+    return route < 0 ? '' : (this.#routes[route] ?? '');
+  }
+
+  request(door: number, route: number, status: number, code: string | undefined): void {
+    const byStatus = this.#requests[door]![route + 1] ?? this.#requests[door]![0]!;
+    let byCode = byStatus.get(status);
+    if (byCode === undefined) {
+      byCode = new Map();
+      byStatus.set(status, byCode);
+    }
+    const c = code ?? '';
+    let s = byCode.get(c);
+    if (s === undefined) {
+      s = this.#requestsFamily.series({ door: DOORS[door]!, route: this.label(route), status, code: c });
+      byCode.set(c, s);
+    }
+    s.value++;
+  }
+
+  upstream(route: number, seconds: number): void {
+    (this.#upstreamLatency[route + 1] ?? this.#upstreamLatency[0]!).observe(seconds);
+  }
+
+  upstreamError(route: number, kind: 'unreachable' | 'timeout' | 'aborted'): void {
+    const m = this.#upstreamErrors[route + 1] ?? this.#upstreamErrors[0]!;
     let s = m.get(kind);
     if (s === undefined) {
-      s = this.#upstreamErrorsFamily.series({ route: this.routeLabel(route), kind });
+      s = this.#upstreamErrorsFamily.series({ route: this.label(route), kind });
       m.set(kind, s);
     }
     s.value++;

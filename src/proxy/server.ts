@@ -31,7 +31,7 @@ import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
 import { PROXY } from '../observability/doors.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
 
 export interface GatewayDeps {
   logger: Logger;
@@ -122,6 +122,8 @@ export class Gateway {
   readonly guards: Guards;
   /** The guards' metrics; undefined when off (one field check per request). */
   readonly metrics: GatewayMetrics | undefined;
+  /** This configuration's per-route series (see `Guards.routeMetrics`). */
+  readonly routeMetrics: RouteMetrics | undefined;
   /** Built here, so closed here. */
   readonly #ownsGuards: boolean;
   /** By route index (`GuardedRoute.index`). */
@@ -168,6 +170,7 @@ export class Gateway {
     this.#ownsGuards = deps.guards === undefined;
     this.guards = deps.guards ?? createGuards(config, deps);
     this.metrics = this.guards.metrics;
+    this.routeMetrics = this.guards.routeMetrics;
     const pools = new Map<string, Pool>();
     const u = config.upstream;
     const b = config.server;
@@ -601,7 +604,7 @@ export class Gateway {
   access(method: string | undefined, path: string, status: number, start: number, cache: string, code?: string, f?: RequestFacts): void {
     if (f?.span !== undefined) endHttpSpan(f.span, status, status >= 500 ? code : undefined);
     // The route when the request got as far (no second lookup); a refusal before routing looks it up.
-    if (this.metrics !== undefined) this.metrics.request(PROXY, f?.route !== undefined ? f.route.index : this.guards.routeIndex(path), status, code);
+    if (this.routeMetrics !== undefined) this.routeMetrics.request(PROXY, f?.route !== undefined ? f.route.index : this.guards.routeIndex(path), status, code);
     if (!this.#accessLog) return;
     const ms = Math.round((performance.now() - start) * 100) / 100;
     const token = f?.token;
@@ -909,7 +912,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
     const queued = this.#controller === undefined;
     if (queued) this.#abortWith = QUEUE_TIMEOUT;
     else this.#controller!.abort(DEADLINE);
-    this.gw.metrics?.upstreamError(this.route.index, 'timeout');
+    this.gw.routeMetrics?.upstreamError(this.route.index, 'timeout');
     this.#endUpstream(undefined, 'timeout');
     this.route.upstreamWarn.fail(queued ? 'queue_timeout' : 'timeout', queued ? 'upstream timed out: no connection to it became free' : 'upstream timed out');
     this.gw.refuse(this.req, this.res, UPSTREAM_TIMEOUT, this.start, this.logPath, this.scan.hasBody, this);
@@ -941,7 +944,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200 || this.#done) return; // 1xx from the upstream are not relayed
-    if (this.#sentAt !== 0) this.gw.metrics!.upstream(this.route.index, (performance.now() - this.#sentAt) / 1000);
+    if (this.#sentAt !== 0) this.gw.routeMetrics!.upstream(this.route.index, (performance.now() - this.#sentAt) / 1000);
     if (this.#deadline !== undefined) {
       clearTimeout(this.#deadline);
       this.#deadline = undefined;
@@ -1028,14 +1031,14 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
       return;
     }
     if (res.headersSent) {
-      this.gw.metrics?.upstreamError(this.route.index, 'aborted');
+      this.gw.routeMetrics?.upstreamError(this.route.index, 'aborted');
       this.route.upstreamWarn.fail(code ?? err.name, 'upstream response failed mid-stream');
       this.gw.access(this.req.method, this.logPath, res.statusCode, this.start, this.cache, 'upstream_aborted', this);
       res.destroy();
       return;
     }
     const timeout = isUndiciTimeout(err);
-    this.gw.metrics?.upstreamError(this.route.index, timeout ? 'timeout' : 'unreachable');
+    this.gw.routeMetrics?.upstreamError(this.route.index, timeout ? 'timeout' : 'unreachable');
     this.route.upstreamWarn.fail(code ?? err.name, timeout ? 'upstream timed out' : 'upstream unreachable');
     this.gw.refuse(this.req, res, timeout ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE, this.start, this.logPath, this.scan.hasBody, this);
   }
