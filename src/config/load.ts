@@ -112,6 +112,18 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
     return new ConfigError(inFileOrder([...new Set([...unset, ...rest])], file));
   };
 
+  // An alias without its anchor (`client_secret: *s3cret`, a value that starts
+  // with `*`): yaml throws with the alias name, which may be a secret: each is
+  // reported by its line only.
+  const unresolved: string[] = [];
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined) {
+        unresolved.push(`${at(node.range?.[0])}: a value starting with * is read as a YAML alias, and no anchor (&) of that name exists: quote the value ("*...") if it is not an alias`);
+      }
+    },
+  });
+  if (unresolved.length > 0) throw new ConfigError(unresolved);
   const raw: unknown = doc.toJS() ?? {};
   const lineOf = (path: Path, key?: string) => at(offsetOf(doc, path, key));
   const report = (base: Path, issues: readonly z.core.$ZodIssue[]) => {

@@ -198,7 +198,8 @@ export class IntrospectionClient {
     const { statusCode, headers: answerHeaders } = res;
     if (statusCode === 200) {
       const a = await this.#answer(res);
-      if (this.#opts.outages?.failing === true) this.#opts.outages.ok();
+      // A JSON answer without a JWT is the server's misconfiguration, warned about as such: not a recovery.
+      if (this.#opts.outages?.failing === true && (a.active || a.reason !== 'no_jwt')) this.#opts.outages.ok();
       return a;
     }
     if (statusCode === 204) return this.#recovered(INACTIVE_NO_CONTENT);
