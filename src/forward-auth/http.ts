@@ -374,6 +374,7 @@ export class ForwardAuthListener {
     for (const name in r.headers) head += `${name}: ${r.headers[name]}\r\n`;
     socket.end(`${head}connection: close\r\n\r\n${r.body}`);
     this.logger.info({ status: r.status, code: refusal.code }, 'decision request refused before reading it');
+    if (this.guards.routeMetrics !== undefined) this.guards.routeMetrics.request(FORWARD_AUTH, -1, r.status, refusal.code);
   }
 
   /** Starts listening (by default on `forward_auth.listen`); resolves with the bound address. */

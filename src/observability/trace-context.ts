@@ -45,9 +45,13 @@ export function parseTraceparent(value: string): { traceId: string; spanId: stri
  * takes its tracestate with it.
  */
 export function traceHeaders(traceparent: string | undefined, tracestate: string | undefined): TraceHeaders | undefined {
-  if (traceparent === undefined || parseTraceparent(traceparent) === undefined) return undefined;
+  if (traceparent === undefined) return undefined;
+  const parsed = parseTraceparent(traceparent);
+  if (parsed === undefined) return undefined;
   const state = tracestate !== undefined && tracestate.length <= MAX_TRACESTATE && TRACESTATE.test(tracestate) && tracestate.trim() !== '' ? tracestate : undefined;
-  return { traceparent, tracestate: state };
+  // A later version is passed on as what this gateway understands of it (version 00, 55 characters):
+  // never a client's text of any length in the calls the gateway makes.
+  return { traceparent: traceparent.length === 55 && traceparent.startsWith('00-') ? traceparent : formatTraceparent(parsed.traceId, parsed.spanId, parsed.flags), tracestate: state };
 }
 
 /** A traceparent for a span context (version 00). */

@@ -554,6 +554,7 @@ export class Gateway {
         `cache-control: no-store\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
     );
     this.logger.info({ status: refusal.status, code: refusal.code, parser: cause, request_id: id }, 'request refused before routing');
+    if (this.routeMetrics !== undefined) this.routeMetrics.request(PROXY, -1, refusal.status, refusal.code);
   }
 
   /** The address a request's introspections are queued under (see `TrustedProxies.clientAddress`). */
