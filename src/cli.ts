@@ -155,6 +155,10 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
       logger,
       signingKey,
       metrics,
+      // A rotated admin token (token_file) applies from the reload that reads it.
+      onReloaded: (next) => {
+        if (next.admin !== undefined) admin?.listener?.useToken(next.admin);
+      },
       ...(configFile !== undefined ? { load: () => loadConfigFile(configFile) } : { delegate: reloadThroughPrimary }),
     });
   } catch (err) {
@@ -444,6 +448,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
           replaced++;
         }
         logger.info({ workers: replaced, routes: config.routes.map((r) => r.path) }, 'configuration reloaded');
+        if (config.admin !== undefined) admin?.listener?.useToken(config.admin);
         return { ok: true };
       } finally {
         rolling = false;

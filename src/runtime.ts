@@ -25,6 +25,8 @@ export interface RuntimeDeps {
    * reloaded by its primary, which replaces it.
    */
   load?: () => GatewayConfig;
+  /** Told the configuration now serving after each successful reload (the admin listener takes its token from it). */
+  onReloaded?: (config: GatewayConfig) => void;
   /** Instead of `load`: who reloads this process (a cluster worker asks its primary, which replaces the workers). */
   delegate?: () => Promise<ReloadOutcome>;
 }
@@ -77,8 +79,11 @@ export function pinRestartOptions(running: GatewayConfig, next: GatewayConfig): 
     request_timeout_ms: keep('server.request_timeout_ms', rs.request_timeout_ms, next.server.request_timeout_ms),
   };
   const workers = keep('workers', running.workers, next.workers);
-  // The admin listener (its address and token) is started once, beside the generations.
-  const admin = keep('admin', running.admin, next.admin);
+  // The admin listener is started once, beside the generations: its address stays; its token follows the file.
+  const admin =
+    running.admin === undefined || next.admin === undefined
+      ? keep('admin', running.admin, next.admin)
+      : { ...next.admin, listen: keep('admin.listen', running.admin.listen, next.admin.listen) };
   const { listen: _l, forward_auth: _f, admin: _a, ...rest } = next;
   const config: GatewayConfig = Object.freeze({
     ...rest,
@@ -116,6 +121,7 @@ export class Runtime {
   readonly #load: (() => GatewayConfig) | undefined;
   readonly #delegate: (() => Promise<ReloadOutcome>) | undefined;
   readonly #metrics: GatewayMetrics | undefined;
+  readonly #onReloaded: ((config: GatewayConfig) => void) | undefined;
   /** Previous generations still finishing their requests. */
   readonly #retiring = new Set<Promise<void>>();
   /** Reloads run one at a time, in the order asked. */
@@ -129,6 +135,7 @@ export class Runtime {
     this.#load = deps.load;
     this.#delegate = deps.delegate;
     this.#metrics = deps.metrics;
+    this.#onReloaded = deps.onReloaded;
     this.#gen = this.#build(config, undefined);
   }
 
@@ -226,6 +233,7 @@ export class Runtime {
     this.#retiring.add(retiring);
     void retiring.finally(() => this.#retiring.delete(retiring));
     logger.info({ routes: config.routes.map((r) => r.path), cache_kept: gen.guards.store === old.guards.store }, 'configuration reloaded');
+    this.#onReloaded?.(config);
     return { ok: true };
   }
 

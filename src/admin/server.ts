@@ -68,15 +68,14 @@ export class AdminListener {
   readonly server: Server;
   readonly options: AdminConfig;
   readonly #deps: AdminDeps;
-  readonly #check: BearerCheck | undefined;
+  #check: BearerCheck | undefined;
   readonly #sockets = new Set<Duplex>();
   #reloading = false;
 
   constructor(options: AdminConfig, deps: AdminDeps) {
     this.options = options;
     this.#deps = deps;
-    const token = adminToken(options);
-    this.#check = token === undefined ? undefined : new BearerCheck(token);
+    this.useToken(options);
     this.server = createServer({
       maxHeaderSize: LIMITS.maxHeaderSize,
       headersTimeout: LIMITS.headersTimeout,
@@ -173,6 +172,23 @@ export class AdminListener {
   }
 
   /** Starts listening (by default on `admin.listen`); resolves with the bound address. */
+  /**
+   * The admin token from now on: `token`, or `token_file` read again (a
+   * reload applies a rotated secret; the previous token stops working).
+   */
+  useToken(options: Pick<AdminConfig, 'token' | 'token_file'>): void {
+    let token: string | undefined;
+    try {
+      token = adminToken(options);
+    } catch (err) {
+      // Checked at load; a file gone since keeps the token in use (never none: that would open nothing, but say why).
+      if (this.#check === undefined) throw err;
+      this.#deps.logger.error({ token_file: options.token_file, err: { message: (err as Error).message } }, 'admin.token_file cannot be read: the admin token in use is kept');
+      return;
+    }
+    this.#check = token === undefined ? undefined : new BearerCheck(token);
+  }
+
   listen(port = this.options.listen.port ?? ADMIN_DEFAULTS.port, host = this.options.listen.host ?? ADMIN_DEFAULTS.host): Promise<AddressInfo> {
     return listen(this.server, port, host);
   }
