@@ -169,7 +169,7 @@ export class Runtime {
     const { logger } = this;
     // Same bounds: the same store, so cached answers survive (keys carry their namespace).
     const sameCache = prev !== undefined && JSON.stringify(prev.config.cache) === JSON.stringify(config.cache);
-    const guards = createGuards(config, { logger, signingKey: this.#signingKey, metrics: this.#metrics, ...(sameCache ? { store: prev.guards.store } : {}) });
+    const guards = createGuards(config, { logger, signingKey: this.#signingKey, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
     try {
       const gateway = config.listen !== undefined ? new Gateway(config, { logger, guards, ...(prev?.gateway ? { adopt: prev.gateway } : {}) }) : undefined;
       const forwardAuth =

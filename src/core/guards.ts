@@ -5,7 +5,7 @@ import { startupWarnings } from '../config/warnings.js';
 import { IntrospectionClient } from '../introspection/client.js';
 import { clientAuthFor } from '../introspection/client-auth.js';
 import { dialectFor } from '../introspection/dialects/index.js';
-import { metadataFor } from '../introspection/metadata.js';
+import { metadataFor, type MetadataSource } from '../introspection/metadata.js';
 import { mintingFor, type Jwks, type Minting, type SigningKey } from '../minting/index.js';
 import type { Logger } from '../observability/logger.js';
 import { WarnChannel } from '../observability/warn-limiter.js';
@@ -28,6 +28,13 @@ export interface GuardsDeps {
    * primary makes one and gives it to every worker, so they publish one JWKS.
    */
   signingKey?: SigningKey | undefined;
+  /**
+   * The guards of the configuration a reload replaces: discovered metadata
+   * and the state of rate-limited outage warnings carry over for clients
+   * with the same options (a reload neither waits for discovery again nor
+   * loses the "recovered" line of an outage it warned about).
+   */
+  previous?: Guards | undefined;
   /** Prometheus metrics (`admin` configured); undefined: off. */
   metrics?: GatewayMetrics | undefined;
 }
@@ -77,6 +84,10 @@ export class Guards {
   readonly routeMetrics: RouteMetrics | undefined;
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
+  /** Metadata sources by client options (a reload's guards start from what these discovered). */
+  readonly #metadata = new Map<string, MetadataSource>();
+  /** Outage warnings by endpoint, shared by its clients and handed to a reload's guards. */
+  readonly #outages = new Map<string, WarnChannel>();
 
   constructor(config: GatewayConfig, deps: GuardsDeps) {
     const { logger } = deps;
@@ -118,6 +129,13 @@ export class Guards {
       logger.warn({ iss: minting.minter.issuer }, "minting.issuer is not set: minted tokens carry the listener's address as iss; set it to the gateway's public URL");
     }
 
+    const outagesFor = (where: string): WarnChannel => {
+      const prev = deps.previous;
+      let channel = this.#outages.get(where) ?? (prev === undefined ? undefined : prev.#outages.get(where));
+      channel ??= new WarnChannel(logger, { endpoint: where }, 'introspection endpoint');
+      this.#outages.set(where, channel);
+      return channel;
+    };
     const exchangeFor = (pt: Readonly<PhantomTokenOptions>): TokenExchange => {
       // Everything that makes a different client: where, how it authenticates, how it reads answers, its bounds.
       const { token_cache_seconds: _t, negative_cache_seconds: _n, max_token_length: _m, scope: _s, audience: _a, ...clientOptions } = pt;
@@ -128,9 +146,11 @@ export class Guards {
       if (client === undefined) {
         if (!pt.verify_ssl) logger.warn({ endpoint: where }, "verify_ssl is false: the introspection endpoint's TLS certificate is NOT verified; never do this in production");
         const metadata = metadataFor(pt, {
+          initial: deps.previous === undefined ? undefined : deps.previous.#metadata.get(clientKey)?.current,
           warn: (e) => logger.warn({ code: e.code, issuer: pt.issuer }, e.detail),
           info: (detail) => logger.info({ issuer: pt.issuer }, detail),
         });
+        this.#metadata.set(clientKey, metadata);
         client = new IntrospectionClient(
           {
             metadata,
@@ -150,7 +170,7 @@ export class Guards {
             ...(deps.now ? { now: deps.now } : {}),
             metrics: metrics?.introspectionServer(where),
             // Outages of this endpoint: one line when they start, a count a minute, one when over.
-            outages: new WarnChannel(logger, { endpoint: where }, 'introspection endpoint'),
+            outages: outagesFor(where),
           },
           (e) => logger.warn({ code: e.code, status: e.status, endpoint: where }, e.detail),
         );

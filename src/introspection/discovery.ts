@@ -22,6 +22,12 @@ export const DISCOVERY_RETRY_MAX_MS = 30_000;
 export interface DiscoveryOptions {
   /** The configured issuer: where the metadata is looked up, and what its `issuer` must be, exactly. */
   readonly issuer: string;
+  /**
+   * Metadata already discovered (by the configuration a reload replaces):
+   * known from the start, refreshed on the usual schedule, so a reload never
+   * makes a working gateway wait for discovery again.
+   */
+  readonly initial?: ServerMetadata | undefined;
   /** Configured endpoints win over discovered ones (discovery then only fills in the rest). */
   readonly introspectionEndpoint?: string | undefined;
   readonly jwksUri?: string | undefined;
@@ -79,7 +85,12 @@ export class Discovery implements MetadataSource {
   constructor(opts: DiscoveryOptions) {
     this.#opts = opts;
     this.#fetcher = new DocumentFetcher({ timeoutMs: opts.timeoutMs, verifySsl: opts.verifySsl, caFile: opts.caFile, dispatcher: opts.dispatcher });
-    this.#attempt();
+    if (opts.initial !== undefined) {
+      this.#current = opts.initial;
+      this.#schedule(opts.refreshMs ?? DISCOVERY_REFRESH_MS);
+    } else {
+      this.#attempt();
+    }
   }
 
   get current(): ServerMetadata | undefined {

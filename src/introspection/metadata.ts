@@ -70,6 +70,8 @@ export interface MetadataOptions {
 
 /** Where discovery reports (the gateway logs these) and, in tests, what it fetches with. */
 export interface MetadataDeps {
+  /** Metadata a previous configuration discovered for the same options (a reload): known at once. */
+  readonly initial?: ServerMetadata | undefined;
   readonly warn?: IntrospectionWarn | undefined;
   readonly info?: ((detail: string) => void) | undefined;
   readonly dispatcher?: Dispatcher | undefined;
@@ -98,6 +100,7 @@ export function metadataFor(o: MetadataOptions, deps: MetadataDeps = {}): Metada
     verifySsl: o.verify_ssl ?? true,
     caFile: o.ca_file,
     dispatcher: deps.dispatcher,
+    initial: deps.initial,
     warn: deps.warn,
     info: deps.info,
   });
