@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { BlockList, isIP, isIPv4 } from 'node:net';
 import type { GatewayConfig } from './schema.js';
 
@@ -55,6 +56,22 @@ const WIDEST_PRIVATE = { 4: 8, 6: 7 } as const;
 export function startupWarnings(config: GatewayConfig): StartupWarning[] {
   // The file's own first (an unexpanded $NAME...), in line order.
   const out: StartupWarning[] = config.sourceWarnings?.map((w) => ({ message: w.message, fields: { ...w.fields } })) ?? [];
+  // A private key every local user can read (OpenSSH refuses such a key; the gateway says so).
+  // Group access is left alone: Debian's ssl-cert group (0640) is a deliberate choice.
+  const keyFile = config.listen?.tls?.key_file;
+  if (keyFile !== undefined) {
+    try {
+      const mode = statSync(keyFile).mode & 0o777;
+      if ((mode & 0o006) !== 0) {
+        out.push({
+          message: `listen.tls.key_file "${keyFile}" is readable or writable by every local user (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 (or 640 with a group only the gateway is in)`,
+          fields: { option: 'listen.tls.key_file', mode: mode.toString(8).padStart(4, '0') },
+        });
+      }
+    } catch {
+      // Unreadable files are configuration errors, reported by the loader.
+    }
+  }
   const endpoints = new Set<string>();
   for (const route of config.routes) {
     const pt = route.phantom_token;
