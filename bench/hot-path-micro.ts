@@ -19,10 +19,11 @@ const ITERATIONS = Number(process.env.MICRO_ITERATIONS ?? 1_000_000);
 const ROUNDS = Number(process.env.MICRO_ROUNDS ?? 3);
 const SRC = process.env.MICRO_SRC ?? join(fileURLToPath(new URL('.', import.meta.url)), '..', 'src');
 
-const load = async (file: string): Promise<Record<string, unknown>> => (await import(pathToFileURL(join(SRC, 'proxy', file)).href)) as Record<string, unknown>;
-const headers = await load('headers.ts');
-const target = await load('request-target.ts');
-const router = await load('router.ts');
+const load = async (dir: string, file: string): Promise<Record<string, unknown>> => (await import(pathToFileURL(join(SRC, dir, file)).href)) as Record<string, unknown>;
+const headers = await load('proxy', 'headers.ts');
+// Request-target checks and the route table moved to src/routing/ (shared by every front door).
+const target = await load('routing', 'request-target.ts');
+const router = await load('routing', 'router.ts');
 
 // What a typical API client sends (curl, a browser fetch, an SDK).
 const raw = [
