@@ -116,6 +116,14 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       });
     }
   }
+  // Health and metrics answer without a token (route paths, endpoints, traffic): operators only.
+  const admin = config.admin;
+  if (admin !== undefined && !isPrivateHost(admin.listen.host)) {
+    out.push({
+      message: `admin.listen.host is ${admin.listen.host}, not loopback or a private address: /readyz and /metrics answer anyone who reaches it without a token (route paths, authorization servers, traffic); keep the port unpublished or firewalled`,
+      fields: { 'admin.listen.host': admin.listen.host },
+    });
+  }
   if (fa !== undefined && fa.listen === undefined && fa.path_prefix !== undefined) {
     out.push({ message: 'forward_auth.path_prefix is set but only the gRPC service runs (no forward_auth.listen): it is not used', fields: { path_prefix: fa.path_prefix } });
   }

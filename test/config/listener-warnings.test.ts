@@ -50,3 +50,15 @@ describe('listener combinations a user would not notice are warned about', () =>
     assert.ok(startupWarnings(c).some((w) => /path_prefix/.test(w.message)));
   });
 });
+
+describe('the admin listener off loopback is warned about', () => {
+  test('admin on 0.0.0.0: a warning naming admin.listen.host; on loopback and on a private address: none about it', () => {
+    const about = (yaml: string) => startupWarnings(parseConfig(base(yaml), { file: 'x.yaml', env: {} })).filter((w) => w.message.startsWith('admin.listen.host'));
+    const open = about('admin: { listen: { host: 0.0.0.0, port: 8082 } }');
+    assert.equal(open.length, 1);
+    assert.match(open[0]!.message, /without a token/);
+    assert.deepEqual(open[0]!.fields, { 'admin.listen.host': '0.0.0.0' });
+    assert.equal(about('admin: {}').length, 0, 'the default, 127.0.0.1');
+    assert.equal(about('admin: { listen: { host: 10.1.2.3, port: 8082 } }').length, 0, 'a private address is a deliberate choice');
+  });
+});
