@@ -157,6 +157,7 @@ log: { access_log: false }
   // The hooks a proxied cache hit runs, alone: request start (in flight), the hit, the upstream
   // latency, the request counted by route (with the route lookup from the path).
   const m = inProcess.on.metrics!;
+  const routes = inProcess.on.routeMetrics!;
   const res = { on: () => res };
   let hooksNs = Infinity;
   for (let r = 0; r < 3; r++) {
@@ -164,8 +165,8 @@ log: { access_log: false }
     for (let i = 0; i < MICRO_ITERATIONS; i++) {
       m.started(PROXY, res);
       m.hit();
-      m.upstream(0, 0.0004);
-      m.request(PROXY, inProcess.on.routeIndex('/items'), 200, undefined);
+      routes.upstream(0, 0.0004);
+      routes.request(PROXY, inProcess.on.routeIndex('/items'), 200, undefined);
     }
     hooksNs = Math.min(hooksNs, Math.round(Number(process.hrtime.bigint() - t0) / MICRO_ITERATIONS));
   }

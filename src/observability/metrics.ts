@@ -217,8 +217,6 @@ export interface CacheRecorder {
 }
 
 export interface GatewayMetricsOptions {
-  /** The configured route paths, in order: the `route` label (never the request's path). */
-  routes: readonly string[];
   /** Default: this package's version. */
   version?: string;
   /** Also prom-client's default process metrics (CPU, memory, event loop, GC), prefixed. Default true. */
@@ -248,14 +246,12 @@ type ByStatus = Map<number, Map<string, Series>>;
  * method only bumps numbers.
  *
  * @example
- * const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.path) });
+ * const metrics = new GatewayMetrics({});
  * const guards = createGuards(config, { logger, metrics });
  * const text = await metrics.registry.metrics(); // Prometheus text format
  */
 export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly registry: Registry;
-  /** The table of `useRoutes` (direct callers); front doors use their guards' own. */
-  #current!: RouteMetrics;
   readonly #now: () => number;
   readonly #requestsFamily: SimpleFamily;
   readonly #inflight: Series[];
@@ -316,20 +312,8 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
     this.#upstreamErrorsFamily = add(
       new SimpleFamily('phantom_gateway_upstream_errors_total', 'Upstream requests that failed, by route and kind (unreachable, timeout, aborted: the response broke off mid-stream).', 'counter'),
     );
-    this.useRoutes(opts.routes);
 
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'phantom_gateway_' });
-  }
-
-  /**
-   * The configured route paths, in order (route indexes are positions in
-   * it), for direct use of `request`/`upstream`/`upstreamError` on this
-   * object. Front doors count through their own generation's table
-   * (`forRoutes`, held by its guards), so a reload never relabels the
-   * requests of the configuration it replaces.
-   */
-  useRoutes(routes: readonly string[]): void {
-    this.#current = this.forRoutes(routes);
   }
 
   /**
@@ -339,16 +323,6 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
    */
   forRoutes(routes: readonly string[]): RouteMetrics {
     return new RouteMetrics(routes, this.#requestsFamily, this.#upstreamFamily, this.#upstreamErrorsFamily);
-  }
-
-  /** The label of route index `route` (-1: none) in the table of `useRoutes`. */
-  routeLabel(route: number): string {
-    return this.#current.label(route);
-  }
-
-  /** A request got its answer (or its client left: 499). `route`: index in the configured routes, -1 for none. */
-  request(door: number, route: number, status: number, code: string | undefined): void {
-    this.#current.request(door, route, status, code);
   }
 
   /** A request arrived on `door`; it counts as in flight until `res` closes. */
@@ -416,15 +390,6 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
     const now = this.#now();
     return [...this.#servers.values()].map((h) => ({ server: h.server, down: h.down(now), outages_in_a_row: h.outagesInARow }));
   }
-
-  /** Response headers came from the upstream of route index `route`, `seconds` after dispatch. */
-  upstream(route: number, seconds: number): void {
-    this.#current.upstream(route, seconds);
-  }
-
-  upstreamError(route: number, kind: 'unreachable' | 'timeout' | 'aborted'): void {
-    this.#current.upstreamError(route, kind);
-  }
 }
 
 /**
@@ -489,6 +454,6 @@ export class RouteMetrics {
 }
 
 /** The metrics a configuration asks for: a `GatewayMetrics` when `admin` is set, else undefined (off). */
-export function metricsFor(config: { readonly admin?: unknown; readonly routes: readonly { readonly path: string }[] }): GatewayMetrics | undefined {
-  return config.admin === undefined ? undefined : new GatewayMetrics({ routes: config.routes.map((r) => r.path) });
+export function metricsFor(config: { readonly admin?: unknown }): GatewayMetrics | undefined {
+  return config.admin === undefined ? undefined : new GatewayMetrics({});
 }

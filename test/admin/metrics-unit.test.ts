@@ -25,7 +25,7 @@ describe('GatewayMetrics', () => {
 
   test('an authorization server is down after outages in a row, up again at an answer or after DOWN_FOR_MS without one; calls never sent do not count', () => {
     let now = 1_000_000;
-    const m = new GatewayMetrics({ routes: ['/api'], processMetrics: false, now: () => now });
+    const m = new GatewayMetrics({ processMetrics: false, now: () => now });
     const r = m.introspectionServer('https://as.test/introspect');
     const down = () => m.authorizationServers()[0]!.down;
     assert.equal(down(), false);
@@ -48,14 +48,15 @@ describe('GatewayMetrics', () => {
   });
 
   test('new routes (a reload) relabel the indexes; series counted before keep their values; no duplicate series', async () => {
-    const m = new GatewayMetrics({ routes: ['/a', '/b'], processMetrics: false });
-    m.request(PROXY, 0, 200, undefined);
-    m.request(PROXY, 1, 200, undefined);
-    m.upstream(1, 0.003);
-    m.useRoutes(['/b', '/c']);
-    m.request(PROXY, 0, 200, undefined); // now /b
-    m.request(PROXY, 1, 200, undefined); // /c
-    m.upstream(0, 0.2);
+    const m = new GatewayMetrics({ processMetrics: false });
+    const before = m.forRoutes(['/a', '/b']);
+    before.request(PROXY, 0, 200, undefined);
+    before.request(PROXY, 1, 200, undefined);
+    before.upstream(1, 0.003);
+    const after = m.forRoutes(['/b', '/c']);
+    after.request(PROXY, 0, 200, undefined); // now /b
+    after.request(PROXY, 1, 200, undefined); // /c
+    after.upstream(0, 0.2);
     const p = parsePrometheus(await m.registry.metrics());
     const req = (route: string) => value(p, 'phantom_gateway_requests_total', { door: 'proxy', route, status: '200', code: '' });
     assert.equal(req('/a'), 1);

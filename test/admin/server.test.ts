@@ -30,7 +30,7 @@ function logSink(): { lines: string[]; stream: Writable } {
 
 async function startAdmin(opts: { token?: string; reload?: () => Promise<ReloadOutcome>; ready?: () => boolean } = {}) {
   const sink = logSink();
-  const metrics = new GatewayMetrics({ routes: ['/api'], processMetrics: false });
+  const metrics = new GatewayMetrics({ processMetrics: false });
   const listener = new AdminListener(
     { listen: { host: '127.0.0.1', port: 0 }, ...(opts.token ? { token: opts.token } : {}) },
     {
