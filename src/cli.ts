@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
-import { pinRestartOptions, Runtime, type ReloadOutcome } from './runtime.js';
+import { readForReload, Runtime, type ReloadOutcome } from './runtime.js';
 import { startupFields, type StartedListener } from './observability/startup.js';
 import { exportSigningKey, generateSigningKey, importSigningKey, mints, type SigningKey } from './minting/index.js';
 import type { AdminHandle } from './admin/start.js';
@@ -413,17 +413,8 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
       }
       rolling = true;
       try {
-        let next: GatewayConfig;
-        try {
-          next = loadConfigFile(configFile);
-        } catch (err) {
-          const errors = err instanceof ConfigError ? [...err.problems] : [(err as Error).message];
-          for (const problem of errors) logger.error({ problem }, `reload refused: ${problem}`);
-          logger.error({ problems: errors.length }, 'reload refused: the workers keep the configuration in use');
-          return { ok: false, errors };
-        }
-        const pinned = pinRestartOptions(config, next);
-        for (const option of pinned.changed) logger.warn({ option }, `reload: ${option} cannot change without a restart: the running value is kept`);
+        const pinned = readForReload(() => loadConfigFile(configFile), config, logger, 'the workers keep the configuration in use');
+        if ('errors' in pinned) return { ok: false, errors: pinned.errors };
         const previous = { config, signingKey };
         config = pinned.config;
         if (signingKey === undefined && mints(config) && config.minting.signing_key_file === undefined) signingKey = exportSigningKey(generateSigningKey());

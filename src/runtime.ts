@@ -97,6 +97,27 @@ export function pinRestartOptions(running: GatewayConfig, next: GatewayConfig): 
 }
 
 /**
+ * A reload's reading of the file, for one process and for a cluster's
+ * primary alike: the next configuration with the options that need a
+ * restart kept at their running values (each logged as a warning), or every
+ * problem of an invalid file (each logged, then `kept`: what keeps running).
+ */
+export function readForReload(load: () => GatewayConfig, running: GatewayConfig, logger: Logger, kept: string): { config: GatewayConfig } | { errors: string[] } {
+  let next: GatewayConfig;
+  try {
+    next = load();
+  } catch (err) {
+    const errors = err instanceof ConfigError ? [...err.problems] : [(err as Error).message];
+    for (const problem of errors) logger.error({ problem }, `reload refused: ${problem}`);
+    logger.error({ problems: errors.length }, `reload refused: ${kept}`);
+    return { errors };
+  }
+  const { config, changed } = pinRestartOptions(running, next);
+  for (const option of changed) logger.warn({ option }, `reload: ${option} cannot change without a restart: the running value is kept`);
+  return { config };
+}
+
+/**
  * The gateway in one process: the engine (guards) and its front doors (the
  * proxy, the forward-auth listener, Envoy's gRPC check), as one generation
  * per configuration. `reload()` builds the next generation beside the
@@ -201,18 +222,10 @@ export class Runtime {
     const { logger } = this;
     if (this.#closing) return { ok: false, errors: ['the gateway is stopping'] };
     if (this.#load === undefined) return { ok: false, errors: ['this process is reloaded by the cluster primary'] };
-    let next: GatewayConfig;
-    try {
-      next = this.#load();
-    } catch (err) {
-      const errors = err instanceof ConfigError ? [...err.problems] : [(err as Error).message];
-      for (const problem of errors) logger.error({ problem }, `reload refused: ${problem}`);
-      logger.error({ problems: errors.length }, 'reload refused: the configuration in use is kept');
-      return { ok: false, errors };
-    }
     const old = this.#gen;
-    const { config, changed } = pinRestartOptions(old.config, next);
-    for (const option of changed) logger.warn({ option }, `reload: ${option} cannot change without a restart: the running value is kept`);
+    const read = readForReload(this.#load, old.config, logger, 'the configuration in use is kept');
+    if ('errors' in read) return { ok: false, errors: read.errors };
+    const { config } = read;
     // Before building: the front doors decide at construction whether they log access lines.
     if (config.log.level !== old.config.log.level) logger.level = config.log.level;
     let gen: Generation;
