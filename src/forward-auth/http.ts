@@ -110,6 +110,8 @@ export class ForwardAuthListener {
   readonly #accessSub: boolean;
   /** Peers whose `X-Request-Id` is taken (a gateway that sets its own, e.g. NGINX's `$request_id`). */
   readonly #trusted: TrustedProxies | undefined;
+  /** Each route's upstream origin, by route index (access log), parsed once. */
+  readonly #origins: ReadonlyArray<string | undefined>;
   /** Stops refreshing `tracing.on` once closed (or retired by a reload). */
   readonly #stopTracing: () => void;
   #draining = false;
@@ -127,6 +129,7 @@ export class ForwardAuthListener {
     this.#accessLog = config.log.access_log && this.logger.isLevelEnabled('info');
     this.#accessSub = config.log.access_log_sub === true;
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
+    this.#origins = this.guards.routes.map((r) => (r.config.upstream === undefined ? undefined : new URL(r.config.upstream).origin));
     const s = config.server;
     this.#maxRawHeaders = s.max_headers * 2;
     this.#stopTracing = watchTracing();
@@ -344,7 +347,7 @@ export class ForwardAuthListener {
         request_id: f.id,
         client_address: f.h === undefined ? unmapped(f.req.socket.remoteAddress ?? '') : clientAddress(f.h, f.req.socket.remoteAddress),
         route: d?.route?.config.path,
-        upstream: d?.route?.config.upstream === undefined ? undefined : new URL(d.route.config.upstream).origin,
+        upstream: d?.route === undefined ? undefined : this.#origins[d.route.index],
         introspection_ms: f.introspectionMs < 0 ? undefined : f.introspectionMs,
         client_id: token?.clientId,
         sub: this.#accessSub ? token?.sub : undefined,
