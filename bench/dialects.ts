@@ -27,7 +27,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +37,7 @@ import { createGuards } from '../src/core/guards.js';
 import { decide, type DecisionRequest } from '../src/core/decide.js';
 import { KeySet, Minter, signingKey } from '../src/minting/index.js';
 import { createLogger } from '../src/observability/logger.js';
-import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects } from './processes.js';
+import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects, finishBench } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -48,7 +48,6 @@ const COLD_CONNECTIONS = 10;
 const INTROSPECTION_LATENCY_MS = 5;
 const MINTS = QUICK ? 500 : 3000;
 const MICRO_ITERATIONS = QUICK ? 50_000 : 300_000;
-const SAVE = process.argv.includes('--save');
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-dialects-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const subjects = new Subjects(ROOT, [work]);
@@ -260,20 +259,4 @@ log: { access_log: false }
   return { summary, table };
 }
 
-main().then(
-  ({ summary, table }) => {
-    log(`\n${table}\n`);
-    process.stdout.write(`${JSON.stringify({ ...summary, table })}\n`);
-    if (SAVE) {
-      mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-      const out = join(ROOT, 'bench/results', `${String(summary.date).replace(/[:.]/g, '-')}-dialects.json`);
-      writeFileSync(out, `${JSON.stringify({ ...summary, table }, null, 2)}\n`);
-      log(`results: ${out}`);
-    }
-    process.exit(0);
-  },
-  (err: unknown) => {
-    log(`bench/dialects.ts failed: ${(err as Error).stack ?? String(err)}`);
-    process.exit(1);
-  },
-);
+finishBench('dialects', main);

@@ -21,7 +21,7 @@
  * as JSON on stdout.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ import { createGuards } from '../src/core/guards.js';
 import { decide, type DecisionRequest } from '../src/core/decide.js';
 import { createLogger } from '../src/observability/logger.js';
 import { metricsFor, PROXY } from '../src/observability/metrics.js';
-import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects } from './processes.js';
+import { freePort, median, nginxMainConf, waitForPort, wrkLoad, type Load, Subjects, finishBench } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -40,7 +40,6 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 5));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const INTROSPECTION_LATENCY_MS = 5;
 const MICRO_ITERATIONS = QUICK ? 50_000 : 300_000;
-const SAVE = process.argv.includes('--save');
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-metrics-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const subjects = new Subjects(ROOT, [work]);
@@ -210,21 +209,4 @@ log: { access_log: false }
   return { summary, table };
 }
 
-main().then(
-  ({ summary, table }) => {
-    log(`\n${table}\n`);
-    process.stdout.write(`${JSON.stringify({ ...summary, table })}\n`);
-    if (SAVE) {
-      mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-      const out = join(ROOT, 'bench/results', `${String(summary.date).replace(/[:.]/g, '-')}-metrics.json`);
-      writeFileSync(out, `${JSON.stringify({ ...summary, table }, null, 2)}\n`);
-      log(`results: ${out}`);
-    }
-    process.exit(0);
-  },
-  (err: unknown) => {
-    log(`bench/metrics.ts failed: ${(err as Error).stack ?? String(err)}`);
-    subjects.stopAll();
-    process.exit(1);
-  },
-);
+finishBench('metrics', main, () => subjects.stopAll());

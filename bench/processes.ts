@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export function sleep(msec: number): Promise<void> {
   return new Promise((r) => setTimeout(r, msec));
@@ -261,4 +262,33 @@ export class Subjects {
     }
     for (const d of this.#dirs) rmSync(d, { recursive: true, force: true });
   }
+}
+
+/**
+ * The end of a sub-benchmark run alone or by `npm run bench`: its table on
+ * stderr, its summary as one JSON line on stdout, and with `--save` the two
+ * in `bench/results/<date>-<name>.json`; exits 0, or 1 after `cleanup` when
+ * `main` failed.
+ */
+export function finishBench(name: string, main: () => Promise<{ summary: Record<string, unknown>; table: string }>, cleanup?: () => void): void {
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  main().then(
+    ({ summary, table }) => {
+      log(`\n${table}\n`);
+      process.stdout.write(`${JSON.stringify({ ...summary, table })}\n`);
+      if (process.argv.includes('--save')) {
+        const dir = fileURLToPath(new URL('results/', import.meta.url));
+        mkdirSync(dir, { recursive: true });
+        const out = join(dir, `${String(summary.date).replace(/[:.]/g, '-')}-${name}.json`);
+        writeFileSync(out, `${JSON.stringify({ ...summary, table }, null, 2)}\n`);
+        log(`results: ${out}`);
+      }
+      process.exit(0);
+    },
+    (err: unknown) => {
+      log(`bench/${name}.ts failed: ${(err as Error).stack ?? String(err)}`);
+      cleanup?.();
+      process.exit(1);
+    },
+  );
 }
