@@ -40,7 +40,9 @@ function assertPrintsCommands(text: string, demo: Demo): void {
 function startDemoProcess(args: string[], opts: { pty?: boolean } = {}) {
   const argv = ['dist/dev/demo.js', ...args];
   const child = opts.pty
-    ? spawn('script', ['-qfec', [process.execPath, ...argv].map((a) => `'${a}'`).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    ? // `exec`: script runs the command through $SHELL -c; a shell that stays in between (dash, the
+    // default /bin/sh when SHELL is unset, as under CI) gets the terminal's SIGINT too and exits 130.
+    spawn('script', ['-qfec', `exec ${[process.execPath, ...argv].map((a) => `'${a}'`).join(' ')}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
     : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
