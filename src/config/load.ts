@@ -20,6 +20,7 @@ import {
 } from './schema.js';
 import { KeyFileError, loadPublishedKeyFile, loadSigningKeyFile } from '../minting/keys.js';
 import { adminTokenProblems } from '../admin/token.js';
+import { redisOptionProblems } from '../cache/redis/options.js';
 
 /** Start-up refused: every problem found, each naming the field and line. */
 export class ConfigError extends Error {
@@ -310,6 +311,9 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       problems.push(`${lineOf(where)}: ${fmt(where)}: cannot write in "${tempDir}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
+  // The shared cache's secret file is read here too, for the same reason.
+  const redis = cfg.cache.redis;
+  if (redis !== undefined) for (const p of redisOptionProblems(redis)) problems.push(`${lineOf(['cache', 'redis', p.key])}: cache.redis.${p.key}: ${p.message}`);
   // The admin token file is read here, so --check reports it with its line (never its content).
   if (cfg.admin !== undefined) for (const p of adminTokenProblems(cfg.admin)) problems.push(`${lineOf(['admin', p.key])}: admin.${p.key}: ${p.message}`);
   if (problems.length > 0 || unset.length > 0) throw failure();

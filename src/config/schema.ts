@@ -196,6 +196,54 @@ export const ADMIN_TOKEN = /^[A-Za-z0-9\-._~+/]{16,1024}=*$/;
 export const ADMIN_TOKEN_RULE = 'must be 16 to 1024 characters: letters, digits and -._~+/ (a b64token, as in Authorization: Bearer), e.g. the output of openssl rand -hex 32';
 const adminToken = z.string('must be a string').regex(ADMIN_TOKEN, ADMIN_TOKEN_RULE);
 
+/** Defaults of `cache.redis`. */
+export const REDIS_DEFAULTS = Object.freeze({
+  key_prefix: 'phantom-gateway:',
+  connect_timeout_ms: 1000,
+  command_timeout_ms: 250,
+  lock_wait_ms: 3000,
+});
+
+/**
+ * The key secret of `cache.redis`: what Redis keys are HMACs under, shared by
+ * every instance. Long enough not to be guessed (32 characters and more;
+ * `openssl rand -hex 32` gives 64).
+ */
+export const REDIS_KEY_SECRET = /^[\x21-\x7e]{32,1024}$/;
+export const REDIS_KEY_SECRET_RULE = 'must be 32 to 1024 printable characters without spaces, e.g. the output of openssl rand -hex 32';
+
+/** `cache.redis`: the shared second-level cache (see src/cache/redis). */
+const redisCache = z.strictObject({
+  // redis://[user:password@]host[:port][/db], or rediss:// for TLS.
+  url: z.string('must be a redis:// or rediss:// URL').check((ctx) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(ctx.value);
+    } catch {
+      u = undefined;
+    }
+    if (u === undefined || (u.protocol !== 'redis:' && u.protocol !== 'rediss:') || u.hostname === '') {
+      ctx.issues.push({ code: 'custom', message: 'must be a redis:// or rediss:// URL with a host (redis://[user:password@]host[:port][/db])', input: '(not shown)', continue: false });
+      return;
+    }
+    if (u.search !== '' || u.hash !== '') ctx.issues.push({ code: 'custom', message: 'must not have a query string or fragment', input: '(not shown)', continue: false });
+    else if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d{1,5}$/.test(u.pathname)) ctx.issues.push({ code: 'custom', message: 'the path must be a database number (e.g. /0)', input: '(not shown)', continue: false });
+  }),
+  // Every key starts with this (several gateways, or other applications, may share one Redis).
+  key_prefix: z.string('must be a string').regex(/^[\x21-\x7e]{0,64}$/, 'must be at most 64 printable characters without spaces').default(REDIS_DEFAULTS.key_prefix),
+  // Redis keys are HMAC-SHA256 of the token under this secret; the same on every instance.
+  key_secret: z.string('must be a string').regex(REDIS_KEY_SECRET, REDIS_KEY_SECRET_RULE).optional(),
+  key_secret_file: filePath().optional(),
+  connect_timeout_ms: int(1, 60_000).default(REDIS_DEFAULTS.connect_timeout_ms),
+  // Every command: past it the command counts as failed (a miss, never a refusal).
+  command_timeout_ms: int(1, 60_000).default(REDIS_DEFAULTS.command_timeout_ms),
+  // How long an instance waits for another instance's introspection of the same token before making its own.
+  lock_wait_ms: int(0, 60_000).default(REDIS_DEFAULTS.lock_wait_ms),
+  // rediss:// only: the CA to trust instead of Node's roots, and whether to verify the server's certificate at all.
+  ca_file: filePath().optional(),
+  verify_ssl: bool().default(true),
+});
+
 /** `listen.tls`: the listener serves HTTPS with this certificate chain and key (PEM), read again on SIGHUP. */
 const listenerTls = z.strictObject({ cert_file: filePath(), key_file: filePath() }, 'must be a mapping with cert_file and key_file');
 
@@ -304,7 +352,12 @@ export const configSchema = z.strictObject({
   cache: z
     // lru-cache reserves its index for the bound up front (~15 bytes an entry).
     // Inactive tokens have their own bound, so garbage cannot evict valid tokens.
-    .strictObject({ max_entries: int(1, 10_000_000).default(10_000), max_negative_entries: int(1, 10_000_000).default(10_000) })
+    .strictObject({
+      max_entries: int(1, 10_000_000).default(10_000),
+      max_negative_entries: int(1, 10_000_000).default(10_000),
+      // A second level shared by every instance (and every worker): Redis or Valkey.
+      redis: redisCache.optional(),
+    })
     .default({ max_entries: 10_000, max_negative_entries: 10_000 }),
   // Processes serving requests: a number, or `auto` for one per core. Each
   // worker is a whole gateway with its own cache; only the socket is shared.
@@ -445,3 +498,6 @@ export type ForwardAuthConfig = NonNullable<Parsed['forward_auth']>;
 
 /** The admin listener's validated options. */
 export type AdminConfig = NonNullable<Parsed['admin']>;
+
+/** The shared cache's validated options (`cache.redis`). */
+export type RedisCacheConfig = NonNullable<Parsed['cache']['redis']>;
