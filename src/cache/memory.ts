@@ -71,9 +71,23 @@ export class MemoryTokenCache implements TokenStore {
     }
   }
 
-  delete(key: string): void {
-    this.#active.delete(key);
-    this.#inactive.delete(key);
+  /** Removes the entry under `key`; whether there was one. */
+  delete(key: string): boolean {
+    const a = this.#active.delete(key);
+    const i = this.#inactive.delete(key);
+    return a || i;
+  }
+
+  /**
+   * Removes every active entry `match` picks (a purge by subject or client:
+   * a scan of the whole store, for an administrative request, never on a
+   * request's path); how many.
+   */
+  deleteWhere(match: (entry: ActiveToken) => boolean): number {
+    const keys: string[] = [];
+    for (const [key, entry] of this.#active.entries()) if (match(entry)) keys.push(key);
+    for (const key of keys) this.#active.delete(key);
+    return keys.length;
   }
 
   /** Entries held, active and inactive. */

@@ -17,5 +17,6 @@ import type { TokenEntry } from './entry.js';
 export interface TokenStore {
   get(key: string): TokenEntry | undefined | Promise<TokenEntry | undefined>;
   set(key: string, entry: TokenEntry): void | Promise<void>;
-  delete(key: string): void | Promise<void>;
+  /** Removes the entry under `key`; a store that can tell says whether there was one. */
+  delete(key: string): void | boolean | Promise<void | boolean>;
 }

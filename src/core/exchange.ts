@@ -233,6 +233,11 @@ export class TokenExchange {
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
   }
 
+  /** The key this exchange caches `token` under (a purge removes it). */
+  keyOf(token: string): string {
+    return cacheKey(this.#prefix, token);
+  }
+
   /** Introspections in flight right now (for tests and metrics). */
   get inflight(): number {
     return this.#inflight.size;

@@ -1,4 +1,5 @@
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
+import type { PurgeOutcome, PurgeRequest } from '../cache/purge.js';
 import type { TokenStore } from '../cache/store.js';
 import { MINTING_RESPONSES, type GatewayConfig, type PhantomTokenOptions, type RouteConfig } from '../config/schema.js';
 import { startupWarnings } from '../config/warnings.js';
@@ -84,6 +85,8 @@ export class Guards {
   readonly routeMetrics: RouteMetrics | undefined;
   readonly #router: Router<GuardedRoute>;
   readonly #clients: IntrospectionClient[] = [];
+  /** Every exchange (one per authorization server set-up and caching bounds): a purged token is removed under each one's key. */
+  readonly #exchanges: TokenExchange[] = [];
   /** Metadata sources by client options (a reload's guards start from what these discovered). */
   readonly #metadata = new Map<string, MetadataSource>();
   /** Outage warnings by endpoint, shared by its clients and handed to a reload's guards. */
@@ -214,6 +217,7 @@ export class Guards {
           ...(logger.isLevelEnabled('debug') ? { onCached: (f: Record<string, unknown>) => logger.debug({ ...f, endpoint: where }, 'token cached') } : {}),
         });
         exchanges.set(exchangeKey, exchange);
+        this.#exchanges.push(exchange);
       }
       return exchange;
     };
@@ -267,6 +271,26 @@ export class Guards {
       queued += c.load.queued;
     }
     return { running, queued };
+  }
+
+  /**
+   * Removes cached tokens before their time (`POST /cache/purge`): one
+   * token under every authorization server set-up it may be cached for, or
+   * every token of a subject or client.
+   */
+  async purge(request: PurgeRequest): Promise<PurgeOutcome> {
+    const store = this.store;
+    let local = 0;
+    if ('token' in request) {
+      for (const exchange of this.#exchanges) {
+        const key = exchange.keyOf(request.token);
+        if (store instanceof MemoryTokenCache) local += store.delete(key) ? 1 : 0;
+        else await store.delete(key);
+      }
+    } else if (store instanceof MemoryTokenCache) {
+      local = 'sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id);
+    }
+    return { local, shared: 0, instances: 'not_configured' };
   }
 
   /** Lets introspections under way finish, then closes the connections to the authorization servers. */
