@@ -293,6 +293,11 @@ export class Guards {
     return { local, shared: 0, instances: 'not_configured' };
   }
 
+  /** The shared cache's state (`/readyz`, metrics): undefined when `cache.redis` is not configured. */
+  sharedCacheState(): 'up' | 'down' | undefined {
+    return undefined;
+  }
+
   /** Lets introspections under way finish, then closes the connections to the authorization servers. */
   async close(): Promise<void> {
     await Promise.all(this.#clients.map((c) => c.close()));
