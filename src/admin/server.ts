@@ -190,35 +190,40 @@ export class AdminListener {
     if (!this.#authorized(req, res, 'POST /cache/purge')) return;
     const purge = this.#deps.purge;
     if (purge === undefined) return this.#json(req, res, 501, { code: 'not_implemented', message: 'Purge is not available in this process' });
-    if (!announcesBody(req)) return this.#json(req, res, 400, { code: BODY_CODES[400], message: 'Invalid purge request: no body: exactly one of token, sub or client_id is required' });
-    const kind = purgeBodyKind(req.headers['content-type']);
-    if (kind === undefined) return this.#json(req, res, 415, { code: BODY_CODES[415], message: 'Send the purge request as application/x-www-form-urlencoded or application/json (UTF-8)' });
-    const body = await readPurgeBody(req);
-    if (body === 'aborted') {
-      res.destroy();
-      return;
-    }
-    if (isBodyProblem(body)) return this.#json(req, res, body.status, { code: BODY_CODES[body.status], message: body.message });
-    this.#bodyRead.add(req);
-    const request = parsePurgeBody(kind, body);
-    if (isBodyProblem(request)) return this.#json(req, res, request.status, { code: BODY_CODES[request.status], message: request.message });
+    const request = await this.#purgeRequest(req, res);
+    if (request === undefined) return;
     const outcome = await bounded(purge(request));
     const { local, shared, instances } = outcome;
-    const unanswered = outcome.workers?.unanswered ?? 0;
-    const problems: string[] = [];
-    if (instances === 'unavailable') problems.push('the shared cache could not be reached: the entries were removed from this process only (with workers, from each of them); other instances keep theirs until they expire or until they reconnect to the shared cache');
-    if (outcome.workers !== undefined && (unanswered > 0 || outcome.workers.asked === 0)) {
-      problems.push(outcome.workers.asked === 0 ? 'no worker is running to purge its cache' : `${unanswered} of ${outcome.workers.asked} workers did not confirm the purge: they may keep serving the purged entries until they expire`);
-    }
-    const fields = { by: purgeKind(request), local, shared, instances, ...(outcome.workers !== undefined ? { workers: outcome.workers.asked, workers_unanswered: unanswered } : {}), client: req.socket.remoteAddress };
+    const fields = { by: purgeKind(request), local, shared, instances, ...(outcome.workers !== undefined ? { workers: outcome.workers.asked, workers_unanswered: outcome.workers.unanswered } : {}), client: req.socket.remoteAddress };
     const answer = { status: 'purged', removed: { local, shared }, instances };
-    if (problems.length === 0) {
+    const missed = notReached(outcome);
+    if (missed === undefined) {
       this.#deps.logger.info(fields, 'cache purged');
       return this.#json(req, res, 200, answer);
     }
-    this.#deps.logger.warn(fields, `cache purged in part: ${problems.join('; ')}`);
-    const message = problems.join('; ');
-    return this.#json(req, res, 503, { ...answer, message: message.charAt(0).toUpperCase() + message.slice(1) });
+    this.#deps.logger.warn(fields, `cache purged in part: ${missed}`);
+    return this.#json(req, res, 503, { ...answer, message: missed.charAt(0).toUpperCase() + missed.slice(1) });
+  }
+
+  /** The purge the body asks for; undefined when it has answered the refusal (or the client left). */
+  async #purgeRequest(req: IncomingMessage, res: ServerResponse): Promise<PurgeRequest | undefined> {
+    const refuse = (status: keyof typeof BODY_CODES, message: string): undefined => {
+      this.#json(req, res, status, { code: BODY_CODES[status], message });
+      return undefined;
+    };
+    if (!announcesBody(req)) return refuse(400, 'Invalid purge request: no body: exactly one of token, sub or client_id is required');
+    const kind = purgeBodyKind(req.headers['content-type']);
+    if (kind === undefined) return refuse(415, 'Send the purge request as application/x-www-form-urlencoded or application/json (UTF-8)');
+    const body = await readPurgeBody(req);
+    if (body === 'aborted') {
+      res.destroy();
+      return undefined;
+    }
+    if (isBodyProblem(body)) return refuse(body.status, body.message);
+    this.#bodyRead.add(req);
+    const request = parsePurgeBody(kind, body);
+    if (isBodyProblem(request)) return refuse(request.status, request.message);
+    return request;
   }
 
   #json(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
@@ -264,6 +269,18 @@ export class AdminListener {
     if (!(await settlesWithin(closed, LIMITS.closeMs))) this.server.closeAllConnections();
     await closed;
   }
+}
+
+/** What a purge did not reach (the 503's message), or undefined when it reached everything it had to. */
+function notReached(outcome: AdminPurgeOutcome): string | undefined {
+  const missed: string[] = [];
+  if (outcome.instances === 'unavailable') {
+    missed.push('the shared cache could not be reached: the entries were removed from this process only (with workers, from each of them); other instances keep theirs until they expire or until they reconnect to the shared cache');
+  }
+  const workers = outcome.workers;
+  if (workers !== undefined && workers.asked === 0) missed.push('no worker is running to purge its cache');
+  else if (workers !== undefined && workers.unanswered > 0) missed.push(`${workers.unanswered} of ${workers.asked} workers did not confirm the purge: they may keep serving the purged entries until they expire`);
+  return missed.length === 0 ? undefined : missed.join('; ');
 }
 
 /** `p`, or a failure after ANSWER_TIMEOUT_MS (a worker that never answers must not hang a scrape). */

@@ -447,6 +447,7 @@ routes:
     assert.deepEqual(statuses, [401, 401, 401, 401, 401, 401]);
     assert.ok(as.callsFor(token) >= 3, 'introspected again after the purge');
 
+    await run!.waitFor(/"msg":"cache purged"/);
     const line = logLines(run!.stdout(), 'cache purged').at(-1)!;
     assert.equal(line.by, 'token');
     assert.equal(line.local, 2);
@@ -482,6 +483,7 @@ routes:
     } finally {
       process.kill(pids[0]!, 'SIGCONT');
     }
+    await run!.waitFor(/cache purged in part/);
     const line = logLines(run!.stdout(), 'cache purged in part').at(-1)!;
     assert.equal(line.workers_unanswered, 1);
   });
