@@ -4,8 +4,10 @@
  * request introspects again. Against a real gateway with the scripted
  * introspection endpoint (it counts introspections and can turn a token
  * inactive); with `workers: 2` through the real command line (every
- * worker's cache is purged). No Redis here: the local cache is purged the
- * same way with or without one.
+ * worker's cache is purged). Most need no Redis: the local cache is purged
+ * the same way with or without one; the last suites add a real
+ * redis-server (the purge reaches the other instances, and a Redis down
+ * turns it into a 503).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +20,8 @@ import { createLogger } from '../../src/observability/logger.js';
 import { GatewayMetrics } from '../../src/observability/metrics.js';
 import { call } from '../helpers/core.js';
 import { ensureBuilt, freePort, scratchDir, startCli, type CliRun } from '../helpers/cli.js';
-import { jwtWithPayload, startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
+import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
+import { sharedUp, skip as noRedis, startRedis, TEST_KEY_SECRET, type RedisInstance } from '../helpers/redis.js';
 import { adminCall, startAdminStack, type AdminStack } from './helpers.js';
 
 const ADMIN_TOKEN = 'b7e1c0d2f3a4958677665544332211ff';
@@ -26,8 +29,8 @@ const AUTH = `Bearer ${ADMIN_TOKEN}`;
 const JSON_TYPE = 'application/json';
 const FORM = 'application/x-www-form-urlencoded';
 
-function stackYaml(as: ScriptedIntrospection, api: EchoUpstream, token: string | undefined): string {
-  return `
+function stackYaml(as: ScriptedIntrospection, api: EchoUpstream, token: string | undefined, extra = ''): string {
+  return `${extra}
 admin: { listen: { host: 127.0.0.1, port: 0 }${token === undefined ? '' : `, token: ${token}`} }
 phantom_token:
   introspection_endpoint: ${as.url}/introspect
@@ -39,19 +42,24 @@ routes:
 `;
 }
 
-/**
- * Makes the endpoint answer `token` with a JWT of this `sub` and
- * `client_id` (`activate` signs for a fixed subject; the gateway does not
- * verify the signature, the API does).
- */
-function activateFor(as: ScriptedIntrospection, token: string, who: { sub: string; client_id?: string }): void {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { iss: 'https://issuer.test', aud: 'api.example.com', iat: now, exp: now + 300, scope: 'read', client_id: 'test-client', jti: token.slice(-8), ...who };
-  as.answers.set(token, { status: 200, body: jwtWithPayload(JSON.stringify(claims)), headers: { 'content-type': 'application/jwt' } });
-}
-
 function inactive(as: ScriptedIntrospection, token: string): void {
   as.answers.set(token, { status: 200, body: '{"active":false}', headers: { 'content-type': 'application/json' } });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `cond` every 25 ms until it holds or `ms` have passed; whether it held. */
+async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(25);
+  }
+}
+
+function redisYaml(redis: RedisInstance): string {
+  return `cache:\n  redis:\n    url: ${redis.url}\n    key_secret: ${TEST_KEY_SECRET}\n    command_timeout_ms: 200\n`;
 }
 
 /** One request over a connection of its own (a cluster hands each new connection to the next worker). */
@@ -108,7 +116,7 @@ describe('POST /cache/purge on a gateway (scripted introspection)', () => {
 
   test('a token purged by JSON, then by form: each time the next request introspects again', async () => {
     const token = 'opaque-purge-token-alpha-7c1d';
-    activateFor(as, token, { sub: 'subject-alpha-91', client_id: 'client-alpha-91' });
+    await as.activate(token, { sub: 'subject-alpha-91', client_id: 'client-alpha-91' });
     await use(token);
     await use(token);
     assert.equal(as.callsFor(token), 1, 'the second request is a cache hit');
@@ -145,9 +153,9 @@ describe('POST /cache/purge on a gateway (scripted introspection)', () => {
 
   test('by sub: every token of the subject is introspected again, another subject\'s stays cached', async () => {
     const [b1, b2, c] = ['opaque-bob-one-4411', 'opaque-bob-two-4412', 'opaque-carol-4413'];
-    activateFor(as, b1, { sub: 'subject-bob-4410' });
-    activateFor(as, b2, { sub: 'subject-bob-4410' });
-    activateFor(as, c, { sub: 'subject-carol-4410' });
+    await as.activate(b1, { sub: 'subject-bob-4410' });
+    await as.activate(b2, { sub: 'subject-bob-4410' });
+    await as.activate(c, { sub: 'subject-carol-4410' });
     for (const t of [b1, b2, c, b1, b2, c]) await use(t);
     assert.deepEqual([b1, b2, c].map((t) => as.callsFor(t)), [1, 1, 1]);
 
@@ -165,9 +173,9 @@ describe('POST /cache/purge on a gateway (scripted introspection)', () => {
 
   test('by client_id: every token of the client is introspected again, another client\'s stays cached', async () => {
     const [d1, d2, e] = ['opaque-dave-one-5511', 'opaque-dave-two-5512', 'opaque-erin-5513'];
-    activateFor(as, d1, { sub: 'subject-d1', client_id: 'client-dave-5510' });
-    activateFor(as, d2, { sub: 'subject-d2', client_id: 'client-dave-5510' });
-    activateFor(as, e, { sub: 'subject-d1', client_id: 'client-erin-5510' });
+    await as.activate(d1, { sub: 'subject-d1', client_id: 'client-dave-5510' });
+    await as.activate(d2, { sub: 'subject-d2', client_id: 'client-dave-5510' });
+    await as.activate(e, { sub: 'subject-d1', client_id: 'client-erin-5510' });
     for (const t of [d1, d2, e, d1, d2, e]) await use(t);
     assert.deepEqual([d1, d2, e].map((t) => as.callsFor(t)), [1, 1, 1]);
 
@@ -197,7 +205,7 @@ describe('POST /cache/purge on a gateway (scripted introspection)', () => {
 
   test('malformed requests: 400/413/415 saying what is wrong, never repeating the value; nothing purged', async () => {
     const secret = 'opaque-secret-value-7702';
-    activateFor(as, secret, { sub: 'subject-7702', client_id: 'client-7702' });
+    await as.activate(secret, { sub: 'subject-7702', client_id: 'client-7702' });
     await use(secret);
     const bad: Array<[string | undefined, string | undefined, number, RegExp]> = [
       [undefined, undefined, 400, /no body/],
@@ -433,7 +441,7 @@ routes:
 
   test('a purge reaches every worker: a token revoked meanwhile is refused on every new connection', async () => {
     const token = 'opaque-cluster-token-9911';
-    activateFor(as, token, { sub: 'subject-cluster-9911' });
+    await as.activate(token, { sub: 'subject-cluster-9911' });
     await cachedInBoth(token);
     inactive(as, token);
     // Still served from the workers' caches until the purge.
@@ -458,7 +466,7 @@ routes:
 
   test('a purge by sub: both workers drop the subject\'s tokens', async () => {
     const token = 'opaque-cluster-sub-9921';
-    activateFor(as, token, { sub: 'subject-cluster-9921' });
+    await as.activate(token, { sub: 'subject-cluster-9921' });
     await cachedInBoth(token);
     const r = await adminCall(`${admin}/cache/purge`, { method: 'POST', authorization: AUTH, contentType: FORM, body: 'sub=subject-cluster-9921' });
     assert.equal(r.status, 200, r.text);
@@ -486,5 +494,137 @@ routes:
     await run!.waitFor(/cache purged in part/);
     const line = logLines(run!.stdout(), 'cache purged in part').at(-1)!;
     assert.equal(line.workers_unanswered, 1);
+  });
+});
+
+describe('POST /cache/purge with a shared Redis: two instances (real redis-server, scripted introspection)', { skip: noRedis }, () => {
+  let redis: RedisInstance;
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let a: AdminStack;
+  let b: AdminStack;
+  before(async () => {
+    [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
+    [a, b] = await Promise.all([startAdminStack(stackYaml(as, api, ADMIN_TOKEN, redisYaml(redis))), startAdminStack(stackYaml(as, api, ADMIN_TOKEN, redisYaml(redis)))]);
+    await Promise.all([sharedUp(a.guards.shared!), sharedUp(b.guards.shared!)]);
+  });
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([redis?.close(), as?.close(), api?.close()]);
+  });
+
+  test('a purge on one instance: removed from Redis, and the other instance stops serving its copy', async () => {
+    const token = 'opaque-shared-purge-1201';
+    await as.activate(token, { sub: 'subject-shared-1201' });
+    assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 200);
+    assert.equal((await call(`${b.url}/api/x`, `Bearer ${token}`)).status, 200);
+    assert.equal(as.callsFor(token), 1, 'the second instance found it in Redis');
+    inactive(as, token);
+    assert.equal((await call(`${b.url}/api/x`, `Bearer ${token}`)).status, 200, 'cached until the purge');
+
+    const r = await adminCall(`${a.adminUrl}/cache/purge`, { method: 'POST', authorization: AUTH, contentType: FORM, body: new URLSearchParams({ token }).toString() });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { status: 'purged', removed: { local: 1, shared: 1 }, instances: 'notified' });
+    assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 401);
+    // B drops its copy when the purge message arrives (pub/sub): from then on it asks again.
+    assert.ok(await until(async () => (await call(`${b.url}/api/x`, `Bearer ${token}`)).status === 401, 5000), 'the other instance refuses the purged token');
+    assert.ok(!(a.rawLogs() + b.rawLogs()).includes(token), 'the token is never logged');
+
+    const ready = await adminCall(`${a.adminUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.equal((ready.json?.checks as Record<string, unknown>).shared_cache, 'up');
+  });
+
+  test('Redis down: the purge still empties this instance (503 saying the others keep theirs); /readyz stays 200 with shared_cache "down"', async () => {
+    const token = 'opaque-shared-down-1202';
+    await as.activate(token);
+    assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 200);
+    await redis.stop();
+    try {
+      const r = await adminCall(`${a.adminUrl}/cache/purge`, { method: 'POST', authorization: AUTH, contentType: JSON_TYPE, body: JSON.stringify({ token }) });
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json?.status, 'purged');
+      assert.deepEqual(r.json?.removed, { local: 1, shared: 0 });
+      assert.equal(r.json?.instances, 'unavailable');
+      assert.match(String(r.json?.message), /removed from this process only/);
+      const before = as.callsFor(token);
+      assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 200);
+      assert.equal(as.callsFor(token), before + 1, 'purged here: introspected again');
+
+      const ready = await adminCall(`${a.adminUrl}/readyz`);
+      assert.equal(ready.status, 200, 'degraded, still ready');
+      assert.equal((ready.json?.checks as Record<string, unknown>).shared_cache, 'down');
+      assert.ok(!a.rawLogs().includes(token), 'the token is never logged');
+    } finally {
+      await redis.start();
+    }
+  });
+});
+
+describe('POST /cache/purge with workers: 2 sharing Redis (the real command line, scripted introspection)', { skip: noRedis }, () => {
+  let redis: RedisInstance;
+  let api: EchoUpstream;
+  let as: ScriptedIntrospection;
+  let scratch: ReturnType<typeof scratchDir>;
+  let run: CliRun | undefined;
+  before(async () => {
+    ensureBuilt();
+    [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
+    scratch = scratchDir();
+  });
+  after(async () => {
+    run?.kill();
+    await Promise.all([redis?.close(), api?.close(), as?.close()]);
+    scratch?.cleanup();
+  });
+
+  test('the purge is counted once in Redis, and no worker serves the purged token afterwards', async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const file = scratch.write(
+      'gateway.yaml',
+      `${redisYaml(redis)}
+workers: 2
+listen: { host: 127.0.0.1, port: ${port} }
+admin: { listen: { host: 127.0.0.1, port: ${adminPort} }, token: ${ADMIN_TOKEN} }
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway-client
+  client_secret: s3cret
+routes:
+  - path: /api
+    upstream: ${api.url}
+`,
+    );
+    run = startCli(['--config', file]);
+    const admin = `http://127.0.0.1:${adminPort}`;
+    await run.waitFor(/admin listening/, 20_000);
+    // Ready, and both workers connected to Redis.
+    assert.ok(
+      await until(async () => {
+        const r = await adminCall(`${admin}/readyz`);
+        const each = ((r.json?.checks as { each?: Array<{ checks?: { shared_cache?: string } }> })?.each ?? []).map((w) => w.checks?.shared_cache);
+        return r.status === 200 && each.length === 2 && each.every((s) => s === 'up');
+      }, 20_000),
+      'both workers ready with the shared cache up',
+    );
+
+    const token = 'opaque-cluster-redis-1301';
+    await as.activate(token, { sub: 'subject-cluster-1301' });
+    for (let i = 0; i < 6; i++) assert.equal(await fresh(`http://127.0.0.1:${port}/api/x`, `Bearer ${token}`), 200);
+    assert.equal(as.callsFor(token), 1, 'one introspection for both workers (shared through Redis)');
+    inactive(as, token);
+
+    const r = await adminCall(`${admin}/cache/purge`, { method: 'POST', authorization: AUTH, contentType: FORM, body: 'sub=subject-cluster-1301' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json?.instances, 'notified');
+    assert.equal((r.json?.removed as { shared: number }).shared, 1, 'the one Redis entry, not counted once per worker');
+    assert.ok((r.json?.removed as { local: number }).local >= 1);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push(await fresh(`http://127.0.0.1:${port}/api/x`, `Bearer ${token}`));
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 401]);
+    assert.ok(!(run.stdout() + run.stderr()).includes(token), 'the token is never logged');
+
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0, run.stdout() + run.stderr());
   });
 });
