@@ -1,0 +1,179 @@
+/*
+ * Several gateway instances (real `phantom-gateway` processes) sharing one
+ * real redis-server: an answer introspected by one is served by the others,
+ * a new token seen by all at once is introspected once, a purge on one
+ * reaches the others, inactive answers are shared, failures never are.
+ * The introspection endpoint is the scripted peer (it counts calls per
+ * token and injects faults).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureBuilt, scratchDir } from '../helpers/cli.js';
+import { eventually, skip, startGateway, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
+
+const inactive = { status: 200, body: JSON.stringify({ active: false }), headers: { 'content-type': 'application/json' } };
+let serial = 0;
+const fresh = (label: string) => `inst-${label}-${++serial}-${Math.random().toString(36).slice(2)}`;
+
+describe('shared cache across gateway instances (real redis-server, the real command line)', { skip }, () => {
+  let redis: RedisInstance;
+  let as: ScriptedIntrospection;
+  let api: EchoUpstream;
+  let scratch: ReturnType<typeof scratchDir>;
+  let a: GatewayInstance;
+  let b: GatewayInstance;
+  /** Seven more single processes and one with two workers: with a and b, ten processes serving. */
+  let others: GatewayInstance[] = [];
+
+  before(async () => {
+    ensureBuilt();
+    [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
+    scratch = scratchDir();
+    const base = {
+      introspection: as.url,
+      upstream: api.url,
+      redisUrl: redis.url,
+      // Short enough that a failed holder's lock does not slow the failure tests much,
+      // long enough for ten processes on two cores to wait out one introspection.
+      redis: { lock_wait_ms: 4000 },
+      phantom: { timeout_ms: 1000 },
+    };
+    const started = await Promise.all([
+      startGateway('a', scratch, base),
+      startGateway('b', scratch, base),
+      ...Array.from({ length: 7 }, (_, i) => startGateway(`single-${i}`, scratch, base)),
+      startGateway('workers', scratch, { ...base, workers: 2 }),
+    ]);
+    [a, b, ...others] = started as [GatewayInstance, GatewayInstance, ...GatewayInstance[]];
+    await Promise.all(started.map((g) => g.waitSharedCache('up', 15_000)));
+  });
+
+  after(async () => {
+    await Promise.all([a, b, ...others].filter((g) => g !== undefined).map((g) => g.stop()));
+    await Promise.all([redis?.close(), as?.close(), api?.close()]);
+    scratch?.cleanup();
+  });
+
+  test('scripted: two instances, one token: one introspection; the second instance forwards the same JWT', async () => {
+    const token = fresh('two');
+    const jwt = await as.activate(token, { sub: 'alice' });
+    const first = await a.get(token);
+    assert.equal(first.status, 200, first.body);
+    assert.equal(first.jwt, jwt);
+    const second = await b.get(token);
+    assert.equal(second.status, 200, second.body);
+    assert.equal(second.jwt, jwt, 'instance b forwarded the JWT instance a introspected');
+    assert.equal(as.callsFor(token), 1, 'instance b found the answer in Redis');
+    // And b's own cache now has it: no more introspections either way.
+    for (const g of [a, b, a, b]) assert.equal((await g.get(token)).jwt, jwt);
+    assert.equal(as.callsFor(token), 1);
+  });
+
+  test('scripted: ten processes (eight instances and a two-worker cluster) see a new token at once: one introspection', async () => {
+    const token = fresh('ten');
+    // Slow enough that every request arrives while the first introspection is under way.
+    const jwt = await as.activate(token, { sub: 'bob' }, { delayMs: 600 });
+    const all = [a, b, ...others];
+    const cluster = others.find((g) => g.name === 'workers')!;
+    // Two connections to the cluster: one for each worker.
+    const replies = await Promise.all([...all, cluster].map((g) => g.get(token)));
+    for (const r of replies) {
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.jwt, jwt);
+    }
+    assert.equal(as.callsFor(token), 1, `${as.callsFor(token)} introspections for one token seen by ten processes`);
+    // The waiters did not fall back to their own introspection afterwards either.
+    for (const g of all) assert.equal((await g.get(token)).status, 200);
+    assert.equal(as.callsFor(token), 1);
+  });
+
+  test('scripted: a purge by token on instance a: the next request on instance b introspects again', async () => {
+    const token = fresh('purge');
+    const jwt = await as.activate(token, { sub: 'carol' });
+    assert.equal((await a.get(token)).jwt, jwt);
+    assert.equal((await b.get(token)).jwt, jwt);
+    assert.equal(as.callsFor(token), 1);
+    // Revoked at the authorization server, then purged: nobody may serve the old answer.
+    as.answers.set(token, inactive);
+    const purged = await a.purge({ token });
+    assert.equal(purged.status, 200, purged.text);
+    assert.equal(purged.json?.instances, 'notified', purged.text);
+    assert.ok(((purged.json?.removed as { shared?: number } | undefined)?.shared ?? 0) >= 1, purged.text);
+    // Within a second every instance has dropped it (pub/sub).
+    assert.ok(await eventually(async () => (await b.get(token)).status === 401, 1000), 'instance b still serves the purged token');
+    assert.equal((await a.get(token)).status, 401);
+    assert.equal((await b.get(token)).status, 401);
+    // b introspected once after the purge, and shared the inactive answer with a.
+    assert.equal(as.callsFor(token), 2);
+  });
+
+  test('scripted: a purge by sub on instance a: every token of that sub is introspected again on instance b, others stay cached', async () => {
+    const sub = `dave-${Math.random().toString(36).slice(2)}`;
+    const [t1, t2, other] = [fresh('sub1'), fresh('sub2'), fresh('other')];
+    await as.activate(t1, { sub });
+    await as.activate(t2, { sub });
+    const otherJwt = await as.activate(other, { sub: 'erin' });
+    for (const t of [t1, t2, other]) {
+      assert.equal((await a.get(t)).status, 200);
+      assert.equal((await b.get(t)).status, 200);
+      assert.equal(as.callsFor(t), 1);
+    }
+    as.answers.set(t1, inactive);
+    as.answers.set(t2, inactive);
+    const purged = await a.purge({ sub });
+    assert.equal(purged.status, 200, purged.text);
+    assert.equal(purged.json?.instances, 'notified', purged.text);
+    assert.ok(await eventually(async () => (await b.get(t1)).status === 401, 1000), 'instance b still serves a purged token of the sub');
+    assert.equal((await b.get(t2)).status, 401);
+    assert.equal((await a.get(t1)).status, 401);
+    assert.equal((await a.get(t2)).status, 401);
+    assert.equal(as.callsFor(t1), 2);
+    assert.equal(as.callsFor(t2), 2);
+    // Another sub's token is untouched: still served from the caches.
+    assert.equal((await b.get(other)).jwt, otherJwt);
+    assert.equal((await a.get(other)).jwt, otherJwt);
+    assert.equal(as.callsFor(other), 1);
+  });
+
+  test('scripted: an inactive token is shared as negative: instance b does not introspect it again', async () => {
+    const token = fresh('inactive');
+    as.answers.set(token, inactive);
+    const reached = api.received.length;
+    assert.equal((await a.get(token)).status, 401);
+    assert.equal(as.callsFor(token), 1);
+    const r = await b.get(token);
+    assert.equal(r.status, 401, r.body);
+    assert.equal(r.jwt, undefined);
+    assert.equal(as.callsFor(token), 1, 'instance b introspected an inactive token instance a had already asked about');
+    assert.equal(api.received.length, reached, 'a request with an inactive token reached the upstream');
+  });
+
+  test('scripted: an introspection that fails (500) is never shared: instance b introspects itself', async () => {
+    const token = fresh('fail');
+    as.answers.set(token, { status: 500, body: 'boom' });
+    const failed = await a.get(token);
+    assert.ok(failed.status >= 500, `${failed.status} ${failed.body}`);
+    assert.equal(as.callsFor(token), 1);
+    // The server is back: b asks it rather than repeating a's failure.
+    const jwt = await as.activate(token, { sub: 'frank' });
+    const r = await b.get(token);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.jwt, jwt);
+    assert.equal(as.callsFor(token), 2);
+  });
+
+  test('scripted: an introspection that times out is never shared: instance b introspects itself', async () => {
+    const token = fresh('timeout');
+    // Past timeout_ms (1000): instance a gives up.
+    as.answers.set(token, { status: 200, body: JSON.stringify({ active: false }), headers: { 'content-type': 'application/json' }, delayMs: 2500 });
+    const failed = await a.get(token);
+    assert.ok(failed.status >= 500, `${failed.status} ${failed.body}`);
+    assert.equal(as.callsFor(token), 1);
+    const jwt = await as.activate(token, { sub: 'grace' });
+    const r = await b.get(token);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.jwt, jwt);
+    assert.equal(as.callsFor(token), 2);
+  });
+});
