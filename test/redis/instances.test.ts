@@ -12,6 +12,8 @@ import { ensureBuilt, scratchDir } from '../helpers/cli.js';
 import { eventually, skip, startGateway, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
+/** POST /cache/purge is being built (i12-purge): todo until it lands on main. */
+const NEEDS_PURGE = { todo: 'needs POST /cache/purge' };
 const inactive = { status: 200, body: JSON.stringify({ active: false }), headers: { 'content-type': 'application/json' } };
 let serial = 0;
 const fresh = (label: string) => `inst-${label}-${++serial}-${Math.random().toString(36).slice(2)}`;
@@ -88,7 +90,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(as.callsFor(token), 1);
   });
 
-  test('scripted: a purge by token on instance a: the next request on instance b introspects again', async () => {
+  test('scripted: a purge by token on instance a: the next request on instance b introspects again', NEEDS_PURGE, async () => {
     const token = fresh('purge');
     const jwt = await as.activate(token, { sub: 'carol' });
     assert.equal((await a.get(token)).jwt, jwt);
@@ -108,7 +110,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(as.callsFor(token), 2);
   });
 
-  test('scripted: a purge by sub on instance a: every token of that sub is introspected again on instance b, others stay cached', async () => {
+  test('scripted: a purge by sub on instance a: every token of that sub is introspected again on instance b, others stay cached', NEEDS_PURGE, async () => {
     const sub = `dave-${Math.random().toString(36).slice(2)}`;
     const [t1, t2, other] = [fresh('sub1'), fresh('sub2'), fresh('other')];
     await as.activate(t1, { sub });
