@@ -186,7 +186,7 @@ async function adminRequest(url: string, init: { method?: string; headers?: Reco
  * ports and waits until it serves (every worker with `workers`). Does not
  * wait for Redis: see `waitSharedCache`.
  */
-export async function startGateway(
+export async function startInstance(
   name: string,
   scratch: { write(name: string, text: string): string },
   opts: Omit<GatewayYamlOptions, 'port' | 'adminPort'>,

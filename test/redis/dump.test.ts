@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, scratchDir } from '../helpers/cli.js';
-import { redisCli, skip, sleep, startGateway, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { redisCli, skip, sleep, startInstance, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 const PREFIX = 'itest-dump:';
@@ -55,7 +55,7 @@ describe('a Redis dump shows nothing useful (real redis-server, the real command
     ensureBuilt();
     [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
     scratch = scratchDir();
-    g = await startGateway('dump', scratch, { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX } });
+    g = await startInstance('dump', scratch, { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX } });
     await g.waitSharedCache('up');
   });
 

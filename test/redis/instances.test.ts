@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, scratchDir } from '../helpers/cli.js';
-import { eventually, skip, startGateway, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { eventually, skip, startInstance, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 /** POST /cache/purge is being built (i12-purge): todo until it lands on main. */
@@ -42,10 +42,10 @@ describe('shared cache across gateway instances (real redis-server, the real com
       phantom: { timeout_ms: 1000 },
     };
     const started = await Promise.all([
-      startGateway('a', scratch, base),
-      startGateway('b', scratch, base),
-      ...Array.from({ length: 7 }, (_, i) => startGateway(`single-${i}`, scratch, base)),
-      startGateway('workers', scratch, { ...base, workers: 2 }),
+      startInstance('a', scratch, base),
+      startInstance('b', scratch, base),
+      ...Array.from({ length: 7 }, (_, i) => startInstance(`single-${i}`, scratch, base)),
+      startInstance('workers', scratch, { ...base, workers: 2 }),
     ]);
     [a, b, ...others] = started as [GatewayInstance, GatewayInstance, ...GatewayInstance[]];
     await Promise.all(started.map((g) => g.waitSharedCache('up', 15_000)));

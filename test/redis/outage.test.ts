@@ -9,13 +9,23 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, freePort, scratchDir } from '../helpers/cli.js';
-import { countLines, skip, startGateway, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { countLines, skip, startInstance, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { request } from 'undici';
+import { parsePrometheus, value } from '../admin/prometheus.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 let serial = 0;
 const fresh = (label: string) => `outage-${label}-${++serial}-${Math.random().toString(36).slice(2)}`;
 const UNAVAILABLE = /shared cache unavailable/i;
 const AVAILABLE_AGAIN = /shared cache available again/i;
+
+/** `phantom_gateway_shared_cache_up` on the instance's /metrics (fails when the gauge is missing). */
+async function upGauge(g: GatewayInstance): Promise<number> {
+  const r = await request(`${g.adminUrl}/metrics`);
+  const m = parsePrometheus(await r.body.text());
+  assert.ok(m.has('phantom_gateway_shared_cache_up'), `${g.name}: no phantom_gateway_shared_cache_up on /metrics`);
+  return value(m, 'phantom_gateway_shared_cache_up');
+}
 
 describe('shared cache outage (real redis-server stopped and restarted, the real command line)', { skip }, () => {
   let redis: RedisInstance;
@@ -38,9 +48,10 @@ describe('shared cache outage (real redis-server stopped and restarted, the real
 
   test('scripted: Redis stopped: cached and new tokens still served, one warning per state change, /readyz degraded; restarted: sharing resumes', async () => {
     const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url };
-    const [a, b] = await Promise.all([startGateway('a', scratch, base), startGateway('b', scratch, base)]);
+    const [a, b] = await Promise.all([startInstance('a', scratch, base), startInstance('b', scratch, base)]);
     gateways.push(a, b);
     await Promise.all([a.waitSharedCache('up'), b.waitSharedCache('up')]);
+    for (const g of [a, b]) assert.equal(await upGauge(g), 1);
 
     const cached = fresh('cached');
     const cachedJwt = await as.activate(cached);
@@ -69,6 +80,7 @@ describe('shared cache outage (real redis-server stopped and restarted, the real
       await g.waitSharedCache('down');
       const ready = await g.readyz();
       assert.equal(ready.status, 200, `${g.name}: a Redis outage made the instance not ready: ${ready.text}`);
+      assert.equal(await upGauge(g), 0);
     }
     // More traffic while it is down: still no error, and no more warnings.
     await Promise.all(
@@ -84,6 +96,7 @@ describe('shared cache outage (real redis-server stopped and restarted, the real
 
     await redis.start();
     await Promise.all([a.waitSharedCache('up', 15_000), b.waitSharedCache('up', 15_000)]);
+    for (const g of [a, b]) assert.equal(await upGauge(g), 1);
     const again = fresh('again');
     const againJwt = await as.activate(again);
     assert.equal((await a.get(again)).jwt, againJwt);
@@ -100,7 +113,7 @@ describe('shared cache outage (real redis-server stopped and restarted, the real
   test('scripted: Redis never reachable: the gateway starts, serves, warns once, /readyz degraded; the Redis password is never logged', async () => {
     const nothing = await freePort();
     const password = 'itest-redis-password-Zq9';
-    const g = await startGateway('unreachable', scratch, {
+    const g = await startInstance('unreachable', scratch, {
       introspection: as.url,
       upstream: api.url,
       redisUrl: `redis://gateway:${password}@127.0.0.1:${nothing}`,

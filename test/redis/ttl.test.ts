@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, scratchDir } from '../helpers/cli.js';
-import { eventually, skip, sleep, startGateway, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { eventually, skip, sleep, startInstance, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 const PREFIX = 'itest-ttl:';
@@ -42,7 +42,7 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
     scratch = scratchDir();
     const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX } };
-    [a, b] = await Promise.all([startGateway('a', scratch, base), startGateway('b', scratch, { ...base, cache: { max_entries: 1 } })]);
+    [a, b] = await Promise.all([startInstance('a', scratch, base), startInstance('b', scratch, { ...base, cache: { max_entries: 1 } })]);
     await Promise.all([a.waitSharedCache('up'), b.waitSharedCache('up')]);
   });
 
