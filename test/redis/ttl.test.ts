@@ -41,7 +41,8 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     ensureBuilt();
     [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
     scratch = scratchDir();
-    const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX } };
+    // lock_wait_ms short: the last test waits it out.
+    const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX, lock_wait_ms: 1000 } };
     [a, b] = await Promise.all([startInstance('a', scratch, base), startInstance('b', scratch, { ...base, cache: { max_entries: 1 } })]);
     await Promise.all([a.waitSharedCache('up'), b.waitSharedCache('up')]);
   });
@@ -78,6 +79,17 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     assert.ok(left > 0 && left <= 3000, `PTTL ${left} for a token that expires in 3 s`);
   });
 
+  test('scripted: an inactive answer stays in Redis negative_cache_seconds (10 s by default), no longer', async () => {
+    const token = fresh('inactive');
+    as.answers.set(token, { status: 200, body: JSON.stringify({ active: false }), headers: { 'content-type': 'application/json' } });
+    const before = entryKeys();
+    assert.equal((await a.get(token)).status, 401);
+    const added = [...entryKeys()].filter((k) => !before.has(k));
+    assert.equal(added.length, 1, 'the inactive answer was not shared');
+    const left = pttl(added[0]!);
+    assert.ok(left > 0 && left <= 10_000, `PTTL ${left} for an inactive answer`);
+  });
+
   test('scripted: reads never extend the Redis TTL', async () => {
     const [token, other] = [fresh('reads'), fresh('reads-other')];
     const jwt = await as.activate(token);
@@ -95,5 +107,19 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     assert.equal(as.callsFor(other), 1);
     const after = pttl(key);
     assert.ok(after > 0 && after <= first - 100, `PTTL went from ${first} to ${after} over eight reads`);
+  });
+
+  test('scripted: an instance waits for another\'s introspection at most lock_wait_ms, then introspects itself', async () => {
+    const token = fresh('slow');
+    // Slower than lock_wait_ms (1000), quicker than timeout_ms (5000).
+    const jwt = await as.activate(token, {}, { delayMs: 2500 });
+    const first = a.get(token);
+    assert.ok(await eventually(() => as.callsFor(token) === 1, 2000), 'instance a did not introspect');
+    // b sees a's lock; waiting without bound, it would get a's answer and never ask itself.
+    const second = await b.get(token);
+    assert.equal(second.status, 200, second.body);
+    assert.equal(second.jwt, jwt);
+    assert.equal(as.callsFor(token), 2, 'instance b did not introspect after waiting');
+    assert.equal((await first).jwt, jwt);
   });
 });
