@@ -134,4 +134,31 @@ describe('a Redis dump shows nothing useful (real redis-server, the real command
       listener.kill('SIGKILL');
     }
   });
+
+  test('scripted: an instance without the key secret finds nothing: it introspects itself, and the token has another key', async () => {
+    const token = `dump-secret-${rand()}`;
+    const jwt = await as.activate(token, { sub: SUB });
+    const before = new Set(redis.keys());
+    assert.equal((await g.get(token)).jwt, jwt);
+    const mine = redis.keys().filter((k) => !before.has(k) && k.startsWith(`${PREFIX}t:`));
+    assert.equal(mine.length, 1, 'the token was not shared');
+    const stranger = await startInstance('other-secret', scratch, {
+      introspection: as.url,
+      upstream: api.url,
+      redisUrl: redis.url,
+      keySecret: 'another-key-secret-fedcba9876543210-fedcba9876543210',
+      redis: { key_prefix: PREFIX },
+    });
+    try {
+      await stranger.waitSharedCache('up');
+      const r = await stranger.get(token);
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.jwt, jwt);
+      assert.equal(as.callsFor(token), 2, 'an instance with another key secret found the entry');
+      const theirs = redis.keys().filter((k) => !before.has(k) && k.startsWith(`${PREFIX}t:`) && k !== mine[0]);
+      assert.equal(theirs.length, 1, 'the other instance did not share under its own key');
+    } finally {
+      await stranger.stop();
+    }
+  });
 });
