@@ -80,14 +80,24 @@ export async function startRedis(): Promise<RedisInstance> {
   };
 }
 
+/** A key secret for tests (never a real one). */
+export const TEST_KEY_SECRET = 'test-key-secret-0123456789abcdef0123456789abcdef';
+
+/** Resolves once `shared` is up (connected, answered a PING), or fails after `ms`. */
+export async function sharedUp(shared: { readonly state: 'up' | 'down' }, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (shared.state !== 'up') {
+    if (Date.now() > deadline) throw new Error('the shared cache did not come up');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /*
  * Gateway instances sharing one Redis, as users run them: the real command
  * line (`phantom-gateway --config file`), one process each (or a cluster
  * with `workers`), each with its own proxy and admin listener on free ports.
  */
 
-/** The key secret every instance of a test shares (what Redis keys are HMACs under). */
-export const TEST_KEY_SECRET = 'itest-key-secret-0123456789abcdef-0123456789abcdef';
 /** The admin token of every instance (POST /cache/purge). */
 export const TEST_ADMIN_TOKEN = 'itest-admin-token-0123456789abcdef';
 
