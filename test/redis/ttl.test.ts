@@ -42,7 +42,7 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
     scratch = scratchDir();
     // lock_wait_ms short: the last test waits it out.
-    const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX, lock_wait_ms: 1000 } };
+    const base = { introspection: as.url, upstream: api.url, redisUrl: redis.url, redis: { key_prefix: PREFIX, lock_wait_ms: 600 } };
     [a, b] = await Promise.all([startInstance('a', scratch, base), startInstance('b', scratch, { ...base, cache: { max_entries: 1 } })]);
     await Promise.all([a.waitSharedCache('up'), b.waitSharedCache('up')]);
   });
@@ -111,8 +111,8 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
 
   test('scripted: an instance waits for another\'s introspection at most lock_wait_ms, then introspects itself', async () => {
     const token = fresh('slow');
-    // Slower than lock_wait_ms (1000), quicker than timeout_ms (5000).
-    const jwt = await as.activate(token, {}, { delayMs: 2500 });
+    // Slower than lock_wait_ms (600), quicker than timeout_ms (5000).
+    const jwt = await as.activate(token, {}, { delayMs: 2000 });
     const first = a.get(token);
     assert.ok(await eventually(() => as.callsFor(token) === 1, 2000), 'instance a did not introspect');
     // b sees a's lock; waiting without bound, it would get a's answer and never ask itself.
