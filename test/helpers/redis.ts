@@ -116,6 +116,8 @@ export interface GatewayYamlOptions {
   redis?: Record<string, unknown>;
   /** More cache options (max_entries, ...). */
   cache?: Record<string, unknown>;
+  /** Routes after `/api` (each a route mapping as in the configuration). */
+  routes?: Array<Record<string, unknown>>;
 }
 
 /** A gateway configuration with a `cache.redis` block (JSON, which is YAML): one protected route `/api`. */
@@ -135,7 +137,7 @@ export function gatewayYaml(o: GatewayYamlOptions): string {
         ...o.cache,
         redis: { url: o.redisUrl, key_secret: o.keySecret ?? TEST_KEY_SECRET, ...o.redis },
       },
-      routes: [{ path: '/api', upstream: o.upstream }],
+      routes: [{ path: '/api', upstream: o.upstream }, ...(o.routes ?? [])],
     },
     null,
     2,
@@ -163,6 +165,8 @@ export interface GatewayInstance {
   readonly run: CliRun;
   /** `GET /api/x` with `Authorization: Bearer <token>`, over a new connection. */
   get(token: string): Promise<GatewayReply>;
+  /** `GET <path>` with `Authorization: Bearer <token>`, over a new connection: status and body. */
+  call(path: string, token: string): Promise<{ status: number; body: string }>;
   readyz(): Promise<AdminReply>;
   /**
    * `checks.shared_cache` of `/readyz`: the process's, or with `workers`
@@ -231,6 +235,10 @@ export async function startInstance(
         jwt = auth?.startsWith('Bearer ') ? auth.slice('Bearer '.length) : undefined;
       }
       return { status: r.statusCode, jwt, body };
+    },
+    call: async (path, token) => {
+      const r = await request(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, reset: true });
+      return { status: r.statusCode, body: await r.body.text() };
     },
     readyz,
     sharedCache,

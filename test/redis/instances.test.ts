@@ -4,11 +4,16 @@
  * a new token seen by all at once is introspected once, a purge on one
  * reaches the others, inactive answers are shared, failures never are.
  * The introspection endpoint is the scripted peer (it counts calls per
- * token and injects faults).
+ * token and injects faults); the route /real goes to the development
+ * authorization server (oidc-provider) and the example API, which verifies
+ * the JWT it receives.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureBuilt, scratchDir } from '../helpers/cli.js';
+import { request } from 'undici';
+import { ensureBuilt, freePort, scratchDir } from '../helpers/cli.js';
+import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from '../../src/dev/authorization-server.js';
+import { startExampleApi, type ExampleApi } from '../../src/dev/example-api.js';
 import { eventually, skip, startInstance, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
@@ -24,6 +29,8 @@ describe('shared cache across gateway instances (real redis-server, the real com
   let redis: RedisInstance;
   let as: ScriptedIntrospection;
   let api: EchoUpstream;
+  let realAs: DevAuthorizationServer;
+  let realApi: ExampleApi;
   let scratch: ReturnType<typeof scratchDir>;
   let a: GatewayInstance;
   let b: GatewayInstance;
@@ -32,7 +39,8 @@ describe('shared cache across gateway instances (real redis-server, the real com
 
   before(async () => {
     ensureBuilt();
-    [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
+    [redis, as, api, realAs] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream(), startDevAuthorizationServer({ port: await freePort(), publicHost: '127.0.0.1' })]);
+    realApi = await startExampleApi({ port: 0, host: '127.0.0.1', issuer: realAs.issuer, audience: realAs.audience, jwksUri: realAs.jwksUri });
     scratch = scratchDir();
     const base = {
       introspection: as.url,
@@ -42,6 +50,13 @@ describe('shared cache across gateway instances (real redis-server, the real com
       // long enough for ten processes on two cores to wait out one introspection.
       redis: { lock_wait_ms: 4000 },
       phantom: { timeout_ms: 1000 },
+      routes: [
+        {
+          path: '/real',
+          upstream: `http://127.0.0.1:${realApi.port}/api`,
+          phantom_token: { introspection_endpoint: realAs.introspectionEndpoint, client_id: DEV_CLIENTS.introspection.id, client_secret: DEV_CLIENTS.introspection.secret },
+        },
+      ],
     };
     const started = await Promise.all([
       startInstance('a', scratch, base),
@@ -55,7 +70,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
 
   after(async () => {
     await Promise.all([a, b, ...others].filter((g) => g !== undefined).map((g) => g.stop()));
-    await Promise.all([redis?.close(), as?.close(), api?.close()]);
+    await Promise.all([redis?.close(), as?.close(), api?.close(), realAs?.close(), realApi?.close()]);
     scratch?.cleanup();
   });
 
@@ -179,5 +194,46 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(r.status, 200, r.body);
     assert.equal(r.jwt, jwt);
     assert.equal(as.callsFor(token), 2);
+  });
+
+  /** A client-credentials access token (opaque) from the development authorization server. */
+  const realToken = async (): Promise<string> => {
+    const r = await request(realAs.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: DEV_CLIENTS.client.id, client_secret: DEV_CLIENTS.client.secret, grant_type: 'client_credentials', scope: 'read' }).toString(),
+    });
+    assert.equal(r.statusCode, 200);
+    return ((await r.body.json()) as { access_token: string }).access_token;
+  };
+
+  test('real authorization server: a token introspected by instance a is served by instance b; the API verifies both JWTs', async () => {
+    const token = await realToken();
+    const before = realAs.stats.introspections;
+    for (const g of [a, b]) {
+      const r = await g.call('/real/x', token);
+      assert.equal(r.status, 200, `${g.name}: ${r.body}`);
+      assert.equal((JSON.parse(r.body) as { message: string }).message, 'API called with a valid JWT');
+    }
+    assert.equal(realAs.stats.introspections - before, 1, 'instance b introspected a token instance a had shared');
+  });
+
+  test('real authorization server: revoked there, purged on instance a: instance b refuses it', NEEDS_PURGE, async () => {
+    const token = await realToken();
+    assert.equal((await a.call('/real/x', token)).status, 200);
+    assert.equal((await b.call('/real/x', token)).status, 200);
+    const revoke = await request(realAs.revocationEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token, client_id: DEV_CLIENTS.client.id, client_secret: DEV_CLIENTS.client.secret }).toString(),
+    });
+    await revoke.body.dump();
+    assert.equal(revoke.statusCode, 200);
+    // Revoked, but still cached everywhere until purged.
+    assert.equal((await b.call('/real/x', token)).status, 200);
+    const purged = await a.purge({ token });
+    assert.equal(purged.status, 200, purged.text);
+    assert.ok(await eventually(async () => (await b.call('/real/x', token)).status === 401, PURGED_WITHIN_MS), 'instance b still serves the revoked token');
+    assert.equal((await a.call('/real/x', token)).status, 401);
   });
 });
