@@ -209,7 +209,8 @@ export async function startInstance(
   const file = scratch.write(`${name}.yaml`, gatewayYaml({ ...opts, port, adminPort }));
   const run = startCli(['--config', file]);
   const workers = opts.workers ?? 1;
-  await run.waitFor(new RegExp(Array(workers).fill('"msg":"phantom-gateway started"').join('[\\s\\S]*')), 30_000);
+  // Generous: ten processes starting at once on two busy cores.
+  await run.waitFor(new RegExp(Array(workers).fill('"msg":"phantom-gateway started"').join('[\\s\\S]*')), 60_000);
   const url = `http://127.0.0.1:${port}`;
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   const readyz = () => adminRequest(`${adminUrl}/readyz`);
