@@ -114,3 +114,41 @@ describe('gateways sharing a real Redis (scripted introspection peer, to count a
     assert.deepEqual(['carol-1', 'carol-2', 'dave-1'].map((t) => as.callsFor(t)), [2, 2, 1]);
   });
 });
+
+describe('a gateway whose Redis goes away and comes back (real redis-server, scripted introspection peer)', { skip }, () => {
+  test('requests keep succeeding, one warning when sharing stops and one when it resumes, and sharing resumes', async () => {
+    const [redis, as, api] = await Promise.all([startRedis(), startScriptedIntrospection(), startEchoUpstream()]);
+    const extra = `cache:\n  redis:\n    url: ${redis.url}\n    key_secret: ${TEST_KEY_SECRET}\n    command_timeout_ms: 200\n`;
+    const a = await startGateway(basicConfig(as.url, api.url, extra));
+    const b = await startGateway(basicConfig(as.url, api.url, extra));
+    try {
+      await Promise.all([sharedUp(a.gateway.guards.shared!), sharedUp(b.gateway.guards.shared!)]);
+      const call = async (gw: TestGateway, token: string) => {
+        const res = await request(`${gw.url}/api/x`, { headers: { authorization: `Bearer ${token}` } });
+        await res.body.dump();
+        return res.statusCode;
+      };
+      await as.activate('before', { scope: 'read' });
+      assert.equal(await call(a, 'before'), 200);
+      await redis.stop();
+      await as.activate('during', { scope: 'read' });
+      const during = [];
+      for (let i = 0; i < 20; i++) during.push(await call(a, i % 2 ? 'before' : 'during'), await call(b, 'during'));
+      assert.deepEqual(during, Array(40).fill(200));
+      assert.equal(a.gateway.guards.sharedCacheState(), 'down');
+      const warnings = (gw: TestGateway) => gw.logs.filter((l) => /shared cache/.test(String(l.msg)) && l.level === 'warn').map((l) => String(l.msg));
+      assert.equal(warnings(a).filter((m) => /unavailable/.test(m)).length, 1, warnings(a).join('\n'));
+      await redis.start();
+      await Promise.all([sharedUp(a.gateway.guards.shared!), sharedUp(b.gateway.guards.shared!)]);
+      assert.equal(warnings(a).filter((m) => /available again/.test(m)).length, 1, warnings(a).join('\n'));
+      await as.activate('after', { scope: 'read' });
+      assert.equal(await call(a, 'after'), 200);
+      assert.equal(await call(b, 'after'), 200);
+      assert.equal(as.callsFor('after'), 1, 'sharing resumed');
+      assert.doesNotMatch(a.rawLogs() + b.rawLogs(), new RegExp(TEST_KEY_SECRET));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([redis.close(), as.close(), api.close()]);
+    }
+  });
+});

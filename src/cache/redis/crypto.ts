@@ -8,10 +8,13 @@ import { activeToken, type TokenEntry } from '../entry.js';
  * - Entry key: HMAC-SHA256(key secret, namespace + token). Without the key
  *   secret nobody can tell which token a key belongs to; with it, only by
  *   already holding the token.
- * - Entry value: AES-256-GCM under HKDF-SHA256(namespace + token), with the
- *   Redis key as additional data (a value moved under another key does not
- *   open). Without the opaque token it reads as random bytes; an entry
- *   written by someone without the token fails authentication and is a miss.
+ * - Entry value: AES-256-GCM under HKDF-SHA256 of namespace + token (salted
+ *   with a key derived from the key secret), with the Redis key as
+ *   additional data (a value moved under another key does not open).
+ *   Without the opaque token it reads as random bytes. Writing an entry
+ *   that opens takes both the token and the key secret: someone who can
+ *   write to Redis and holds a token of their own still cannot bind it to
+ *   another answer.
  * - Index keys (purge by sub or client_id): HMAC of the value under the key
  *   secret. The members are entry keys.
  * - Purge messages on the events channel: sealed under a key derived from
@@ -42,11 +45,13 @@ interface Sealed {
 export class CacheCrypto {
   readonly #macKey: Buffer;
   readonly #messageKey: Buffer;
+  readonly #entrySalt: Buffer;
 
   constructor(keySecret: string) {
     // Separate keys for separate uses, both from the one configured secret.
     this.#macKey = Buffer.from(hkdfSync('sha256', keySecret, '', 'phantom-gateway redis keys v1', 32));
     this.#messageKey = Buffer.from(hkdfSync('sha256', keySecret, '', 'phantom-gateway redis messages v1', 32));
+    this.#entrySalt = Buffer.from(hkdfSync('sha256', keySecret, '', 'phantom-gateway entry salt v1', 32));
   }
 
   /** The keyed hash naming one token's entry (base64url, 43 characters). `material` is namespace + token. */
@@ -64,12 +69,12 @@ export class CacheCrypto {
     const body: Sealed = entry.active
       ? { a: 1, e: entry.expiresAt, j: entry.authorization, s: entry.scope, ...(entry.clientId !== undefined ? { c: entry.clientId } : {}), ...(entry.sub !== undefined ? { u: entry.sub } : {}) }
       : { a: 0, e: entry.expiresAt };
-    return encrypt(entryKey(material), redisKey, JSON.stringify(body));
+    return encrypt(this.#entryKey(material), redisKey, JSON.stringify(body));
   }
 
   /** The entry `value` holds, or undefined when it does not open (another token, tampered, another format). */
   open(material: string, redisKey: string, value: string): TokenEntry | undefined {
-    const text = decrypt(entryKey(material), redisKey, value);
+    const text = decrypt(this.#entryKey(material), redisKey, value);
     if (text === undefined) return undefined;
     let b: Partial<Sealed>;
     try {
@@ -81,6 +86,11 @@ export class CacheCrypto {
     if (b.a === 0) return { active: false, expiresAt: b.e };
     if (b.a !== 1 || typeof b.j !== 'string' || typeof b.s !== 'string') return undefined;
     return activeToken(b.j, b.s, b.e, undefined, { clientId: typeof b.c === 'string' ? b.c : undefined, sub: typeof b.u === 'string' ? b.u : undefined });
+  }
+
+  /** The key one token's entry is sealed under: from the token (with its namespace), salted under the key secret. */
+  #entryKey(material: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', material, this.#entrySalt, ENTRY_INFO, 32));
   }
 
   /** A message for the events channel that only holders of the key secret can read. */
@@ -100,9 +110,6 @@ export class CacheCrypto {
   }
 }
 
-function entryKey(material: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', material, '', ENTRY_INFO, 32));
-}
 
 /** version (1 byte) | IV (12) | ciphertext | tag (16), base64. */
 function encrypt(key: Buffer, aad: string, plaintext: string): string {

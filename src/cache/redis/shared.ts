@@ -284,13 +284,16 @@ export class RedisSharedCache implements SharedTokenStore {
     this.#up = false;
     clearInterval(this.#probe);
     for (const wake of [...this.#waiters.values()].flatMap((s) => [...s])) wake();
+    // Writes under way get a moment to land; a Redis that does not answer is cut.
     const ends = [this.#client, this.#subscriber].map(async (c) => {
-      try {
-        if (c.isReady) await c.close();
-        else c.destroy();
-      } catch {
-        c.destroy();
-      }
+      if (!c.isReady) return c.destroy();
+      let timer: NodeJS.Timeout | undefined;
+      const cut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.command_timeout_ms).unref();
+      });
+      await Promise.race([c.close().catch(() => {}), cut]);
+      clearTimeout(timer);
+      if (c.isOpen) c.destroy();
     });
     await Promise.all(ends);
   }
