@@ -17,8 +17,6 @@ import { startExampleApi, type ExampleApi } from '../../src/dev/example-api.js';
 import { eventually, skip, startInstance, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
-/** POST /cache/purge is being built (i12-purge): todo until it lands on main. */
-const NEEDS_PURGE = { todo: 'needs POST /cache/purge' };
 /** Every instance drops a purged entry within a second (pub/sub); twice that for a loaded machine. */
 const PURGED_WITHIN_MS = 2000;
 const inactive = { status: 200, body: JSON.stringify({ active: false }), headers: { 'content-type': 'application/json' } };
@@ -107,7 +105,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(as.callsFor(token), 1);
   });
 
-  test('scripted: a purge by token on instance a: the next request on instance b introspects again', NEEDS_PURGE, async () => {
+  test('scripted: a purge by token on instance a: the next request on instance b introspects again', async () => {
     const token = fresh('purge');
     const jwt = await as.activate(token, { sub: 'carol' });
     assert.equal((await a.get(token)).jwt, jwt);
@@ -127,7 +125,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(as.callsFor(token), 2);
   });
 
-  test('scripted: a purge by sub on instance a: every token of that sub is introspected again on instance b, others stay cached', NEEDS_PURGE, async () => {
+  test('scripted: a purge by sub on instance a: every token of that sub is introspected again on instance b, others stay cached', async () => {
     const sub = `dave-${Math.random().toString(36).slice(2)}`;
     const [t1, t2, other] = [fresh('sub1'), fresh('sub2'), fresh('other')];
     await as.activate(t1, { sub });
@@ -218,7 +216,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.equal(realAs.stats.introspections - before, 1, 'instance b introspected a token instance a had shared');
   });
 
-  test('real authorization server: revoked there, purged on instance a: instance b refuses it', NEEDS_PURGE, async () => {
+  test('real authorization server: revoked there, purged on instance a: instance b refuses it', async () => {
     const token = await realToken();
     assert.equal((await a.call('/real/x', token)).status, 200);
     assert.equal((await b.call('/real/x', token)).status, 200);
