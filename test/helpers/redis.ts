@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { freePort, startCli, type CliRun } from './cli.js';
 import { findProgram } from './services.js';
+import { parsePrometheus, type Family } from '../admin/prometheus.js';
 
 /**
  * A real `redis-server` (Debian package redis-server) for the shared-cache
@@ -175,6 +176,8 @@ export interface GatewayInstance {
   sharedCache(): Promise<string | undefined>;
   /** Waits until `sharedCache()` is `state`; throws with the last /readyz body after `timeoutMs`. */
   waitSharedCache(state: 'up' | 'down', timeoutMs?: number): Promise<void>;
+  /** `/metrics`, parsed (a cluster's primary sums its workers). */
+  scrape(): Promise<Map<string, Family>>;
   /** `POST /cache/purge` with a JSON body and the admin token. */
   purge(what: Record<string, string>): Promise<AdminReply>;
   /** Everything the process logged (stdout and stderr). */
@@ -250,6 +253,11 @@ export async function startInstance(
         if (Date.now() > deadline) throw new Error(`${name}: /readyz never showed shared_cache "${state}": ${(await readyz()).text}`);
         await new Promise((r) => setTimeout(r, 100));
       }
+    },
+    scrape: async () => {
+      const r = await adminRequest(`${adminUrl}/metrics`);
+      if (r.status !== 200) throw new Error(`${name}: /metrics answered ${r.status}`);
+      return parsePrometheus(r.text);
     },
     purge: (what) =>
       adminRequest(`${adminUrl}/cache/purge`, {

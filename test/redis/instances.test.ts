@@ -11,6 +11,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
+import { total } from '../admin/prometheus.js';
 import { ensureBuilt, freePort, scratchDir } from '../helpers/cli.js';
 import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from '../../src/dev/authorization-server.js';
 import { startExampleApi, type ExampleApi } from '../../src/dev/example-api.js';
@@ -93,6 +94,8 @@ describe('shared cache across gateway instances (real redis-server, the real com
     const jwt = await as.activate(token, { sub: 'bob' }, { delayMs: 600 });
     const all = [a, b, ...others];
     const cluster = others.find((g) => g.name === 'workers')!;
+    const locks = async (outcome: string) => (await Promise.all(all.map(async (g) => total(await g.scrape(), 'phantom_gateway_shared_cache_locks_total', { outcome })))).reduce((x, y) => x + y, 0);
+    const wonBefore = await locks('won');
     // Two connections to the cluster: one for each worker.
     const replies = await Promise.all([...all, cluster].map((g) => g.get(token)));
     for (const r of replies) {
@@ -100,6 +103,7 @@ describe('shared cache across gateway instances (real redis-server, the real com
       assert.equal(r.jwt, jwt);
     }
     assert.equal(as.callsFor(token), 1, `${as.callsFor(token)} introspections for one token seen by ten processes`);
+    assert.equal((await locks('won')) - wonBefore, 1, 'phantom_gateway_shared_cache_locks_total{outcome="won"} over the ten processes');
     // The waiters did not fall back to their own introspection afterwards either.
     for (const g of all) assert.equal((await g.get(token)).status, 200);
     assert.equal(as.callsFor(token), 1);
@@ -108,8 +112,11 @@ describe('shared cache across gateway instances (real redis-server, the real com
   test('scripted: a purge by token on instance a: the next request on instance b introspects again', async () => {
     const token = fresh('purge');
     const jwt = await as.activate(token, { sub: 'carol' });
+    const cluster = others.find((g) => g.name === 'workers')!;
     assert.equal((await a.get(token)).jwt, jwt);
     assert.equal((await b.get(token)).jwt, jwt);
+    // New connections go to the cluster's workers in turn: both have it cached.
+    for (let i = 0; i < 4; i++) assert.equal((await cluster.get(token)).jwt, jwt);
     assert.equal(as.callsFor(token), 1);
     // Revoked at the authorization server, then purged: nobody may serve the old answer.
     as.answers.set(token, inactive);
@@ -121,7 +128,10 @@ describe('shared cache across gateway instances (real redis-server, the real com
     assert.ok(await eventually(async () => (await b.get(token)).status === 401, PURGED_WITHIN_MS), 'instance b still serves the purged token');
     assert.equal((await a.get(token)).status, 401);
     assert.equal((await b.get(token)).status, 401);
-    // b introspected once after the purge, and shared the inactive answer with a.
+    // Every worker of the cluster dropped its copy too (a worker still holding it would answer 200).
+    const refusedByCluster = async () => (await Promise.all([0, 1, 2, 3].map(() => cluster.get(token)))).every((r) => r.status === 401);
+    assert.ok(await eventually(refusedByCluster, PURGED_WITHIN_MS), 'a worker of the cluster still serves the purged token');
+    // b introspected once after the purge, and shared the inactive answer with a and the workers.
     assert.equal(as.callsFor(token), 2);
   });
 

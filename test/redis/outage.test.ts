@@ -10,8 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, freePort, scratchDir } from '../helpers/cli.js';
 import { countLines, skip, startInstance, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
-import { request } from 'undici';
-import { parsePrometheus, value } from '../admin/prometheus.js';
+import { value } from '../admin/prometheus.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
 let serial = 0;
@@ -21,8 +20,7 @@ const AVAILABLE_AGAIN = /shared cache available again/i;
 
 /** `phantom_gateway_shared_cache_up` on the instance's /metrics (fails when the gauge is missing). */
 async function upGauge(g: GatewayInstance): Promise<number> {
-  const r = await request(`${g.adminUrl}/metrics`);
-  const m = parsePrometheus(await r.body.text());
+  const m = await g.scrape();
   assert.ok(m.has('phantom_gateway_shared_cache_up'), `${g.name}: no phantom_gateway_shared_cache_up on /metrics`);
   return value(m, 'phantom_gateway_shared_cache_up');
 }

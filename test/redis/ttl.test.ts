@@ -8,6 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, scratchDir } from '../helpers/cli.js';
+import { value } from '../admin/prometheus.js';
 import { eventually, skip, sleep, startInstance, startRedis, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
@@ -113,6 +114,8 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     const token = fresh('slow');
     // Slower than lock_wait_ms (600), quicker than timeout_ms (5000).
     const jwt = await as.activate(token, {}, { delayMs: 2000 });
+    const gaveUp = async () => value(await b.scrape(), 'phantom_gateway_shared_cache_locks_total', { outcome: 'gave_up' });
+    const gaveUpBefore = await gaveUp();
     const first = a.get(token);
     assert.ok(await eventually(() => as.callsFor(token) === 1, 2000), 'instance a did not introspect');
     // b sees a's lock; waiting without bound, it would get a's answer and never ask itself.
@@ -120,6 +123,7 @@ describe('shared cache lifetimes (real redis-server, the real command line)', { 
     assert.equal(second.status, 200, second.body);
     assert.equal(second.jwt, jwt);
     assert.equal(as.callsFor(token), 2, 'instance b did not introspect after waiting');
+    assert.equal((await gaveUp()) - gaveUpBefore, 1, 'phantom_gateway_shared_cache_locks_total{outcome="gave_up"} on instance b');
     assert.equal((await first).jwt, jwt);
   });
 });
