@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBuilt, freePort, scratchDir } from '../helpers/cli.js';
-import { countLines, skip, startInstance, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
+import { countLines, skip, sleep, startInstance, startRedis, TEST_KEY_SECRET, type GatewayInstance, type RedisInstance } from '../helpers/redis.js';
 import { value } from '../admin/prometheus.js';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
 
@@ -17,6 +17,16 @@ let serial = 0;
 const fresh = (label: string) => `outage-${label}-${++serial}-${Math.random().toString(36).slice(2)}`;
 const UNAVAILABLE = /shared cache unavailable/i;
 const AVAILABLE_AGAIN = /shared cache available again/i;
+
+/**
+ * Fails on the implementation as of this commit: @redis/client 6's per-command
+ * `timeout` only covers a command's wait in the write queue (its listener is
+ * removed once the command is written to the socket), so against a Redis that
+ * holds the connection open without answering, every request waits as long as
+ * Redis does and sharing is never turned off. Remove once the shared cache
+ * bounds each call itself.
+ */
+const HUNG_TODO = { todo: 'command_timeout_ms is not enforced once a command is on the socket' };
 
 /** `phantom_gateway_shared_cache_up` on the instance's /metrics (fails when the gauge is missing). */
 async function upGauge(g: GatewayInstance): Promise<number> {
@@ -137,5 +147,45 @@ describe('shared cache outage (real redis-server stopped and restarted, the real
     assert.equal(countLines(g.logs(), AVAILABLE_AGAIN), 0, g.logs());
     assert.ok(!g.logs().includes(password), 'the Redis password was logged');
     assert.ok(!g.logs().includes(TEST_KEY_SECRET), 'the key secret was logged');
+  });
+
+  test('scripted: Redis hung (connected, never answering): requests still served without waiting for it, one warning, sharing back once it answers', HUNG_TODO, async () => {
+    const g = await startInstance('hung', scratch, { introspection: as.url, upstream: api.url, redisUrl: redis.url });
+    gateways.push(g);
+    await g.waitSharedCache('up');
+    const cached = fresh('hung-cached');
+    const cachedJwt = await as.activate(cached);
+    assert.equal((await g.get(cached)).jwt, cachedJwt);
+    // SIGSTOP: the connection stays open, the kernel takes the commands, nothing answers
+    // (a Redis stuck in a long command, or a network path that drops packets).
+    const pid = Number(/process_id:(\d+)/.exec(redis.cli('INFO', 'server'))![1]);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          const t = fresh('hung-new');
+          const jwt = await as.activate(t);
+          // command_timeout_ms is 250: a request waiting seconds waits for Redis.
+          const r = await Promise.race([g.get(t), sleep(3000).then(() => undefined)]);
+          return { r, jwt };
+        }),
+      );
+      for (const { r, jwt } of replies) {
+        assert.ok(r !== undefined, 'a request was still waiting after 3 s with Redis hung (command_timeout_ms 250)');
+        assert.equal(r.status, 200, r.body);
+        assert.equal(r.jwt, jwt);
+      }
+      assert.equal((await g.get(cached)).jwt, cachedJwt);
+      await g.waitSharedCache('down', 5000);
+      assert.equal((await g.readyz()).status, 200);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await g.waitSharedCache('up', 15_000);
+    const after = fresh('hung-after');
+    const afterJwt = await as.activate(after);
+    assert.equal((await g.get(after)).jwt, afterJwt);
+    assert.equal(countLines(g.logs(), UNAVAILABLE), 1, g.logs());
+    assert.equal(countLines(g.logs(), AVAILABLE_AGAIN), 1, g.logs());
   });
 });
