@@ -10,7 +10,9 @@
  *     (the same Redis, `cache.max_entries: 1`, so its L1 misses on nearly
  *     every request) is driven by wrk over the same N tokens. req/s, p50/p99,
  *     CPU per request of B and of redis-server, the Redis commands one
- *     request costs, against the L1 hit and the cold path of the same run.
+ *     request costs, against the L1 hit and the cold path of the same run;
+ *     and both hits again at the cold path's 10 connections, where the
+ *     latencies of an L1 hit, an L2 hit and an introspection compare.
  *   - the cold path (every request a new token, introspected), with Redis
  *     and without: what the lock, the write and the publish add to a miss.
  *   - introspections: A's fill must cost N, everything after it none (B
@@ -249,6 +251,9 @@ ${cache}log: { access_log: false }
   const hitN: Record<Hit, Run[]> = { plain: [], shared: [] };
   const cold: Record<Hit, Run[]> = { plain: [], shared: [] };
   const l2: Run[] = [];
+  // The same two at the cold path's concurrency, so their latency compares with an introspection's.
+  const hitNLow: Run[] = [];
+  const l2Low: Run[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     log(`redis: round ${round}/${ROUNDS}`);
     const order = round % 2 === 1 ? HITS : [...HITS].reverse();
@@ -257,6 +262,11 @@ ${cache}log: { access_log: false }
     hitN[order[0]!].push(await measure(urls[order[0]!], gateways[order[0]!], { script: nScript }));
     l2.push(await measure(urls.l2, gateways.l2, { script: nScript }));
     hitN[order[1]!].push(await measure(urls[order[1]!], gateways[order[1]!], { script: nScript }));
+    const low = [
+      async () => hitNLow.push(await measure(urls.shared, gateways.shared, { script: nScript, connections: COLD_CONNECTIONS })),
+      async () => l2Low.push(await measure(urls.l2, gateways.l2, { script: nScript, connections: COLD_CONNECTIONS })),
+    ];
+    for (const run of round % 2 === 1 ? low : [...low].reverse()) await run();
   }
   const afterL2 = (await stats(introPort)).calls;
   const introspectionsAfterFill = afterL2 - afterFill;
@@ -287,20 +297,30 @@ ${cache}log: { access_log: false }
   const hn = { without_redis: row(hitN.plain), with_redis: row(hitN.shared) };
   const c = { without_redis: row(cold.plain), with_redis: row(cold.shared) };
   const l2Row = row(l2);
+  const hitNLowRow = row(hitNLow);
+  const l2LowRow = row(l2Low);
   const summary = {
     date: new Date().toISOString(),
     machine: { cpus: availableParallelism(), model: cpus()[0]?.model, node: process.version, load_average: loadavg().map((x) => round2(x)) },
     settings: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, cold_connections: COLD_CONNECTIONS, tokens: TOKENS, introspection_latency_ms: INTROSPECTION_LATENCY_MS, redis: redisVersion },
     cache_hit_1_token: { ...h1, with_over_without: ratio(h1.with_redis, h1.without_redis) },
     cache_hit_n_tokens: { ...hn, with_over_without: ratio(hn.with_redis, hn.without_redis) },
-    l2_hit: { ...l2Row, over_l1_hit: ratio(l2Row, hn.with_redis), over_cold_with_redis: ratio(l2Row, c.with_redis) },
+    l2_hit: { ...l2Row, over_l1_hit: ratio(l2Row, hn.with_redis) },
+    // At the cold path's concurrency: latency comparable with an L1 hit and with an introspection.
+    at_cold_connections: {
+      l1_hit: hitNLowRow,
+      l2_hit: l2LowRow,
+      l2_over_l1_hit: ratio(l2LowRow, hitNLowRow),
+      l2_over_cold_with_redis: ratio(l2LowRow, c.with_redis),
+    },
     cold: { ...c, with_over_without: ratio(c.with_redis, c.without_redis) },
     introspections: { tokens: TOKENS, fill_by_a: fillIntrospections, entries_in_redis_after_fill: entries, after_fill: introspectionsAfterFill },
   };
 
   const line = (name: string, r: Row, withRedis: boolean) =>
     `| ${name} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${withRedis ? r.redis_cpu_us_per_req : '—'} | ${withRedis ? Object.entries(r.redis_commands_per_req).map(([k, v]) => `${k} ${v}`).join(', ') || '0' : '—'} | ${r.introspections_per_req} | ${r.errors} |`;
-  const ratioLine = (name: string, r: ReturnType<typeof ratio>) => `| ${name} | ${r.rps} | ${r.added_p50_ms >= 0 ? '+' : ''}${r.added_p50_ms} | | ${r.cpu} (${r.added_cpu_us_per_req >= 0 ? '+' : ''}${r.added_cpu_us_per_req} µs) | | | | |`;
+  const sign = (n: number) => `${n >= 0 ? '+' : ''}${n}`;
+  const ratioLine = (name: string, r: ReturnType<typeof ratio>) => `| ${name} | ${r.rps} | ${sign(r.added_p50_ms)} | | ${r.cpu} (${sign(r.added_cpu_us_per_req)} µs) | | | | |`;
   const table = [
     '| subject | req/s | p50 ms | p99 ms | gateway CPU µs/req | redis-server CPU µs/req | Redis commands per request | introspections per request | errors |',
     '|---|---:|---:|---:|---:|---:|---|---:|---:|',
@@ -313,9 +333,12 @@ ${cache}log: { access_log: false }
     line(`L2 hit: L1 miss, Redis hit (B, L1 of 1 entry), ${TOKENS} tokens`, l2Row, true),
     ratioLine(`L2 hit / L1 hit (${TOKENS} tokens, cache.redis)`, summary.l2_hit.over_l1_hit),
     line(`cold (new token, ${INTROSPECTION_LATENCY_MS} ms introspection, ${COLD_CONNECTIONS} conns), no cache.redis`, c.without_redis, false),
-    line(`cold, cache.redis`, c.with_redis, true),
+    line(`cold, ${COLD_CONNECTIONS} conns, cache.redis`, c.with_redis, true),
     ratioLine('with / without', summary.cold.with_over_without),
-    ratioLine('L2 hit / cold with cache.redis', summary.l2_hit.over_cold_with_redis),
+    line(`L1 hit, ${TOKENS} tokens, ${COLD_CONNECTIONS} conns, cache.redis`, hitNLowRow, true),
+    line(`L2 hit, ${TOKENS} tokens, ${COLD_CONNECTIONS} conns`, l2LowRow, true),
+    ratioLine(`L2 hit / L1 hit (${COLD_CONNECTIONS} conns)`, summary.at_cold_connections.l2_over_l1_hit),
+    ratioLine(`L2 hit / cold with cache.redis (${COLD_CONNECTIONS} conns)`, summary.at_cold_connections.l2_over_cold_with_redis),
     '',
     `introspections: ${fillIntrospections} for A's fill of ${TOKENS} tokens (${entries} entries in Redis after it); ${introspectionsAfterFill} after it (B's warm-up and L2 runs, the L1-hit runs)`,
   ].join('\n');
