@@ -189,7 +189,9 @@ export class Runtime {
   #build(config: GatewayConfig, prev: Generation | undefined): Generation {
     const { logger } = this;
     // Same bounds: the same store, so cached answers survive (keys carry their namespace).
-    const sameCache = prev !== undefined && JSON.stringify(prev.config.cache) === JSON.stringify(config.cache);
+    // (The shared cache follows its own options: see `sharedFor` in guards.ts.)
+    const bounds = (c: GatewayConfig) => [c.cache.max_entries, c.cache.max_negative_entries].join();
+    const sameCache = prev !== undefined && bounds(prev.config) === bounds(config);
     const guards = createGuards(config, { logger, signingKey: this.#signingKey, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
     try {
       const gateway = config.listen !== undefined ? new Gateway(config, { logger, guards, ...(prev?.gateway ? { adopt: prev.gateway } : {}) }) : undefined;

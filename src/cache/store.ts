@@ -20,3 +20,37 @@ export interface TokenStore {
   /** Removes the entry under `key`; a store that can tell says whether there was one. */
   delete(key: string): void | boolean | Promise<void | boolean>;
 }
+
+/** One token as a shared store names it: derived once per miss, never on a hit. */
+export interface SharedRef {
+  /** The store's key for the token's entry (a keyed hash: no token in it). */
+  readonly key: string;
+  /** Namespace and token: what the entry is sealed under. Never stored, never logged. */
+  readonly material: string;
+}
+
+/**
+ * The outcome of asking to be the one instance that introspects a token:
+ * `won` (introspect, then `release`), or not (another instance is at it:
+ * `settled` resolves when it is done or after a bounded wait, whichever
+ * comes first; then read the store again and introspect only if it is still
+ * empty).
+ */
+export type Claim = { readonly won: true; release(): void } | { readonly won: false; readonly settled: Promise<void> };
+
+/**
+ * A second-level store shared by every instance (Redis): an exchange asks
+ * it after a miss in its own (first-level) store, and writes answers to
+ * both. No method rejects or throws: a shared store that cannot answer is a
+ * miss, and a claim it cannot make is won locally, so a Redis outage never
+ * becomes a client error.
+ */
+export interface SharedTokenStore {
+  ref(namespace: string, token: string): SharedRef;
+  get(ref: SharedRef): Promise<TokenEntry | undefined>;
+  /** Resolves once written (or given up); never rejects, and an exchange does not wait for it. */
+  set(ref: SharedRef, entry: TokenEntry): Promise<void>;
+  claim(ref: SharedRef): Promise<Claim>;
+  /** After a claim not won: whether the other instance's answer was found (metrics). */
+  waited?(found: boolean): void;
+}

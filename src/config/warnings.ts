@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { BlockList, isIP, isIPv4 } from 'node:net';
+import { loggableRedisUrl } from '../cache/redis/options.js';
 import type { GatewayConfig } from './schema.js';
 
 /** A setting that is valid but unsafe: logged as a warning when the gateway starts. */
@@ -123,6 +124,22 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       message: `admin.listen.host is ${admin.listen.host}, not loopback or a private address: /readyz and /metrics answer anyone who reaches it without a token (route paths, authorization servers, traffic); keep the port unpublished or firewalled`,
       fields: { 'admin.listen.host': admin.listen.host },
     });
+  }
+  // The shared cache: sealed entries, but whoever reaches Redis can delete them, fill it, or read traffic patterns.
+  const redis = config.cache.redis;
+  if (redis !== undefined) {
+    const u = new URL(redis.url);
+    const where = loggableRedisUrl(redis.url);
+    if (!isLoopbackHost(u.hostname) && u.protocol === 'redis:') {
+      out.push({
+        message: `cache.redis.url is plain redis:// to another host: entries are sealed, but the Redis password and the traffic cross the network unencrypted; use rediss:// (TLS)`,
+        fields: { redis: where },
+      });
+    }
+    if (!isLoopbackHost(u.hostname) && u.password === '') {
+      out.push({ message: 'cache.redis.url has no password: anyone who reaches this Redis can delete or fill the shared cache; use a Redis user with a password (ACL)', fields: { redis: where } });
+    }
+    if (!redis.verify_ssl) out.push({ message: "cache.redis.verify_ssl is false: Redis's TLS certificate is NOT verified; never do this in production", fields: { redis: where } });
   }
   if (fa !== undefined && fa.listen === undefined && fa.path_prefix !== undefined) {
     out.push({ message: 'forward_auth.path_prefix is set but only the gRPC service runs (no forward_auth.listen): it is not used', fields: { path_prefix: fa.path_prefix } });

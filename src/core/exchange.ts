@@ -3,7 +3,7 @@ import type { Span } from '@opentelemetry/api';
 import { activeToken, positiveLifetime, whoOf, type ActiveToken, type TokenEntry, type TtlReason } from '../cache/entry.js';
 import type { TraceHeaders } from '../observability/trace-context.js';
 import type { Clock } from '../cache/memory.js';
-import type { TokenStore } from '../cache/store.js';
+import type { SharedRef, SharedTokenStore, TokenStore } from '../cache/store.js';
 import type { IntrospectionAnswer, IntrospectionRequest } from '../introspection/client.js';
 import { scopeString, type ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
@@ -39,6 +39,8 @@ interface Flight {
   waiters: number;
   /** Expiry (epoch ms) of the entry the verdict rests on, once known; 0 when none is kept. */
   expiresAt: number;
+  /** The token in the shared store, when its answer is to be written there too. */
+  shared?: SharedRef | undefined;
 }
 
 /** Filled in by `authorize` when asked: how long the cached state behind a verdict lives. */
@@ -51,6 +53,12 @@ export interface TokenExchangeOptions {
   introspector: Introspector;
   /** Where answers are kept; a synchronous store answers cache hits without a promise. */
   cache: TokenStore;
+  /**
+   * A second level shared with other instances (Redis): asked after a miss
+   * in `cache`, written with every answer kept, and the place where one
+   * instance claims the introspection of a new token for all of them.
+   */
+  shared?: SharedTokenStore | undefined;
   /**
    * Distinguishes introspection set-ups that share one cache (endpoint,
    * client): the same token may mean different things at different servers.
@@ -170,7 +178,7 @@ export class TokenExchange {
         waiters: 0,
         expiresAt: 0,
       };
-      const run = stored === undefined ? this.#introspect(key, token, f) : this.#lookup(stored, key, token, f);
+      const run = stored !== undefined ? this.#lookup(stored, key, token, f) : this.#o.shared !== undefined ? this.#viaShared(this.#o.shared, key, token, f) : this.#introspect(key, token, f);
       f.verdict = run.finally(() => {
         if (this.#inflight.get(key) === f) this.#inflight.delete(key);
       });
@@ -194,6 +202,37 @@ export class TokenExchange {
       return entry.active ? entry : TOKEN_INACTIVE;
     }
     return this.#introspect(key, token, flight);
+  }
+
+  /**
+   * A miss in the first level: the shared store's entry, else the
+   * introspection, made here only when this instance wins the claim or the
+   * instance that won it brought nothing in time.
+   */
+  async #viaShared(shared: SharedTokenStore, key: string, token: string, flight: Flight): Promise<Verdict> {
+    const ref = shared.ref(this.#prefix, token);
+    let entry = await shared.get(ref);
+    if (entry === undefined) {
+      const claim = await shared.claim(ref);
+      flight.shared = ref;
+      if (claim.won) {
+        try {
+          return await this.#introspect(key, token, flight);
+        } finally {
+          claim.release();
+        }
+      }
+      await claim.settled;
+      entry = await shared.get(ref);
+      shared.waited?.(entry !== undefined);
+      if (entry === undefined) return this.#introspect(key, token, flight);
+    }
+    this.#metrics?.hit();
+    flight.expiresAt = entry.expiresAt;
+    // Its remaining life only (the shared store never answers past Redis's own TTL).
+    const written = this.#o.cache.set(key, entry);
+    if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
+    return entry.active ? entry : TOKEN_INACTIVE;
   }
 
   async #introspect(key: string, token: string, flight: Flight): Promise<Verdict> {
@@ -231,11 +270,17 @@ export class TokenExchange {
     flight.expiresAt = entry.expiresAt;
     const written = this.#o.cache.set(key, entry);
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
+    if (flight.shared !== undefined) void this.#o.shared?.set(flight.shared, entry);
   }
 
   /** The key this exchange caches `token` under (a purge removes it). */
   keyOf(token: string): string {
     return cacheKey(this.#prefix, token);
+  }
+
+  /** The token as the shared store names it; undefined without one. */
+  sharedRefOf(token: string): SharedRef | undefined {
+    return this.#o.shared?.ref(this.#prefix, token);
   }
 
   /** Introspections in flight right now (for tests and metrics). */

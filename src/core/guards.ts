@@ -1,6 +1,7 @@
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import type { PurgeOutcome, PurgeRequest } from '../cache/purge.js';
-import type { TokenStore } from '../cache/store.js';
+import { RedisSharedCache, sharedCacheIdentity } from '../cache/redis/shared.js';
+import type { SharedRef, TokenStore } from '../cache/store.js';
 import { MINTING_RESPONSES, type GatewayConfig, type PhantomTokenOptions, type RouteConfig } from '../config/schema.js';
 import { startupWarnings } from '../config/warnings.js';
 import { IntrospectionClient } from '../introspection/client.js';
@@ -38,6 +39,12 @@ export interface GuardsDeps {
   previous?: Guards | undefined;
   /** Prometheus metrics (`admin` configured); undefined: off. */
   metrics?: GatewayMetrics | undefined;
+  /**
+   * The shared cache to use when `cache.redis` is configured. Defaults to
+   * the previous guards' when its options and key secret are unchanged (a
+   * reload keeps the connection), else a new connection.
+   */
+  shared?: RedisSharedCache | undefined;
 }
 
 /** What protects one route: its exchange (authorization server, client, cache bounds) and its required scopes. */
@@ -74,6 +81,8 @@ export interface GuardedRoute {
  */
 export class Guards {
   readonly store: TokenStore;
+  /** The second level shared with other instances (`cache.redis`); undefined when not configured. */
+  readonly shared: RedisSharedCache | undefined;
   /** The clock cache lifetimes are measured with (epoch ms). */
   readonly now: Clock;
   readonly routes: readonly GuardedRoute[];
@@ -109,6 +118,8 @@ export class Guards {
         ...(metrics ? { onEvict: (kind: 'active' | 'inactive') => metrics.evicted(kind) } : {}),
       });
     const store = this.store;
+    this.shared = sharedFor(config, deps);
+    if (this.shared !== undefined && store instanceof MemoryTokenCache) this.shared.attach(store);
     if (metrics !== undefined && store instanceof MemoryTokenCache) metrics.watchCache(() => ({ active: store.size - store.negativeSize, inactive: store.negativeSize }));
     const clients = new Map<string, IntrospectionClient>();
     const exchanges = new Map<string, TokenExchange>();
@@ -186,6 +197,7 @@ export class Guards {
         exchange = new TokenExchange({
           introspector: client,
           cache: this.store,
+          shared: this.shared,
           // Only what can change an answer: the server (endpoint or issuer,
           // and the TLS trust that decides which server that is: an entry
           // fetched without certificate checks must never serve a route that
@@ -280,32 +292,52 @@ export class Guards {
    */
   async purge(request: PurgeRequest): Promise<PurgeOutcome> {
     const store = this.store;
+    const shared = this.shared;
     let local = 0;
     if ('token' in request) {
+      const keys: string[] = [];
+      const refs: SharedRef[] = [];
       for (const exchange of this.#exchanges) {
         const key = exchange.keyOf(request.token);
+        keys.push(key);
+        const ref = exchange.sharedRefOf(request.token);
+        if (ref !== undefined) refs.push(ref);
         if (store instanceof MemoryTokenCache) local += store.delete(key) ? 1 : 0;
         else await store.delete(key);
       }
-    } else if (store instanceof MemoryTokenCache) {
+      if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
+      return { local, ...(await shared.purgeTokens(refs, keys)) };
+    }
+    if (store instanceof MemoryTokenCache) {
       local = 'sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id);
     }
-    return { local, shared: 0, instances: 'not_configured' };
+    if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
+    return { local, ...(await ('sub' in request ? shared.purgeBy('sub', request.sub) : shared.purgeBy('client_id', request.client_id))) };
   }
 
   /** The shared cache's state (`/readyz`, metrics): undefined when `cache.redis` is not configured. */
   sharedCacheState(): 'up' | 'down' | undefined {
-    return undefined;
+    return this.shared?.state;
   }
 
   /** Lets introspections under way finish, then closes the connections to the authorization servers. */
   async close(): Promise<void> {
-    await Promise.all(this.#clients.map((c) => c.close()));
+    await Promise.all([...this.#clients.map((c) => c.close()), this.#releaseShared()]);
   }
 
   /** Cuts every call to the authorization servers at once. */
   async destroy(): Promise<void> {
-    await Promise.all(this.#clients.map((c) => c.destroy()));
+    await Promise.all([...this.#clients.map((c) => c.destroy()), this.#releaseShared()]);
+  }
+
+  #sharedReleased = false;
+  /** This configuration is done with the shared cache (closed when no other uses it). */
+  async #releaseShared(): Promise<void> {
+    const shared = this.shared;
+    if (shared === undefined || this.#sharedReleased) return;
+    this.#sharedReleased = true;
+    if (this.store instanceof MemoryTokenCache) shared.detach(this.store);
+    await shared.release();
   }
 }
 
@@ -313,6 +345,19 @@ export class Guards {
 function loggable(url: string): string {
   const u = new URL(url);
   return `${u.origin}${u.pathname}`;
+}
+
+/**
+ * The shared cache for `config`: the one given, the previous guards' when
+ * nothing about it changed, or a new one. Retained once for the new guards.
+ */
+function sharedFor(config: GatewayConfig, deps: GuardsDeps): RedisSharedCache | undefined {
+  const options = config.cache.redis;
+  if (options === undefined) return undefined;
+  if (deps.shared !== undefined) return deps.shared.retain();
+  const prev = deps.previous?.shared;
+  if (prev !== undefined && prev.identity === sharedCacheIdentity(options)) return prev.retain();
+  return new RedisSharedCache(options, { logger: deps.logger, metrics: deps.metrics?.sharedCache(), ...(deps.now ? { now: deps.now } : {}) }).retain();
 }
 
 /** Builds the guards for a validated configuration (see `Guards`). */

@@ -73,7 +73,7 @@ interface Family {
   readonly name: string;
   readonly help: string;
   readonly type: 'counter' | 'gauge' | 'histogram';
-  readonly aggregator: 'sum' | 'first' | 'max';
+  readonly aggregator: 'sum' | 'first' | 'max' | 'min';
   get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] };
 }
 
@@ -85,7 +85,7 @@ class SimpleFamily implements Family {
     readonly name: string,
     readonly help: string,
     readonly type: 'counter' | 'gauge',
-    readonly aggregator: 'sum' | 'first' | 'max' = 'sum',
+    readonly aggregator: 'sum' | 'first' | 'max' | 'min' = 'sum',
     readonly collect?: () => void,
   ) {}
 
@@ -210,6 +210,16 @@ export interface ExchangeRecorder {
   join(): void;
 }
 
+/** What the shared (Redis) cache reports. */
+export interface SharedCacheRecorder {
+  /** One call to Redis (or one skipped because it is known down). */
+  operation(operation: 'get' | 'set' | 'lock' | 'purge', outcome: 'hit' | 'miss' | 'ok' | 'error' | 'skipped'): void;
+  /** A cross-instance single-flight: this instance introspects (`won`), found another's answer after waiting (`filled`), or waited in vain and introspected itself (`gave_up`). */
+  lock(outcome: 'won' | 'filled' | 'gave_up'): void;
+  /** Whether Redis is being used (reachable and answering in time). */
+  up(up: boolean): void;
+}
+
 /** What the in-process cache reports. */
 export interface CacheRecorder {
   /** An entry pushed out by the bound (`max_entries`), not by its expiry. */
@@ -269,6 +279,7 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
   readonly #recorders = new Map<string, IntrospectionRecorder>();
   readonly #upstreamFamily: HistogramFamily;
   readonly #upstreamErrorsFamily: SimpleFamily;
+  #shared: SharedCacheRecorder | undefined;
 
   constructor(opts: GatewayMetricsOptions) {
     this.registry = new Registry();
@@ -383,6 +394,38 @@ export class GatewayMetrics implements ExchangeRecorder, CacheRecorder {
     };
     this.#recorders.set(server, recorder);
     return recorder;
+  }
+
+  /** The shared cache's recorder (made on first use: its series appear only when `cache.redis` is configured). */
+  sharedCache(): SharedCacheRecorder {
+    if (this.#shared !== undefined) return this.#shared;
+    const add = <F extends Family>(f: F): F => {
+      this.registry.registerMetric(f as never);
+      return f;
+    };
+    const ops = add(new SimpleFamily('phantom_gateway_shared_cache_operations_total', 'Calls to the shared cache (Redis), by operation and outcome (skipped: not made while Redis is known down).', 'counter'));
+    const locks = add(
+      new SimpleFamily('phantom_gateway_shared_cache_locks_total', 'Cross-instance single-flight: introspected here (won), answered by another instance after waiting (filled), or waited in vain (gave_up).', 'counter'),
+    );
+    // `min` over a cluster's workers: 0 when any of them cannot use Redis.
+    const up = add(new SimpleFamily('phantom_gateway_shared_cache_up', 'Whether the shared cache (Redis) is in use: 1 reachable and answering in time, 0 not (served from the local cache and the authorization server).', 'gauge', 'min')).series({});
+    const byKey = new Map<string, Series>();
+    const bump = (family: SimpleFamily, labels: Record<string, string>, key: string): void => {
+      let series = byKey.get(key);
+      if (series === undefined) {
+        series = family.series(labels);
+        byKey.set(key, series);
+      }
+      series.value++;
+    };
+    this.#shared = {
+      operation: (operation, outcome) => bump(ops, { operation, outcome }, `o${operation}:${outcome}`),
+      lock: (outcome) => bump(locks, { outcome }, `l${outcome}`),
+      up: (state) => {
+        up.value = state ? 1 : 0;
+      },
+    };
+    return this.#shared;
   }
 
   /** The authorization servers and whether each is known down (see `ServerHealth`). */

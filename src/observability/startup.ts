@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { loggableRedisUrl } from '../cache/redis/options.js';
 import type { GatewayConfig } from '../config/schema.js';
 
 /** One listener a process opened: which, and where. */
@@ -47,5 +48,6 @@ export function startupFields(config: GatewayConfig, opts: { configFile: string 
     introspection: [...endpoints.values()],
     listeners: opts.listeners,
     workers: config.workers,
+    ...(config.cache.redis !== undefined ? { shared_cache: loggableRedisUrl(config.cache.redis.url) } : {}),
   };
 }

@@ -1,6 +1,6 @@
 /*
- * One suite for every TokenStore (memory now; the shared Redis store will run
- * it too), as hono runs one router suite against every router: what the
+ * One suite for every TokenStore (the in-process memory store and the shared
+ * Redis store), as hono runs one router suite against every router: what the
  * exchange relies on from any store.
  */
 import { describe, test } from 'node:test';
@@ -9,13 +9,13 @@ import { activeToken, type TokenEntry } from '../../src/cache/entry.js';
 import type { TokenStore } from '../../src/cache/store.js';
 import { fakeClock, type FakeClock } from '../helpers/core.js';
 
-export function storeSuite(name: string, make: (clock: FakeClock) => TokenStore): void {
+export function storeSuite(name: string, make: (clock: FakeClock) => TokenStore | Promise<TokenStore>, opts: { skip?: string | false } = {}): void {
   const get = async (s: TokenStore, k: string): Promise<TokenEntry | undefined> => await s.get(k);
 
-  describe(`TokenStore behaviour: ${name}`, () => {
+  describe(`TokenStore behaviour: ${name}`, { skip: opts.skip ?? false }, () => {
     test('an entry set is found under its key, with its claims, and not under another key', async () => {
       const clock = fakeClock();
-      const s = make(clock);
+      const s = await make(clock);
       await s.set('k1', activeToken('Bearer h.eyJzdWIiOiJ1In0.s', ' read ', clock.now() + 60_000));
       const e = await get(s, 'k1');
       assert.equal(e?.active, true);
@@ -26,7 +26,7 @@ export function storeSuite(name: string, make: (clock: FakeClock) => TokenStore)
 
     test('an entry is never returned at or past its expiry, and reading does not extend it', async () => {
       const clock = fakeClock();
-      const s = make(clock);
+      const s = await make(clock);
       await s.set('k', activeToken('Bearer a.e30.c', ' ', clock.now() + 1000));
       clock.advance(999);
       assert.ok(await get(s, 'k'), 'still valid 1 ms before expiry');
@@ -36,14 +36,14 @@ export function storeSuite(name: string, make: (clock: FakeClock) => TokenStore)
 
     test('an entry already expired when set is not kept', async () => {
       const clock = fakeClock();
-      const s = make(clock);
+      const s = await make(clock);
       await s.set('k', { active: false, expiresAt: clock.now() });
       assert.equal(await get(s, 'k'), undefined);
     });
 
     test('a newer answer replaces the older one of the other kind, and delete removes either', async () => {
       const clock = fakeClock();
-      const s = make(clock);
+      const s = await make(clock);
       await s.set('k', { active: false, expiresAt: clock.now() + 5000 });
       await s.set('k', activeToken('Bearer a.e30.c', ' read ', clock.now() + 5000));
       assert.equal((await get(s, 'k'))?.active, true);

@@ -78,3 +78,15 @@ export async function startRedis(): Promise<RedisInstance> {
     },
   };
 }
+
+/** A key secret for tests (never a real one). */
+export const TEST_KEY_SECRET = 'test-key-secret-0123456789abcdef0123456789abcdef';
+
+/** Resolves once `shared` is up (connected, answered a PING), or fails after `ms`. */
+export async function sharedUp(shared: { readonly state: 'up' | 'down' }, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (shared.state !== 'up') {
+    if (Date.now() > deadline) throw new Error('the shared cache did not come up');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -67,10 +67,9 @@ let signingKey: Promise<CryptoKey> | undefined;
 export async function signJwt(claims: Record<string, unknown>, expiresIn = 300): Promise<string> {
   signingKey ??= generateKeyPair('ES256').then((k) => k.privateKey);
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ client_id: 'test-client', scope: 'read', ...claims })
+  return new SignJWT({ client_id: 'test-client', scope: 'read', sub: 'user-1', ...claims })
     .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
     .setIssuer('https://issuer.test')
-    .setSubject('user-1')
     .setAudience('api.example.com')
     .setIssuedAt(now)
     .setExpirationTime(now + expiresIn)
