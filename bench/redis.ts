@@ -17,6 +17,9 @@
  *     and without: what the lock, the write and the publish add to a miss.
  *   - introspections: A's fill must cost N, everything after it none (B
  *     finds every token in Redis).
+ *   - where an L2 hit's CPU goes, in this process (no HTTP): the shared
+ *     store's lookup (GET + PTTL, open) 50 at a time, the crypto alone
+ *     (entry id, open), and node-redis's GET + PTTL alone.
  *
  * Processes: an NGINX upstream, the scripted introspection endpoint
  * (bench/introspection-server.ts, 5 ms), a redis-server of its own (free
@@ -41,6 +44,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@redis/client';
 import { Pool } from 'undici';
+import { activeToken } from '../src/cache/entry.js';
+import { CacheCrypto } from '../src/cache/redis/crypto.js';
+import { RedisSharedCache } from '../src/cache/redis/shared.js';
+import { REDIS_DEFAULTS } from '../src/config/schema.js';
+import { createLogger } from '../src/observability/logger.js';
 import { cpuTicks, finishBench, freePort, HZ, median, nginxMainConf, sleep, Subjects, waitForPort, wrkLoad, type Load } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -52,6 +60,7 @@ const TOKENS = Number(process.env.BENCH_REDIS_TOKENS ?? 2000);
 const COLD_CONNECTIONS = 10;
 const INTROSPECTION_LATENCY_MS = 5;
 const KEY_PREFIX = 'phantom-gateway:';
+const MICRO_CALLS = QUICK ? 5000 : 20_000;
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-redis-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const subjects = new Subjects(ROOT, [work]);
@@ -224,19 +233,35 @@ ${cache}log: { access_log: false }
     return { ...load, redisUsPerReq: (((redisAfter - redisBefore) / HZ) * 1e6) / per, commands, introspectionsPerReq: (introAfter - introBefore) / per };
   };
 
+  // A gateway serves before its Redis connection is up (without the shared
+  // cache meanwhile): wait until each of A and B writes a probe token's entry.
+  const connected = async (url: string, name: string) => {
+    for (let k = 0; k < 100; k++) {
+      const before = await entryKeys();
+      const r = await fetch(url, { headers: { authorization: `Bearer valid-probe-${name}-${k}` } });
+      await r.arrayBuffer();
+      await sleep(100);
+      if ((await entryKeys()) > before) return;
+    }
+    throw new Error(`gateway ${name} wrote nothing to Redis in 100 tries`);
+  };
+  await connected(urls.shared, 'a');
+  await connected(urls.l2, 'b');
+
   // Warm-up: the gateway without Redis caches the N tokens (its own introspections).
   log(`redis: warm-up, ${TOKENS} tokens`);
   await requestAll(urls.plain, 'valid-r-', TOKENS, 'gateway (no redis) warm-up');
 
   // A fills Redis: one introspection per token, and one entry in Redis each.
   const beforeFill = (await stats(introPort)).calls;
+  const entriesBefore = await entryKeys();
   await requestAll(urls.shared, 'valid-r-', TOKENS, 'gateway A fill');
   const fillIntrospections = (await stats(introPort)).calls - beforeFill;
   // An instance may write Redis after answering; give it a moment.
-  let entries = await entryKeys();
+  let entries = (await entryKeys()) - entriesBefore;
   for (let i = 0; i < 20 && entries < TOKENS; i++) {
     await sleep(100);
-    entries = await entryKeys();
+    entries = (await entryKeys()) - entriesBefore;
   }
 
   // B's warm-up (JIT, keep-alive, its Redis connection): every token found in Redis, not introspected.
@@ -278,6 +303,8 @@ ${cache}log: { access_log: false }
       cold[s].push(await measure(urls[s], gateways[s], { script: rotating(`cold-${s}-${round}`, `cold-${s}-${round}-`, 0), connections: COLD_CONNECTIONS }));
     }
   }
+  log('redis: an L2 lookup in-process');
+  const inProcess = await lookupCost(redisPort);
   await client.close();
   subjects.stopAll();
 
@@ -315,6 +342,7 @@ ${cache}log: { access_log: false }
     },
     cold: { ...c, with_over_without: ratio(c.with_redis, c.without_redis) },
     introspections: { tokens: TOKENS, fill_by_a: fillIntrospections, entries_in_redis_after_fill: entries, after_fill: introspectionsAfterFill },
+    l2_lookup_in_process_cpu_us: inProcess,
   };
 
   const line = (name: string, r: Row, withRedis: boolean) =>
@@ -340,9 +368,83 @@ ${cache}log: { access_log: false }
     ratioLine(`L2 hit / L1 hit (${COLD_CONNECTIONS} conns)`, summary.at_cold_connections.l2_over_l1_hit),
     ratioLine(`L2 hit / cold with cache.redis (${COLD_CONNECTIONS} conns)`, summary.at_cold_connections.l2_over_cold_with_redis),
     '',
+    `an L2 lookup in-process (${MICRO_CALLS} calls, 50 at a time, best of 3, CPU µs per call of this process): the shared store's get ${inProcess.shared_get} ` +
+      `= node-redis GET + PTTL with the command timeout ${inProcess.client_get_pttl} (without: ${inProcess.client_get_pttl_no_timeout}; GET alone ${inProcess.client_get}) ` +
+      `+ entry id (HMAC) ${inProcess.entry_id} + open (HKDF, AES-256-GCM, JSON) ${inProcess.open} + the rest`,
     `introspections: ${fillIntrospections} for A's fill of ${TOKENS} tokens (${entries} entries in Redis after it); ${introspectionsAfterFill} after it (B's warm-up and L2 runs, the L1-hit runs)`,
   ].join('\n');
   return { summary, table };
+}
+
+/**
+ * CPU per L2 lookup in this process, on the bench's redis-server (keys under
+ * a prefix of their own): the shared store's get() 50 at a time, and its
+ * parts: node-redis's GET + PTTL (with the gateway's per-command timeout,
+ * and without), the entry id and the opening of a sealed entry. Best of 3.
+ */
+async function lookupCost(port: number): Promise<Record<string, number>> {
+  const url = `redis://127.0.0.1:${port}`;
+  const secret = randomBytes(32).toString('hex');
+  const prefix = 'bench-in-process:';
+  const silent = createLogger('error', { write: () => true } as unknown as NodeJS.WritableStream);
+  const store = new RedisSharedCache({ ...REDIS_DEFAULTS, url, key_secret: secret, key_prefix: prefix, verify_ssl: true }, { logger: silent }).retain();
+  const crypto = new CacheCrypto(secret);
+  // A JWT of the size the scripted endpoint answers (818 bytes), with a sub and a client_id (indexed).
+  const entry = activeToken(`Bearer ${'x'.repeat(818)}`, 'read write', Date.now() + 3_600_000, undefined, { clientId: 'bench-client', sub: 'bench-sub' });
+  const namespace = 'bench-namespace|';
+  const refs = Array.from({ length: MICRO_CALLS }, (_, i) => store.ref(namespace, `valid-in-process-${i}`));
+  const deadline = Date.now() + 5000;
+  while (store.state !== 'up') {
+    if (Date.now() > deadline) throw new Error('the shared store did not connect to the bench redis-server');
+    await sleep(20);
+  }
+  for (let i = 0; i < refs.length; i += 100) await Promise.all(refs.slice(i, i + 100).map((r) => store.set(r, entry)));
+  const sealed = refs.slice(0, 1000).map((r) => ({ r, value: crypto.seal(r.material, r.key, entry) }));
+  const plain = createClient({ url });
+  const timed = createClient({ url, disableOfflineQueue: true, commandOptions: { timeout: REDIS_DEFAULTS.command_timeout_ms } });
+  await Promise.all([plain.connect(), timed.connect()]);
+
+  const fifty = async (fn: (i: number) => Promise<unknown>) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        while (next < MICRO_CALLS) await fn(next++);
+      }),
+    );
+  };
+  const best = async (fn: () => Promise<void> | void, calls = MICRO_CALLS) => {
+    let min = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const t = process.cpuUsage();
+      await fn();
+      const d = process.cpuUsage(t);
+      min = Math.min(min, (d.user + d.system) / calls);
+    }
+    return round2(min);
+  };
+  let found = 0;
+  const out = {
+    shared_get: await best(() =>
+      fifty(async (i) => {
+        if ((await store.get(refs[i]!)) !== undefined) found++;
+      }),
+    ),
+    client_get_pttl: await best(() => fifty((i) => Promise.all([timed.get(refs[i]!.key), timed.pTTL(refs[i]!.key)]))),
+    client_get_pttl_no_timeout: await best(() => fifty((i) => Promise.all([plain.get(refs[i]!.key), plain.pTTL(refs[i]!.key)]))),
+    client_get: await best(() => fifty((i) => timed.get(refs[i]!.key))),
+    entry_id: await best(() => {
+      for (let i = 0; i < MICRO_CALLS; i++) crypto.entryId(refs[i]!.material);
+    }),
+    open: await best(() => {
+      for (let i = 0; i < MICRO_CALLS; i++) {
+        const s = sealed[i % sealed.length]!;
+        if (crypto.open(s.r.material, s.r.key, s.value) === undefined) throw new Error('in-process: a sealed entry did not open');
+      }
+    }),
+  };
+  if (found !== 3 * MICRO_CALLS) throw new Error(`in-process: ${3 * MICRO_CALLS - found} lookups of ${3 * MICRO_CALLS} missed`);
+  await Promise.all([plain.close(), timed.close(), store.release()]);
+  return out;
 }
 
 finishBench('redis', main, () => subjects.stopAll());
