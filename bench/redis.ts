@@ -371,6 +371,7 @@ ${cache}log: { access_log: false }
     `an L2 lookup in-process (${MICRO_CALLS} calls, 50 at a time, best of 3, CPU µs per call of this process): the shared store's get ${inProcess.shared_get} ` +
       `= node-redis GET + PTTL with the command timeout ${inProcess.client_get_pttl} (without: ${inProcess.client_get_pttl_no_timeout}; GET alone ${inProcess.client_get}) ` +
       `+ entry id (HMAC) ${inProcess.entry_id} + open (HKDF, AES-256-GCM, JSON) ${inProcess.open} + the rest`,
+    `Redis commands per request: INFO commandstats over the run, the commands a script runs (EVAL) included; CPU: /proc/<pid>/stat of the gateway and of redis-server`,
     `introspections: ${fillIntrospections} for A's fill of ${TOKENS} tokens (${entries} entries in Redis after it); ${introspectionsAfterFill} after it (B's warm-up and L2 runs, the L1-hit runs)`,
   ].join('\n');
   return { summary, table };
