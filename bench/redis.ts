@@ -316,6 +316,7 @@ ${cache}log: { access_log: false }
     redis_cpu_us_per_req: round2(median(runs.map((r) => r.redisUsPerReq))),
     redis_commands_per_req: Object.fromEntries([...new Set(runs.flatMap((r) => Object.keys(r.commands)))].sort().map((c) => [c, median(runs.map((r) => r.commands[c] ?? 0))])),
     introspections_per_req: Math.round(median(runs.map((r) => r.introspectionsPerReq)) * 1000) / 1000,
+    requests: runs.reduce((a, r) => a + r.requests, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
   });
   type Row = ReturnType<typeof row>;
@@ -372,7 +373,7 @@ ${cache}log: { access_log: false }
       `= node-redis GET + PTTL with the command timeout ${inProcess.client_get_pttl} (without: ${inProcess.client_get_pttl_no_timeout}; GET alone ${inProcess.client_get}) ` +
       `+ entry id (HMAC) ${inProcess.entry_id} + open (HKDF, AES-256-GCM, JSON) ${inProcess.open} + the rest`,
     `Redis commands per request: INFO commandstats over the run, the commands a script runs (EVAL) included; CPU: /proc/<pid>/stat of the gateway and of redis-server`,
-    `introspections: ${fillIntrospections} for A's fill of ${TOKENS} tokens (${entries} entries in Redis after it); ${introspectionsAfterFill} after it (B's warm-up and L2 runs, the L1-hit runs)`,
+    `introspections: ${fillIntrospections} for A's fill of ${TOKENS} tokens (${entries} entries in Redis after it); ${introspectionsAfterFill} after it (B's warm-up and its ${l2Row.requests + l2LowRow.requests} requests in the L2 runs, the L1-hit runs)`,
   ].join('\n');
   return { summary, table };
 }
