@@ -15,7 +15,8 @@ export { createGuards, Guards, REFUSED, type Guard, type GuardedRoute, type Guar
 export { decide, withdraw, type Decision, type DecisionRequest, type Allow, type Deny, type CacheOutcome } from './core/decide.js';
 export { renderRefusal, type RenderedRefusal } from './core/render.js';
 export { checkCredentials, PREFLIGHT, TOKEN_IN_QUERY } from './core/credentials.js';
-export type { TokenStore } from './cache/store.js';
+export type { TokenStore, SharedTokenStore, SharedRef, Claim } from './cache/store.js';
+export type { PurgeRequest, PurgeOutcome } from './cache/purge.js';
 export { ForwardAuthListener, createForwardAuthListener, type ForwardAuthDeps } from './forward-auth/http.js';
 export type { ForwardAuthConfig } from './config/schema.js';
 export { nginxConf, NginxConfError, NGINX_MODULES, NGINX_CONF_DEFAULTS, type NginxConfOptions } from './forward-auth/nginx-conf.js';

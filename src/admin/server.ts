@@ -1,10 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { purgeKind, type PurgeOutcome, type PurgeRequest } from '../cache/purge.js';
 import { ADMIN_DEFAULTS, type AdminConfig } from '../config/schema.js';
 import { listen } from '../net/listen.js';
 import { settlesWithin } from '../net/wait.js';
 import type { Logger } from '../observability/logger.js';
+import { announcesBody, isBodyProblem, parsePurgeBody, purgeBodyKind, readPurgeBody } from './purge-body.js';
 import { adminToken, BearerCheck } from './token.js';
 
 /** What a reload came to: the new configuration runs, or the old one still does and why. */
@@ -24,6 +26,13 @@ export interface AdminDeps {
   readiness(): Readiness | Promise<Readiness>;
   /** `POST /reload`: re-reads and applies the configuration. Absent: the endpoint answers 501. */
   reload?: (() => Promise<ReloadOutcome>) | undefined;
+  /** `POST /cache/purge`: removes cached tokens (the guards' `purge`, or a cluster's fan-out to its workers). Absent: the endpoint answers 501. */
+  purge?: ((request: PurgeRequest) => Promise<AdminPurgeOutcome>) | undefined;
+}
+
+/** A purge's outcome as the admin listener reports it: a cluster's primary adds how many workers it asked and how many did not confirm. */
+export interface AdminPurgeOutcome extends PurgeOutcome {
+  readonly workers?: { readonly asked: number; readonly unanswered: number };
 }
 
 /** Bounds: the admin listener answers small requests from operators and scrapers, nothing else. */
@@ -41,7 +50,11 @@ const ENDPOINTS: Readonly<Record<string, readonly string[]>> = Object.freeze({
   '/readyz': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
   '/reload': ['POST'],
+  '/cache/purge': ['POST'],
 });
+
+/** Codes of a purge body's refusals, by status. */
+const BODY_CODES = Object.freeze({ 400: 'invalid_request', 408: 'request_timeout', 413: 'payload_too_large', 415: 'unsupported_media_type' });
 
 /**
  * The admin listener (`admin.listen`, loopback by default): health,
@@ -55,10 +68,20 @@ const ENDPOINTS: Readonly<Record<string, readonly string[]>> = Object.freeze({
  * - `POST /reload`: 200 `{"status":"reloaded"}`, or 422 with the errors
  *   (the old configuration keeps running); 401 without the right token, 403
  *   when no token is configured, 409 while another reload runs.
+ * - `POST /cache/purge`: removes cached tokens before their time: one token,
+ *   or every token of a subject or a client (`token=`, `sub=` or
+ *   `client_id=`, as a form or as a JSON object; exactly one). 200
+ *   `{"status":"purged","removed":{"local":n,"shared":m},"instances":...}`;
+ *   503 with the same body and a `message` when the purge could not reach
+ *   every instance (the shared cache unavailable, or workers that did not
+ *   answer); 400 for a malformed request (the value sent is never repeated),
+ *   413 over 64 KiB, 415 for another content type, 408 for a body that does
+ *   not arrive in time; 401/403 as for `/reload`.
  *
  * Anything else is a JSON 404; a known path with another method a 405 with
- * `Allow`. Request bodies are never read: a request that announces one is
- * answered and its connection closed.
+ * `Allow`. Request bodies are read by `POST /cache/purge` only, after the
+ * token check; a request elsewhere (or a refused one) that announces a body
+ * is answered and its connection closed.
  *
  * @example
  * const admin = new AdminListener(config.admin, { logger, metrics: { contentType: m.registry.contentType, scrape: () => m.registry.metrics() }, readiness: () => ({ ready: true, checks: {} }) });
@@ -70,6 +93,8 @@ export class AdminListener {
   readonly #deps: AdminDeps;
   #check: BearerCheck | undefined;
   readonly #sockets = new Set<Duplex>();
+  /** Requests whose body was read to its end: their connection may carry another request. */
+  readonly #bodyRead = new WeakSet<IncomingMessage>();
   #reloading = false;
 
   constructor(options: AdminConfig, deps: AdminDeps) {
@@ -119,8 +144,10 @@ export class AdminListener {
         const text = await bounded(this.#deps.metrics.scrape());
         return this.#send(req, res, 200, { 'content-type': this.#deps.metrics.contentType, 'cache-control': 'no-store' }, text);
       }
-      default:
+      case '/reload':
         return this.#reload(req, res);
+      default:
+        return this.#purge(req, res);
     }
   }
 
@@ -159,14 +186,54 @@ export class AdminListener {
     return this.#json(req, res, 422, { status: 'rejected', errors: outcome.errors });
   }
 
+  async #purge(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.#authorized(req, res, 'POST /cache/purge')) return;
+    const purge = this.#deps.purge;
+    if (purge === undefined) return this.#json(req, res, 501, { code: 'not_implemented', message: 'Purge is not available in this process' });
+    const request = await this.#purgeRequest(req, res);
+    if (request === undefined) return;
+    const outcome = await bounded(purge(request));
+    const { local, shared, instances } = outcome;
+    const fields = { by: purgeKind(request), local, shared, instances, ...(outcome.workers !== undefined ? { workers: outcome.workers.asked, workers_unanswered: outcome.workers.unanswered } : {}), client: req.socket.remoteAddress };
+    const answer = { status: 'purged', removed: { local, shared }, instances };
+    const missed = notReached(outcome);
+    if (missed === undefined) {
+      this.#deps.logger.info(fields, 'cache purged');
+      return this.#json(req, res, 200, answer);
+    }
+    this.#deps.logger.warn(fields, `cache purged in part: ${missed}`);
+    return this.#json(req, res, 503, { ...answer, message: missed.charAt(0).toUpperCase() + missed.slice(1) });
+  }
+
+  /** The purge the body asks for; undefined when it has answered the refusal (or the client left). */
+  async #purgeRequest(req: IncomingMessage, res: ServerResponse): Promise<PurgeRequest | undefined> {
+    const refuse = (status: keyof typeof BODY_CODES, message: string): undefined => {
+      this.#json(req, res, status, { code: BODY_CODES[status], message });
+      return undefined;
+    };
+    if (!announcesBody(req)) return refuse(400, 'Invalid purge request: no body: exactly one of token, sub or client_id is required');
+    const kind = purgeBodyKind(req.headers['content-type']);
+    if (kind === undefined) return refuse(415, 'Send the purge request as application/x-www-form-urlencoded or application/json (UTF-8)');
+    const body = await readPurgeBody(req);
+    if (body === 'aborted') {
+      res.destroy();
+      return undefined;
+    }
+    if (isBodyProblem(body)) return refuse(body.status, body.message);
+    this.#bodyRead.add(req);
+    const request = parsePurgeBody(kind, body);
+    if (isBodyProblem(request)) return refuse(request.status, request.message);
+    return request;
+  }
+
   #json(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
     this.#send(req, res, status, { ...JSON_HEADERS, ...extra }, JSON.stringify(body));
   }
 
   #send(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string): void {
     const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
-    // The body is never read: the connection cannot carry another request after it.
-    if ((req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined) out.connection = 'close';
+    // A body left unread: the connection cannot carry another request after it.
+    if (announcesBody(req) && !this.#bodyRead.has(req)) out.connection = 'close';
     res.writeHead(status, out);
     res.end(req.method === 'HEAD' ? undefined : body);
   }
@@ -202,6 +269,18 @@ export class AdminListener {
     if (!(await settlesWithin(closed, LIMITS.closeMs))) this.server.closeAllConnections();
     await closed;
   }
+}
+
+/** What a purge did not reach (the 503's message), or undefined when it reached everything it had to. */
+function notReached(outcome: AdminPurgeOutcome): string | undefined {
+  const missed: string[] = [];
+  if (outcome.instances === 'unavailable') {
+    missed.push('the shared cache could not be reached: the entries were removed from this process only (with workers, from each of them); other instances keep theirs until they expire or until they reconnect to the shared cache');
+  }
+  const workers = outcome.workers;
+  if (workers !== undefined && workers.asked === 0) missed.push('no worker is running to purge its cache');
+  else if (workers !== undefined && workers.unanswered > 0) missed.push(`${workers.unanswered} of ${workers.asked} workers did not confirm the purge: they may keep serving the purged entries until they expire`);
+  return missed.length === 0 ? undefined : missed.join('; ');
 }
 
 /** `p`, or a failure after ANSWER_TIMEOUT_MS (a worker that never answers must not hang a scrape). */

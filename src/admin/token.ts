@@ -4,7 +4,7 @@ import { ADMIN_TOKEN, ADMIN_TOKEN_RULE, type AdminConfig } from '../config/schem
 
 /*
  * The admin token: required by every admin endpoint that changes state
- * (POST /reload; POST /cache/purge later). Compared in constant time and
+ * (POST /reload, POST /cache/purge). Compared in constant time and
  * never logged.
  */
 

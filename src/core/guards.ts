@@ -309,7 +309,7 @@ export class Guards {
       return { local, ...(await shared.purgeTokens(refs, keys)) };
     }
     if (store instanceof MemoryTokenCache) {
-      local = 'sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id);
+      local = await ('sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id));
     }
     if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
     return { local, ...(await ('sub' in request ? shared.purgeBy('sub', request.sub) : shared.purgeBy('client_id', request.client_id))) };

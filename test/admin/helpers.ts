@@ -60,10 +60,11 @@ export async function startAdminStack(yaml: string): Promise<AdminStack> {
 }
 
 /** GET (or another method) on the admin listener: status, headers, parsed JSON body when there is one. */
-export async function adminCall(url: string, opts: { method?: string; authorization?: string | string[] } = {}) {
+export async function adminCall(url: string, opts: { method?: string; authorization?: string | string[]; contentType?: string; body?: string } = {}) {
   const headers: string[] = [];
   for (const a of opts.authorization === undefined ? [] : Array.isArray(opts.authorization) ? opts.authorization : [opts.authorization]) headers.push('authorization', a);
-  const r = await request(url, { method: (opts.method ?? 'GET') as 'GET', headers });
+  if (opts.contentType !== undefined) headers.push('content-type', opts.contentType);
+  const r = await request(url, { method: (opts.method ?? 'GET') as 'GET', headers, ...(opts.body !== undefined ? { body: opts.body } : {}) });
   const text = await r.body.text();
   let json: unknown;
   try {

@@ -73,3 +73,24 @@ describe('MemoryTokenCache: negative entries in their own store', () => {
     assert.equal(new MemoryTokenCache({ maxEntries: 1 }).size, 0, 'maxNegativeEntries defaults to maxEntries');
   });
 });
+
+describe('MemoryTokenCache.deleteWhere (purge by sub or client_id)', () => {
+  test('removes exactly the active entries picked, across scan chunks, and lets the event loop run meanwhile', async () => {
+    const c = new MemoryTokenCache({ maxEntries: 20_000 });
+    const exp = Date.now() + 60_000;
+    for (let i = 0; i < 12_000; i++) c.set(`k${i}`, activeToken('Bearer a.e30.c', ' ', exp, undefined, { clientId: `c${i % 3}`, sub: `u${i % 1000}` }));
+    c.set('inactive', { active: false, expiresAt: exp });
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 0);
+    const removed = await c.deleteWhere((e) => e.sub === 'u7');
+    clearInterval(ticker);
+    assert.equal(removed, 12);
+    assert.equal(c.get('k7'), undefined);
+    assert.equal(c.get('k11007'), undefined, 'an entry past the first chunk');
+    assert.ok(c.get('k8'));
+    assert.equal(c.get('inactive')?.active, false, 'inactive entries are not purged by subject');
+    assert.equal(await c.deleteWhere((e) => e.clientId === 'c1'), 3996);
+    assert.equal(c.size, 12_000 - 12 - 3996 + 1);
+    assert.ok(ticks > 0, 'timers ran during the scan');
+  });
+});

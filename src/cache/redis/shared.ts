@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createClient } from '@redis/client';
+import { createRequire } from 'node:module';
+import type { createClient as CreateClient } from '@redis/client';
 import type { RedisCacheConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
 import type { SharedCacheRecorder } from '../../observability/metrics.js';
@@ -35,7 +36,17 @@ const PROBE_EVERY_MS = 1000;
 /** Deletes the lock only if it is still ours (it may have expired and gone to another instance), then says it is released. */
 const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return redis.call('PUBLISH', ARGV[2], ARGV[3])";
 
-type Client = ReturnType<typeof createClient>;
+type Client = ReturnType<typeof CreateClient>;
+
+/**
+ * node-redis, loaded when a shared cache is first configured: it takes a
+ * good part of a second to load, which a gateway without Redis (and every
+ * `--check`) should not pay.
+ */
+let redisModule: { createClient: typeof CreateClient } | undefined;
+function loadRedis(): { createClient: typeof CreateClient } {
+  return (redisModule ??= createRequire(import.meta.url)('@redis/client') as { createClient: typeof CreateClient });
+}
 
 export interface RedisCacheDeps {
   logger: Logger;
@@ -100,7 +111,7 @@ export class RedisSharedCache implements SharedTokenStore {
       reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2000),
       ...(tls ? { tls: true as const, rejectUnauthorized: options.verify_ssl, ...(options.ca_file !== undefined ? { ca: readFileSync(options.ca_file) } : {}) } : {}),
     };
-    this.#client = createClient({ url: options.url, socket, disableOfflineQueue: true, commandOptions: { timeout: options.command_timeout_ms } });
+    this.#client = loadRedis().createClient({ url: options.url, socket, disableOfflineQueue: true, commandOptions: { timeout: options.command_timeout_ms } });
     this.#subscriber = this.#client.duplicate();
     this.#metrics?.up(false);
 
@@ -341,8 +352,8 @@ export class RedisSharedCache implements SharedTokenStore {
     if (m === undefined) return; // not sealed under our secret: ignored
     for (const store of this.#locals.keys()) {
       if (Array.isArray(m.k)) for (const k of m.k) if (typeof k === 'string') store.delete(k);
-      if (typeof m.s === 'string') store.deleteWhere((e) => e.sub === m.s);
-      if (typeof m.c === 'string') store.deleteWhere((e) => e.clientId === m.c);
+      if (typeof m.s === 'string') void store.deleteWhere((e) => e.sub === m.s);
+      if (typeof m.c === 'string') void store.deleteWhere((e) => e.clientId === m.c);
     }
   }
 
