@@ -141,7 +141,10 @@ export class RedisSharedCache implements SharedTokenStore {
         () => {
           this.#subscribed = true;
         },
-        () => {},
+        (err: unknown) => {
+          // Not while closing; a refusal (an ACL without the channel) is worth a line: purges sent elsewhere will not arrive.
+          if (!this.#closed) this.#log.warn({ redis: this.#where, reason: err instanceof Error ? err.message : String(err) }, 'shared cache: cannot subscribe to the events channel; purges made on other instances will not reach this one');
+        },
       );
   }
 
