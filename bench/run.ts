@@ -10,7 +10,9 @@
  * Then bench/nginx-forward-auth.ts: NGINX with the generated configuration
  * in front of the forward-auth listener, against plain NGINX and Curity's plugin;
  * and bench/dialects.ts: the json dialect (introspect, mint, sign) against the
- * jwt dialect, cache hit and cold path (alone: node --import tsx bench/dialects.ts --save).
+ * jwt dialect, cache hit and cold path (alone: node --import tsx bench/dialects.ts --save);
+ * and bench/redis.ts: the shared Redis cache, L1 hit with and without it, the
+ * L2 hit (an L1 miss found in Redis), the cold path (alone: node --import tsx bench/redis.ts --save).
  *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
@@ -377,6 +379,11 @@ ${extra}`,
   const dia = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dialects.ts')], { cwd: ROOT, timeoutMs: 600_000 });
   if (dia.status !== 0) throw new Error(`bench/dialects.ts failed: ${dia.stderr}`);
   const dialects = JSON.parse(dia.stdout) as { table: string };
+  // The shared Redis cache (bench/redis.ts, its own processes and redis-server): L1 hit with and without cache.redis, the L2 hit, the cold path.
+  process.stderr.write('redis: the shared cache\n');
+  const rds = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/redis.ts')], { cwd: ROOT, timeoutMs: 900_000 });
+  if (rds.status !== 0) throw new Error(`bench/redis.ts failed: ${rds.stderr}`);
+  const redis = JSON.parse(rds.stdout) as { table: string };
   // Metrics on against off, cache hit (bench/metrics.ts, its own processes; its table on stderr, its results in bench/results/).
   process.stderr.write(`metrics: on against off\n${spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/metrics.ts'), '--save'], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 600_000 }).stderr}`);
 
@@ -442,6 +449,7 @@ ${extra}`,
     token_scanning: { gateway: scan, baseline: scanBase ?? null },
     nginx_forward_auth: nginxForwardAuth,
     dialects,
+    redis,
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -470,6 +478,7 @@ ${extra}`,
   );
   process.stdout.write(`\nNGINX in front, decisions from the forward-auth listener (cache hit, one NGINX worker each; CPU = NGINX + listener; Curity's plugin: ${nginxForwardAuth.curity}):\n\n${nginxForwardAuth.table}\n\n`);
   process.stdout.write(`introspection_response json (mint + sign) against jwt, same run:\n\n${dialects.table}\n\n`);
+  process.stdout.write(`the shared Redis cache (cache.redis), same run:\n\n${redis.table}\n\n`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ADMIN_TOKEN, ADMIN_TOKEN_RULE, type AdminConfig } from '../config/schema.js';
+import { readSecretFile } from '../config/secret-file.js';
 
 /*
  * The admin token: required by every admin endpoint that changes state
@@ -22,15 +22,7 @@ export function adminTokenProblems(admin: Pick<AdminConfig, 'token' | 'token_fil
 
 /** The token in `file` (one trailing newline allowed, as `echo` and editors leave it). */
 export function readAdminTokenFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  const token = text.replace(/\r?\n$/, '');
-  if (!ADMIN_TOKEN.test(token)) throw new Error(`the token in "${file}" ${ADMIN_TOKEN_RULE}`);
-  return token;
+  return readSecretFile(file, ADMIN_TOKEN, ADMIN_TOKEN_RULE, 'token');
 }
 
 /** The configured token (read from `token_file` when that is how it is given); undefined when none. */

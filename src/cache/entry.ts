@@ -105,9 +105,10 @@ export function whoOf(claims: Readonly<JWTPayload>): Who {
  * `no-store` (max-age 0 or no-store: not kept), `negative`
  * (an inactive token, kept `negative_cache_seconds`), `expired` (active
  * but past its exp: kept as inactive), `not_kept` (an answer that is not a
- * statement about the token).
+ * statement about the token), `shared` (found in the shared cache: kept
+ * locally for what is left of its life there).
  */
-export type TtlReason = 'token_cache_seconds' | 'max-age' | 'exp' | 'no-store' | 'negative' | 'expired' | 'not_kept';
+export type TtlReason = 'token_cache_seconds' | 'max-age' | 'exp' | 'no-store' | 'negative' | 'expired' | 'not_kept' | 'shared';
 
 /**
  * How long a positive answer is kept: min(`token_cache_seconds`, max-age,

@@ -230,6 +230,7 @@ export class TokenExchange {
     this.#metrics?.hit();
     flight.expiresAt = entry.expiresAt;
     // Its remaining life only (the shared store never answers past Redis's own TTL).
+    this.#o.onCached?.({ key: shortKey(key), ttl_s: Math.max(0, Math.round((entry.expiresAt - this.#now()) / 100) / 10), reason: 'shared' });
     const written = this.#o.cache.set(key, entry);
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
     return entry.active ? entry : TOKEN_INACTIVE;

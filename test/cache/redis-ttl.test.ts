@@ -62,6 +62,27 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
     assert.equal(redis.cli('EXISTS', ref.key).trim(), '0');
   });
 
+  test('a purge index holds the live entries only: expired members go with the next write', async () => {
+    for (let i = 0; i < 5; i++) await shared.set(shared.ref('ns\n', `busy-${i}`), activeToken('Bearer a.e30.c', ' ', Date.now() + 100, undefined, { clientId: 'busy-client', sub: undefined }));
+    await new Promise((r) => setTimeout(r, 200));
+    await shared.set(shared.ref('ns\n', 'busy-live'), activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'busy-client', sub: undefined }));
+    const indexes = redis.keys().filter((k) => k.startsWith('ttl:c:'));
+    assert.equal(indexes.length, 1);
+    assert.equal(redis.cli('ZCARD', indexes[0]!).trim(), '1');
+    const pttl = Number(redis.cli('PTTL', indexes[0]!).trim());
+    assert.ok(pttl > 50_000 && pttl <= 60_000, `index PTTL ${pttl}`);
+  });
+
+  test('a purge by client_id removes every live entry of a client with more entries than one delete batch', async () => {
+    const refs = Array.from({ length: 1200 }, (_, i) => shared.ref('ns\n', `many-${i}`));
+    await Promise.all(refs.map((ref) => shared.set(ref, activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'many-client', sub: undefined }))));
+    const outcome = await shared.purgeBy('client_id', 'many-client');
+    assert.deepEqual(outcome, { shared: 1200, instances: 'notified' });
+    assert.equal(await shared.get(refs[0]!), undefined);
+    assert.equal(await shared.get(refs[1199]!), undefined);
+    assert.equal(redis.keys().filter((k) => k.startsWith('ttl:c:')).length, 1, 'only busy-client\'s index is left');
+  });
+
   test('a value written by someone without the key secret is a miss, not an entry', async () => {
     const ref = shared.ref('ns\n', 'tok-forged');
     redis.cli('SET', ref.key, Buffer.from('{"a":1,"e":99999999999999,"j":"Bearer x.y.z","s":" admin "}').toString('base64'), 'PX', '10000');

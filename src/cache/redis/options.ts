@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { REDIS_KEY_SECRET, REDIS_KEY_SECRET_RULE, type RedisCacheConfig } from '../../config/schema.js';
+import { readSecretFile } from '../../config/secret-file.js';
 
 /*
  * What the loader checks of `cache.redis` beyond its shape (with YAML lines),
@@ -37,15 +38,7 @@ export function redisOptionProblems(redis: RedisCacheConfig): Array<{ key: keyof
 
 /** The secret in `file` (one trailing newline allowed, as `echo` and editors leave it). */
 export function readKeySecretFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  const secret = text.replace(/\r?\n$/, '');
-  if (!REDIS_KEY_SECRET.test(secret)) throw new Error(`the secret in "${file}" ${REDIS_KEY_SECRET_RULE}`);
-  return secret;
+  return readSecretFile(file, REDIS_KEY_SECRET, REDIS_KEY_SECRET_RULE, 'secret');
 }
 
 /** The configured key secret (read from `key_secret_file` when that is how it is given). */

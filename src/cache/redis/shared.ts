@@ -18,7 +18,9 @@ import { keySecret, loggableRedisUrl } from './options.js';
  * Keys (under `key_prefix`):
  *   t:<id>   an entry: sealed value, PX = its remaining life (reads never extend it)
  *   l:<id>   a short lock: the instance introspecting the token (SET NX PX lock_wait_ms)
- *   s:<h>    entry keys of one subject, c:<h> of one client (for purges), PX >= their entries'
+ *   s:<h>    entry keys of one subject, c:<h> of one client (for purges): sorted sets
+ *            scored by each entry's expiry, pruned of expired members on every write,
+ *            PX >= their live entries'
  *   events   the pub/sub channel: "f <key>" filled, "r <key>" lock released, "p <sealed>" purge
  * where <id> and <h> are HMACs under the key secret (see crypto.ts).
  *
@@ -32,6 +34,10 @@ import { keySecret, loggableRedisUrl } from './options.js';
 /** Failures in a row that turn sharing off while the connection still looks open (a Redis too slow to answer). */
 const FAILURES_TO_TRIP = 3;
 const PROBE_EVERY_MS = 1000;
+/** Entry keys deleted per command by a purge by sub or client_id. */
+const PURGE_BATCH = 500;
+/** PEXPIRE NX/GT (the index TTLs) came with Redis 7.0; Valkey answers with a compatible redis_version. */
+const MIN_REDIS_MAJOR = 7;
 
 /** Deletes the lock only if it is still ours (it may have expired and gone to another instance), then says it is released. */
 const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return redis.call('PUBLISH', ARGV[2], ARGV[3])";
@@ -87,6 +93,8 @@ export class RedisSharedCache implements SharedTokenStore {
   #probing = false;
   #subscribed = false;
   #closed = false;
+  #versionChecked = false;
+  #tooOld = false;
   #users = 0;
   /** Local waits for another instance's introspection, by entry key. */
   readonly #waiters = new Map<string, Set<() => void>>();
@@ -111,7 +119,9 @@ export class RedisSharedCache implements SharedTokenStore {
       reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2000),
       ...(tls ? { tls: true as const, rejectUnauthorized: options.verify_ssl, ...(options.ca_file !== undefined ? { ca: readFileSync(options.ca_file) } : {}) } : {}),
     };
-    this.#client = loadRedis().createClient({ url: options.url, socket, disableOfflineQueue: true, commandOptions: { timeout: options.command_timeout_ms } });
+    // No offline queue: a command while disconnected fails at once. No per-command timeout in
+    // node-redis: it only bounds the wait to be written; `#timed` bounds every call instead.
+    this.#client = loadRedis().createClient({ url: options.url, socket, disableOfflineQueue: true });
     this.#subscriber = this.#client.duplicate();
     this.#metrics?.up(false);
 
@@ -131,7 +141,10 @@ export class RedisSharedCache implements SharedTokenStore {
         () => {
           this.#subscribed = true;
         },
-        () => {},
+        (err: unknown) => {
+          // Not while closing; a refusal (an ACL without the channel) is worth a line: purges sent elsewhere will not arrive.
+          if (!this.#closed) this.#log.warn({ redis: this.#where, reason: err instanceof Error ? err.message : String(err) }, 'shared cache: cannot subscribe to the events channel; purges made on other instances will not reach this one');
+        },
       );
   }
 
@@ -153,7 +166,8 @@ export class RedisSharedCache implements SharedTokenStore {
     let value: string | null;
     let pttl: number;
     try {
-      [value, pttl] = await Promise.all([this.#client.get(ref.key), this.#client.pTTL(ref.key)]);
+      // One round trip, and the TTL of the very value read.
+      [value, pttl] = (await this.#timed(this.#client.multi().get(ref.key).pTTL(ref.key).exec())) as unknown as [string | null, number];
     } catch (err) {
       this.#failed(err, 'get');
       return undefined;
@@ -181,10 +195,14 @@ export class RedisSharedCache implements SharedTokenStore {
     if (ttl <= 0) return;
     const value = this.#crypto.seal(ref.material, ref.key, entry);
     const m = this.#client.multi().set(ref.key, value, { PX: ttl });
-    if (entry.active) for (const index of this.#indexesOf(entry)) m.sAdd(index, ref.key).pExpire(index, ttl, 'NX').pExpire(index, ttl, 'GT');
+    if (entry.active) {
+      // Expired members go with every write: an index holds the live entries only, however busy its client.
+      const now = this.#now();
+      for (const index of this.#indexesOf(entry)) m.zRemRangeByScore(index, '-inf', now).zAdd(index, { score: entry.expiresAt, value: ref.key }).pExpire(index, ttl, 'NX').pExpire(index, ttl, 'GT');
+    }
     m.publish(this.#channel, `f ${ref.key}`);
     try {
-      await m.exec();
+      await this.#timed(m.exec());
     } catch (err) {
       this.#failed(err, 'set');
       return;
@@ -205,7 +223,7 @@ export class RedisSharedCache implements SharedTokenStore {
     const settled = this.#wait(ref.key, wait);
     let reply: string | null;
     try {
-      reply = await this.#client.set(lock, mine, { NX: true, PX: wait });
+      reply = await this.#timed(this.#client.set(lock, mine, { NX: true, PX: wait }));
     } catch (err) {
       settled.cancel();
       this.#failed(err, 'lock');
@@ -220,7 +238,7 @@ export class RedisSharedCache implements SharedTokenStore {
       won: true,
       release: () => {
         if (!this.#up) return;
-        this.#client.eval(RELEASE_SCRIPT, { keys: [lock], arguments: [mine, this.#channel, `r ${ref.key}`] }).then(
+        this.#timed(this.#client.eval(RELEASE_SCRIPT, { keys: [lock], arguments: [mine, this.#channel, `r ${ref.key}`] })).then(
           () => this.#answered(),
           (err: unknown) => this.#failed(err, 'lock'),
         );
@@ -238,7 +256,7 @@ export class RedisSharedCache implements SharedTokenStore {
    * entries `localKeys` (their first-level keys).
    */
   async purgeTokens(refs: readonly SharedRef[], localKeys: readonly string[]): Promise<SharedPurge> {
-    return this.#purge(async () => (refs.length === 0 ? 0 : await this.#client.del(refs.map((r) => r.key))), { k: [...localKeys] });
+    return this.#purge(async () => (refs.length === 0 ? 0 : await this.#timed(this.#client.del(refs.map((r) => r.key)))), { k: [...localKeys] });
   }
 
   /** Removes every entry of a subject (`sub`) or client (`client_id`) from Redis and from every instance's local cache. */
@@ -246,9 +264,14 @@ export class RedisSharedCache implements SharedTokenStore {
     const index = this.#index(kind === 'sub' ? 's' : 'c', value);
     return this.#purge(
       async () => {
-        const members = await this.#client.sMembers(index);
-        const removed = members.length === 0 ? 0 : await this.#client.del(members);
-        await this.#client.del(index);
+        // In batches: a busy client may have many live tokens, and no single command should carry them all.
+        let removed = 0;
+        for (let offset = 0; ; offset += PURGE_BATCH) {
+          const members = await this.#timed(this.#client.zRange(index, this.#now(), '+inf', { BY: 'SCORE', LIMIT: { offset, count: PURGE_BATCH } }));
+          if (members.length > 0) removed += await this.#timed(this.#client.del(members));
+          if (members.length < PURGE_BATCH) break;
+        }
+        await this.#timed(this.#client.del(index));
         return removed;
       },
       kind === 'sub' ? { s: value } : { c: value },
@@ -262,7 +285,7 @@ export class RedisSharedCache implements SharedTokenStore {
     }
     try {
       const shared = await remove();
-      await this.#client.publish(this.#channel, `p ${this.#crypto.sealMessage(message)}`);
+      await this.#timed(this.#client.publish(this.#channel, `p ${this.#crypto.sealMessage(message)}`));
       this.#answered();
       this.#metrics?.operation('purge', 'ok');
       return { shared, instances: 'notified' };
@@ -363,6 +386,21 @@ export class RedisSharedCache implements SharedTokenStore {
     this.#log.info({ redis: this.#where }, `local token cache cleared: ${why}`);
   }
 
+  /**
+   * `call`, or a rejection after `command_timeout_ms`. node-redis's own
+   * command timeout ends when the command is written: a Redis that accepts
+   * the connection and then stops answering (stopped, overloaded, a black
+   * hole on the path) would hold every miss as long as it likes. The reply,
+   * when it comes, is matched to its command by node-redis and dropped here.
+   */
+  #timed<T>(call: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeoutError(this.options.command_timeout_ms)), this.options.command_timeout_ms);
+    });
+    return Promise.race([call, late]).finally(() => clearTimeout(timer));
+  }
+
   #answered(): void {
     this.#failures = 0;
   }
@@ -395,7 +433,17 @@ export class RedisSharedCache implements SharedTokenStore {
     if (this.#up || this.#probing || this.#closed || !this.#client.isReady) return;
     this.#probing = true;
     try {
-      await this.#client.ping();
+      if (!this.#versionChecked) {
+        const info = await this.#timed(this.#client.info('server'));
+        const version = /redis_version:(\d+)\.(\d+)/.exec(String(info));
+        if (version !== null && Number(version[1]) < MIN_REDIS_MAJOR) {
+          if (!this.#tooOld) this.#log.error({ redis: this.#where, redis_version: `${version[1]}.${version[2]}` }, 'shared cache not used: Redis 7.0 or later (or Valkey) is required; requests are served from the local cache and the authorization server');
+          this.#tooOld = true;
+          return;
+        }
+        this.#versionChecked = true;
+      }
+      await this.#timed(this.#client.ping());
     } catch {
       return;
     } finally {
@@ -419,6 +467,14 @@ export class RedisSharedCache implements SharedTokenStore {
 /** What tells one shared cache set-up from another: its options and the key secret they resolve to (hashed). */
 export function sharedCacheIdentity(options: RedisCacheConfig, secret = keySecret(options)): string {
   return createHash('sha256').update(JSON.stringify(options)).update('\n').update(secret).digest('base64');
+}
+
+/** A call to Redis that got no answer within `command_timeout_ms`. */
+class RedisTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`no answer from Redis within ${ms} ms (command_timeout_ms)`);
+    this.name = 'RedisTimeoutError';
+  }
 }
 
 /** A claim made without Redis: this instance introspects, and there is nothing to release. */
