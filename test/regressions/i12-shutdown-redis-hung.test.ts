@@ -49,25 +49,18 @@ ${redisBlock(s.redis, '    command_timeout_ms: 200\n')}`,
     await run.waitFor(/shared cache connected/, 15_000);
     await s.as.activate('at-shutdown', { scope: 'read' });
     s.redis.cli('CLIENT', 'PAUSE', '20000', 'ALL');
-    try {
-      // A miss under way: its Redis command waits for a reply.
-      const pending = request(`http://127.0.0.1:${port}/api/x`, { headers: { authorization: 'Bearer at-shutdown' } }).then(
-        (r) => r.body.dump(),
-        () => {},
-      );
-      await sleep(500);
-      const signalled = Date.now();
-      run.child.kill('SIGTERM');
-      await run.waitFor(/"stopped"/, 10_000);
-      const ended = await Promise.race([run.exited.then(() => 'exited'), sleep(6000).then(() => 'still running')]);
-      assert.equal(ended, 'exited', `the process logged "stopped" but was still running ${Date.now() - signalled} ms after SIGTERM`);
-      await pending;
-    } finally {
-      try {
-        s.redis.cli('CLIENT', 'UNPAUSE');
-      } catch {
-        // the server is killed in after() anyway
-      }
-    }
+    // A miss under way: its Redis command waits for a reply.
+    const pending = request(`http://127.0.0.1:${port}/api/x`, { headers: { authorization: 'Bearer at-shutdown' } }).then(
+      (r) => r.body.dump(),
+      () => {},
+    );
+    await sleep(500);
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    await run.waitFor(/"stopped"/, 10_000);
+    const ended = await Promise.race([run.exited.then(() => 'exited'), sleep(6000).then(() => 'still running')]);
+    assert.equal(ended, 'exited', `the process logged "stopped" but was still running ${Date.now() - signalled} ms after SIGTERM`);
+    await pending;
+    // (No CLIENT UNPAUSE: Redis 7.0 pauses it too; the server is killed in after().)
   });
 });
