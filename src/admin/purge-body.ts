@@ -10,12 +10,12 @@ import type { PurgeRequest } from '../cache/purge.js';
 
 /** Bounds of a purge request's body. */
 export const PURGE_BODY = Object.freeze({
-  /** Bytes; more is a 413 (a token is at most `maxToken` characters, the rest is slack for encoding). */
-  maxBytes: 64 * 1024,
+  /** Bytes; more is a 413 (a token of `maxToken` characters, percent-encoded in a form at worst three bytes each, fits). */
+  maxBytes: 256 * 1024,
   /** Milliseconds to receive the whole body; slower is a 408 (below the listener's own request timeout, so this answers first). */
   timeoutMs: 5000,
-  /** Characters of a token (a longer one cannot be cached: the exchanges refuse it before that). */
-  maxToken: 16384,
+  /** Characters of a token: the largest `max_token_length` a route may have (a longer token is never cached). */
+  maxToken: 65536,
   /** Characters of a `sub` or `client_id`. */
   maxName: 1024,
 });

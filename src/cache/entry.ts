@@ -91,11 +91,15 @@ export interface Who {
   readonly sub: string | undefined;
 }
 
-/** `client_id` and `sub` from claims, when they are strings (at most 256 characters each: a log field, not a document). */
+/**
+ * `client_id` and `sub` from claims, when they are strings of at most 1024
+ * characters (what a purge by `sub` or `client_id` accepts; the access log
+ * shows the first 256).
+ */
 export function whoOf(claims: Readonly<JWTPayload>): Who {
   const c = claims.client_id;
   const s = claims.sub;
-  return { clientId: typeof c === 'string' ? c.slice(0, 256) : undefined, sub: typeof s === 'string' ? s.slice(0, 256) : undefined };
+  return { clientId: typeof c === 'string' && c.length <= 1024 ? c : undefined, sub: typeof s === 'string' && s.length <= 1024 ? s : undefined };
 }
 
 /**

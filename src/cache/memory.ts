@@ -40,6 +40,7 @@ export class MemoryTokenCache implements TokenStore {
   readonly #active: LRUCache<string, ActiveToken>;
   readonly #inactive: LRUCache<string, InactiveToken>;
   readonly #now: Clock;
+  #purges = 0;
 
   constructor(opts: MemoryCacheOptions) {
     if (!Number.isInteger(opts.maxEntries) || opts.maxEntries < 1) {
@@ -79,8 +80,14 @@ export class MemoryTokenCache implements TokenStore {
     }
   }
 
+  /** Purges so far: every delete, scan and clear (see `TokenStore.purges`). */
+  get purges(): number {
+    return this.#purges;
+  }
+
   /** Removes the entry under `key`; whether there was one. */
   delete(key: string): boolean {
+    this.#purges++;
     const a = this.#active.delete(key);
     const i = this.#inactive.delete(key);
     return a || i;
@@ -94,6 +101,7 @@ export class MemoryTokenCache implements TokenStore {
    * served meanwhile (100,000 entries take tens of milliseconds).
    */
   async deleteWhere(match: (entry: ActiveToken) => boolean): Promise<number> {
+    this.#purges++;
     const keys: string[] = [];
     this.#active.forEach((_entry, key) => {
       keys.push(key);
@@ -122,6 +130,7 @@ export class MemoryTokenCache implements TokenStore {
   }
 
   clear(): void {
+    this.#purges++;
     this.#active.clear();
     this.#inactive.clear();
   }

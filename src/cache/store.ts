@@ -15,6 +15,13 @@ import type { TokenEntry } from './entry.js';
  * reports it through its own channel and never fails a request.
  */
 export interface TokenStore {
+  /**
+   * Bumped by every purge (a delete, a scan, a clear), when the store keeps
+   * count: an answer whose introspection started before a purge is not
+   * kept, and a request after a purge does not wait for an introspection
+   * started before it.
+   */
+  readonly purges?: number;
   get(key: string): TokenEntry | undefined | Promise<TokenEntry | undefined>;
   set(key: string, entry: TokenEntry): void | Promise<void>;
   /** Removes the entry under `key`; a store that can tell says whether there was one. */
@@ -27,6 +34,12 @@ export interface SharedRef {
   readonly key: string;
   /** Namespace and token: what the entry is sealed under. Never stored, never logged. */
   readonly material: string;
+  /**
+   * Set by `get` on a miss: the store's own time of that read. An answer
+   * fetched after it is written only over entries older than it, never over
+   * a newer answer or a purge made since.
+   */
+  readAt?: number;
 }
 
 /**
@@ -50,7 +63,8 @@ export interface SharedTokenStore {
   get(ref: SharedRef): Promise<TokenEntry | undefined>;
   /** Resolves once written (or given up); never rejects, and an exchange does not wait for it. */
   set(ref: SharedRef, entry: TokenEntry): Promise<void>;
-  claim(ref: SharedRef): Promise<Claim>;
+  /** `holdMs`: how long the introspection the claim is for may take (the claim lasts that long). */
+  claim(ref: SharedRef, holdMs: number): Promise<Claim>;
   /** After a claim not won: whether the other instance's answer was found (metrics). */
   waited?(found: boolean): void;
 }

@@ -201,7 +201,6 @@ export const REDIS_DEFAULTS = Object.freeze({
   key_prefix: 'phantom-gateway:',
   connect_timeout_ms: 1000,
   command_timeout_ms: 250,
-  lock_wait_ms: 3000,
 });
 
 /**
@@ -238,7 +237,8 @@ const redisCache = z.strictObject({
   // Every command: past it the command counts as failed (a miss, never a refusal).
   command_timeout_ms: int(1, 60_000).default(REDIS_DEFAULTS.command_timeout_ms),
   // How long an instance waits for another instance's introspection of the same token before making its own.
-  lock_wait_ms: int(0, 60_000).default(REDIS_DEFAULTS.lock_wait_ms),
+  // Absent: as long as that introspection may take (the route's timeout_ms + 1 s). 0: never wait.
+  lock_wait_ms: int(0, 600_000).optional(),
   // rediss:// only: the CA to trust instead of Node's roots, and whether to verify the server's certificate at all.
   ca_file: filePath().optional(),
   verify_ssl: bool().default(true),

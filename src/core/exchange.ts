@@ -41,6 +41,8 @@ interface Flight {
   expiresAt: number;
   /** The token in the shared store, when its answer is to be written there too. */
   shared?: SharedRef | undefined;
+  /** The store's purge count when the flight started: after a purge its answer is not kept, nor joined. */
+  readonly purges: number;
 }
 
 /** Filled in by `authorize` when asked: how long the cached state behind a verdict lives. */
@@ -68,6 +70,11 @@ export interface TokenExchangeOptions {
   tokenCacheSeconds: number;
   /** Seconds to remember an inactive token. 0 = never. */
   negativeCacheSeconds: number;
+  /**
+   * How long one introspection may take (its timeout and a margin): how
+   * long another instance's claim on a token lasts. Default 6000.
+   */
+  introspectionMs?: number;
   maxTokenLength: number;
   now?: Clock;
   /** Told about unexpected internal failures (bugs), never about tokens. */
@@ -170,13 +177,16 @@ export class TokenExchange {
    */
   #miss(key: string, token: string, requester: Requester | undefined, stored: Promise<TokenEntry | undefined> | undefined): Flight {
     let flight = this.#inflight.get(key);
-    if (flight === undefined) {
+    const purges = this.#o.cache.purges ?? 0;
+    // A flight that started before a purge answers for the token as it was: a request after the purge starts afresh.
+    if (flight === undefined || flight.purges !== purges) {
       const f: Flight = {
         key,
         request: requester === undefined ? { client: '' } : { client: requester.clientAddress, trace: requester.traceHeaders, span: requester.span },
         verdict: NOT_YET,
         waiters: 0,
         expiresAt: 0,
+        purges,
       };
       const run = stored !== undefined ? this.#lookup(stored, key, token, f) : this.#o.shared !== undefined ? this.#viaShared(this.#o.shared, key, token, f) : this.#introspect(key, token, f);
       f.verdict = run.finally(() => {
@@ -213,7 +223,7 @@ export class TokenExchange {
     const ref = shared.ref(this.#prefix, token);
     let entry = await shared.get(ref);
     if (entry === undefined) {
-      const claim = await shared.claim(ref);
+      const claim = await shared.claim(ref, this.#o.introspectionMs ?? 6000);
       flight.shared = ref;
       if (claim.won) {
         try {
@@ -228,6 +238,7 @@ export class TokenExchange {
       if (entry === undefined) return this.#introspect(key, token, flight);
     }
     this.#metrics?.hit();
+    if (flight.purges !== (this.#o.cache.purges ?? 0)) return entry.active ? entry : TOKEN_INACTIVE;
     flight.expiresAt = entry.expiresAt;
     // Its remaining life only (the shared store never answers past Redis's own TTL).
     this.#o.onCached?.({ key: shortKey(key), ttl_s: Math.max(0, Math.round((entry.expiresAt - this.#now()) / 100) / 10), reason: 'shared' });
@@ -265,6 +276,8 @@ export class TokenExchange {
   }
 
   #remember(key: string, entry: TokenEntry, flight: Flight, reason: TtlReason): void {
+    // Purged while it was being introspected: the answer predates the purge, keep nothing.
+    if (flight.purges !== (this.#o.cache.purges ?? 0)) return;
     const ttlMs = entry.expiresAt - this.#now();
     this.#o.onCached?.({ key: shortKey(key), ttl_s: Math.max(0, Math.round(ttlMs / 100) / 10), reason });
     if (ttlMs <= 0) return;

@@ -1,6 +1,6 @@
 import { MemoryTokenCache, type Clock } from '../cache/memory.js';
 import type { PurgeOutcome, PurgeRequest } from '../cache/purge.js';
-import { RedisSharedCache, sharedCacheIdentity } from '../cache/redis/shared.js';
+import { RedisSharedCache, sharedCacheIdentity, type PurgeTarget } from '../cache/redis/shared.js';
 import type { SharedRef, TokenStore } from '../cache/store.js';
 import { MINTING_RESPONSES, type GatewayConfig, type PhantomTokenOptions, type RouteConfig } from '../config/schema.js';
 import { startupWarnings } from '../config/warnings.js';
@@ -118,8 +118,6 @@ export class Guards {
         ...(metrics ? { onEvict: (kind: 'active' | 'inactive') => metrics.evicted(kind) } : {}),
       });
     const store = this.store;
-    this.shared = sharedFor(config, deps);
-    if (this.shared !== undefined && store instanceof MemoryTokenCache) this.shared.attach(store);
     if (metrics !== undefined && store instanceof MemoryTokenCache) metrics.watchCache(() => ({ active: store.size - store.negativeSize, inactive: store.negativeSize }));
     const clients = new Map<string, IntrospectionClient>();
     const exchanges = new Map<string, TokenExchange>();
@@ -198,6 +196,7 @@ export class Guards {
           introspector: client,
           cache: this.store,
           shared: this.shared,
+          introspectionMs: pt.timeout_ms + 1000,
           // Only what can change an answer: the server (endpoint or issuer,
           // and the TLS trust that decides which server that is: an entry
           // fetched without certificate checks must never serve a route that
@@ -234,13 +233,25 @@ export class Guards {
       return exchange;
     };
 
-    this.routes = Object.freeze(
-      config.routes.map((r, index): GuardedRoute => {
-        const pt = r.phantom_token;
-        const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope, pt.audience), options: pt });
-        return Object.freeze({ index, config: r, guard });
-      }),
-    );
+    // Last, so that nothing thrown before leaves its connections open; and released if the routes throw.
+    this.shared = sharedFor(config, deps);
+    try {
+      this.routes = Object.freeze(
+        config.routes.map((r, index): GuardedRoute => {
+          const pt = r.phantom_token;
+          const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope, pt.audience), options: pt });
+          return Object.freeze({ index, config: r, guard });
+        }),
+      );
+    } catch (err) {
+      void this.#releaseShared();
+      throw err;
+    }
+    if (this.shared !== undefined && store instanceof MemoryTokenCache) {
+      // Purge messages from other instances: this configuration's keys for a token, in its store.
+      this.#purgeTarget = { store, keysOf: (token) => this.#keysOf(token) };
+      this.shared.attach(this.#purgeTarget);
+    }
     this.#router = new Router(this.routes.map((r) => ({ prefix: r.config.path, value: r })));
     for (const w of startupWarnings(config)) logger.warn(w.fields, w.message);
   }
@@ -295,18 +306,13 @@ export class Guards {
     const shared = this.shared;
     let local = 0;
     if ('token' in request) {
-      const keys: string[] = [];
-      const refs: SharedRef[] = [];
-      for (const exchange of this.#exchanges) {
-        const key = exchange.keyOf(request.token);
-        keys.push(key);
-        const ref = exchange.sharedRefOf(request.token);
-        if (ref !== undefined) refs.push(ref);
+      const keys = this.#keysOf(request.token);
+      for (const key of keys.local) {
         if (store instanceof MemoryTokenCache) local += store.delete(key) ? 1 : 0;
         else await store.delete(key);
       }
       if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
-      return { local, ...(await shared.purgeTokens(refs, keys)) };
+      return { local, ...(await shared.purgeToken(request.token, keys.refs)) };
     }
     if (store instanceof MemoryTokenCache) {
       local = await ('sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id));
@@ -330,13 +336,26 @@ export class Guards {
     await Promise.all([...this.#clients.map((c) => c.destroy()), this.#releaseShared()]);
   }
 
+  /** The keys `token` has under every exchange: in the local store, and in the shared one. */
+  #keysOf(token: string): { local: string[]; refs: SharedRef[] } {
+    const local: string[] = [];
+    const refs: SharedRef[] = [];
+    for (const exchange of this.#exchanges) {
+      local.push(exchange.keyOf(token));
+      const ref = exchange.sharedRefOf(token);
+      if (ref !== undefined) refs.push(ref);
+    }
+    return { local, refs };
+  }
+
+  #purgeTarget: PurgeTarget | undefined;
   #sharedReleased = false;
   /** This configuration is done with the shared cache (closed when no other uses it). */
   async #releaseShared(): Promise<void> {
     const shared = this.shared;
     if (shared === undefined || this.#sharedReleased) return;
     this.#sharedReleased = true;
-    if (this.store instanceof MemoryTokenCache) shared.detach(this.store);
+    if (this.#purgeTarget !== undefined) shared.detach(this.#purgeTarget);
     await shared.release();
   }
 }

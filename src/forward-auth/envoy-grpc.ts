@@ -411,7 +411,7 @@ export class EnvoyAuthService {
       const route = d.route?.config.path;
       // Nobody got this answer: logged as nginx's 499, like the proxy's clients that went away.
       if (cancelled) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 499, ms, cache: d.cache, code: 'client_closed', request_id: id, route }, 'check');
-      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache, request_id: id, route, client_id: d.token?.clientId }, 'check');
+      else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache, request_id: id, route, client_id: d.token?.clientId?.slice(0, 256) }, 'check');
       else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code, request_id: id, route }, 'check');
     }
     return checkResponse(d, this.#identity);

@@ -349,8 +349,8 @@ export class ForwardAuthListener {
         route: d?.route?.config.path,
         upstream: d?.route === undefined ? undefined : this.#origins[d.route.index],
         introspection_ms: f.introspectionMs < 0 ? undefined : f.introspectionMs,
-        client_id: token?.clientId,
-        sub: this.#accessSub ? token?.sub : undefined,
+        client_id: token?.clientId?.slice(0, 256),
+        sub: this.#accessSub ? token?.sub?.slice(0, 256) : undefined,
       },
       'decision',
     );

@@ -622,8 +622,8 @@ export class Gateway {
         route: f?.route?.prefix,
         upstream: f?.route?.origin,
         introspection_ms: f === undefined || f.introspectionMs < 0 ? undefined : f.introspectionMs,
-        client_id: token?.clientId,
-        sub: this.#accessSub ? token?.sub : undefined,
+        client_id: token?.clientId?.slice(0, 256),
+        sub: this.#accessSub ? token?.sub?.slice(0, 256) : undefined,
       },
       'request',
     );

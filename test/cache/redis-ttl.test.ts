@@ -10,6 +10,12 @@ import { RedisSharedCache } from '../../src/cache/redis/shared.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { skip, startRedis, sharedUp, TEST_KEY_SECRET, type RedisInstance } from '../helpers/redis.js';
 
+/** Writes as the exchange does: after the read that missed (its Redis time is the answer's version). */
+async function put(shared: RedisSharedCache, ref: ReturnType<RedisSharedCache['ref']>, entry: Parameters<RedisSharedCache['set']>[1]): Promise<void> {
+  await shared.get(ref);
+  await shared.set(ref, entry);
+}
+
 describe('shared store lifetimes (real redis-server)', { skip }, () => {
   let redis: RedisInstance;
   let shared: RedisSharedCache;
@@ -26,7 +32,7 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
 
   test('PX is the entry\'s remaining life, and reads never extend it', async () => {
     const ref = shared.ref('ns\n', 'tok-px');
-    await shared.set(ref, activeToken('Bearer a.e30.c', ' read ', Date.now() + 5000));
+    await put(shared, ref, activeToken('Bearer a.e30.c', ' read ', Date.now() + 5000));
     const first = Number(redis.cli('PTTL', ref.key).trim());
     assert.ok(first > 4000 && first <= 5000, `PTTL ${first}`);
     for (let i = 0; i < 5; i++) assert.ok(await shared.get(ref));
@@ -41,7 +47,7 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
     try {
       await sharedUp(ahead);
       const ref = ahead.ref('ns\n', 'tok-skew');
-      await ahead.set(ref, activeToken('Bearer a.e30.c', ' read ', Date.now() + 70_000));
+      await put(ahead, ref, activeToken('Bearer a.e30.c', ' read ', Date.now() + 70_000));
       const e = await shared.get(shared.ref('ns\n', 'tok-skew'));
       const pttl = Number(redis.cli('PTTL', ref.key).trim());
       assert.ok(pttl > 5000 && pttl <= 10_000, `Redis TTL ${pttl} ms`);
@@ -55,7 +61,7 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
 
   test('after Redis expires an entry it is gone for every reader', async () => {
     const ref = shared.ref('ns\n', 'tok-short');
-    await shared.set(ref, { active: false, expiresAt: Date.now() + 150 });
+    await put(shared, ref, { active: false, expiresAt: Date.now() + 150 });
     assert.equal((await shared.get(ref))?.active, false);
     await new Promise((r) => setTimeout(r, 250));
     assert.equal(await shared.get(ref), undefined);
@@ -63,9 +69,9 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
   });
 
   test('a purge index holds the live entries only: expired members go with the next write', async () => {
-    for (let i = 0; i < 5; i++) await shared.set(shared.ref('ns\n', `busy-${i}`), activeToken('Bearer a.e30.c', ' ', Date.now() + 100, undefined, { clientId: 'busy-client', sub: undefined }));
+    for (let i = 0; i < 5; i++) await put(shared, shared.ref('ns\n', `busy-${i}`), activeToken('Bearer a.e30.c', ' ', Date.now() + 100, undefined, { clientId: 'busy-client', sub: undefined }));
     await new Promise((r) => setTimeout(r, 200));
-    await shared.set(shared.ref('ns\n', 'busy-live'), activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'busy-client', sub: undefined }));
+    await put(shared, shared.ref('ns\n', 'busy-live'), activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'busy-client', sub: undefined }));
     const indexes = redis.keys().filter((k) => k.startsWith('ttl:c:'));
     assert.equal(indexes.length, 1);
     assert.equal(redis.cli('ZCARD', indexes[0]!).trim(), '1');
@@ -75,7 +81,7 @@ describe('shared store lifetimes (real redis-server)', { skip }, () => {
 
   test('a purge by client_id removes every live entry of a client with more entries than one delete batch', async () => {
     const refs = Array.from({ length: 1200 }, (_, i) => shared.ref('ns\n', `many-${i}`));
-    await Promise.all(refs.map((ref) => shared.set(ref, activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'many-client', sub: undefined }))));
+    await Promise.all(refs.map((ref) => put(shared, ref, activeToken('Bearer a.e30.c', ' ', Date.now() + 60_000, undefined, { clientId: 'many-client', sub: undefined }))));
     const outcome = await shared.purgeBy('client_id', 'many-client');
     assert.deepEqual(outcome, { shared: 1200, instances: 'notified' });
     assert.equal(await shared.get(refs[0]!), undefined);

@@ -39,9 +39,14 @@ async function redisStore(clock: FakeClock): Promise<TokenStore> {
   const ns = `ns${namespaces++}\n`;
   return {
     get: (k: string) => shared.get(shared.ref(ns, k)),
-    set: (k: string, e: TokenEntry) => shared.set(shared.ref(ns, k), e),
+    // As the exchange does: the read that missed gives the version the answer is written with.
+    set: async (k: string, e: TokenEntry) => {
+      const ref = shared.ref(ns, k);
+      await shared.get(ref);
+      await shared.set(ref, e);
+    },
     delete: async (k: string) => {
-      await shared.purgeTokens([shared.ref(ns, k)], []);
+      await shared.purgeToken(k, [shared.ref(ns, k)]);
     },
   };
 }

@@ -16,12 +16,20 @@ import { keySecret, loggableRedisUrl } from './options.js';
  * Valkey) through node-redis.
  *
  * Keys (under `key_prefix`):
- *   t:<id>   an entry: sealed value, PX = its remaining life (reads never extend it)
- *   l:<id>   a short lock: the instance introspecting the token (SET NX PX lock_wait_ms)
+ *   t:<id>   an entry: "<version>.<sealed value>", PX = its remaining life (reads never
+ *            extend it). <version> is Redis's time (µs) of the read that missed before
+ *            the introspection: an answer is written only over an older version, so a
+ *            slow, earlier introspection never overwrites a newer answer. A purge
+ *            leaves "<its time>." (a tombstone, read as a miss) for a while, so no
+ *            introspection begun before the purge can write the token back.
+ *   l:<id>   a short lock: the instance introspecting the token (SET NX PX, as long as
+ *            an introspection may take)
  *   s:<h>    entry keys of one subject, c:<h> of one client (for purges): sorted sets
  *            scored by each entry's expiry, pruned of expired members on every write,
  *            PX >= their live entries'
- *   events   the pub/sub channel: "f <key>" filled, "r <key>" lock released, "p <sealed>" purge
+ *   events   the pub/sub channel: "f <key>" filled, "r <key>" lock released, "p <sealed>"
+ *            purge (the token, sub or client_id, sealed under the key secret: every
+ *            instance works out its own keys for it, whatever its routes)
  * where <id> and <h> are HMACs under the key secret (see crypto.ts).
  *
  * Every command has `command_timeout_ms`; nothing waits for a connection
@@ -39,8 +47,49 @@ const PURGE_BATCH = 500;
 /** PEXPIRE NX/GT (the index TTLs) came with Redis 7.0; Valkey answers with a compatible redis_version. */
 const MIN_REDIS_MAJOR = 7;
 
+/** Purged pending while Redis is unavailable, replayed when it is back (the oldest dropped beyond). */
+const MAX_PENDING_PURGES = 1000;
+
 /** Deletes the lock only if it is still ours (it may have expired and gone to another instance), then says it is released. */
 const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return redis.call('PUBLISH', ARGV[2], ARGV[3])";
+
+/**
+ * Writes an entry only over an older version (or nothing), indexes it by
+ * subject and client (sorted sets by expiry, pruned of expired members,
+ * TTL at least the entry's), and says it is filled. KEYS: entry, indexes.
+ * ARGV: version, value, px, expiry score, now, channel, message. 1 written, 0 not.
+ */
+const WRITE_SCRIPT = `local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^(%d+)%.'))
+  if v and v >= tonumber(ARGV[1]) then
+    redis.call('PUBLISH', ARGV[6], ARGV[7])
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '.' .. ARGV[2], 'PX', ARGV[3])
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[5])
+  redis.call('ZADD', KEYS[i], ARGV[4], KEYS[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[3], 'NX')
+  redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT')
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1`;
+
+/**
+ * Replaces each entry with a tombstone of Redis's present time for ARGV[1]
+ * ms; how many held an answer. KEYS: entries.
+ */
+const TOMBSTONE_SCRIPT = `local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+local n = 0
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur and not string.match(cur, '^%d+%.$') then n = n + 1 end
+  redis.call('SET', KEYS[i], now .. '.', 'PX', ARGV[1])
+end
+return n`;
 
 type Client = ReturnType<typeof CreateClient>;
 
@@ -60,8 +109,19 @@ export interface RedisCacheDeps {
   now?: Clock;
 }
 
-/** A purge message as sealed on the channel. */
-type PurgeMessage = { k: string[] } | { s: string } | { c: string };
+/** A purge as sealed on the channel (and kept while Redis is unavailable). */
+type PurgeMessage = { t: string } | { s: string } | { c: string };
+
+/**
+ * What a purge message clears in one process: its local store, and the
+ * keys a token has under each of its exchanges (the guards of each
+ * configuration running).
+ */
+export interface PurgeTarget {
+  readonly store: MemoryTokenCache;
+  /** The token's first-level keys and shared refs under every exchange. */
+  keysOf(token: string): { readonly local: readonly string[]; readonly refs: readonly SharedRef[] };
+}
 
 /** What a shared purge did: entries removed from Redis, and whether every instance was told. */
 export interface SharedPurge {
@@ -89,6 +149,12 @@ export class RedisSharedCache implements SharedTokenStore {
   #warned = false;
   #downSince = 0;
   #failures = 0;
+  /** Failed writes in a row (a Redis that answers reads and refuses writes, a read-only replica, is not usable). */
+  #writeFailures = 0;
+  /** Purges made while Redis was unavailable, replayed before sharing resumes. */
+  #pending: PurgeMessage[] = [];
+  #pendingDropped = 0;
+  #connecting: Promise<unknown>[] = [];
   #probe: NodeJS.Timeout | undefined;
   #probing = false;
   #subscribed = false;
@@ -98,8 +164,8 @@ export class RedisSharedCache implements SharedTokenStore {
   #users = 0;
   /** Local waits for another instance's introspection, by entry key. */
   readonly #waiters = new Map<string, Set<() => void>>();
-  /** The first-level stores a purge message clears, with how many guards use each. */
-  readonly #locals = new Map<MemoryTokenCache, number>();
+  /** What purge messages clear: one target per guards using this cache. */
+  readonly #targets = new Set<PurgeTarget>();
 
   constructor(options: RedisCacheConfig, deps: RedisCacheDeps) {
     this.options = options;
@@ -133,9 +199,10 @@ export class RedisSharedCache implements SharedTokenStore {
     this.#subscriber.on('ready', () => {
       if (this.#subscribed) this.#clearLocals('the shared cache subscription was re-established (purges may have been missed)');
     });
-    this.#client.connect().catch(() => {});
-    this.#subscriber
-      .connect()
+    const clientConnect = this.#client.connect();
+    const subscriberConnect = this.#subscriber.connect();
+    this.#connecting = [clientConnect.catch(() => {}), subscriberConnect.catch(() => {})];
+    subscriberConnect
       .then(() => this.#subscriber.subscribe(this.#channel, (message: string) => this.#onMessage(message)))
       .then(
         () => {
@@ -165,15 +232,19 @@ export class RedisSharedCache implements SharedTokenStore {
     }
     let value: string | null;
     let pttl: number;
+    let time: [string, string];
     try {
-      // One round trip, and the TTL of the very value read.
-      [value, pttl] = (await this.#timed(this.#client.multi().get(ref.key).pTTL(ref.key).exec())) as unknown as [string | null, number];
+      // One round trip: the value, its TTL, and Redis's time (the version of an answer fetched after this miss).
+      [value, pttl, time] = (await this.#timed(this.#client.multi().get(ref.key).pTTL(ref.key).time().exec())) as unknown as [string | null, number, [string, string]];
     } catch (err) {
       this.#failed(err, 'get');
       return undefined;
     }
     this.#answered();
-    const entry = value === null || pttl <= 0 ? undefined : this.#crypto.open(ref.material, ref.key, value);
+    ref.readAt = Number(time[0]) * 1_000_000 + Number(time[1]);
+    const dot = value === null ? -1 : value.indexOf('.');
+    const sealed = dot === -1 ? '' : value!.slice(dot + 1);
+    const entry = sealed === '' || pttl <= 0 ? undefined : this.#crypto.open(ref.material, ref.key, sealed);
     const now = this.#now();
     // Never longer than Redis keeps it, whatever the writer's clock said.
     const expiresAt = entry === undefined ? 0 : Math.min(entry.expiresAt, now + pttl);
@@ -187,49 +258,52 @@ export class RedisSharedCache implements SharedTokenStore {
   }
 
   async set(ref: SharedRef, entry: TokenEntry): Promise<void> {
-    if (!this.#up) {
+    // Written only with the version of the read that missed: without it, it might overwrite a newer answer or a purge.
+    if (!this.#up || ref.readAt === undefined) {
       this.#metrics?.operation('set', 'skipped');
       return;
     }
-    const ttl = Math.floor(entry.expiresAt - this.#now());
+    const now = this.#now();
+    const ttl = Math.floor(entry.expiresAt - now);
     if (ttl <= 0) return;
     const value = this.#crypto.seal(ref.material, ref.key, entry);
-    const m = this.#client.multi().set(ref.key, value, { PX: ttl });
-    if (entry.active) {
-      // Expired members go with every write: an index holds the live entries only, however busy its client.
-      const now = this.#now();
-      for (const index of this.#indexesOf(entry)) m.zRemRangeByScore(index, '-inf', now).zAdd(index, { score: entry.expiresAt, value: ref.key }).pExpire(index, ttl, 'NX').pExpire(index, ttl, 'GT');
-    }
-    m.publish(this.#channel, `f ${ref.key}`);
+    const indexes = entry.active ? this.#indexesOf(entry) : [];
     try {
-      await this.#timed(m.exec());
+      await this.#timed(
+        this.#client.eval(WRITE_SCRIPT, {
+          keys: [ref.key, ...indexes],
+          arguments: [String(ref.readAt), value, String(ttl), String(entry.expiresAt), String(now), this.#channel, `f ${ref.key}`],
+        }),
+      );
     } catch (err) {
-      this.#failed(err, 'set');
+      this.#failed(err, 'set', true);
       return;
     }
-    this.#answered();
+    this.#answered(true);
     this.#metrics?.operation('set', 'ok');
   }
 
-  async claim(ref: SharedRef): Promise<Claim> {
-    const wait = this.options.lock_wait_ms;
+  async claim(ref: SharedRef, holdMs: number): Promise<Claim> {
+    // By default an instance waits as long as the other's introspection may take.
+    const wait = this.options.lock_wait_ms ?? holdMs;
     if (!this.#up || wait === 0) {
       if (wait !== 0) this.#metrics?.operation('lock', 'skipped');
       return WON_HERE;
     }
+    const hold = Math.max(wait, holdMs);
     const lock = `${this.#prefix}l:${ref.key.slice(this.#prefix.length + 2)}`;
     const mine = randomBytes(12).toString('base64');
     // Listening before asking: an answer published between the refusal and the wait is not missed.
     const settled = this.#wait(ref.key, wait);
     let reply: string | null;
     try {
-      reply = await this.#timed(this.#client.set(lock, mine, { NX: true, PX: wait }));
+      reply = await this.#timed(this.#client.set(lock, mine, { NX: true, PX: hold }));
     } catch (err) {
       settled.cancel();
-      this.#failed(err, 'lock');
+      this.#failed(err, 'lock', true);
       return WON_HERE;
     }
-    this.#answered();
+    this.#answered(true);
     this.#metrics?.operation('lock', 'ok');
     if (reply !== 'OK') return { won: false, settled: settled.promise };
     settled.cancel();
@@ -239,8 +313,8 @@ export class RedisSharedCache implements SharedTokenStore {
       release: () => {
         if (!this.#up) return;
         this.#timed(this.#client.eval(RELEASE_SCRIPT, { keys: [lock], arguments: [mine, this.#channel, `r ${ref.key}`] })).then(
-          () => this.#answered(),
-          (err: unknown) => this.#failed(err, 'lock'),
+          () => this.#answered(true),
+          (err: unknown) => this.#failed(err, 'lock', true),
         );
       },
     };
@@ -252,58 +326,96 @@ export class RedisSharedCache implements SharedTokenStore {
   }
 
   /**
-   * Removes `refs` from Redis and tells every instance to drop the local
-   * entries `localKeys` (their first-level keys).
+   * Purges `token`: tombstones `refs` (its entries under this instance's
+   * exchanges) in Redis, and tells every instance, which drops the token
+   * from its own local cache and tombstones its own entries for it.
    */
-  async purgeTokens(refs: readonly SharedRef[], localKeys: readonly string[]): Promise<SharedPurge> {
-    return this.#purge(async () => (refs.length === 0 ? 0 : await this.#timed(this.#client.del(refs.map((r) => r.key)))), { k: [...localKeys] });
+  async purgeToken(token: string, refs: readonly SharedRef[]): Promise<SharedPurge> {
+    return this.#purge({ t: token }, () => this.#tombstone(refs.map((r) => r.key)));
   }
 
   /** Removes every entry of a subject (`sub`) or client (`client_id`) from Redis and from every instance's local cache. */
   async purgeBy(kind: 'sub' | 'client_id', value: string): Promise<SharedPurge> {
-    const index = this.#index(kind === 'sub' ? 's' : 'c', value);
-    return this.#purge(
-      async () => {
-        // In batches: a busy client may have many live tokens, and no single command should carry them all.
-        let removed = 0;
-        for (let offset = 0; ; offset += PURGE_BATCH) {
-          const members = await this.#timed(this.#client.zRange(index, this.#now(), '+inf', { BY: 'SCORE', LIMIT: { offset, count: PURGE_BATCH } }));
-          if (members.length > 0) removed += await this.#timed(this.#client.del(members));
-          if (members.length < PURGE_BATCH) break;
-        }
-        await this.#timed(this.#client.del(index));
-        return removed;
-      },
-      kind === 'sub' ? { s: value } : { c: value },
-    );
+    return kind === 'sub' ? this.#purge({ s: value }, () => this.#purgeIndex('s', value)) : this.#purge({ c: value }, () => this.#purgeIndex('c', value));
   }
 
-  async #purge(remove: () => Promise<number>, message: PurgeMessage): Promise<SharedPurge> {
+  /** Tombstones the live entries of one subject's or client's index, then drops the index; how many there were. */
+  async #purgeIndex(kind: 's' | 'c', value: string): Promise<number> {
+    const index = this.#index(kind, value);
+    // In batches: a busy client may have many live tokens, and no single command should carry them all.
+    let removed = 0;
+    for (let offset = 0; ; offset += PURGE_BATCH) {
+      const members = await this.#timed(this.#client.zRange(index, this.#now(), '+inf', { BY: 'SCORE', LIMIT: { offset, count: PURGE_BATCH } }));
+      removed += await this.#tombstone(members);
+      if (members.length < PURGE_BATCH) break;
+    }
+    await this.#timed(this.#client.del(index));
+    return removed;
+  }
+
+  /**
+   * Replaces entries with tombstones that outlive any introspection begun
+   * before now (so none of them writes its answer back); how many held one.
+   */
+  async #tombstone(keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const ms = Math.max(this.options.lock_wait_ms ?? 0, TOMBSTONE_MS);
+    return Number(await this.#timed(this.#client.eval(TOMBSTONE_SCRIPT, { keys: [...keys], arguments: [String(ms)] })));
+  }
+
+  async #purge(message: PurgeMessage, remove: () => Promise<number>): Promise<SharedPurge> {
     if (!this.#up) {
       this.#metrics?.operation('purge', 'skipped');
+      this.#keep(message);
       return { shared: 0, instances: 'unavailable' };
     }
     try {
       const shared = await remove();
       await this.#timed(this.#client.publish(this.#channel, `p ${this.#crypto.sealMessage(message)}`));
-      this.#answered();
+      this.#answered(true);
       this.#metrics?.operation('purge', 'ok');
       return { shared, instances: 'notified' };
     } catch (err) {
-      this.#failed(err, 'purge');
+      this.#failed(err, 'purge', true);
+      this.#keep(message);
       return { shared: 0, instances: 'unavailable' };
     }
   }
 
-  /** `store` is cleared by purge messages from now on (one `detach` per `attach`). */
-  attach(store: MemoryTokenCache): void {
-    this.#locals.set(store, (this.#locals.get(store) ?? 0) + 1);
+  /** A purge that could not reach Redis: replayed when sharing resumes, before any entry is read from Redis again. */
+  #keep(message: PurgeMessage): void {
+    this.#pending.push(message);
+    if (this.#pending.length > MAX_PENDING_PURGES) {
+      this.#pending.shift();
+      if (this.#pendingDropped++ === 0) this.#log.warn({ redis: this.#where, kept: MAX_PENDING_PURGES }, 'shared cache unavailable: more purges than are kept for when it is back; the oldest are dropped (their entries in Redis live until they expire)');
+    }
   }
 
-  detach(store: MemoryTokenCache): void {
-    const n = (this.#locals.get(store) ?? 0) - 1;
-    if (n > 0) this.#locals.set(store, n);
-    else this.#locals.delete(store);
+  /** Replays the purges made while Redis was unavailable; false when Redis failed meanwhile (they are kept). */
+  async #replay(): Promise<boolean> {
+    while (this.#pending.length > 0) {
+      const m = this.#pending[0]!;
+      try {
+        if ('t' in m) await this.#tombstone([...this.#targets].flatMap((t) => t.keysOf(m.t).refs.map((r) => r.key)));
+        else if ('s' in m) await this.#purgeIndex('s', m.s);
+        else await this.#purgeIndex('c', m.c);
+        await this.#timed(this.#client.publish(this.#channel, `p ${this.#crypto.sealMessage(m)}`));
+      } catch {
+        return false;
+      }
+      this.#pending.shift();
+    }
+    if (this.#pendingDropped > 0) this.#pendingDropped = 0;
+    return true;
+  }
+
+  /** `target` is cleared by purge messages from now on (until `detach`). */
+  attach(target: PurgeTarget): void {
+    this.#targets.add(target);
+  }
+
+  detach(target: PurgeTarget): void {
+    this.#targets.delete(target);
   }
 
   /** One more user (guards); `release` closes the connections when the last one is done. */
@@ -318,16 +430,29 @@ export class RedisSharedCache implements SharedTokenStore {
     this.#up = false;
     clearInterval(this.#probe);
     for (const wake of [...this.#waiters.values()].flatMap((s) => [...s])) wake();
-    // Writes under way get a moment to land; a Redis that does not answer is cut.
-    const ends = [this.#client, this.#subscriber].map(async (c) => {
-      if (!c.isReady) return c.destroy();
-      let timer: NodeJS.Timeout | undefined;
-      const cut = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.command_timeout_ms).unref();
-      });
-      await Promise.race([c.close().catch(() => {}), cut]);
-      clearTimeout(timer);
-      if (c.isOpen) c.destroy();
+    const connecting = this.#connecting;
+    // Writes under way get a moment to land; then the sockets go, whatever Redis does
+    // (node-redis's close() waits for every reply, and a hung Redis never sends them).
+    const ends = [this.#client, this.#subscriber].map(async (c, i) => {
+      const kill = (): void => {
+        try {
+          c.destroy();
+        } catch {
+          // already closed
+        }
+      };
+      if (c.isReady) {
+        let timer: NodeJS.Timeout | undefined;
+        const cut = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.options.command_timeout_ms).unref();
+        });
+        await Promise.race([c.close().catch(() => {}), cut]);
+        clearTimeout(timer);
+      } else {
+        // A destroy while connecting does not stop the connect: once it settles, again.
+        void connecting[i]?.then(kill);
+      }
+      kill();
     });
     await Promise.all(ends);
   }
@@ -371,18 +496,26 @@ export class RedisSharedCache implements SharedTokenStore {
       return;
     }
     if (kind !== 'p ') return;
-    const m = this.#crypto.openMessage(rest) as Partial<{ k: unknown; s: unknown; c: unknown }> | undefined;
+    const m = this.#crypto.openMessage(rest) as Partial<{ t: unknown; s: unknown; c: unknown }> | undefined;
     if (m === undefined) return; // not sealed under our secret: ignored
-    for (const store of this.#locals.keys()) {
-      if (Array.isArray(m.k)) for (const k of m.k) if (typeof k === 'string') store.delete(k);
+    const refs: SharedRef[] = [];
+    for (const target of this.#targets) {
+      const store = target.store;
+      if (typeof m.t === 'string') {
+        const keys = target.keysOf(m.t);
+        for (const k of keys.local) store.delete(k);
+        refs.push(...keys.refs);
+      }
       if (typeof m.s === 'string') void store.deleteWhere((e) => e.sub === m.s);
       if (typeof m.c === 'string') void store.deleteWhere((e) => e.clientId === m.c);
     }
+    // This instance's own entries for the token in Redis, which the purging instance may not know (other routes, other bounds).
+    if (refs.length > 0 && this.#up) this.#tombstone(refs.map((r) => r.key)).catch((err: unknown) => this.#failed(err, 'purge', true));
   }
 
   #clearLocals(why: string): void {
-    if (this.#locals.size === 0) return;
-    for (const store of this.#locals.keys()) store.clear();
+    if (this.#targets.size === 0) return;
+    for (const target of this.#targets) target.store.clear();
     this.#log.info({ redis: this.#where }, `local token cache cleared: ${why}`);
   }
 
@@ -401,13 +534,16 @@ export class RedisSharedCache implements SharedTokenStore {
     return Promise.race([call, late]).finally(() => clearTimeout(timer));
   }
 
-  #answered(): void {
+  /** A call answered in time; `write`: one that changes Redis (only those clear the count of failed writes). */
+  #answered(write = false): void {
     this.#failures = 0;
+    if (write) this.#writeFailures = 0;
   }
 
-  #failed(err: unknown, operation: 'get' | 'set' | 'lock' | 'purge'): void {
+  #failed(err: unknown, operation: 'get' | 'set' | 'lock' | 'purge', write = false): void {
     this.#metrics?.operation(operation, 'error');
-    if (++this.#failures >= FAILURES_TO_TRIP) this.#down(err);
+    // Failed writes count on their own: reads that succeed in between (a read-only replica) do not hide them.
+    if (++this.#failures >= FAILURES_TO_TRIP || (write && ++this.#writeFailures >= FAILURES_TO_TRIP)) this.#down(err);
   }
 
   /** Sharing off: calls are skipped from now on; a probe tries Redis every second. */
@@ -444,6 +580,8 @@ export class RedisSharedCache implements SharedTokenStore {
         this.#versionChecked = true;
       }
       await this.#timed(this.#client.ping());
+      // Purges made meanwhile first: no entry they removed may be read back from Redis.
+      if (!(await this.#replay())) return;
     } catch {
       return;
     } finally {
@@ -452,6 +590,7 @@ export class RedisSharedCache implements SharedTokenStore {
     if (this.#closed) return;
     this.#up = true;
     this.#failures = 0;
+    this.#writeFailures = 0;
     clearInterval(this.#probe);
     this.#probe = undefined;
     this.#metrics?.up(true);
@@ -476,6 +615,9 @@ class RedisTimeoutError extends Error {
     this.name = 'RedisTimeoutError';
   }
 }
+
+/** How long a purge's tombstones last at least: longer than any introspection begun before it (timeout_ms is 5 s by default). */
+const TOMBSTONE_MS = 60_000;
 
 /** A claim made without Redis: this instance introspects, and there is nothing to release. */
 const WON_HERE: Claim = Object.freeze({ won: true as const, release: () => {} });
