@@ -275,7 +275,7 @@ export class AdminListener {
 function notReached(outcome: AdminPurgeOutcome): string | undefined {
   const missed: string[] = [];
   if (outcome.instances === 'unavailable') {
-    missed.push('the shared cache could not be reached: the entries were removed from this process only (with workers, from each of them); other instances keep theirs until they expire or until they reconnect to the shared cache');
+    missed.push('the shared cache could not be reached: the entries were removed from this process now (with workers, from each of them); the purge is replayed in the shared cache and to the other instances when it is back, and until then they keep their copies');
   }
   const workers = outcome.workers;
   if (workers !== undefined && workers.asked === 0) missed.push('no worker is running to purge its cache');

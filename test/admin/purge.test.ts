@@ -354,8 +354,8 @@ describe('POST /cache/purge refused or absent', () => {
       const r = await adminCall(`http://127.0.0.1:${port}/cache/purge`, { method: 'POST', authorization: AUTH, contentType: FORM, body: 'sub=subject-9901' });
       assert.equal(r.status, 503);
       assert.deepEqual({ ...r.json, message: undefined }, { status: 'purged', removed: { local: 1, shared: 0 }, instances: 'unavailable', message: undefined });
-      assert.match(String(r.json?.message), /removed from this process only/);
-      assert.match(String(r.json?.message), /other instances keep theirs until they expire/);
+      assert.match(String(r.json?.message), /removed from this process now/);
+      assert.match(String(r.json?.message), /replayed in the shared cache and to the other instances when it is back/);
       const line = logLines(lines.join(''), 'cache purged in part');
       assert.equal(line.length, 1);
       assert.equal(line[0]!.level, 'warn');
@@ -535,7 +535,7 @@ describe('POST /cache/purge with a shared Redis: two instances (real redis-serve
     assert.equal((ready.json?.checks as Record<string, unknown>).shared_cache, 'up');
   });
 
-  test('Redis down: the purge still empties this instance (503 saying the others keep theirs); /readyz stays 200 with shared_cache "down"', async () => {
+  test('Redis down: the purge still empties this instance (503 saying it is replayed when Redis is back); /readyz stays 200 with shared_cache "down"', async () => {
     const token = 'opaque-shared-down-1202';
     await as.activate(token);
     assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 200);
@@ -546,7 +546,7 @@ describe('POST /cache/purge with a shared Redis: two instances (real redis-serve
       assert.equal(r.json?.status, 'purged');
       assert.deepEqual(r.json?.removed, { local: 1, shared: 0 });
       assert.equal(r.json?.instances, 'unavailable');
-      assert.match(String(r.json?.message), /removed from this process only/);
+      assert.match(String(r.json?.message), /removed from this process now/);
       const before = as.callsFor(token);
       assert.equal((await call(`${a.url}/api/x`, `Bearer ${token}`)).status, 200);
       assert.equal(as.callsFor(token), before + 1, 'purged here: introspected again');

@@ -51,7 +51,7 @@ describe('cache.redis options', () => {
     const c = parse(yaml(`url: redis://127.0.0.1:6379\nkey_secret: ${SECRET}`)).cache.redis!;
     assert.deepEqual(
       { ...c, key_secret: '(hidden)' },
-      { url: 'redis://127.0.0.1:6379', key_secret: '(hidden)', key_prefix: 'phantom-gateway:', connect_timeout_ms: 1000, command_timeout_ms: 250, lock_wait_ms: 3000, verify_ssl: true },
+      { url: 'redis://127.0.0.1:6379', key_secret: '(hidden)', key_prefix: 'phantom-gateway:', connect_timeout_ms: 1000, command_timeout_ms: 250, verify_ssl: true },
     );
   });
 
