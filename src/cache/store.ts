@@ -44,12 +44,12 @@ export interface SharedRef {
 
 /**
  * The outcome of asking to be the one instance that introspects a token:
- * `won` (introspect, then `release`), or not (another instance is at it:
+ * `won` (introspect, then `release`, saying whether an answer was written), or not (another instance is at it:
  * `settled` resolves when it is done or after a bounded wait, whichever
  * comes first; then read the store again and introspect only if it is still
  * empty).
  */
-export type Claim = { readonly won: true; release(): void } | { readonly won: false; readonly settled: Promise<void> };
+export type Claim = { readonly won: true; release(filled: boolean): void } | { readonly won: false; readonly settled: Promise<void> };
 
 /**
  * A second-level store shared by every instance (Redis): an exchange asks

@@ -41,6 +41,8 @@ interface Flight {
   expiresAt: number;
   /** The token in the shared store, when its answer is to be written there too. */
   shared?: SharedRef | undefined;
+  /** That write, once made (it never rejects). */
+  written?: Promise<void> | undefined;
   /** The store's purge count when the flight started: after a purge its answer is not kept, nor joined. */
   readonly purges: number;
 }
@@ -227,15 +229,22 @@ export class TokenExchange {
       flight.shared = ref;
       if (claim.won) {
         try {
-          return await this.#introspect(key, token, flight);
+          const verdict = await this.#introspect(key, token, flight);
+          // Shared before it is answered: once a client has its answer, every instance finds it.
+          await flight.written;
+          return verdict;
         } finally {
-          claim.release();
+          claim.release(flight.expiresAt > 0);
         }
       }
       await claim.settled;
       entry = await shared.get(ref);
       shared.waited?.(entry !== undefined);
-      if (entry === undefined) return this.#introspect(key, token, flight);
+      if (entry === undefined) {
+        const verdict = await this.#introspect(key, token, flight);
+        await flight.written;
+        return verdict;
+      }
     }
     this.#metrics?.hit();
     if (flight.purges !== (this.#o.cache.purges ?? 0)) return entry.active ? entry : TOKEN_INACTIVE;
@@ -284,7 +293,7 @@ export class TokenExchange {
     flight.expiresAt = entry.expiresAt;
     const written = this.#o.cache.set(key, entry);
     if (written instanceof Promise) written.catch((err: unknown) => this.#o.onInternalError?.(err));
-    if (flight.shared !== undefined) void this.#o.shared?.set(flight.shared, entry);
+    if (flight.shared !== undefined) flight.written = this.#o.shared?.set(flight.shared, entry);
   }
 
   /** The key this exchange caches `token` under (a purge removes it). */

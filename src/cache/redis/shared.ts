@@ -50,8 +50,12 @@ const MIN_REDIS_MAJOR = 7;
 /** Purged pending while Redis is unavailable, replayed when it is back (the oldest dropped beyond). */
 const MAX_PENDING_PURGES = 1000;
 
-/** Deletes the lock only if it is still ours (it may have expired and gone to another instance), then says it is released. */
-const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return redis.call('PUBLISH', ARGV[2], ARGV[3])";
+/**
+ * Deletes the lock only if it is still ours (it may have expired and gone to
+ * another instance), then, when nothing was written (the write's own message
+ * has woken the waiting instances otherwise), says it is released.
+ */
+const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 1";
 
 /**
  * Writes an entry only over an older version (or nothing), indexes it by
@@ -110,7 +114,7 @@ export interface RedisCacheDeps {
 }
 
 /** A purge as sealed on the channel (and kept while Redis is unavailable). */
-type PurgeMessage = { t: string } | { s: string } | { c: string };
+type PurgeMessage = { t: string; k?: string[] } | { s: string } | { c: string };
 
 /**
  * What a purge message clears in one process: its local store, and the
@@ -310,9 +314,9 @@ export class RedisSharedCache implements SharedTokenStore {
     this.#metrics?.lock('won');
     return {
       won: true,
-      release: () => {
+      release: (filled: boolean) => {
         if (!this.#up) return;
-        this.#timed(this.#client.eval(RELEASE_SCRIPT, { keys: [lock], arguments: [mine, this.#channel, `r ${ref.key}`] })).then(
+        this.#timed(this.#client.eval(RELEASE_SCRIPT, { keys: [lock], arguments: [mine, this.#channel, `r ${ref.key}`, filled ? '0' : '1'] })).then(
           () => this.#answered(true),
           (err: unknown) => this.#failed(err, 'lock', true),
         );
@@ -331,7 +335,9 @@ export class RedisSharedCache implements SharedTokenStore {
    * from its own local cache and tombstones its own entries for it.
    */
   async purgeToken(token: string, refs: readonly SharedRef[]): Promise<SharedPurge> {
-    return this.#purge({ t: token }, () => this.#tombstone(refs.map((r) => r.key)));
+    // The keys tombstoned here go with the message: other instances tombstone only keys of their own beyond them.
+    const keys = refs.map((r) => r.key);
+    return this.#purge({ t: token, k: keys }, () => this.#tombstone(keys));
   }
 
   /** Removes every entry of a subject (`sub`) or client (`client_id`) from Redis and from every instance's local cache. */
@@ -496,7 +502,7 @@ export class RedisSharedCache implements SharedTokenStore {
       return;
     }
     if (kind !== 'p ') return;
-    const m = this.#crypto.openMessage(rest) as Partial<{ t: unknown; s: unknown; c: unknown }> | undefined;
+    const m = this.#crypto.openMessage(rest) as Partial<{ t: unknown; k: unknown; s: unknown; c: unknown }> | undefined;
     if (m === undefined) return; // not sealed under our secret: ignored
     const refs: SharedRef[] = [];
     for (const target of this.#targets) {
@@ -510,7 +516,9 @@ export class RedisSharedCache implements SharedTokenStore {
       if (typeof m.c === 'string') void store.deleteWhere((e) => e.clientId === m.c);
     }
     // This instance's own entries for the token in Redis, which the purging instance may not know (other routes, other bounds).
-    if (refs.length > 0 && this.#up) this.#tombstone(refs.map((r) => r.key)).catch((err: unknown) => this.#failed(err, 'purge', true));
+    const done = new Set(Array.isArray(m.k) ? m.k : []);
+    const mine = [...new Set(refs.map((r) => r.key))].filter((k) => !done.has(k));
+    if (mine.length > 0 && this.#up) this.#tombstone(mine).catch((err: unknown) => this.#failed(err, 'purge', true));
   }
 
   #clearLocals(why: string): void {
