@@ -31,28 +31,38 @@ export interface RedisInstance {
   close(): Promise<void>;
 }
 
-/** Starts a redis-server on a free loopback port, ready to answer PING. */
-export async function startRedis(): Promise<RedisInstance> {
+/** TLS for the server (`rediss://`): its certificate and key, and the CA redis-cli trusts. */
+export interface RedisTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** Starts a redis-server on a free loopback port, ready to answer PING; with `tls`, that port speaks TLS only. */
+export async function startRedis(opts: { tls?: RedisTls } = {}): Promise<RedisInstance> {
   if (redisServer.path === undefined || redisCli.path === undefined) throw new Error(String(skip));
   const server = redisServer.path;
   const cliPath = redisCli.path;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'phantom-redis-'));
   let child: ChildProcess | undefined;
+  const tls = opts.tls;
+  const cliTls = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
+  const portArgs = tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no'];
   const cli = (...args: string[]): string => {
-    const r = spawnSync(cliPath, ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8', timeout: 5000 });
+    const r = spawnSync(cliPath, ['-h', '127.0.0.1', '-p', String(port), ...cliTls, ...args], { encoding: 'utf8', timeout: 5000 });
     if (r.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${r.stderr || r.stdout}`);
     return r.stdout;
   };
   const start = async (): Promise<void> => {
-    const c = spawn(server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(server, [...portArgs, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;
     let err = '';
     c.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`redis-server exited (${c.exitCode}): ${err}`);
-      const r = spawnSync(cliPath, ['-h', '127.0.0.1', '-p', String(port), 'ping'], { encoding: 'utf8', timeout: 2000 });
+      const r = spawnSync(cliPath, ['-h', '127.0.0.1', '-p', String(port), ...cliTls, 'ping'], { encoding: 'utf8', timeout: 2000 });
       if (r.stdout.trim() === 'PONG') return;
       if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${port}: ${err}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -69,7 +79,7 @@ export async function startRedis(): Promise<RedisInstance> {
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
     stop,
     start,
     cli,
