@@ -292,3 +292,24 @@ export function finishBench(name: string, main: () => Promise<{ summary: Record<
     },
   );
 }
+
+/**
+ * A gateway configuration as the benches run it: listening on `port`, the
+ * scripted introspection endpoint, one route `/` to the upstream (scope
+ * `read`, cached an hour), no access log; `extra` YAML appended (top-level
+ * keys).
+ */
+export function benchGatewayYaml(o: { port: number; introPort: number; upstreamPort: number; extra?: string }): string {
+  return `listen: { host: 127.0.0.1, port: ${o.port} }
+phantom_token:
+  introspection_endpoint: http://127.0.0.1:${o.introPort}/introspect
+  client_id: bench
+  client_secret: bench-secret
+  scope: read
+  token_cache_seconds: 3600
+routes:
+  - path: /
+    upstream: http://127.0.0.1:${o.upstreamPort}
+log: { access_log: false }
+${o.extra ?? ''}`;
+}

@@ -49,7 +49,7 @@ import { CacheCrypto } from '../src/cache/redis/crypto.js';
 import { RedisSharedCache } from '../src/cache/redis/shared.js';
 import { REDIS_DEFAULTS } from '../src/config/schema.js';
 import { createLogger } from '../src/observability/logger.js';
-import { cpuTicks, finishBench, freePort, HZ, median, nginxMainConf, sleep, Subjects, waitForPort, wrkLoad, type Load } from './processes.js';
+import { benchGatewayYaml, cpuTicks, finishBench, freePort, HZ, median, nginxMainConf, sleep, Subjects, waitForPort, wrkLoad, type Load } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -161,18 +161,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     const file = join(work, `gateway-${name}.yaml`);
     writeFileSync(
       file,
-      `listen: { host: 127.0.0.1, port: ${ports[name]} }
-phantom_token:
-  introspection_endpoint: http://127.0.0.1:${introPort}/introspect
-  client_id: bench
-  client_secret: bench-secret
-  scope: read
-  token_cache_seconds: 3600
-routes:
-  - path: /
-    upstream: http://127.0.0.1:${upstreamPort}
-${cache}log: { access_log: false }
-`,
+      benchGatewayYaml({ port: ports[name], introPort, upstreamPort, extra: cache }),
     );
     return file;
   };

@@ -25,7 +25,7 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { exitOnSignals, freePort, median, nginxMainConf, runChild, waitForPort, wrkLoad, type Load } from './processes.js';
+import { benchGatewayYaml, exitOnSignals, freePort, median, nginxMainConf, runChild, waitForPort, wrkLoad, type Load } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -198,18 +198,7 @@ async function main(): Promise<void> {
     const file = join(work, `gateway-${port}.yaml`);
     writeFileSync(
       file,
-      `listen: { host: 127.0.0.1, port: ${port} }
-phantom_token:
-  introspection_endpoint: http://127.0.0.1:${introPort}/introspect
-  client_id: bench
-  client_secret: bench-secret
-  scope: read
-  token_cache_seconds: 3600
-routes:
-  - path: /
-    upstream: http://127.0.0.1:${upstreamPort}
-log: { access_log: false }
-${extra}`,
+      benchGatewayYaml({ port, introPort, upstreamPort, extra }),
     );
     return file;
   };
