@@ -86,6 +86,11 @@ export class ServerKeys {
     }
   };
 
+  /** Resolves once no fetch is under way (a background refetch included); tests and diagnostics. */
+  async idle(): Promise<void> {
+    await this.#inFlight?.catch(() => {});
+  }
+
   /** Fetches the JWKS (one fetch at a time); `keepOld`: a failure keeps the keys fetched before. */
   async #refresh(uri: string, keepOld: boolean): Promise<void> {
     if (this.#inFlight === undefined) {

@@ -323,6 +323,8 @@ describe('RFC 9701 key rollover at the authorization server (scripted JWKS, move
     assert.equal((await decode()).active, true);
     await until(() => jwks.fetches === fetched + 1);
     assert.equal(jwks.fetches, fetched + 1);
+    // The refetch has reached the JWKS host; let it finish (on a loaded machine its answer may still be on the way).
+    await keys.idle();
     // Stale again, and the JWKS now fails: the keys fetched before still verify.
     t += 2000;
     jwks.failing = true;
