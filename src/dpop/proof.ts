@@ -1,0 +1,175 @@
+import { hash } from 'node:crypto';
+import { calculateJwkThumbprint, EmbeddedJWK, errors, jwtVerify, type JWK } from 'jose';
+import { LRUCache } from 'lru-cache';
+
+/*
+ * DPoP proof verification (RFC 9449 §4.3), for the gateway: the only party
+ * in the phantom token pattern that sees the opaque token, and so the only
+ * one that can check a proof's `ath`. Not yet wired into the front doors
+ * (issue 13 builds the `scheme` option on it); every check is here and
+ * tested on its own.
+ *
+ * Each failed check has its own code, for the log; a client is only ever
+ * told `invalid_dpop_proof` (which check failed is none of its business).
+ */
+
+/** Why a proof was refused (logged, never sent). */
+export type DpopFailure =
+  | 'missing'
+  | 'multiple'
+  | 'malformed'
+  | 'typ'
+  | 'alg'
+  | 'jwk'
+  | 'signature'
+  | 'jti'
+  | 'htm'
+  | 'htu'
+  | 'iat'
+  | 'ath'
+  | 'replay';
+
+/** A refused proof; `failure` says which check (for the log). */
+export class DpopProofError extends Error {
+  constructor(readonly failure: DpopFailure, detail: string) {
+    super(detail);
+    this.name = 'DpopProofError';
+  }
+}
+
+/** Asymmetric JWS algorithms a proof may use (RFC 9449 §4.2: never `none` or a MAC). */
+export const DPOP_ALGORITHMS = Object.freeze(['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const);
+
+export interface DpopVerifierOptions {
+  /** Algorithms accepted, a subset of `DPOP_ALGORITHMS` (default ES256, EdDSA, Ed25519, PS256, RS256). */
+  algorithms?: readonly string[];
+  /** How old a proof's `iat` may be, in seconds (default 60). */
+  maxAgeSeconds?: number;
+  /** How far ahead of this clock a proof's `iat` may be, in seconds (default 5). */
+  clockSkewSeconds?: number;
+  /** Proofs remembered against replay (default 100,000; the oldest go first). */
+  maxReplayEntries?: number;
+  now?: () => number;
+}
+
+/** The request a proof must be bound to. */
+export interface ProofTarget {
+  /** The request's method, as sent. */
+  readonly method: string;
+  /** The request's URL as the client addressed it (the public URL behind proxies); query and fragment are ignored. */
+  readonly url: string;
+  /** The access token the proof comes with (its SHA-256 must be `ath`). */
+  readonly accessToken: string;
+}
+
+/** A proof that passed every check. */
+export interface VerifiedProof {
+  /** RFC 7638 SHA-256 thumbprint of the proof's key: compare with the token's `cnf.jkt`. */
+  readonly jkt: string;
+  readonly jti: string;
+}
+
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** Proofs are small; anything larger is not one (and is not parsed). */
+const MAX_PROOF_LENGTH = 8192;
+
+/**
+ * Verifies DPoP proofs and remembers their `jti` for the age window, so a
+ * proof is accepted once.
+ *
+ * @example
+ * const dpop = new DpopVerifier({ algorithms: ['ES256'] });
+ * const { jkt } = await dpop.verify(req.headers.dpop, { method: 'GET', url: 'https://api.example.com/items', accessToken });
+ * if (jkt !== token.claims.cnf?.jkt) refuse();
+ */
+export class DpopVerifier {
+  readonly algorithms: readonly string[];
+  readonly #maxAge: number;
+  readonly #skew: number;
+  readonly #now: () => number;
+  readonly #seen: LRUCache<string, number>;
+
+  constructor(opts: DpopVerifierOptions = {}) {
+    const algorithms = opts.algorithms ?? ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'];
+    for (const a of algorithms) if (!(DPOP_ALGORITHMS as readonly string[]).includes(a)) throw new TypeError(`"${a}" is not an asymmetric JWS algorithm a DPoP proof may use`);
+    if (algorithms.length === 0) throw new TypeError('at least one DPoP algorithm is required');
+    this.algorithms = Object.freeze([...algorithms]);
+    this.#maxAge = opts.maxAgeSeconds ?? 60;
+    this.#skew = opts.clockSkewSeconds ?? 5;
+    this.#now = opts.now ?? Date.now;
+    this.#seen = new LRUCache<string, number>({ max: opts.maxReplayEntries ?? 100_000 });
+  }
+
+  /**
+   * Checks `header` (the `DPoP` header's value, or its values when sent more
+   * than once) against `target`; the proof's key thumbprint, or a
+   * `DpopProofError`.
+   */
+  async verify(header: string | readonly string[] | undefined, target: ProofTarget): Promise<VerifiedProof> {
+    if (header === undefined) throw new DpopProofError('missing', 'no DPoP header');
+    if (typeof header !== 'string') {
+      if (header.length !== 1) throw new DpopProofError('multiple', 'more than one DPoP header');
+      header = header[0]!;
+    }
+    if (header.includes(',')) throw new DpopProofError('multiple', 'more than one DPoP proof');
+    const proof = header.trim();
+    if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) throw new DpopProofError('malformed', 'the DPoP header is not a compact JWS');
+
+    let payload: Record<string, unknown>;
+    let jwk: JWK;
+    try {
+      const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...this.algorithms] });
+      payload = verified.payload;
+      jwk = verified.protectedHeader.jwk as JWK;
+    } catch (err) {
+      throw mapJoseError(err);
+    }
+    for (const m of PRIVATE_MEMBERS) if (m in jwk) throw new DpopProofError('jwk', 'the proof carries a private or symmetric key');
+
+    const { jti, htm, htu, iat, ath } = payload;
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw new DpopProofError('jti', 'jti missing or not a string of at most 256 characters');
+    if (htm !== target.method) throw new DpopProofError('htm', 'htm is not the request method');
+    if (typeof htu !== 'string' || normalizeHtu(htu) !== normalizeHtu(target.url)) throw new DpopProofError('htu', 'htu is not the request URL');
+    const now = Math.floor(this.#now() / 1000);
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new DpopProofError('iat', 'iat missing');
+    if (iat > now + this.#skew) throw new DpopProofError('iat', 'iat is in the future');
+    if (iat < now - this.#maxAge) throw new DpopProofError('iat', 'the proof is too old');
+    if (ath !== hash('sha256', target.accessToken, 'base64url')) throw new DpopProofError('ath', 'ath is not the hash of the access token');
+
+    const jkt = await calculateJwkThumbprint(jwk, 'sha256');
+    // Once per key and jti within the window (remembered as a hash: a jti is the client's choice of text).
+    const seenKey = hash('sha256', `${jkt}\n${jti}`, 'base64url');
+    const until = this.#seen.get(seenKey);
+    if (until !== undefined && until >= now) throw new DpopProofError('replay', 'this proof was already used');
+    this.#seen.set(seenKey, iat + this.#maxAge + this.#skew);
+    return { jkt, jti };
+  }
+}
+
+/**
+ * `htu` and the request URL compared as RFC 9449 §4.3 asks: without query
+ * and fragment, after RFC 3986 §6.2.2/6.2.3 normalization (scheme and host
+ * in lower case, default port dropped, empty path as `/`). Undefined when
+ * not an http(s) URL.
+ */
+export function normalizeHtu(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+function mapJoseError(err: unknown): DpopProofError {
+  if (err instanceof errors.JOSEAlgNotAllowed) return new DpopProofError('alg', 'the proof uses an algorithm not allowed');
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new DpopProofError('signature', 'the proof signature does not verify');
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'typ') return new DpopProofError('typ', 'typ is not dpop+jwt');
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JOSENotSupported || err instanceof errors.JWKInvalid) {
+    return /jwk|key/i.test((err as Error).message) ? new DpopProofError('jwk', 'the proof has no usable public jwk') : new DpopProofError('malformed', 'the proof is not a valid JWS');
+  }
+  return new DpopProofError('malformed', 'the proof is not a valid JWT');
+}
