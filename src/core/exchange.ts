@@ -227,23 +227,20 @@ export class TokenExchange {
     if (entry === undefined) {
       const claim = await shared.claim(ref, this.#o.introspectionMs ?? 6000);
       flight.shared = ref;
-      if (claim.won) {
+      if (!claim.won) {
+        await claim.settled;
+        entry = await shared.get(ref);
+        shared.waited?.(entry !== undefined);
+      }
+      if (entry === undefined) {
         try {
           const verdict = await this.#introspect(key, token, flight);
           // Shared before it is answered: once a client has its answer, every instance finds it.
           await flight.written;
           return verdict;
         } finally {
-          claim.release(flight.expiresAt > 0);
+          if (claim.won) claim.release(flight.expiresAt > 0);
         }
-      }
-      await claim.settled;
-      entry = await shared.get(ref);
-      shared.waited?.(entry !== undefined);
-      if (entry === undefined) {
-        const verdict = await this.#introspect(key, token, flight);
-        await flight.written;
-        return verdict;
       }
     }
     this.#metrics?.hit();

@@ -10,6 +10,7 @@ import { dialectFor } from '../introspection/dialects/index.js';
 import { metadataFor, type MetadataSource } from '../introspection/metadata.js';
 import { mintingFor, type Jwks, type Minting, type SigningKey } from '../minting/index.js';
 import type { Logger } from '../observability/logger.js';
+import { loggable } from '../observability/startup.js';
 import { WarnChannel } from '../observability/warn-limiter.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
@@ -249,7 +250,7 @@ export class Guards {
     }
     if (this.shared !== undefined && store instanceof MemoryTokenCache) {
       // Purge messages from other instances: this configuration's keys for a token, in its store.
-      this.#purgeTarget = { store, keysOf: (token) => this.#keysOf(token) };
+      this.#purgeTarget = { purgeLocal: (request) => this.#purgeLocal(request), refsOf: (token) => this.#refsOf(token), clearLocal: () => store.clear() };
       this.shared.attach(this.#purgeTarget);
     }
     this.#router = new Router(this.routes.map((r) => ({ prefix: r.config.path, value: r })));
@@ -302,23 +303,27 @@ export class Guards {
    * every token of a subject or client.
    */
   async purge(request: PurgeRequest): Promise<PurgeOutcome> {
-    const store = this.store;
+    const local = await this.#purgeLocal(request);
     const shared = this.shared;
-    let local = 0;
+    if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
+    if ('token' in request) return { local, ...(await shared.purgeToken(request.token, this.#refsOf(request.token))) };
+    return { local, ...(await ('sub' in request ? shared.purgeBy('sub', request.sub) : shared.purgeBy('client_id', request.client_id))) };
+  }
+
+  /** Removes what `request` names from the local store (a purge made here, or one another instance published); how many. */
+  async #purgeLocal(request: PurgeRequest): Promise<number> {
+    const store = this.store;
     if ('token' in request) {
-      const keys = this.#keysOf(request.token);
-      for (const key of keys.local) {
-        if (store instanceof MemoryTokenCache) local += store.delete(key) ? 1 : 0;
+      let removed = 0;
+      for (const exchange of this.#exchanges) {
+        const key = exchange.keyOf(request.token);
+        if (store instanceof MemoryTokenCache) removed += store.delete(key) ? 1 : 0;
         else await store.delete(key);
       }
-      if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
-      return { local, ...(await shared.purgeToken(request.token, keys.refs)) };
+      return removed;
     }
-    if (store instanceof MemoryTokenCache) {
-      local = await ('sub' in request ? store.deleteWhere((e) => e.sub === request.sub) : store.deleteWhere((e) => e.clientId === request.client_id));
-    }
-    if (shared === undefined) return { local, shared: 0, instances: 'not_configured' };
-    return { local, ...(await ('sub' in request ? shared.purgeBy('sub', request.sub) : shared.purgeBy('client_id', request.client_id))) };
+    if (!(store instanceof MemoryTokenCache)) return 0;
+    return store.deleteWhere('sub' in request ? (e) => e.sub === request.sub : (e) => e.clientId === request.client_id);
   }
 
   /** The shared cache's state (`/readyz`, metrics): undefined when `cache.redis` is not configured. */
@@ -336,16 +341,9 @@ export class Guards {
     await Promise.all([...this.#clients.map((c) => c.destroy()), this.#releaseShared()]);
   }
 
-  /** The keys `token` has under every exchange: in the local store, and in the shared one. */
-  #keysOf(token: string): { local: string[]; refs: SharedRef[] } {
-    const local: string[] = [];
-    const refs: SharedRef[] = [];
-    for (const exchange of this.#exchanges) {
-      local.push(exchange.keyOf(token));
-      const ref = exchange.sharedRefOf(token);
-      if (ref !== undefined) refs.push(ref);
-    }
-    return { local, refs };
+  /** The refs `token` has in the shared store under every exchange. */
+  #refsOf(token: string): SharedRef[] {
+    return this.#exchanges.flatMap((exchange) => exchange.sharedRefOf(token) ?? []);
   }
 
   #purgeTarget: PurgeTarget | undefined;
@@ -358,12 +356,6 @@ export class Guards {
     if (this.#purgeTarget !== undefined) shared.detach(this.#purgeTarget);
     await shared.release();
   }
-}
-
-/** A URL as it may be logged: origin and path, never a query string. */
-function loggable(url: string): string {
-  const u = new URL(url);
-  return `${u.origin}${u.pathname}`;
 }
 
 /**

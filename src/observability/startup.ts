@@ -19,7 +19,7 @@ export function gatewayVersion(): string {
 }
 
 /** A URL as it may be logged: origin and path, never a query string (it may carry a key). */
-function loggable(url: string): string {
+export function loggable(url: string): string {
   const u = new URL(url);
   return `${u.origin}${u.pathname}`;
 }

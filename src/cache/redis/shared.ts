@@ -6,7 +6,8 @@ import type { RedisCacheConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
 import type { SharedCacheRecorder } from '../../observability/metrics.js';
 import { activeToken, type ActiveToken, type TokenEntry } from '../entry.js';
-import type { Clock, MemoryTokenCache } from '../memory.js';
+import type { Clock } from '../memory.js';
+import type { PurgeRequest } from '../purge.js';
 import type { Claim, SharedRef, SharedTokenStore } from '../store.js';
 import { CacheCrypto } from './crypto.js';
 import { keySecret, loggableRedisUrl } from './options.js';
@@ -117,14 +118,17 @@ export interface RedisCacheDeps {
 type PurgeMessage = { t: string; k?: string[] } | { s: string } | { c: string };
 
 /**
- * What a purge message clears in one process: its local store, and the
- * keys a token has under each of its exchanges (the guards of each
- * configuration running).
+ * What a purge message reaches in one process: the guards of each
+ * configuration running, which purge their local store as for a purge made
+ * here, and name a token's entries under each of their exchanges.
  */
 export interface PurgeTarget {
-  readonly store: MemoryTokenCache;
-  /** The token's first-level keys and shared refs under every exchange. */
-  keysOf(token: string): { readonly local: readonly string[]; readonly refs: readonly SharedRef[] };
+  /** Removes what `request` names from the local store; how many. */
+  purgeLocal(request: PurgeRequest): Promise<number>;
+  /** The token's shared refs under every exchange. */
+  refsOf(token: string): readonly SharedRef[];
+  /** Empties the local store (purges may have been missed). */
+  clearLocal(): void;
 }
 
 /** What a shared purge did: entries removed from Redis, and whether every instance was told. */
@@ -402,7 +406,7 @@ export class RedisSharedCache implements SharedTokenStore {
     while (this.#pending.length > 0) {
       const m = this.#pending[0]!;
       try {
-        if ('t' in m) await this.#tombstone([...this.#targets].flatMap((t) => t.keysOf(m.t).refs.map((r) => r.key)));
+        if ('t' in m) await this.#tombstone([...this.#targets].flatMap((t) => t.refsOf(m.t).map((r) => r.key)));
         else if ('s' in m) await this.#purgeIndex('s', m.s);
         else await this.#purgeIndex('c', m.c);
         await this.#timed(this.#client.publish(this.#channel, `p ${this.#crypto.sealMessage(m)}`));
@@ -504,26 +508,20 @@ export class RedisSharedCache implements SharedTokenStore {
     if (kind !== 'p ') return;
     const m = this.#crypto.openMessage(rest) as Partial<{ t: unknown; k: unknown; s: unknown; c: unknown }> | undefined;
     if (m === undefined) return; // not sealed under our secret: ignored
-    const refs: SharedRef[] = [];
-    for (const target of this.#targets) {
-      const store = target.store;
-      if (typeof m.t === 'string') {
-        const keys = target.keysOf(m.t);
-        for (const k of keys.local) store.delete(k);
-        refs.push(...keys.refs);
-      }
-      if (typeof m.s === 'string') void store.deleteWhere((e) => e.sub === m.s);
-      if (typeof m.c === 'string') void store.deleteWhere((e) => e.clientId === m.c);
-    }
+    const request: PurgeRequest | undefined =
+      typeof m.t === 'string' ? { token: m.t } : typeof m.s === 'string' ? { sub: m.s } : typeof m.c === 'string' ? { client_id: m.c } : undefined;
+    if (request === undefined) return;
+    for (const target of this.#targets) void target.purgeLocal(request);
+    if (!('token' in request)) return;
     // This instance's own entries for the token in Redis, which the purging instance may not know (other routes, other bounds).
     const done = new Set(Array.isArray(m.k) ? m.k : []);
-    const mine = [...new Set(refs.map((r) => r.key))].filter((k) => !done.has(k));
+    const mine = [...new Set([...this.#targets].flatMap((t) => t.refsOf(request.token).map((r) => r.key)))].filter((k) => !done.has(k));
     if (mine.length > 0 && this.#up) this.#tombstone(mine).catch((err: unknown) => this.#failed(err, 'purge', true));
   }
 
   #clearLocals(why: string): void {
     if (this.#targets.size === 0) return;
-    for (const target of this.#targets) target.store.clear();
+    for (const target of this.#targets) target.clearLocal();
     this.#log.info({ redis: this.#where }, `local token cache cleared: ${why}`);
   }
 
