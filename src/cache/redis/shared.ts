@@ -415,7 +415,7 @@ export class RedisSharedCache implements SharedTokenStore {
       }
       this.#pending.shift();
     }
-    if (this.#pendingDropped > 0) this.#pendingDropped = 0;
+    this.#pendingDropped = 0;
     return true;
   }
 
