@@ -57,7 +57,11 @@ export function pinRestartOptions(running: GatewayConfig, next: GatewayConfig): 
     const host = keep('listen.host', running.listen.host, next.listen.host);
     const port = keep('listen.port', running.listen.port, next.listen.port);
     // Certificate files may change (read again), HTTP to HTTPS may not.
-    const tls = (running.listen.tls === undefined) !== (next.listen.tls === undefined) ? keep('listen.tls', running.listen.tls, next.listen.tls) : next.listen.tls;
+    let tls = (running.listen.tls === undefined) !== (next.listen.tls === undefined) ? keep('listen.tls', running.listen.tls, next.listen.tls) : next.listen.tls;
+    // Whether the handshake asks for a client certificate is the server's, not its secure context's.
+    if (tls !== undefined && running.listen.tls !== undefined) {
+      tls = { ...tls, request_client_certificates: keep('listen.tls.request_client_certificates', running.listen.tls.request_client_certificates, tls.request_client_certificates) };
+    }
     listen = { host, port, ...(tls !== undefined ? { tls } : {}) };
   }
   let forwardAuth = next.forward_auth;

@@ -262,7 +262,7 @@ export class RedisSharedCache implements SharedTokenStore {
     }
     this.#metrics?.operation('get', 'hit');
     if (expiresAt === entry.expiresAt) return entry;
-    return entry.active ? activeToken(entry.authorization, entry.scope, expiresAt, undefined, { clientId: entry.clientId, sub: entry.sub }) : { active: false, expiresAt };
+    return entry.active ? activeToken(entry.authorization, entry.scope, expiresAt, undefined, { clientId: entry.clientId, sub: entry.sub }, entry.binding) : { active: false, expiresAt };
   }
 
   async set(ref: SharedRef, entry: TokenEntry): Promise<void> {
