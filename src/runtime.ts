@@ -17,6 +17,8 @@ export interface RuntimeDeps {
   logger: Logger;
   /** The key to mint with when the configuration names none (a cluster's primary gives one to its workers). */
   signingKey?: SigningKey | undefined;
+  /** The secret DPoP server nonces are made with (a cluster's primary gives its workers one, so each accepts the others' nonces). */
+  dpopSecret?: Buffer | undefined;
   /** Prometheus metrics (the admin listener's); one set for every generation: a reload's guards relabel its routes. */
   metrics?: GatewayMetrics | undefined;
   /**
@@ -143,6 +145,7 @@ export class Runtime {
   #gen: Generation;
   #envoy: EnvoyAuthService | undefined;
   #signingKey: SigningKey | undefined;
+  readonly #dpopSecret: Buffer | undefined;
   readonly #load: (() => GatewayConfig) | undefined;
   readonly #delegate: (() => Promise<ReloadOutcome>) | undefined;
   readonly #metrics: GatewayMetrics | undefined;
@@ -157,6 +160,7 @@ export class Runtime {
   constructor(config: GatewayConfig, deps: RuntimeDeps) {
     this.logger = deps.logger;
     this.#signingKey = deps.signingKey;
+    this.#dpopSecret = deps.dpopSecret;
     this.#load = deps.load;
     this.#delegate = deps.delegate;
     this.#metrics = deps.metrics;
@@ -196,7 +200,7 @@ export class Runtime {
     // (The shared cache follows its own options: see `sharedFor` in guards.ts.)
     const bounds = (c: GatewayConfig) => [c.cache.max_entries, c.cache.max_negative_entries].join();
     const sameCache = prev !== undefined && bounds(prev.config) === bounds(config);
-    const guards = createGuards(config, { logger, signingKey: this.#signingKey, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
+    const guards = createGuards(config, { logger, signingKey: this.#signingKey, dpopSecret: this.#dpopSecret, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
     try {
       const gateway = config.listen !== undefined ? new Gateway(config, { logger, guards, ...(prev?.gateway ? { adopt: prev.gateway } : {}) }) : undefined;
       const forwardAuth =

@@ -17,7 +17,7 @@ import { REFUSED, Router } from '../routing/router.js';
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { keySecret } from '../cache/redis/options.js';
 import { WindowNonces } from '../dpop/nonce.js';
-import { MemoryReplayStore } from '../dpop/proof.js';
+import { LayeredReplayStore, MemoryReplayStore } from '../dpop/proof.js';
 import { TokenExchange } from './exchange.js';
 import { RouteGuard, type SenderDeps } from './sender.js';
 import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
@@ -245,7 +245,7 @@ export class Guards {
     const prev = deps.previous;
     this.#replayMax = config.cache.max_dpop_proofs;
     this.#replay = prev !== undefined && prev.#replayMax === this.#replayMax ? prev.#replay : new MemoryReplayStore(this.#replayMax, this.now);
-    this.dpopSecret = deps.dpopSecret ?? nonceSecretOf(config) ?? prev?.dpopSecret ?? randomBytes(32);
+    this.dpopSecret = nonceSecretOf(config) ?? deps.dpopSecret ?? prev?.dpopSecret ?? randomBytes(32);
     const needsNonces = config.routes.some((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.nonce);
     const sender: SenderDeps = {
       replay: this.#replay,
@@ -256,6 +256,8 @@ export class Guards {
 
     // Last, so that nothing thrown before leaves its connections open; and released if the routes throw.
     this.shared = sharedFor(config, deps);
+    // With Redis, a proof used at one instance is refused at every other.
+    if (this.shared !== undefined) sender.replay = new LayeredReplayStore(this.#replay, this.shared);
     try {
       this.routes = Object.freeze(
         config.routes.map((r, index): GuardedRoute => {

@@ -68,6 +68,34 @@ export class MemoryReplayStore implements ReplayStore {
   }
 }
 
+/** A second memory of proofs shared with other instances (Redis); undefined when it could not say. */
+export interface SharedFirstUse {
+  firstUse(key: string, untilMs: number): Promise<boolean | undefined>;
+}
+
+/**
+ * This process's memory first (a replay here is refused without a round
+ * trip), then the shared one: a proof first used at another instance is
+ * refused here too. When the shared memory cannot answer, the local one
+ * decides alone (a Redis outage never refuses a request).
+ */
+export class LayeredReplayStore implements ReplayStore {
+  constructor(
+    readonly local: ReplayStore,
+    readonly shared: SharedFirstUse,
+  ) {}
+
+  firstUse(key: string, untilMs: number): boolean | Promise<boolean> {
+    const here = this.local.firstUse(key, untilMs);
+    if (here instanceof Promise) return here.then((first) => (first ? this.#shared(key, untilMs) : false));
+    return here ? this.#shared(key, untilMs) : false;
+  }
+
+  async #shared(key: string, untilMs: number): Promise<boolean> {
+    return (await this.shared.firstUse(key, untilMs)) !== false;
+  }
+}
+
 /** Server nonces (RFC 9449 §9): what a proof's `nonce` must be, and the one to give a client. */
 export interface NonceSource {
   /** The nonce to hand out now (`DPoP-Nonce`). */

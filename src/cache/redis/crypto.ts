@@ -62,8 +62,8 @@ export class CacheCrypto {
     return createHmac('sha256', this.#macKey).update(material, 'utf8').digest('base64url');
   }
 
-  /** The keyed hash naming the index of one subject (`s`) or client (`c`). */
-  indexId(kind: 's' | 'c', value: string): string {
+  /** The keyed hash naming the index of one subject (`s`) or client (`c`), or a DPoP proof seen (`d`). */
+  indexId(kind: 's' | 'c' | 'd', value: string): string {
     return createHmac('sha256', this.#macKey).update(`${kind}\n${value}`, 'utf8').digest('base64url');
   }
 
