@@ -117,12 +117,17 @@ export async function dpopBoundToken(as: DevAuthorizationServer, key: DpopKey, s
   return answer.access_token;
 }
 
-/** A plain bearer opaque access token (client credentials, no proof). */
-export async function bearerToken(as: DevAuthorizationServer, scope = 'read'): Promise<string> {
+/** A plain bearer opaque access token (client credentials, no proof); `ca` to trust an https server's certificate. */
+export async function bearerToken(as: DevAuthorizationServer, scope = 'read', ca?: Buffer): Promise<string> {
   const { client } = DEV_CLIENTS;
-  const answer = await tokenRequest(as, { grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, scope }, {});
-  if (answer.token_type !== 'Bearer') throw new Error(`expected a Bearer token, got token_type ${answer.token_type}`);
-  return answer.access_token;
+  const agent = ca === undefined ? undefined : new Agent({ connect: { ca } });
+  try {
+    const answer = await tokenRequest(as, { grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, scope }, {}, agent);
+    if (answer.token_type !== 'Bearer') throw new Error(`expected a Bearer token, got token_type ${answer.token_type}`);
+    return answer.access_token;
+  } finally {
+    await agent?.close();
+  }
 }
 
 /**
