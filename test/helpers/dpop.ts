@@ -109,12 +109,17 @@ async function tokenRequest(as: DevAuthorizationServer, form: Record<string, str
  * A DPoP-bound opaque access token for `key` (client credentials with a proof
  * at the token endpoint, RFC 9449 §5): its introspection carries `cnf.jkt`.
  */
-export async function dpopBoundToken(as: DevAuthorizationServer, key: DpopKey, scope = 'read'): Promise<string> {
+export async function dpopBoundToken(as: DevAuthorizationServer, key: DpopKey, scope = 'read', ca?: Buffer): Promise<string> {
   const { client } = DEV_CLIENTS;
   const dpop = await proof({ key, htm: 'POST', htu: as.tokenEndpoint });
-  const answer = await tokenRequest(as, { grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, scope }, { dpop });
-  if (answer.token_type !== 'DPoP') throw new Error(`expected a DPoP token, got token_type ${answer.token_type}`);
-  return answer.access_token;
+  const agent = ca === undefined ? undefined : new Agent({ connect: { ca } });
+  try {
+    const answer = await tokenRequest(as, { grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, scope }, { dpop }, agent);
+    if (answer.token_type !== 'DPoP') throw new Error(`expected a DPoP token, got token_type ${answer.token_type}`);
+    return answer.access_token;
+  } finally {
+    await agent?.close();
+  }
 }
 
 /** A plain bearer opaque access token (client credentials, no proof); `ca` to trust an https server's certificate. */

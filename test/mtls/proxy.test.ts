@@ -16,7 +16,7 @@ import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer }
 import { makeTestPki, type Pair } from '../client-auth/certs.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoUpstream, type EchoUpstream } from '../helpers/servers.js';
-import { bearerToken, certBoundToken, certThumbprint } from '../helpers/dpop.js';
+import { bearerToken, certBoundToken, certThumbprint, dpopBoundToken, dpopKey, proof } from '../helpers/dpop.js';
 
 const pki = makeTestPki(DEV_CLIENTS.certificateBound.id);
 const INVALID_TOKEN = 'Bearer error="invalid_token"';
@@ -69,6 +69,10 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
       forward_client_cert: ${forwardClientCert}
   - path: /plain
     upstream: ${api.url}
+  - path: /dpop
+    upstream: ${api.url}
+    phantom_token:
+      scheme: DPoP
 `;
 
   before(async () => {
@@ -182,6 +186,21 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
     assert.equal(api.received[0]!.headers['client-cert'], undefined);
     assert.equal((await call(gw, '/plain/items', token, withClient)).status, 200);
     assert.equal(api.received[1]!.headers['client-cert'], undefined, 'a route without forward_client_cert');
+  });
+
+  test('DPoP over the TLS listener: htu is https://; a proof for http:// is refused', async () => {
+    const key = await dpopKey('ES256');
+    const token = await dpopBoundToken(as, key, 'read', pki.ca);
+    const url = `https://127.0.0.1:${gw.port}/dpop/items`;
+    const dpopCall = async (htu: string) =>
+      call(gw, '/dpop/items', undefined, withNone, { authorization: `DPoP ${token}`, dpop: await proof({ key, htm: 'GET', htu, accessToken: token }) });
+    const ok = await dpopCall(url);
+    assert.equal(ok.status, 200, ok.body);
+    assert.deepEqual(decodeJwt(String(api.received[0]!.headers.authorization).replace(/^DPoP /, '')).cnf, { jkt: key.jkt });
+    const http = await dpopCall(url.replace('https:', 'http:'));
+    assert.equal(http.status, 401);
+    assert.match(String(http.headers['www-authenticate']), /^DPoP error="invalid_dpop_proof"/);
+    assert.equal(api.received.length, 1);
   });
 
   describe('behind a TLS-terminating proxy (RFC 9440 Client-Cert)', () => {
