@@ -9,7 +9,8 @@
  *      endpoint); the token is opaque, its introspection carries cnf.jkt;
  *   3. calls the demo's DPoP route through the gateway, with a fresh proof for
  *      every request (htm, htu, iat, a new jti, and ath: the hash of the
- *      token), and prints the API's answer;
+ *      token; the server's nonce when it asks for one, RFC 9449 §8-9), and
+ *      prints the API's answer;
  *   4. shows what a thief gets: the same token without a proof, or as Bearer,
  *      and a replayed proof, are refused.
  *
@@ -79,15 +80,18 @@ async function readBody(res) {
   }
 }
 
-/** Sends a request with a fresh proof from `makeProof(nonce)`; once more with the server's nonce if it asks for one. */
+/** The latest nonce each server gave (by origin): later proofs carry it until it gives another. */
+const nonces = new Map();
+
+/** Sends a request with a fresh proof from `makeProof(nonce)`; once more with the server's new nonce if it asks for one. */
 async function withProof(url, init, makeProof) {
-  let nonce;
+  const origin = new URL(url).origin;
   for (let attempt = 0; ; attempt++) {
-    const dpop = await makeProof(nonce);
+    const dpop = await makeProof(nonces.get(origin));
     const res = await fetch(url, { ...init, headers: { ...init.headers, dpop }, signal: AbortSignal.timeout(TIMEOUT_MS) });
     const body = await readBody(res);
+    if (res.headers.has('dpop-nonce')) nonces.set(origin, res.headers.get('dpop-nonce'));
     if (attempt === 0 && wantsNonce(res, body)) {
-      nonce = res.headers.get('dpop-nonce');
       console.log(`                 -> ${res.status}, the server wants a nonce: again with it`);
       continue;
     }

@@ -9,7 +9,11 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { randomBytes } from 'node:crypto';
 import { startDemo, type Demo, type DemoDialect } from '../../src/dev/demo.js';
+import { DEV_CLIENTS, startDevAuthorizationServer, type DevAuthorizationServer } from '../../src/dev/authorization-server.js';
+import { startExampleApi, type ExampleApi } from '../../src/dev/example-api.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { bearerToken, dpopBoundToken, dpopKey, proof } from '../helpers/dpop.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -76,6 +80,46 @@ for (const dialect of ['jwt', 'json'] as DemoDialect[]) {
     });
   });
 }
+
+describe('examples/dpop-client.mjs with server nonces: an authorization server and a gateway route that require one (real oidc-provider)', () => {
+  let as: DevAuthorizationServer;
+  let api: ExampleApi;
+  let gw: TestGateway;
+  before(async () => {
+    // RFC 9449 §8: the token endpoint answers use_dpop_nonce (400) until the proof carries its nonce.
+    as = await startDevAuthorizationServer({ port: 0, features: { dPoP: { nonceSecret: randomBytes(32), requireNonce: () => true } } });
+    api = await startExampleApi({ port: 0, issuer: as.issuer, audience: as.audience, jwksUri: `http://127.0.0.1:${as.port}${new URL(as.jwksUri).pathname}` });
+    gw = await startGateway(`
+phantom_token:
+  introspection_endpoint: http://127.0.0.1:${as.port}${new URL(as.introspectionEndpoint).pathname}
+  client_id: ${DEV_CLIENTS.introspection.id}
+  client_secret: ${DEV_CLIENTS.introspection.secret}
+  scope: read
+routes:
+  - path: /dpop
+    upstream: http://127.0.0.1:${api.port}/api
+    phantom_token:
+      scheme: DPoP
+      dpop:
+        nonce: true
+`);
+  });
+  after(async () => {
+    await gw?.close();
+    await api?.close();
+    await as?.close();
+  });
+
+  test('the client retries once with each server\'s DPoP-Nonce and keeps it for later proofs: a token, then every call 200', async () => {
+    const r = await run(`node examples/dpop-client.mjs --as ${as.issuer} --gateway http://localhost:${gw.port} --calls 2`);
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    assert.match(r.out, /token .*\n +-> 400, the server wants a nonce: again with it\n +-> 200, token_type DPoP/);
+    assert.match(r.out, /call 1 .*\n +-> 401, the server wants a nonce: again with it\n +-> 200 API called with a valid JWT/);
+    assert.match(r.out, /call 2 .*\n +-> 200 API called with a valid JWT/, 'the nonce is kept for the next call');
+    assert.equal(r.out.match(/the server wants a nonce/g)?.length, 2, r.out);
+    assert.ok(gw.logs.some((l) => l.code === 'ERR_DPOP_NONCE'), 'the gateway asked for a nonce');
+  });
+});
 
 test('examples/dpop-client.mjs with no demo running: a clear message and exit 1, no stack trace', async () => {
   // A port nothing listens on: one the kernel just handed out and took back.
