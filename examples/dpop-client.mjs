@@ -28,14 +28,22 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jos
 const TIMEOUT_MS = 10_000;
 const CLIENT = { id: 'test-client', secret: 'Password1' };
 
-const { values } = parseArgs({
-  options: {
-    as: { type: 'string', default: 'http://localhost:8443' },
-    gateway: { type: 'string', default: 'http://localhost:8080' },
-    path: { type: 'string', default: '/dpop/items' },
-    calls: { type: 'string', default: '2' },
-  },
-});
+const USAGE = 'usage: node examples/dpop-client.mjs [--as URL] [--gateway URL] [--path PATH] [--calls N]';
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      as: { type: 'string', default: 'http://localhost:8443' },
+      gateway: { type: 'string', default: 'http://localhost:8080' },
+      path: { type: 'string', default: '/dpop/items' },
+      calls: { type: 'string', default: '2' },
+    },
+  }));
+  for (const u of [values.as, values.gateway]) new URL(u);
+} catch (err) {
+  console.error(`${err.message}\n${USAGE}`);
+  process.exit(2);
+}
 const calls = Number(values.calls);
 if (!Number.isInteger(calls) || calls < 1 || calls > 100) {
   console.error('--calls must be a number from 1 to 100');

@@ -121,7 +121,7 @@ routes:
   });
 });
 
-test('examples/dpop-client.mjs with no demo running: a clear message and exit 1, no stack trace', async () => {
+test('examples/dpop-client.mjs with no demo running: a clear message and exit 1, no stack trace; a bad option: usage and exit 2', async () => {
   // A port nothing listens on: one the kernel just handed out and took back.
   const { createServer } = await import('node:net');
   const probe = createServer().listen(0, '127.0.0.1');
@@ -132,4 +132,7 @@ test('examples/dpop-client.mjs with no demo running: a clear message and exit 1,
   assert.equal(r.code, 1);
   assert.match(r.err, /cannot reach the authorization server/);
   assert.doesNotMatch(r.err, /\n\s+at /);
+  const usage = await run('node examples/dpop-client.mjs --bogus');
+  assert.equal(usage.code, 2);
+  assert.match(usage.err, /Unknown option '--bogus'\nusage: node examples\/dpop-client\.mjs/);
 });
