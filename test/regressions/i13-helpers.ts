@@ -4,6 +4,7 @@
  */
 import { hash } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { request } from 'undici';
 
 export interface DpopKey {
   privateKey: CryptoKey;
@@ -25,7 +26,8 @@ export function proof(key: DpopKey, htm: string, htu: string, token: string, ext
     .sign(key.privateKey);
 }
 
-/** `fetch` on a new connection each time (no keep-alive reuse), so that a cluster's primary hands it to the next worker. */
-export async function freshGet(url: string, headers: Record<string, string>): Promise<Response> {
-  return fetch(url, { headers: { ...headers, connection: 'close' } });
+/** A GET on a new connection each time (`Connection: close`), so that a cluster's primary hands each to the next worker. */
+export async function freshGet(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  const res = await request(url, { headers: { ...headers, connection: 'close' } });
+  return { status: res.statusCode, body: await res.body.text() };
 }
