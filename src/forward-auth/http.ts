@@ -21,7 +21,9 @@ import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
 import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
+import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
+import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
+import { DPOP_VERIFIED, forwardedProof, senderConstrained } from './sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
@@ -49,6 +51,11 @@ const MALFORMED_REQUEST = refusal('ERR_MALFORMED_REQUEST');
 const REQUEST_TIMEOUT = refusal('ERR_REQUEST_TIMEOUT');
 const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
 const INTERNAL = refusal('ERR_INTERNAL');
+
+/** What Envoy (HTTP ext_authz) removes from an allowed request that carries no verified proof. */
+const NO_PROOF = `dpop, ${DPOP_VERIFIED}`;
+/** ... and from a request to an open route (without `forward_authorization`). */
+const OPEN_DROPPED = `authorization, dpop, ${DPOP_VERIFIED}`;
 
 /** `X-Accel-Expires` values, built once for the usual range. */
 const SECONDS = Array.from({ length: 3601 }, (_, i) => String(i));
@@ -212,7 +219,8 @@ export class ForwardAuthListener {
         return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-', f);
       }
       method = original.method;
-      const fr = new ForwardedRequest(original.method, original.target, h, req, id);
+      const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
+      const fr = new ForwardedRequest(original.method, original.target, h, req, id, trusted, original.requestLine === true);
       // The decision's server span, parented on the original request's traceparent (spans recorded only).
       if (tracing.on) fr.span = startServerSpan(original.method, undefined, pathOf(original.target), 'http', fr.traceHeaders);
       f = fr;
@@ -266,20 +274,35 @@ export class ForwardAuthListener {
   #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string, f: DecisionFacts): void {
     f.decision = d;
     if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache, f);
-    const out: string[] = ['x-accel-expires', seconds(d.ttl)];
+    // An allow that rests on this request's proof or certificate is never kept outside: the next request brings its own.
+    const out: string[] = ['x-accel-expires', senderConstrained(d) ? '0' : seconds(d.ttl)];
     const token = d.token;
     if (token !== undefined) {
       out.push('authorization', token.authorization);
+      // dpop.forward: dpop hands the verified proof on, with its key's thumbprint;
+      // otherwise neither reaches the API (Traefik and Caddy drop a copied header
+      // the answer lacks; Envoy removes what x-envoy-auth-headers-to-remove lists).
+      const proof = forwardedProof(d);
+      if (proof !== undefined) out.push('dpop', proof.proof, DPOP_VERIFIED, proof.jkt);
+      else out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
       this.#identity?.append(token, out);
     } else if (d.route.guard === undefined) {
       // An open route. Its Authorization (the opaque token) is dropped: Traefik
       // and Caddy remove a copied header the answer lacks, Envoy removes what
       // x-envoy-auth-headers-to-remove lists. forward_authorization: true
-      // hands the client's back, for the proxies that copy it (never cached:
-      // X-Accel-Expires is 0 here).
+      // hands the client's back (and its DPoP proof, which goes with it), for
+      // the proxies that copy it (never cached: X-Accel-Expires is 0 here).
+      // X-DPoP-Verified is the gateway's to set, never a client's.
       const auth = h.authorization[0];
-      if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', 'authorization');
-      else if (auth !== undefined) out.push('authorization', auth);
+      if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', OPEN_DROPPED);
+      else {
+        out.push('x-envoy-auth-headers-to-remove', DPOP_VERIFIED);
+        if (auth !== undefined) out.push('authorization', auth);
+        if (h.dpop.length === 1) out.push('dpop', h.dpop[0]!);
+      }
+    } else {
+      // A CORS preflight: no credentials, and no proof or verification passes on.
+      out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
     }
     out.push('x-request-id', f.id, 'cache-control', 'private', 'content-length', '0');
     if (h.hasBody || this.#draining) out.push('connection', 'close');
@@ -435,17 +458,37 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
   /** Requester and DecisionFacts: the decision's server span (spans recorded only). */
   span: Span | undefined;
 
+  /** Every `DPoP` line of the original request (the gateway passes the client's headers on). */
+  readonly dpop: readonly string[];
+
   constructor(
     readonly method: string,
     readonly target: string,
     readonly h: DecisionHeaders,
     readonly req: IncomingMessage,
     readonly id: string,
+    /** The peer is in `trusted_proxies`: its X-Forwarded-Proto/-Host, X-Original-URL and Client-Cert are believed. */
+    readonly trusted: boolean,
+    /** The request line is the original request (`path_prefix`): the decision request's Host is the client's. */
+    readonly requestLine: boolean,
   ) {
     this.authorization = h.authorization;
     this.preflight = h.preflight;
     this.hasBody = h.hasBody;
     this.methodOverride = h.methodOverride;
+    this.dpop = h.dpop;
+  }
+
+  /** The URL the client addressed (a DPoP proof's htu), from a trusted peer only; read for DPoP requests only. */
+  get url(): string | undefined {
+    return this.trusted ? originalUrl(this.h, this.target, this.requestLine) : undefined;
+  }
+
+  /** The client certificate's thumbprint, from a trusted peer's `Client-Cert` only; read for certificate-bound tokens only. */
+  get certThumbprint(): string | undefined {
+    if (!this.trusted) return undefined;
+    const der = clientCertFromHeader(this.h.clientCert);
+    return der === undefined ? undefined : certThumbprint(der);
   }
 
   get clientAddress(): string {
