@@ -87,7 +87,7 @@ describe('forward-auth listener: the answer for an open route', () => {
 });
 
 describe('Envoy gRPC check: an open route', () => {
-  test('removes the client\'s Authorization (headers_to_remove), unless forward_authorization: true', async () => {
+  test('removes the client\'s Authorization and DPoP proof (headers_to_remove), unless forward_authorization: true; X-DPoP-Verified always', async () => {
     const config = parseConfig(yaml('https://as.example'), { env: {} });
     const guards = createGuards(config, { logger: createLogger('silent') });
     try {
@@ -95,10 +95,10 @@ describe('Envoy gRPC check: an open route', () => {
         checkResponse(await decide(guards, { method: 'GET', target, authorization: ['Bearer opaque-abc'], preflight: false, clientAddress: '127.0.0.1' }));
       const open = await ask('/public/x');
       assert.equal(open.status.code, 0);
-      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization'] });
+      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization', 'dpop', 'x-dpop-verified'] });
       const kept = await ask('/legacy/x');
       assert.equal(kept.status.code, 0);
-      assert.deepEqual(kept.ok_response, { headers: [] });
+      assert.deepEqual(kept.ok_response, { headers: [], headers_to_remove: ['x-dpop-verified'] });
     } finally {
       await guards.close();
     }
