@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { RenderedRefusal } from '../core/render.js';
-import { createEngine, guardRequest, plainAddress, type MiddlewareOptions, type PhantomToken } from './common.js';
+import { addressedUrl, createEngine, guardRequest, plainAddress, type MiddlewareOptions, type PhantomToken } from './common.js';
 
 export type { MiddlewareOptions, PhantomToken } from './common.js';
 
@@ -48,7 +48,9 @@ export const phantomToken: PhantomTokenPlugin = function phantomToken(app, optio
   const e = engine;
   app.decorateRequest('phantomToken', null);
   app.addHook('onRequest', (request, reply, next) => {
-    guardRequest(e, request.raw, reply.raw, request.url, plainAddress(request.ip), {
+    // Fastify's protocol and host follow its trustProxy setting for X-Forwarded-Proto/-Host; the path as the client sent it.
+    const addressed = () => addressedUrl(request.protocol, request.host, request.originalUrl);
+    guardRequest(e, request.raw, reply.raw, request.url, plainAddress(request.ip), addressed, {
       proceed(token) {
         if (token !== undefined) request.phantomToken = token;
         next();
