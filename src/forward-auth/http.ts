@@ -467,7 +467,7 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
     readonly h: DecisionHeaders,
     readonly req: IncomingMessage,
     readonly id: string,
-    /** The peer is in `trusted_proxies`: its X-Forwarded-Proto/-Host, X-Original-URL and Client-Cert are believed. */
+    /** The peer is in `trusted_proxies`: its X-Forwarded-Proto/-Host and Client-Cert are believed. */
     readonly trusted: boolean,
     /** The request line is the original request (`path_prefix`): the decision request's Host is the client's. */
     readonly requestLine: boolean,

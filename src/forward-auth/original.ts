@@ -39,8 +39,6 @@ export interface DecisionHeaders {
   readonly xfProto: string | undefined;
   /** Every `X-Forwarded-Host` line, joined with `,` (read from a trusted peer only; a chain is no host). */
   readonly xfHost: string | undefined;
-  /** `X-Original-URL` (ingress-nginx: the whole URL the client addressed) when it came exactly once. */
-  readonly originalUrl: string | undefined;
   /** `Host` when it came exactly once. */
   readonly host: string | undefined;
   /** RFC 9440 `Client-Cert` when it came exactly once (read from a trusted peer only). */
@@ -62,8 +60,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
   const dpop: string[] = [];
   let xfProto: string | undefined;
   let xfHost: string | undefined;
-  let originalUrl: string | undefined;
-  let originalUrls = 0;
   let host: string | undefined;
   let hosts = 0;
   let clientCert: string | undefined;
@@ -122,10 +118,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
       case 'x-forwarded-host':
         xfHost = xfHost === undefined ? value : `${xfHost},${value}`;
         break;
-      case 'x-original-url':
-        originalUrls++;
-        originalUrl = value;
-        break;
     }
   }
   return {
@@ -144,7 +136,6 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
     dpop,
     xfProto,
     xfHost,
-    originalUrl: originalUrls === 1 ? originalUrl : undefined,
     host: hosts === 1 ? host : undefined,
     clientCert: clientCerts === 1 ? clientCert : undefined,
   };
@@ -245,22 +236,15 @@ export function requestUrl(scheme: string | undefined, host: string | undefined,
 
 /**
  * The URL the original request addressed, from a trusted peer's headers:
- * ingress-nginx's `X-Original-URL` (its scheme and host), else
  * `X-Forwarded-Proto` and `X-Forwarded-Host` (NGINX as `nginx-conf`
- * configures it, Caddy, Traefik), else, for a request line read as the
- * original (Envoy HTTP ext_authz, `path_prefix`), `X-Forwarded-Proto` and
- * the decision request's own `Host` (Envoy passes the client's). The path
- * is always the decided target's, so `htu` and routing see one path.
+ * configures it, Caddy, Traefik: each sets both, replacing a client's), or,
+ * for a request line read as the original (Envoy HTTP ext_authz,
+ * `path_prefix`), `X-Forwarded-Proto` and the decision request's own `Host`
+ * (Envoy passes the client's). The path is always the decided target's, so
+ * `htu` and routing see one path. Not ingress-nginx's `X-Original-URL`:
+ * Caddy and Traefik pass a client's copy of it on, and a client that chose
+ * the URL could replay a proof made for another server.
  */
 export function originalUrl(h: DecisionHeaders, target: string, requestLine: boolean): string | undefined {
-  if (h.originalUrl !== undefined) {
-    let u: URL;
-    try {
-      u = new URL(h.originalUrl);
-    } catch {
-      return undefined;
-    }
-    return requestUrl(u.protocol.slice(0, -1), u.host, target);
-  }
   return requestUrl(h.xfProto, h.xfHost ?? (requestLine ? h.host : undefined), target);
 }
