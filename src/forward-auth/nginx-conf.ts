@@ -123,6 +123,12 @@ const qre = (s: string) => {
   return `"${s}"`;
 };
 
+/** A file path as an NGINX directive argument (quoted; no `$`, no line end). */
+const confPath = (file: string, option: string) => {
+  if (/[\r\n]/.test(file)) throw new NginxConfError(`${option}: "${file}" cannot be written in an NGINX configuration`);
+  return q(file);
+};
+
 const originOf = (url: string) => {
   const u = new URL(url);
   return `${u.protocol}//${u.host}`;
@@ -323,10 +329,25 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
   w('');
 
+  // NGINX's own TLS with client certificates (listen.tls.request_client_certificates): the certificate, URL-encoded PEM.
+  const tls = config.listen?.tls;
+  const clientCerts = (tls as { request_client_certificates?: boolean } | undefined)?.request_client_certificates === true;
+  const clientCertVar = clientCerts ? '$ssl_client_escaped_cert' : '""';
   const timeoutS = Math.ceil(Math.max(1000, ...routes0.map((r) => (r.phantom_token === false ? 0 : r.phantom_token.timeout_ms))) / 1000) + 1;
 
   w('server {');
-  w(`  listen ${listenAddress(listen.host, listen.port)};`);
+  if (tls === undefined) w(`  listen ${listenAddress(listen.host, listen.port)};`);
+  else {
+    w(`  listen ${listenAddress(listen.host, listen.port)} ssl;`);
+    w(`  ssl_certificate ${confPath(tls.cert_file, 'listen.tls.cert_file')};`);
+    w(`  ssl_certificate_key ${confPath(tls.key_file, 'listen.tls.key_file')};`);
+    if (clientCerts) {
+      w('  # Certificate-bound tokens (RFC 8705): ask every client for a certificate, not');
+      w('  # checked against a CA (a bound token names it by its thumbprint); the decision');
+      w('  # service gets it in Client-Cert.');
+      w('  ssl_verify_client optional_no_ca;');
+    }
+  }
   w(`  client_max_body_size ${config.server.max_body_bytes === 0 ? '1' : String(config.server.max_body_bytes)};`);
   w('  # A header with _ or another invalid character is dropped, whatever http {} says:');
   w('  # X_User_Id would reach a CGI/WSGI/PHP upstream as the identity header X-User-Id.');
@@ -374,7 +395,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   byUri('431', [`return 431 ${refusalBody(err('ERR_HEADERS_TOO_LARGE'))};`]);
   // auth_request passes a 401's WWW-Authenticate itself.
   if (anyProtected) {
-    named('phantom_401', ['return 401 $phantom_401_body;']);
+    // A use_dpop_nonce refusal carries the nonce to use (empty otherwise: no header).
+    named('phantom_401', ['add_header DPoP-Nonce $phantom_dpop_nonce always;', 'return 401 $phantom_401_body;']);
     named('phantom_403', ['add_header WWW-Authenticate $phantom_challenge always;', `return 403 ${refusalBody(insufficientScope(''))};`]);
   }
   named('phantom_404', [`return 404 ${refusalBody(err('ERR_NO_ROUTE'))};`]);
@@ -419,8 +441,13 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('    proxy_set_header X-Forwarded-Method "";');
     w('    proxy_set_header X-Forwarded-Uri "";');
     w('    proxy_set_header X-Forwarded-For $remote_addr;');
+    w('    # The URL the client addressed (a DPoP proof\'s htu): scheme, and Host with its port.');
     w('    proxy_set_header X-Forwarded-Proto $scheme;');
-    w('    proxy_set_header X-Forwarded-Host $host;');
+    w('    proxy_set_header X-Forwarded-Host $http_host;');
+    w('    # The client\'s DPoP proof goes with its other headers; a client certificate only');
+    w('    # as NGINX itself received it (a client\'s own Client-Cert is never passed on).');
+    w(`    proxy_set_header Client-Cert ${clientCertVar};`);
+    w('    proxy_set_header Client-Cert-Chain "";');
     w(`    proxy_connect_timeout 2s;`);
     w(`    proxy_read_timeout ${timeoutS}s;`);
     if (cache) {
@@ -442,8 +469,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
         w(`    open_file_cache max=${openFiles} inactive=20s;`);
         w('    open_file_cache_valid 30s;');
       }
-      w('    proxy_cache_bypass $phantom_uncached_target$phantom_override;');
-      w('    proxy_no_cache $phantom_uncached_target$phantom_override;');
+      w('    # A request with a DPoP proof is decided every time: a proof is good once.');
+      w('    proxy_cache_bypass $phantom_uncached_target$phantom_override$http_dpop;');
+      w('    proxy_no_cache $phantom_uncached_target$phantom_override$http_dpop;');
     }
     w('  }');
   }
@@ -465,17 +493,26 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
       lines.push('auth_request_set $phantom_decision_status $upstream_status;');
       lines.push('auth_request_set $phantom_challenge $upstream_http_www_authenticate;');
       lines.push('auth_request_set $phantom_retry_after $upstream_http_retry_after;');
+      lines.push('auth_request_set $phantom_dpop_nonce $upstream_http_dpop_nonce;');
+      lines.push('auth_request_set $phantom_dpop $upstream_http_dpop;');
+      lines.push('auth_request_set $phantom_dpop_verified $upstream_http_x_dpop_verified;');
       identity.forEach((h, i) => lines.push(`auth_request_set $phantom_identity_${i} $upstream_http_${h.toLowerCase().replace(/-/g, '_')};`));
       // Replaced, never appended: proxy_set_header drops the client's field of the same name.
       lines.push('proxy_set_header Authorization $phantom_authorization;');
+      // The proof and its key's thumbprint only as the decision gives them (dpop.forward: dpop); a client's never.
+      lines.push('proxy_set_header DPoP $phantom_dpop;');
+      lines.push('proxy_set_header X-DPoP-Verified $phantom_dpop_verified;');
       identity.forEach((h, i) => lines.push(`proxy_set_header ${h} $phantom_identity_${i};`));
     } else {
       // An open route, as with the gateway: the client's Authorization (an
-      // opaque token) is removed unless forward_authorization is true;
-      // identity headers never pass.
-      if (!rc.forward_authorization) lines.push('proxy_set_header Authorization "";');
+      // opaque token) and DPoP proof are removed unless forward_authorization
+      // is true; identity headers and X-DPoP-Verified never pass.
+      if (!rc.forward_authorization) lines.push('proxy_set_header Authorization "";', 'proxy_set_header DPoP "";');
+      lines.push('proxy_set_header X-DPoP-Verified "";');
       identity.forEach((h) => lines.push(`proxy_set_header ${h} "";`));
     }
+    // A client's certificate headers never reach the API (NGINX does not forward its own).
+    lines.push('proxy_set_header Client-Cert "";', 'proxy_set_header Client-Cert-Chain "";');
     lines.push(`proxy_set_header Host ${q(u.host)};`);
     lines.push('proxy_set_header X-Forwarded-For $remote_addr;');
     lines.push('proxy_set_header X-Forwarded-Proto $scheme;');
