@@ -438,7 +438,7 @@ export class EnvoyAuthService {
         const der = typeof certificate === 'string' && certificate !== '' ? clientCertFromHeader(certificate) : undefined;
         return der === undefined ? undefined : certThumbprint(der);
       },
-    } as DecisionRequest);
+    } satisfies DecisionRequest);
   }
 
   #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards): CheckResponse {

@@ -23,7 +23,7 @@ import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof, senderConstrained } from './sender.js';
+import { DPOP_VERIFIED, forwardedProof } from './sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
@@ -274,8 +274,8 @@ export class ForwardAuthListener {
   #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string, f: DecisionFacts): void {
     f.decision = d;
     if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache, f);
-    // An allow that rests on this request's proof or certificate is never kept outside: the next request brings its own.
-    const out: string[] = ['x-accel-expires', senderConstrained(d) ? '0' : seconds(d.ttl)];
+    // A sender-constrained token's allow has ttl 0: the next request brings its own proof or certificate.
+    const out: string[] = ['x-accel-expires', seconds(d.ttl)];
     const token = d.token;
     if (token !== undefined) {
       out.push('authorization', token.authorization);

@@ -279,6 +279,11 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('map $phantom_challenge $phantom_401_body {');
     w(`  ${q(TOKEN_MISSING.challenge!)} ${refusalBody(TOKEN_MISSING)};`);
     w(`  ${q(TOKEN_MALFORMED.challenge!)} ${refusalBody(TOKEN_MALFORMED)};`);
+    // DPoP challenges (RFC 9449 §7.1) carry the route's algs: told apart by their error.
+    w(`  ${qre('~^DPoP error=.invalid_dpop_proof.')} ${refusalBody(err('ERR_DPOP_PROOF_INVALID'))};`);
+    w(`  ${qre('~^DPoP error=.use_dpop_nonce.')} ${refusalBody(err('ERR_DPOP_NONCE'))};`);
+    w(`  ${qre('~^DPoP error=.invalid_request.')} ${refusalBody(TOKEN_MALFORMED)};`);
+    w(`  ${qre('~^(?:Bearer, )?DPoP algs=')} ${refusalBody(TOKEN_MISSING)};`);
     w(`  default ${refusalBody(TOKEN_INACTIVE)};`);
     w('}');
     w('map "$phantom_refusal_status $phantom_challenge" $phantom_refusal_body {');

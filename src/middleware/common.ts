@@ -158,7 +158,7 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
       get certThumbprint() {
         return peerCertThumbprint(req);
       },
-    } as DecisionRequest);
+    } satisfies DecisionRequest);
   } catch (err) {
     return failed(engine, res, outcome, err);
   }

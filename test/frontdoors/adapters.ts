@@ -5,7 +5,7 @@
 import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { createGuards } from '../../src/core/guards.js';
-import { decide, type DecisionRequest } from '../../src/core/decide.js';
+import { decide } from '../../src/core/decide.js';
 import { forwardedProof } from '../../src/forward-auth/sender.js';
 import { certThumbprint } from '../../src/net/client-cert.js';
 import { renderRefusal } from '../../src/core/render.js';
@@ -109,7 +109,7 @@ export const libraryDoor: FrontDoor = {
           dpop: req.dpop ?? [],
           url: PUBLIC_ORIGIN + (q === -1 ? req.target : req.target.slice(0, q)),
           certThumbprint: req.clientCert === undefined ? undefined : certThumbprint(req.clientCert),
-        } as DecisionRequest);
+        });
         if (d.allow) {
           const proof = forwardedProof(d);
           return {

@@ -267,6 +267,9 @@ routes:
   - path: /dpop-bearer
     upstream: ${api.url}
     phantom_token: { scheme: dpop, dpop: { forward: bearer } }
+  - path: /nonce
+    upstream: ${api.url}
+    phantom_token: { scheme: DPoP, dpop: { nonce: true } }
 trusted_proxies: [127.0.0.1]
 log: { level: silent }
 ${extra}`;
@@ -354,6 +357,26 @@ export function senderSuite(door: FrontDoor): void {
         assert.match(o.challenge ?? '', /^DPoP error="invalid_dpop_proof"/, what);
         assert.deepEqual(o.body, INVALID_PROOF, what);
       }
+    });
+
+    test('dpop.nonce: a proof without the server\'s nonce gets 401 use_dpop_nonce and DPoP-Nonce; the same request with it is allowed', async () => {
+      const { t, jwt } = await bound('nonce');
+      const url = `${fd.origin}/nonce/x`;
+      const first = await fd.call({ target: '/nonce/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', url, t)] });
+      assert.equal(first.status, 401);
+      assert.match(first.challenge ?? '', /^DPoP error="use_dpop_nonce", algs="/);
+      assert.deepEqual(first.body, { code: 'unauthorized', message: 'DPoP nonce required' });
+      assert.ok(first.dpopNonce, 'a DPoP-Nonce to use');
+      const again = await fd.call({ target: '/nonce/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', url, t, { claims: { nonce: first.dpopNonce } })] });
+      assert.equal(again.status, 200);
+      assert.equal(again.forwarded, `DPoP ${jwt}`);
+    });
+
+    test('scheme DPoP, no token at all: 401 with the DPoP challenge (its algorithms) and the body of a missing token', async () => {
+      const o = await fd.call({ target: '/dpop/x' });
+      assert.equal(o.status, 401);
+      assert.equal(o.challenge, 'DPoP algs="ES256 EdDSA"');
+      assert.deepEqual(o.body, { code: 'unauthorized', message: 'Access token required' });
     });
 
     test('dpop.forward: bearer: the API gets Authorization: Bearer <jwt>, and neither the proof nor X-DPoP-Verified', async () => {
