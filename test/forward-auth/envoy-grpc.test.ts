@@ -629,11 +629,28 @@ describe('Envoy ext_authz over gRPC: the adapter for the shared front-door suite
     const door = await envoyGrpcDoor.start(basicConfig(as.url, 'http://127.0.0.1:9'));
     try {
       const jwt = await as.activate('tok-door', { scope: 'read' });
-      assert.deepEqual(await door.call({ target: '/api/x', authorization: 'Bearer tok-door' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: `Bearer ${jwt}` });
+      assert.deepEqual(await door.call({ target: '/api/x', authorization: 'Bearer tok-door', dpop: ['a.b.c'] }), {
+        status: 200,
+        challenge: undefined,
+        retryAfter: undefined,
+        body: undefined,
+        forwarded: `Bearer ${jwt}`,
+        forwardedDpop: null,
+        dpopVerified: null,
+      });
       const none = await door.call({ target: '/api/x' });
       assert.deepEqual([none.status, none.challenge, none.body], [401, 'Bearer', { code: 'unauthorized', message: 'Access token required' }]);
       assert.equal((await door.call({ target: '/api/x', authorization: ['Bearer tok-door', 'Bearer tok-door'] })).status, 401);
-      assert.deepEqual(await door.call({ target: '/public/x', authorization: 'Basic abc' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: 'Basic abc' });
+      assert.deepEqual(await door.call({ target: '/public/x', authorization: 'Basic abc' }), {
+        status: 200,
+        challenge: undefined,
+        retryAfter: undefined,
+        body: undefined,
+        // An open route without forward_authorization: Envoy removes the client's Authorization (headers_to_remove).
+        forwarded: null,
+        forwardedDpop: null,
+        dpopVerified: null,
+      });
     } finally {
       await door.close();
       await as.close();
