@@ -144,7 +144,7 @@ function listenAddress(host: string, port: number): string {
 
 /**
  * A route's requirements, for the cache key: what its decisions depend on
- * (authorization server, client, scope, cache bounds) and what an allow
+ * (authorization server, client, scope, cache bounds, scheme) and what an allow
  * carries (the identity-header mapping), hashed: a configuration change to
  * any of them gives new keys, so no decision cached before it is used after.
  */
@@ -166,6 +166,9 @@ function requirementsKey(r: GuardedRoute, identityHeaders: unknown, minting: str
     pt.token_cache_seconds,
     pt.negative_cache_seconds,
     pt.max_token_length,
+    // Which scheme the route takes, and its DPoP settings (a Bearer allow cached before a switch to DPoP must not serve after it).
+    pt.scheme,
+    pt.dpop,
     identity,
     // An allow of a minting route carries the gateway's own JWT: its issuer, claims rules, lifetime and signer.
     MINTING_RESPONSES.has(pt.introspection_response) ? minting : null,
