@@ -197,6 +197,10 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
   for (const r of routes0) {
     if (r.upstream === undefined || r.upstream === '') throw new NginxConfError(`routes: ${r.path} has no upstream: NGINX needs one to proxy_pass to`);
+    // NGINX has no variable with the DER of the client's certificate to write an RFC 9440 Client-Cert from.
+    if (r.phantom_token !== false && r.phantom_token.forward_client_cert) {
+      throw new NginxConfError(`routes: ${r.path}: forward_client_cert cannot be done by the generated NGINX configuration (it sends no client certificate upstream); remove it, or let the gateway's own listener carry this route`);
+    }
   }
   const upstreamOfRoute = (r: RouteConfig): string => r.upstream!;
   const listen = opts.listen ?? config.listen;

@@ -14,7 +14,7 @@ import { makeTestPki, type TestPki } from '../client-auth/certs.js';
 import { dpopClient, dpopProof, x5tS256, type DpopClient } from '../frontdoors/dpop.js';
 import { parseConfig } from '../../src/config/load.js';
 import { ForwardAuthListener } from '../../src/forward-auth/http.js';
-import { nginxConf } from '../../src/forward-auth/nginx-conf.js';
+import { NginxConfError, nginxConf } from '../../src/forward-auth/nginx-conf.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { freePort } from '../helpers/cli.js';
 import { skip, startGeneratedNginx, type NginxInstance } from '../helpers/nginx.js';
@@ -227,5 +227,12 @@ describe('nginx-conf: the decision cache key and sender constraints', () => {
     assert.notEqual(keyOf('{ scheme: DPoP }'), bearer);
     assert.notEqual(keyOf('{ scheme: any }'), bearer);
     assert.notEqual(keyOf('{ scheme: any, dpop: { algorithms: [ES256] } }'), keyOf('{ scheme: any }'));
+  });
+});
+
+describe('nginx-conf: forward_client_cert', () => {
+  test('is refused, naming the route and the option (NGINX cannot send an RFC 9440 Client-Cert)', () => {
+    const config = parseConfig(yaml('https://as.example', 'http://127.0.0.1:3000', 8081).replace('  scope: read\n', '  scope: read\n  forward_client_cert: true\n'), { file: 'f.yaml', env: {} });
+    assert.throws(() => nginxConf(config, { listen: { host: '127.0.0.1', port: 8080 } }), (e: unknown) => e instanceof NginxConfError && /routes: \/api: forward_client_cert/.test(e.message));
   });
 });
