@@ -258,6 +258,10 @@ export interface CheckContext {
  * - More than `server.max_headers` headers, or headers over
  *   `server.max_header_bytes`: 431, as at the HTTP listeners; a message
  *   over `maxCheckBytes()` is not read at all.
+ * - Sender-constrained tokens: the `dpop` header's proofs (a joined value
+ *   split on `,`, which a proof never holds), the URL for `htu` from Envoy's
+ *   `:scheme`, `:authority` and the path, the client certificate from
+ *   `attributes.source.certificate` (Envoy's `include_peer_certificate`).
  * - Client address (introspection queues are bounded per address): the
  *   downstream peer Envoy reports (`attributes.source.address`), or, when that
  *   peer is in `trusted_proxies`, the right-most `X-Forwarded-For` entry that

@@ -70,9 +70,11 @@ const seconds = (n: number): string => SECONDS[n] ?? String(n);
  * comes back as
  *
  * - an allow: `200`, `X-Accel-Expires: <seconds>` first, `Authorization:
- *   Bearer <jwt>` (none for a CORS preflight; on an open route none and
- *   `X-Envoy-Auth-Headers-To-Remove: authorization`, or the client's own with
- *   `forward_authorization: true`), the identity headers, `Cache-Control:
+ *   Bearer <jwt>` or `DPoP <jwt>` (none for a CORS preflight; on an open
+ *   route none and `X-Envoy-Auth-Headers-To-Remove: authorization`, or the
+ *   client's own with `forward_authorization: true`), with a verified DPoP
+ *   proof to pass on the proof and `X-DPoP-Verified: <jkt>` (without one,
+ *   Envoy is told to remove both), the identity headers, `Cache-Control:
  *   private`, no body;
  * - a refusal: `renderRefusal()`'s status, headers and JSON body, with
  *   `X-Accel-Expires` first (the negative TTL for an inactive token or a
@@ -84,7 +86,10 @@ const seconds = (n: number): string => SECONDS[n] ?? String(n);
  * whatever follows.
  *
  * It hands a JWT to whoever shows an opaque token: it must only be reachable
- * by the gateway that asks it (loopback by default).
+ * by the gateway that asks it (loopback by default). What only that gateway
+ * knows, the URL the client addressed (a DPoP proof's `htu`) and the
+ * client's certificate (`Client-Cert`), is believed from a peer in
+ * `trusted_proxies` only.
  *
  * @example
  * const fa = new ForwardAuthListener(config, { logger, guards });

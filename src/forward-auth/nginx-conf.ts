@@ -18,6 +18,12 @@
  *   them: the router is run at generation time, so the two cannot drift;
  * - the decision service checks the raw target (`X-Original-URI`) again with
  *   every rule, on every decision it makes.
+ *
+ * Sender-constrained tokens: the decision request carries the client's DPoP
+ * proof, `$scheme` and `$http_host` (the URL for `htu`) and, with
+ * `listen.tls.request_client_certificates`, NGINX's own client certificate;
+ * the API gets `DPoP` and `X-DPoP-Verified` from the decision only, never a
+ * client's; a request with a proof is never answered from the decision cache.
  */
 import { createHash } from 'node:crypto';
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
