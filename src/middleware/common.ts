@@ -52,7 +52,7 @@ export interface MiddlewareOptions {
 
 /** What a handler receives about the token of an allowed request. */
 export interface PhantomToken {
-  /** The JWT now in `Authorization: Bearer <jwt>` (its signature is the API's to verify, as behind the proxy). */
+  /** The JWT now in `Authorization: Bearer <jwt>` (or `DPoP <jwt>` on a DPoP route with `dpop.forward: dpop`; its signature is the API's to verify, as behind the proxy). */
   readonly jwt: string;
   /** The JWT's claims, as checked when the authorization server's answer arrived (frozen). */
   readonly claims: Readonly<JWTPayload>;
@@ -148,7 +148,7 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
       hasBody: facts.hasBody,
       methodOverride: facts.methodOverride,
       clientAddress,
-      // Read by the exchange for DPoP requests and bound tokens only.
+      // Worked out when decide() reads them, never before.
       get dpop() {
         return headerLines(req.rawHeaders, 'dpop');
       },

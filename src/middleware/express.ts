@@ -29,9 +29,14 @@ export interface PhantomTokenMiddleware {
  * the whole path, so mounting under a path changes nothing, after any
  * rewrite before the guard; 400 when `req.originalUrl` falls under another
  * route) go through the configuration's routes: a protected route
- * needs a bearer token, which is introspected (cached, one introspection per
- * token at a time) and replaced in `Authorization` by the JWT; the handler
- * finds the token's claims in `req.phantomToken`. Refusals are sent here,
+ * needs a bearer token (or a DPoP-bound one and its proof, per the route's
+ * `scheme`), which is introspected (cached, one introspection per token at
+ * a time) and replaced in `Authorization` by the JWT; the handler finds the
+ * token's claims in `req.phantomToken`, and, with a verified DPoP proof,
+ * `DPoP` and `X-DPoP-Verified` in `req.headers`. A DPoP proof's `htu` is
+ * `req.protocol`, the host (`X-Forwarded-Host` only as `trust proxy`
+ * allows) and `req.originalUrl`; a certificate-bound token needs the app's
+ * own TLS connection to carry that client certificate. Refusals are sent here,
  * with the gateway's statuses, `WWW-Authenticate` and JSON bodies; they never
  * go through `next(err)`, whose default handler would send an error's
  * message.

@@ -24,7 +24,9 @@ export interface PhantomTokenPlugin {
  * configuration's routes: a protected route needs a bearer token, which is
  * introspected (cached, one introspection per token at a time) and replaced
  * in `Authorization` by the JWT; handlers find the token in
- * `request.phantomToken`. Refusals are sent by the hook itself (the app's
+ * `request.phantomToken`. DPoP routes and certificate-bound tokens work as
+ * with the Express middleware (`htu` from `request.protocol`,
+ * `request.host` and `request.originalUrl`, following `trustProxy`). Refusals are sent by the hook itself (the app's
  * `onSend` hooks, such as CORS, still apply), never thrown into the error
  * handler, which would send an error's message. Guards built from `config`
  * are closed when the app closes.
