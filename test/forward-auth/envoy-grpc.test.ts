@@ -20,6 +20,9 @@ import { basicConfig } from '../helpers/gateway.js';
 import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpers/servers.js';
 import { ensureBuilt, freePort, scratchDir, startCli } from '../helpers/cli.js';
 import { envoyGrpcDoor } from './envoy-grpc.door.js';
+import { X509Certificate } from 'node:crypto';
+import { makeTestPki } from '../client-auth/certs.js';
+import { dpopClient, dpopProof, x5tS256 } from '../frontdoors/dpop.js';
 
 // ---- a hand-written protobuf wire encoder/decoder (independent of proto/) ----
 
@@ -462,6 +465,50 @@ describe('Envoy ext_authz over gRPC', () => {
     assert.ok(!logs.includes('tok-secret-value'));
     assert.ok(!logs.includes(jwt.split('.')[1]!));
     assert.ok(!logs.includes('private-query'));
+  });
+});
+
+describe('Envoy ext_authz over gRPC: sender-constrained tokens on the wire', () => {
+  let h: Harness;
+  const pki = makeTestPki('envoy-client');
+  before(async () => {
+    h = await startHarness(`  - path: /dpop
+    upstream: http://127.0.0.1:9
+    phantom_token: { scheme: DPoP }
+`);
+  });
+  after(async () => {
+    await h?.close();
+    pki.cleanup();
+  });
+
+  test('hand-encoded: source.certificate (Peer field 5, URL-encoded PEM) for a certificate-bound token; host (5) and scheme (6) for htu when no pseudo-header says them', async () => {
+    const jwt = await h.as.activate('tok-wire-cert', { scope: 'read', cnf: { 'x5t#S256': x5tS256(pki.client.cert) } });
+    const pem = encodeURIComponent(pki.client.cert.toString('utf8'));
+    const header = (k: string, v: string) => ld(1, ld(1, k), ld(3, v)); // header_map(13).headers(1) { key(1), raw_value(3) }
+    // attributes(1) { source(1) { address(1) { socket_address(1) { address(2) } }, certificate(5) }, request(4) { http(2) { method(2), path(4), host(5), scheme(6), header_map(13) } } }
+    const check = (source: Buffer, path: string, headers: Buffer[]) =>
+      h.checkRaw(ld(1, source, ld(4, ld(2, ld(2, 'GET'), ld(4, path), ld(5, 'api.example.com:8443'), ld(6, 'https'), ld(13, ...headers)))));
+    const address = ld(1, ld(1, ld(2, '10.9.8.7')));
+    const withCert = await check(ld(1, address, ld(5, pem)), '/api/x', [header('authorization', 'Bearer tok-wire-cert')]);
+    assert.equal(str(at(withCert, 3, 2, 1, 2)[0]), `Bearer ${jwt}`);
+    const without = await check(ld(1, address), '/api/x', [header('authorization', 'Bearer tok-wire-cert')]);
+    assert.deepEqual(at(without, 2, 1, 1), [401]);
+    // A client's Client-Cert header is no certificate here.
+    const forged = await check(ld(1, address), '/api/x', [header('authorization', 'Bearer tok-wire-cert'), header('client-cert', `:${new X509Certificate(pki.client.cert).raw.toString('base64')}:`)]);
+    assert.deepEqual(at(forged, 2, 1, 1), [401]);
+
+    const key = await dpopClient();
+    const djwt = await h.as.activate('tok-wire-dpop', { scope: 'read', cnf: { jkt: key.jkt } });
+    const proof = await dpopProof(key, 'GET', 'https://api.example.com:8443/dpop/x', 'tok-wire-dpop');
+    const dpop = await check(ld(1, address), '/dpop/x?y=1', [header('authorization', 'DPoP tok-wire-dpop'), header('dpop', proof)]);
+    // ok_response(3).headers(2): authorization, dpop, x-dpop-verified, each header(1) { key(1), value(2) }
+    assert.deepEqual(at(dpop, 3, 2, 1, 1).map(str), ['authorization', 'dpop', 'x-dpop-verified']);
+    assert.deepEqual(at(dpop, 3, 2, 1, 2).map(str), [`DPoP ${djwt}`, proof, key.jkt]);
+    // header_map keeps two DPoP lines apart: two proofs, refused.
+    const two = await check(ld(1, address), '/dpop/x', [header('authorization', 'DPoP tok-wire-dpop'), header('dpop', await dpopProof(key, 'GET', 'https://api.example.com:8443/dpop/x', 'tok-wire-dpop')), header('dpop', proof)]);
+    assert.deepEqual(at(two, 2, 1, 1), [401]);
+    assert.match(String(at(two, 2, 2, 1, 2).map(str).find((v) => String(v).startsWith('DPoP '))), /^DPoP error="invalid_dpop_proof"/);
   });
 });
 
