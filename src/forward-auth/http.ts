@@ -142,6 +142,7 @@ export class ForwardAuthListener {
     this.#accessSub = config.log.access_log_sub === true;
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
     this.#origins = this.guards.routes.map((r) => (r.config.upstream === undefined ? undefined : new URL(r.config.upstream).origin));
+    if (this.#trusted === undefined && deps.adopt === undefined) warnUnknownUrl(this.guards, this.logger);
     const s = config.server;
     this.#maxRawHeaders = s.max_headers * 2;
     this.#stopTracing = watchTracing();
@@ -442,6 +443,21 @@ export class ForwardAuthListener {
     if (!this.#ownsGuards) return;
     if (!(await settlesWithin(this.guards.close(), deadline - performance.now()))) await this.guards.destroy();
   }
+}
+
+/**
+ * With no peer in `trusted_proxies`, the listener never learns the URL a
+ * client addressed: every DPoP request to a route without
+ * `dpop.public_base_url` is refused (`htu`). Said once at start, naming the
+ * routes.
+ */
+function warnUnknownUrl(guards: Guards, logger: Logger): void {
+  const routes = guards.routes.filter((r) => r.guard !== undefined && r.guard.scheme !== 'Bearer' && r.guard.options.dpop.public_base_url === undefined).map((r) => r.config.path);
+  if (routes.length === 0) return;
+  logger.warn(
+    { routes },
+    'forward_auth: these routes take DPoP proofs, but trusted_proxies is empty, so the listener believes no X-Forwarded-Proto/-Host and every DPoP request to them is refused; add the gateway in front to trusted_proxies, or set the routes\' dpop.public_base_url',
+  );
 }
 
 /** Builds a forward-auth listener (see `ForwardAuthListener`). */

@@ -77,6 +77,14 @@ describe('forward-auth listener: sender-constrained tokens and the peer asking',
     assert.equal(untrusting.logs.filter((l) => l.msg === 'decision').at(-1)!.code, 'ERR_DPOP_PROOF_MISMATCH', 'refused for its htu');
   });
 
+  test('without trusted_proxies, one warning at start names the DPoP routes without dpop.public_base_url', () => {
+    const about = (fa: TestForwardAuth) => fa.logs.filter((l) => l.level === 'warn' && /DPoP/.test(String(l.msg)));
+    assert.equal(about(untrusting).length, 1);
+    assert.deepEqual(about(untrusting)[0]!.routes, ['/dpop']);
+    assert.match(String(about(untrusting)[0]!.msg), /trusted_proxies/);
+    assert.equal(about(trusting).length, 0);
+  });
+
   test('dpop.public_base_url: htu is that URL and the request path, whoever asks', async () => {
     const { t } = await bound({ jkt: key.jkt });
     const proof = await dpopProof(key, 'GET', 'https://api.example.com/v2/based/x', t);
