@@ -371,8 +371,9 @@ export function thumbprint(jwk: Readonly<Record<string, unknown>>): string {
 /**
  * `htu` and the request URL compared as RFC 9449 §4.3 asks: without query
  * and fragment, after RFC 3986 §6.2.2/6.2.3 normalization (scheme and host
- * in lower case, default port dropped, empty path as `/`). Undefined when
- * not an http(s) URL.
+ * in lower case, default port dropped, empty path as `/`, dot segments
+ * removed, percent-encodings in upper case and those of unreserved
+ * characters decoded). Undefined when not an http(s) URL.
  */
 export function normalizeHtu(url: string): string | undefined {
   let u: URL;
@@ -382,7 +383,17 @@ export function normalizeHtu(url: string): string | undefined {
     return undefined;
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
-  return `${u.protocol}//${u.host}${u.pathname}`;
+  // RFC 3986 §6.2.2.1-2: percent-encodings in upper case, and those of unreserved characters decoded (%7E is ~).
+  const path = u.pathname.includes('%') ? u.pathname.replace(PERCENT_ENCODED, normalizeEscape) : u.pathname;
+  return `${u.protocol}//${u.host}${path}`;
+}
+
+const PERCENT_ENCODED = /%[0-9A-Fa-f]{2}/g;
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+function normalizeEscape(escape: string): string {
+  const c = String.fromCharCode(Number.parseInt(escape.slice(1), 16));
+  return UNRESERVED.test(c) ? c : escape.toUpperCase();
 }
 
 function mapJoseError(err: unknown): DpopProofError {
