@@ -23,7 +23,7 @@ import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof } from './sender.js';
+import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
