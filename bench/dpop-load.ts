@@ -325,3 +325,40 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     cpuUsPerReq: pids.length > 0 && requests > 0 ? (((ticksAfter - ticksBefore) / HZ) * 1e6) / requests : undefined,
   };
 }
+
+/**
+ * Throws unless every answer of `r` was 200 and no connection failed: a
+ * round measured on refusals (a proof the gateway did not accept, a token
+ * not active) would report the cost of a 401, not of a DPoP cache hit.
+ */
+export function assertAllOk(what: string, r: LoadResult): void {
+  if (r.non200 > 0 || r.socketErrors > 0 || r.requests === 0) {
+    throw new Error(`${what}: ${r.requests} answers, statuses ${JSON.stringify(r.statuses)}, ${r.socketErrors} connection errors: not a cache hit run, the numbers would be meaningless`);
+  }
+}
+
+/**
+ * The DPoP benchmark's gateway configuration: the same upstream behind
+ * /bearer (scheme: Bearer) and /dpop (scheme: DPoP, forward: dpop, the
+ * default algorithms), both cached an hour; no access log.
+ */
+export function dpopBenchGatewayYaml(o: { port: number; introspectionEndpoint: string; upstream: string; maxAgeSeconds: number }): string {
+  return `listen: { host: 127.0.0.1, port: ${o.port} }
+phantom_token:
+  introspection_endpoint: ${o.introspectionEndpoint}
+  client_id: bench
+  client_secret: bench-secret
+  scope: read
+  token_cache_seconds: 3600
+routes:
+  - path: /bearer
+    upstream: ${o.upstream}
+  - path: /dpop
+    upstream: ${o.upstream}
+    phantom_token:
+      scheme: DPoP
+      dpop: { max_age_seconds: ${o.maxAgeSeconds}, forward: dpop }
+cache: { max_entries: 20000 }
+log: { access_log: false }
+`;
+}
