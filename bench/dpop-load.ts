@@ -138,6 +138,8 @@ export interface LoadResult {
   exhausted: boolean;
   /** CPU of `pids` (and their children) per answer, in µs. */
   cpuUsPerReq: number | undefined;
+  /** This process's CPU per answer, in µs: what the generator itself costs the machine. */
+  generatorCpuUsPerReq: number;
 }
 
 /** What a response parser needs to know of one answer so far. */
@@ -160,23 +162,22 @@ export function parseResponse(buf: Buffer): { status: number; length: number; cl
     if (buf.length > MAX_HEADER_BYTES) throw new Error('response header too large');
     return undefined;
   }
-  const head = buf.toString('latin1', 0, end);
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+  // One lower-case string of the head, searched for the three fields that frame a response.
+  const head = buf.toString('latin1', 0, end).toLowerCase();
+  const m = /^http\/1\.[01] (\d{3})/.exec(head);
   if (!m) throw new Error(`not an HTTP/1.1 response: ${JSON.stringify(head.slice(0, 40))}`);
   const status = Number(m[1]);
-  const lines = head.split('\r\n');
-  let contentLength: number | undefined;
-  let chunked = false;
-  let close = false;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim().toLowerCase();
-    if (name === 'content-length') contentLength = Number(value);
-    else if (name === 'transfer-encoding') chunked = value.split(',').some((v) => v.trim() === 'chunked');
-    else if (name === 'connection') close = value.split(',').some((v) => v.trim() === 'close');
-  }
+  const field = (name: string): string | undefined => {
+    const at = head.indexOf(`\r\n${name}:`);
+    if (at < 0) return undefined;
+    const from = at + name.length + 3;
+    const to = head.indexOf('\r\n', from);
+    return head.slice(from, to < 0 ? head.length : to).trim();
+  };
+  const cl = field('content-length');
+  const contentLength = cl === undefined ? undefined : Number(cl);
+  const chunked = field('transfer-encoding')?.split(',').some((v) => v.trim() === 'chunked') ?? false;
+  const close = field('connection')?.split(',').some((v) => v.trim() === 'close') ?? false;
   const bodyStart = end + 4;
   if (status === 204 || status === 304 || (status >= 100 && status < 200)) return { status, length: bodyStart, close };
   if (chunked) {
@@ -198,7 +199,7 @@ export function parseResponse(buf: Buffer): { status: number; length: number; cl
       if (at > buf.length) return undefined;
     }
   }
-  if (contentLength === undefined) throw new Error('response without Content-Length or chunked framing');
+  if (contentLength === undefined || !Number.isSafeInteger(contentLength) || contentLength < 0) throw new Error('response without Content-Length or chunked framing');
   return buf.length >= bodyStart + contentLength ? { status, length: bodyStart + contentLength, close } : undefined;
 }
 
@@ -217,6 +218,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let exhausted = false;
   const pids = opts.pids ?? [];
   const ticksBefore = pids.reduce((a, p) => a + cpuTicks(p), 0);
+  const ownBefore = process.cpuUsage();
   const started = process.hrtime.bigint();
   const deadline = started + BigInt(Math.round(opts.seconds * 1e9));
   let lastAnswer = started;
@@ -308,6 +310,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
 
   await Promise.all(Array.from({ length: opts.connections }, connection));
   const ticksAfter = pids.reduce((a, p) => a + cpuTicks(p), 0);
+  const own = process.cpuUsage(ownBefore);
   const seconds = Number(lastAnswer - started) / 1e9;
   const requests = latenciesUs.length;
   latenciesUs.sort((a, b) => a - b);
@@ -323,6 +326,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     socketErrors,
     exhausted,
     cpuUsPerReq: pids.length > 0 && requests > 0 ? (((ticksAfter - ticksBefore) / HZ) * 1e6) / requests : undefined,
+    generatorCpuUsPerReq: requests > 0 ? (own.user + own.system) / requests : NaN,
   };
 }
 

@@ -341,6 +341,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     cpu_us_per_req: round1(med(s.name, 'cpuUsPerReq')),
     rps_vs_bearer: round2(med(s.name, 'rps') / bearer.rps),
     added_cpu_us_per_req: s.key === undefined ? null : round1(med(s.name, 'cpuUsPerReq') - bearer.cpu),
+    generator_cpu_us_per_req: round1(median(results[s.name]!.map((l) => l.generatorCpuUsPerReq))),
     requests: results[s.name]!.reduce((a, l) => a + l.requests, 0),
     rounds_out_of_proofs: results[s.name]!.filter((l) => l.exhausted).length,
     sign_ms_before_round: Math.round(median(results[s.name]!.map((l) => l.signMs))),
@@ -362,6 +363,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     '|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.subject} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${r.rps_vs_bearer} | ${r.added_cpu_us_per_req ?? '—'} |`),
     '',
+    `load generator's own CPU per request: ${rows.map((r) => `${r.subject} ${r.generator_cpu_us_per_req} µs`).join(', ')}`,
     `introspections during the rounds: ${introspectionsDuringRounds} (cache hits only); every answer 200` +
       (rows.some((r) => r.rounds_out_of_proofs > 0) ? `; rounds that ran out of pre-signed proofs (shorter, still measured): ${rows.filter((r) => r.rounds_out_of_proofs > 0).map((r) => `${r.subject} ${r.rounds_out_of_proofs}`).join(', ')}` : ''),
   ].join('\n');
