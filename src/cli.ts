@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -119,17 +119,17 @@ function reloadThroughPrimary(): Promise<ReloadOutcome> {
 
 async function runWorker(): Promise<number> {
   try {
-    const { config, signingKey } = await new Promise<{ config: GatewayConfig; signingKey: string | undefined }>((resolve) => {
+    const { config, signingKey, dpopSecret } = await new Promise<{ config: GatewayConfig; signingKey: string | undefined; dpopSecret: string | undefined }>((resolve) => {
       const onMessage = (m: unknown) => {
         if ((m as { type?: unknown } | null)?.type !== CONFIG_MESSAGE) return;
         process.off('message', onMessage);
-        resolve(m as { config: GatewayConfig; signingKey: string | undefined });
+        resolve(m as { config: GatewayConfig; signingKey: string | undefined; dpopSecret: string | undefined });
       };
       process.on('message', onMessage);
       // Asked for, not pushed: a message that arrives before the listener exists is lost.
       process.send?.({ type: CONFIG_REQUEST });
     });
-    return await runGateway(config, signingKey === undefined ? undefined : importSigningKey(signingKey));
+    return await runGateway(config, signingKey === undefined ? undefined : importSigningKey(signingKey), undefined, dpopSecret === undefined ? undefined : Buffer.from(dpopSecret, 'base64'));
   } finally {
     // A worker's IPC channel to the primary would keep it alive after it is
     // done, or after it failed to start (the primary then sees it exit).
@@ -143,7 +143,7 @@ async function runWorker(): Promise<number> {
  * set of guards, so that they share one cache and one single-flight (a token
  * introspected through one is a cache hit through the other).
  */
-async function runGateway(config: GatewayConfig, signingKey?: SigningKey, configFile?: string): Promise<number> {
+async function runGateway(config: GatewayConfig, signingKey?: SigningKey, configFile?: string, dpopSecret?: Buffer): Promise<number> {
   const logger = createLogger(config.log.level);
   let admin: AdminHandle | undefined;
   // Loaded only when configured: prom-client costs start-up time nobody else should pay.
@@ -154,6 +154,7 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
     runtime = new Runtime(config, {
       logger,
       signingKey,
+      dpopSecret,
       metrics,
       // A rotated admin token (token_file) applies from the reload that reads it.
       onReloaded: (next) => {
@@ -306,6 +307,8 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
   // Without a signing key file, one key made here for every worker (and
   // every replacement), so they all sign with and publish the same key.
   let signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
+  // One DPoP nonce secret for every worker: a nonce one of them hands out is accepted by the others.
+  const dpopSecret = randomBytes(32).toString('base64');
 
   const stopAll = (signal: NodeJS.Signals) => {
     // Workers replaced by a reload are already draining: a SIGTERM could only
@@ -339,7 +342,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
         const type = (m as { type?: unknown } | null)?.type;
-        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey });
+        if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey, dpopSecret });
         else if (type === RELOAD_REQUEST) relay(worker, (m as { id?: unknown }).id);
         else if (type === READY_MESSAGE) {
           ready.add(worker.id);

@@ -17,6 +17,8 @@ export interface RuntimeDeps {
   logger: Logger;
   /** The key to mint with when the configuration names none (a cluster's primary gives one to its workers). */
   signingKey?: SigningKey | undefined;
+  /** The secret DPoP server nonces are made with (a cluster's primary gives its workers one, so each accepts the others' nonces). */
+  dpopSecret?: Buffer | undefined;
   /** Prometheus metrics (the admin listener's); one set for every generation: a reload's guards relabel its routes. */
   metrics?: GatewayMetrics | undefined;
   /**
@@ -57,7 +59,11 @@ export function pinRestartOptions(running: GatewayConfig, next: GatewayConfig): 
     const host = keep('listen.host', running.listen.host, next.listen.host);
     const port = keep('listen.port', running.listen.port, next.listen.port);
     // Certificate files may change (read again), HTTP to HTTPS may not.
-    const tls = (running.listen.tls === undefined) !== (next.listen.tls === undefined) ? keep('listen.tls', running.listen.tls, next.listen.tls) : next.listen.tls;
+    let tls = (running.listen.tls === undefined) !== (next.listen.tls === undefined) ? keep('listen.tls', running.listen.tls, next.listen.tls) : next.listen.tls;
+    // Whether the handshake asks for a client certificate is the server's, not its secure context's.
+    if (tls !== undefined && running.listen.tls !== undefined) {
+      tls = { ...tls, request_client_certificates: keep('listen.tls.request_client_certificates', running.listen.tls.request_client_certificates, tls.request_client_certificates) };
+    }
     listen = { host, port, ...(tls !== undefined ? { tls } : {}) };
   }
   let forwardAuth = next.forward_auth;
@@ -139,6 +145,7 @@ export class Runtime {
   #gen: Generation;
   #envoy: EnvoyAuthService | undefined;
   #signingKey: SigningKey | undefined;
+  readonly #dpopSecret: Buffer | undefined;
   readonly #load: (() => GatewayConfig) | undefined;
   readonly #delegate: (() => Promise<ReloadOutcome>) | undefined;
   readonly #metrics: GatewayMetrics | undefined;
@@ -153,6 +160,7 @@ export class Runtime {
   constructor(config: GatewayConfig, deps: RuntimeDeps) {
     this.logger = deps.logger;
     this.#signingKey = deps.signingKey;
+    this.#dpopSecret = deps.dpopSecret;
     this.#load = deps.load;
     this.#delegate = deps.delegate;
     this.#metrics = deps.metrics;
@@ -192,7 +200,7 @@ export class Runtime {
     // (The shared cache follows its own options: see `sharedFor` in guards.ts.)
     const bounds = (c: GatewayConfig) => [c.cache.max_entries, c.cache.max_negative_entries].join();
     const sameCache = prev !== undefined && bounds(prev.config) === bounds(config);
-    const guards = createGuards(config, { logger, signingKey: this.#signingKey, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
+    const guards = createGuards(config, { logger, signingKey: this.#signingKey, dpopSecret: this.#dpopSecret, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
     try {
       const gateway = config.listen !== undefined ? new Gateway(config, { logger, guards, ...(prev?.gateway ? { adopt: prev.gateway } : {}) }) : undefined;
       const forwardAuth =

@@ -29,6 +29,35 @@ export interface ActiveToken {
   readonly clientId?: string | undefined;
   /** The token's `sub` claim (a string), for the access log when `log.access_log_sub` is on. */
   readonly sub?: string | undefined;
+  /**
+   * What the token is bound to (its `cnf`): a DPoP key (RFC 9449 §6) or a
+   * client certificate (RFC 8705 §3). Checked on every request, cache hits
+   * included; undefined for a bearer token.
+   */
+  readonly binding?: Binding | undefined;
+  /**
+   * Set on the verdict of a request whose DPoP proof the gateway verified,
+   * when the upstream gets the proof too (`dpop.forward: dpop`): the
+   * client's `DPoP` header and the proof key's thumbprint. Never on a cached entry.
+   */
+  readonly dpop?: { readonly proof: string; readonly jkt: string } | undefined;
+}
+
+/** A sender-constrained token's confirmation (`cnf`), as far as the gateway checks it. */
+export interface Binding {
+  /** RFC 9449 §6.1 `cnf.jkt`: the RFC 7638 SHA-256 thumbprint of the DPoP key. */
+  readonly jkt?: string | undefined;
+  /** RFC 8705 §3.1 `cnf["x5t#S256"]`: the SHA-256 thumbprint of the client certificate (base64url). */
+  readonly x5t?: string | undefined;
+}
+
+/** The binding `claims.cnf` names (members `jkt` and `x5t#S256`, strings); undefined when there is none. */
+export function bindingOf(claims: Readonly<JWTPayload>): Binding | undefined {
+  const cnf = claims.cnf as Record<string, unknown> | undefined;
+  if (cnf === undefined || cnf === null || typeof cnf !== 'object') return undefined;
+  const jkt = typeof cnf.jkt === 'string' ? cnf.jkt : undefined;
+  const x5t = typeof cnf['x5t#S256'] === 'string' ? (cnf['x5t#S256'] as string) : undefined;
+  return jkt === undefined && x5t === undefined ? undefined : Object.freeze({ jkt, x5t });
 }
 
 /** A token the authorization server said is not active; kept briefly. */
@@ -58,6 +87,7 @@ class CachedToken implements ActiveToken {
     readonly expiresAt: number,
     claims: Readonly<JWTPayload> | undefined,
     who: Who | undefined,
+    readonly binding: Binding | undefined,
   ) {
     this.#claims = claims;
     this.#who = who;
@@ -81,8 +111,8 @@ class CachedToken implements ActiveToken {
  * An active entry. `claims`, when given, are kept as they are (frozen);
  * otherwise they are decoded from the JWT in `authorization` when first read.
  */
-export function activeToken(authorization: string, scope: string, expiresAt: number, claims?: Readonly<JWTPayload>, who?: Who): ActiveToken {
-  return new CachedToken(authorization, scope, expiresAt, claims === undefined ? undefined : Object.freeze({ ...claims }), who);
+export function activeToken(authorization: string, scope: string, expiresAt: number, claims?: Readonly<JWTPayload>, who?: Who, binding?: Binding): ActiveToken {
+  return new CachedToken(authorization, scope, expiresAt, claims === undefined ? undefined : Object.freeze({ ...claims }), who, binding);
 }
 
 /** Who a token speaks for, as the access log names it: two short strings kept beside the JWT instead of every claim. */

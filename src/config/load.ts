@@ -13,6 +13,7 @@ import {
   FORWARD_AUTH_DEFAULTS,
   LISTEN_DEFAULTS,
   PHANTOM_TOKEN_DEFAULTS,
+  DPOP_DEFAULTS,
   MINTING_RESPONSES,
   type GatewayConfig,
   type PhantomTokenOptions,
@@ -221,7 +222,9 @@ export function parseConfig(text: string, opts: ParseOptions = {}): GatewayConfi
       );
       return;
     }
-    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...inherited, ...overrides }, { reportInput: true });
+    // The dpop mapping is merged member by member: a route that changes how proofs are forwarded keeps the block's algorithms.
+    const dpop = { ...DPOP_DEFAULTS, ...inherited.dpop, ...overrides.dpop };
+    const merged = phantomTokenComplete.safeParse({ ...PHANTOM_TOKEN_DEFAULTS, ...inherited, ...overrides, dpop }, { reportInput: true });
     if (!merged.success) {
       for (const issue of merged.error.issues) {
         const key = issue.path[0] as string | undefined;

@@ -63,6 +63,24 @@ export const PHANTOM_TOKEN_DEFAULTS = Object.freeze({
   introspection_response: 'jwt' as const,
   client_auth_method: 'client_secret_basic' as const,
   access_tokens_only: true,
+  scheme: 'Bearer' as const,
+  forward_client_cert: false,
+});
+
+/** `phantom_token.scheme` (Curity's option): the authorization scheme a route accepts; `any` takes both. */
+export const SCHEMES = ['Bearer', 'DPoP', 'any'] as const;
+export type Scheme = (typeof SCHEMES)[number];
+
+/** Asymmetric JWS algorithms a DPoP proof may use (RFC 9449 §4.2: never `none` or a MAC). */
+export const DPOP_ALGORITHMS = Object.freeze(['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const);
+
+/** Defaults of `phantom_token.dpop`. */
+export const DPOP_DEFAULTS = Object.freeze({
+  algorithms: Object.freeze(['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256']) as readonly (typeof DPOP_ALGORITHMS)[number][],
+  max_age_seconds: 60,
+  clock_skew_seconds: 5,
+  nonce: false,
+  forward: 'dpop' as const,
 });
 
 /** `introspection_response`: how the authorization server answers (see the README's compatibility table). */
@@ -72,6 +90,19 @@ export const MINTING_RESPONSES: ReadonlySet<string> = new Set(['json', 'token_in
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'] as const;
 
 const filePath = () => z.string('must be a file path').min(1, 'must not be empty');
+
+const dpopShape = {
+  algorithms: z.array(z.enum(DPOP_ALGORITHMS, `must be one of ${DPOP_ALGORITHMS.join(', ')} (asymmetric algorithms only)`), 'must be a list of algorithms').min(1, 'must not be empty'),
+  // How old a proof's iat may be, and how far ahead of this clock.
+  max_age_seconds: int(1, 3600),
+  clock_skew_seconds: int(0, 300),
+  // Proofs must carry a nonce the gateway issued (DPoP-Nonce, use_dpop_nonce).
+  nonce: bool(),
+  // dpop: Authorization: DPoP <jwt> with the client's proof and X-DPoP-Verified; bearer: Authorization: Bearer <jwt> alone.
+  forward: z.enum(['dpop', 'bearer'], 'must be dpop or bearer'),
+  // The URL clients address the gateway at (htu): its origin and path prefix, before the request path.
+  public_base_url: httpUrl('public base').refine((v) => !v.includes('?'), 'must not contain a query string'),
+};
 
 export const phantomTokenShape = {
   // One of the two: the endpoint itself, or the issuer whose discovery
@@ -114,6 +145,15 @@ export const phantomTokenShape = {
   connections: int(1, 4096),
   max_queued: int(0, 1_000_000),
   max_queued_per_client: int(0, 1_000_000),
+  // Bearer (default), DPoP (Authorization: DPoP <opaque> with a DPoP proof), or any of the two. Any case, as Curity's plugin reads it.
+  scheme: z.preprocess(
+    (v) => (typeof v === 'string' ? SCHEMES.find((s) => s.toLowerCase() === v.trim().toLowerCase()) ?? v : v),
+    z.enum(SCHEMES, 'must be Bearer, DPoP or any'),
+  ),
+  // How DPoP proofs are checked and what the upstream gets (merged member by member with the top-level block's).
+  dpop: z.strictObject(dpopShape, 'must be a mapping of DPoP options (algorithms, max_age_seconds, clock_skew_seconds, nonce, forward, public_base_url)').partial(),
+  // Send the client's TLS certificate to the upstream (RFC 9440 Client-Cert).
+  forward_client_cert: bool(),
 };
 
 /** Every option optional: the top-level block and per-route overrides. */
@@ -132,6 +172,7 @@ export const phantomTokenComplete = z.strictObject({
   client_assertion_audience: phantomTokenShape.client_assertion_audience.optional(),
   audience: phantomTokenShape.audience.optional(),
   ca_file: phantomTokenShape.ca_file.optional(),
+  dpop: z.strictObject({ ...dpopShape, public_base_url: dpopShape.public_base_url.optional() }),
 });
 export type PhantomTokenOptions = z.infer<typeof phantomTokenComplete>;
 
@@ -245,7 +286,15 @@ const redisCache = z.strictObject({
 });
 
 /** `listen.tls`: the listener serves HTTPS with this certificate chain and key (PEM), read again on SIGHUP. */
-const listenerTls = z.strictObject({ cert_file: filePath(), key_file: filePath() }, 'must be a mapping with cert_file and key_file');
+const listenerTls = z.strictObject(
+  {
+    cert_file: filePath(),
+    key_file: filePath(),
+    // Ask clients for a TLS certificate (RFC 8705 certificate-bound tokens). Not verified against a CA: a bound token names the certificate by its thumbprint.
+    request_client_certificates: bool().default(false),
+  },
+  'must be a mapping with cert_file and key_file',
+);
 
 /** TLS options towards upstreams: in `upstream` (every route's default) and in a route's upstream mapping. */
 const upstreamTlsShape = {
@@ -357,8 +406,10 @@ export const configSchema = z.strictObject({
       max_negative_entries: int(1, 10_000_000).default(10_000),
       // A second level shared by every instance (and every worker): Redis or Valkey.
       redis: redisCache.optional(),
+      // DPoP proofs remembered against replay (each for max_age_seconds + clock_skew_seconds); shared through Redis too when set.
+      max_dpop_proofs: int(1, 10_000_000).default(100_000),
     })
-    .default({ max_entries: 10_000, max_negative_entries: 10_000 }),
+    .default({ max_entries: 10_000, max_negative_entries: 10_000, max_dpop_proofs: 100_000 }),
   // Processes serving requests: a number, or `auto` for one per core. Each
   // worker is a whole gateway with its own cache; only the socket is shared.
   workers: z.preprocess((v) => (v === 'auto' ? availableParallelism() : v), int(1, 256)).default(1),

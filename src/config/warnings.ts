@@ -154,6 +154,15 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       });
     }
   }
+  // Certificates to forward that the gateway can never receive.
+  const certificates = config.listen?.tls?.request_client_certificates === true || config.trusted_proxies.length > 0 || fa !== undefined;
+  const blind = config.routes.filter((r) => r.phantom_token !== false && r.phantom_token.forward_client_cert).map((r) => r.path);
+  if (blind.length > 0 && !certificates) {
+    out.push({
+      message: 'forward_client_cert is set but the gateway never receives a client certificate: set listen.tls.request_client_certificates, or trusted_proxies for a TLS-terminating proxy that sends Client-Cert',
+      fields: { routes: blind },
+    });
+  }
   for (const entry of config.trusted_proxies) {
     const [ip, bits] = entry.split('/') as [string, string | undefined];
     if (bits === undefined) continue;

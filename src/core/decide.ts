@@ -5,6 +5,7 @@ import { checkCredentials, PREFLIGHT } from './credentials.js';
 import { GatewayError, TOKEN_INACTIVE, refusal } from './errors.js';
 import type { Requester, Seen, Verdict } from './exchange.js';
 import { REFUSED, type Guard, type GuardedRoute, type Guards } from './guards.js';
+import type { Presentation } from './sender.js';
 
 /**
  * What a front door that does not carry the request itself (a forward-auth
@@ -27,6 +28,16 @@ export interface DecisionRequest {
   readonly clientAddress: string;
   /** The original request's checked W3C trace context, passed on to the introspection. Read on a cache miss only. */
   readonly traceHeaders?: TraceHeaders | undefined;
+  /** Every `DPoP` header value of the original request (none, one, several). */
+  readonly dpop?: readonly string[] | undefined;
+  /**
+   * The URL the client addressed (`scheme://host[:port]/path`; a query is
+   * ignored), for a DPoP proof's `htu`. Undefined when unknown: DPoP proofs
+   * are then refused, unless the route has `dpop.public_base_url`.
+   */
+  readonly url?: string | undefined;
+  /** The SHA-256 thumbprint (base64url) of the client's certificate, when a trusted peer passed one on. */
+  readonly certThumbprint?: string | undefined;
 }
 
 /** Whether the token was found in the cache (`hit`), needed an introspection (`miss`), or was never looked up (`-`). */
@@ -106,7 +117,8 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
   if (rule === PREFLIGHT) return { allow: true, route, token: undefined, cache: '-', ttl: 0 };
   if (rule !== undefined) return deny(rule, route, '-', 0);
   const seen: Seen = { expiresAt: 0 };
-  const verdict = guard.exchange.authorize(req.authorization[0], guard.policy, req satisfies Requester, seen);
+  const facts: Presentation = { method: req.method, dpop: req.dpop, path: target.path, url: req.url, certThumbprint: req.certThumbprint };
+  const verdict = guard.authorize(req.authorization[0], facts, req satisfies Requester, seen);
   if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', seen, now);
   const pending = verdict.then((v) => settle(v, route, 'miss', seen, now));
   pendingVerdicts.set(pending, { guard, verdict });
@@ -120,11 +132,12 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
 export function withdraw(pending: Decision | Promise<Decision>): void {
   if (!(pending instanceof Promise)) return;
   const p = pendingVerdicts.get(pending);
-  if (p !== undefined) p.guard.exchange.withdraw(p.verdict);
+  if (p !== undefined) p.guard.withdraw(p.verdict);
 }
 
 function settle(v: Verdict, route: GuardedRoute, cache: CacheOutcome, seen: Seen, now: () => number): Decision {
-  if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: secondsLeft(v.expiresAt, now) };
+  // A sender-constrained token's allow is never kept outside: the next request's proof or certificate must be checked again.
+  if (!(v instanceof GatewayError)) return { allow: true, route, token: v, cache, ttl: v.binding === undefined ? secondsLeft(v.expiresAt, now) : 0 };
   // A verdict about the token itself (not its absence, not an outage), kept
   // outside no longer than the entry it rests on, nor than negative_cache_seconds.
   // A wrong audience is one, like a missing scope: the route's requirements

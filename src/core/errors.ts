@@ -18,6 +18,16 @@ export type ErrorCode =
   | 'ERR_TOKEN_INACTIVE'
   | 'ERR_INSUFFICIENT_SCOPE'
   | 'ERR_TOKEN_AUDIENCE'
+  | 'ERR_DPOP_PROOF_MISSING'
+  | 'ERR_DPOP_PROOF_INVALID'
+  | 'ERR_DPOP_PROOF_MISMATCH'
+  | 'ERR_DPOP_PROOF_STALE'
+  | 'ERR_DPOP_PROOF_REPLAYED'
+  | 'ERR_DPOP_KEY_MISMATCH'
+  | 'ERR_DPOP_NONCE'
+  | 'ERR_TOKEN_DPOP_BOUND'
+  | 'ERR_TOKEN_NOT_DPOP_BOUND'
+  | 'ERR_TOKEN_CERTIFICATE_MISMATCH'
   | 'ERR_INTROSPECTION_NOT_READY'
   | 'ERR_INTROSPECTION_REJECTED'
   | 'ERR_INTROSPECTION_UNREACHABLE'
@@ -62,6 +72,19 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_TOKEN_INACTIVE: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
   ERR_INSUFFICIENT_SCOPE: { status: 403, publicCode: 'forbidden', message: 'The access token does not have the required scope' },
   ERR_TOKEN_AUDIENCE: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
+  // DPoP (RFC 9449): every failed proof check looks the same to the client; the code says which in the log.
+  ERR_DPOP_PROOF_MISSING: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  ERR_DPOP_PROOF_INVALID: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  ERR_DPOP_PROOF_MISMATCH: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  ERR_DPOP_PROOF_STALE: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  ERR_DPOP_PROOF_REPLAYED: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  ERR_DPOP_KEY_MISMATCH: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
+  // The proof carries no nonce, or one no longer accepted: the answer's DPoP-Nonce is the one to use.
+  ERR_DPOP_NONCE: { status: 401, publicCode: 'unauthorized', message: 'DPoP nonce required' },
+  // A sender-constrained token used without its proof of possession, or a bearer token sent as DPoP.
+  ERR_TOKEN_DPOP_BOUND: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
+  ERR_TOKEN_NOT_DPOP_BOUND: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
+  ERR_TOKEN_CERTIFICATE_MISMATCH: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
   ERR_INTROSPECTION_NOT_READY: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
   ERR_INTROSPECTION_REJECTED: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
   ERR_INTROSPECTION_UNREACHABLE: { status: 502, publicCode: 'server_error', message: 'Token validation is unavailable' },
@@ -106,8 +129,10 @@ export class GatewayError extends Error {
   readonly challenge: string | undefined;
   /** `Retry-After` to send (authorization server 503/429 passed on, or the gateway's own queue full). */
   readonly retryAfter: string | undefined;
+  /** `DPoP-Nonce` to send: the server nonce a DPoP proof must carry (RFC 9449 §9). */
+  readonly dpopNonce: string | undefined;
 
-  constructor(code: ErrorCode, opts: { challenge?: string; retryAfter?: string; cause?: unknown; detail?: string } = {}) {
+  constructor(code: ErrorCode, opts: { challenge?: string; retryAfter?: string; dpopNonce?: string; cause?: unknown; detail?: string } = {}) {
     const spec = ERRORS[code];
     super(opts.detail ?? spec.message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'GatewayError';
@@ -116,6 +141,7 @@ export class GatewayError extends Error {
     this.publicCode = spec.publicCode;
     this.challenge = opts.challenge;
     this.retryAfter = opts.retryAfter;
+    this.dpopNonce = opts.dpopNonce;
   }
 
   /** The JSON body sent to clients: never the internal detail. */

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
-import { activeToken, positiveLifetime, whoOf, type ActiveToken, type TokenEntry, type TtlReason } from '../cache/entry.js';
+import { activeToken, bindingOf, positiveLifetime, whoOf, type ActiveToken, type TokenEntry, type TtlReason } from '../cache/entry.js';
 import type { TraceHeaders } from '../observability/trace-context.js';
 import type { Clock } from '../cache/memory.js';
 import type { SharedRef, SharedTokenStore, TokenStore } from '../cache/store.js';
@@ -137,22 +137,51 @@ export class TokenExchange {
   authorize(authorization: string | undefined, policy: ScopePolicy, requester?: Requester, seen?: Seen): Verdict | Promise<Verdict> {
     const token = parseBearer(authorization, this.#o.maxTokenLength);
     if (typeof token !== 'string') return token;
+    const found = this.resolve(token, requester, seen);
+    if (!(found instanceof Promise)) return found instanceof GatewayError ? found : (policy.check(found) ?? found);
+    return this.chain(found, (v) => (v instanceof GatewayError ? v : (policy.check(v) ?? v)));
+  }
+
+  /**
+   * The token's state, without a route's checks: the cached entry (at once,
+   * on a hit), or the answer of the introspection it needs (a promise,
+   * shared by every caller with the same token); `TOKEN_INACTIVE` or a
+   * failure otherwise. `withdraw` takes the promise back.
+   */
+  resolve(token: string, requester?: Requester, seen?: Seen): Verdict | Promise<Verdict> {
     const key = cacheKey(this.#prefix, token);
     const found = this.#o.cache.get(key);
     if (found !== undefined && !(found instanceof Promise)) {
       this.#metrics?.hit();
       if (seen !== undefined) seen.expiresAt = found.expiresAt;
-      return found.active ? (policy.check(found) ?? found) : TOKEN_INACTIVE;
+      return found.active ? found : TOKEN_INACTIVE;
     }
     const flight = this.#miss(key, token, requester, found);
     flight.waiters++;
     const waiting: Promise<Verdict> = flight.verdict.then((v) => {
       this.#waiting.delete(waiting);
       if (seen !== undefined) seen.expiresAt = flight.expiresAt;
-      return v instanceof GatewayError ? v : (policy.check(v) ?? v);
+      return v;
     });
     this.#waiting.set(waiting, flight);
     return waiting;
+  }
+
+  /**
+   * `pending` (from `resolve`) continued with `then`: a promise that
+   * `withdraw` takes back as it would `pending`.
+   */
+  chain(pending: Promise<Verdict>, then: (v: Verdict) => Verdict | Promise<Verdict>): Promise<Verdict> {
+    const flight = this.#waiting.get(pending);
+    const next: Promise<Verdict> = pending.then((v) => {
+      this.#waiting.delete(next);
+      return then(v);
+    });
+    if (flight !== undefined) {
+      this.#waiting.delete(pending);
+      this.#waiting.set(next, flight);
+    }
+    return next;
   }
 
   /**
@@ -276,7 +305,7 @@ export class TokenExchange {
       this.#remember(key, { active: false, expiresAt: now + this.#o.negativeCacheSeconds * 1000 }, flight, 'expired');
       return TOKEN_INACTIVE;
     }
-    const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs, undefined, whoOf(claims));
+    const entry: ActiveToken = activeToken(flat(`Bearer ${answer.jwt}`), scopeString(claims), now + ttlMs, undefined, whoOf(claims), bindingOf(claims));
     this.#remember(key, entry, flight, reason);
     return entry;
   }

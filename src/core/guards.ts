@@ -14,7 +14,12 @@ import { loggable } from '../observability/startup.js';
 import { WarnChannel } from '../observability/warn-limiter.js';
 import { ScopePolicy } from '../policy/scope.js';
 import { REFUSED, Router } from '../routing/router.js';
+import { hkdfSync, randomBytes } from 'node:crypto';
+import { keySecret } from '../cache/redis/options.js';
+import { WindowNonces } from '../dpop/nonce.js';
+import { LayeredReplayStore, MemoryReplayStore } from '../dpop/proof.js';
 import { TokenExchange } from './exchange.js';
+import { RouteGuard, type SenderDeps } from './sender.js';
 import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
 
 export interface GuardsDeps {
@@ -41,6 +46,13 @@ export interface GuardsDeps {
   /** Prometheus metrics (`admin` configured); undefined: off. */
   metrics?: GatewayMetrics | undefined;
   /**
+   * The secret DPoP server nonces are made with (32 bytes or more): a
+   * cluster's primary gives every worker the same. Default: derived from
+   * `cache.redis`'s key secret when set (every instance then accepts every
+   * instance's nonces), else the previous guards', else random.
+   */
+  dpopSecret?: Buffer | undefined;
+  /**
    * The shared cache to use when `cache.redis` is configured. Defaults to
    * the previous guards' when its options and key secret are unchanged (a
    * reload keeps the connection), else a new connection.
@@ -48,13 +60,8 @@ export interface GuardsDeps {
   shared?: RedisSharedCache | undefined;
 }
 
-/** What protects one route: its exchange (authorization server, client, cache bounds) and its required scopes. */
-export interface Guard {
-  readonly exchange: TokenExchange;
-  readonly policy: ScopePolicy;
-  /** The route's merged phantom token options. */
-  readonly options: Readonly<PhantomTokenOptions>;
-}
+/** What protects one route: its exchange (authorization server, client, caching bounds), its required scopes, its scheme and sender constraints. */
+export type Guard = RouteGuard;
 
 /** A configured route and what protects it. */
 export interface GuardedRoute {
@@ -151,7 +158,7 @@ export class Guards {
     };
     const exchangeFor = (pt: Readonly<PhantomTokenOptions>): TokenExchange => {
       // Everything that makes a different client: where, how it authenticates, how it reads answers, its bounds.
-      const { token_cache_seconds: _t, negative_cache_seconds: _n, max_token_length: _m, scope: _s, audience: _a, ...clientOptions } = pt;
+      const { token_cache_seconds: _t, negative_cache_seconds: _n, max_token_length: _m, scope: _s, audience: _a, scheme: _sc, dpop: _d, forward_client_cert: _f, ...clientOptions } = pt;
       const clientKey = JSON.stringify(clientOptions);
       // Origin and path only: a query string may carry a key (some gateways in front of servers want one).
       const where = loggable(pt.introspection_endpoint ?? pt.issuer!);
@@ -234,13 +241,28 @@ export class Guards {
       return exchange;
     };
 
+    // DPoP proofs are remembered across reloads (a proof accepted before one is not accepted after it).
+    const prev = deps.previous;
+    this.#replayMax = config.cache.max_dpop_proofs;
+    this.#replay = prev !== undefined && prev.#replayMax === this.#replayMax ? prev.#replay : new MemoryReplayStore(this.#replayMax, this.now);
+    this.dpopSecret = nonceSecretOf(config) ?? deps.dpopSecret ?? prev?.dpopSecret ?? randomBytes(32);
+    const needsNonces = config.routes.some((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.nonce);
+    const sender: SenderDeps = {
+      replay: this.#replay,
+      nonces: needsNonces ? new WindowNonces(this.dpopSecret, nonceWindow(config), this.now) : undefined,
+      now: this.now,
+      ...(logger.isLevelEnabled('debug') ? { onProofRefused: (failure: string, detail: string) => logger.debug({ dpop_failure: failure }, `DPoP proof refused: ${detail}`) } : {}),
+    };
+
     // Last, so that nothing thrown before leaves its connections open; and released if the routes throw.
     this.shared = sharedFor(config, deps);
+    // With Redis, a proof used at one instance is refused at every other.
+    if (this.shared !== undefined) sender.replay = new LayeredReplayStore(this.#replay, this.shared);
     try {
       this.routes = Object.freeze(
         config.routes.map((r, index): GuardedRoute => {
           const pt = r.phantom_token;
-          const guard = pt === false ? undefined : Object.freeze({ exchange: exchangeFor(pt), policy: new ScopePolicy(pt.scope, pt.audience), options: pt });
+          const guard = pt === false ? undefined : new RouteGuard(exchangeFor(pt), new ScopePolicy(pt.scope, pt.audience), pt, sender);
           return Object.freeze({ index, config: r, guard });
         }),
       );
@@ -346,6 +368,12 @@ export class Guards {
     return this.#exchanges.flatMap((exchange) => exchange.sharedRefOf(token) ?? []);
   }
 
+  /** Where DPoP proofs are remembered against replay, and its bound. */
+  readonly #replay: MemoryReplayStore;
+  readonly #replayMax: number;
+  /** What DPoP server nonces are made with (handed to a reload's guards). */
+  readonly dpopSecret: Buffer;
+
   #purgeTarget: PurgeTarget | undefined;
   #sharedReleased = false;
   /** This configuration is done with the shared cache (closed when no other uses it). */
@@ -369,6 +397,20 @@ function sharedFor(config: GatewayConfig, deps: GuardsDeps): RedisSharedCache | 
   const prev = deps.previous?.shared;
   if (prev !== undefined && prev.identity === sharedCacheIdentity(options)) return prev.retain();
   return new RedisSharedCache(options, { logger: deps.logger, metrics: deps.metrics?.sharedCache(), ...(deps.now ? { now: deps.now } : {}) }).retain();
+}
+
+/** The nonce secret every instance sharing `cache.redis` derives from its key secret; undefined without Redis. */
+function nonceSecretOf(config: GatewayConfig): Buffer | undefined {
+  const redis = config.cache.redis;
+  if (redis === undefined) return undefined;
+  return Buffer.from(hkdfSync('sha256', keySecret(redis), 'phantom-gateway dpop nonces', 'dpop-nonce', 32));
+}
+
+/** How long one nonce window lasts: the shortest proof age a nonce route allows (at least 10 s). */
+function nonceWindow(config: GatewayConfig): number {
+  let w = Infinity;
+  for (const r of config.routes) if (r.phantom_token !== false && r.phantom_token.dpop.nonce) w = Math.min(w, r.phantom_token.dpop.max_age_seconds);
+  return Math.max(10, w === Infinity ? 60 : w);
 }
 
 /** Builds the guards for a validated configuration (see `Guards`). */

@@ -36,6 +36,7 @@ export function renderRefusal(err: GatewayError): RenderedRefusal {
   };
   if (err.challenge !== undefined) headers['www-authenticate'] = err.challenge;
   if (err.retryAfter !== undefined) headers['retry-after'] = err.retryAfter;
+  if (err.dpopNonce !== undefined) headers['dpop-nonce'] = err.dpopNonce;
   r = Object.freeze({ status: err.status, headers: Object.freeze(headers), body });
   rendered.set(err, r);
   return r;

@@ -1,13 +1,13 @@
 import { hash } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, errors, jwtVerify, type JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { DPOP_ALGORITHMS } from '../config/schema.js';
 
 /*
  * DPoP proof verification (RFC 9449 §4.3), for the gateway: the only party
  * in the phantom token pattern that sees the opaque token, and so the only
- * one that can check a proof's `ath`. Not yet wired into the front doors
- * (issue 13 builds the `scheme` option on it); every check is here and
- * tested on its own.
+ * one that can check a proof's `ath`. The route guards (src/core/sender.ts)
+ * use it for every front door.
  *
  * Each failed check has its own code, for the log; a client is only ever
  * told `invalid_dpop_proof` (which check failed is none of its business).
@@ -27,6 +27,7 @@ export type DpopFailure =
   | 'htu'
   | 'iat'
   | 'ath'
+  | 'nonce'
   | 'replay';
 
 /** A refused proof; `failure` says which check (for the log). */
@@ -37,8 +38,71 @@ export class DpopProofError extends Error {
   }
 }
 
-/** Asymmetric JWS algorithms a proof may use (RFC 9449 §4.2: never `none` or a MAC). */
-export const DPOP_ALGORITHMS = Object.freeze(['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const);
+export { DPOP_ALGORITHMS };
+
+/**
+ * Where proofs are remembered against replay: `firstUse` says whether `key`
+ * is new, and remembers it until `untilMs` (epoch ms). The gateway's own is
+ * an LRU in memory; with `cache.redis`, Redis (every instance sees every
+ * proof).
+ */
+export interface ReplayStore {
+  firstUse(key: string, untilMs: number): boolean | Promise<boolean>;
+}
+
+/** Proofs remembered in this process, the oldest forgotten first past `max`. */
+export class MemoryReplayStore implements ReplayStore {
+  readonly #seen: LRUCache<string, number>;
+  readonly #now: () => number;
+
+  constructor(max: number, now: () => number = Date.now) {
+    this.#seen = new LRUCache<string, number>({ max });
+    this.#now = now;
+  }
+
+  firstUse(key: string, untilMs: number): boolean {
+    const until = this.#seen.get(key);
+    if (until !== undefined && until >= this.#now()) return false;
+    this.#seen.set(key, untilMs);
+    return true;
+  }
+}
+
+/** A second memory of proofs shared with other instances (Redis); undefined when it could not say. */
+export interface SharedFirstUse {
+  firstUse(key: string, untilMs: number): Promise<boolean | undefined>;
+}
+
+/**
+ * This process's memory first (a replay here is refused without a round
+ * trip), then the shared one: a proof first used at another instance is
+ * refused here too. When the shared memory cannot answer, the local one
+ * decides alone (a Redis outage never refuses a request).
+ */
+export class LayeredReplayStore implements ReplayStore {
+  constructor(
+    readonly local: ReplayStore,
+    readonly shared: SharedFirstUse,
+  ) {}
+
+  firstUse(key: string, untilMs: number): boolean | Promise<boolean> {
+    const here = this.local.firstUse(key, untilMs);
+    if (here instanceof Promise) return here.then((first) => (first ? this.#shared(key, untilMs) : false));
+    return here ? this.#shared(key, untilMs) : false;
+  }
+
+  async #shared(key: string, untilMs: number): Promise<boolean> {
+    return (await this.shared.firstUse(key, untilMs)) !== false;
+  }
+}
+
+/** Server nonces (RFC 9449 §9): what a proof's `nonce` must be, and the one to give a client. */
+export interface NonceSource {
+  /** The nonce to hand out now (`DPoP-Nonce`). */
+  current(): string;
+  /** Whether a proof's `nonce` is one still accepted. */
+  accepts(nonce: unknown): boolean;
+}
 
 export interface DpopVerifierOptions {
   /** Algorithms accepted, a subset of `DPOP_ALGORITHMS` (default ES256, EdDSA, Ed25519, PS256, RS256). */
@@ -47,8 +111,12 @@ export interface DpopVerifierOptions {
   maxAgeSeconds?: number;
   /** How far ahead of this clock a proof's `iat` may be, in seconds (default 5). */
   clockSkewSeconds?: number;
-  /** Proofs remembered against replay (default 100,000; the oldest go first). */
+  /** Proofs remembered against replay (default 100,000; the oldest go first). Ignored when `replay` is given. */
   maxReplayEntries?: number;
+  /** Where proofs are remembered (default: in memory, `maxReplayEntries`). */
+  replay?: ReplayStore;
+  /** Server nonces a proof must carry; undefined: none asked for. */
+  nonces?: NonceSource | undefined;
   now?: () => number;
 }
 
@@ -56,8 +124,8 @@ export interface DpopVerifierOptions {
 export interface ProofTarget {
   /** The request's method, as sent. */
   readonly method: string;
-  /** The request's URL as the client addressed it (the public URL behind proxies); query and fragment are ignored. */
-  readonly url: string;
+  /** The request's URL as the client addressed it (the public URL behind proxies); query and fragment are ignored. Undefined: unknown (every proof refused). */
+  readonly url: string | undefined;
   /** The access token the proof comes with (its SHA-256 must be `ath`). */
   readonly accessToken: string;
 }
@@ -88,7 +156,8 @@ export class DpopVerifier {
   readonly #maxAge: number;
   readonly #skew: number;
   readonly #now: () => number;
-  readonly #seen: LRUCache<string, number>;
+  readonly #replay: ReplayStore;
+  readonly #nonces: NonceSource | undefined;
 
   constructor(opts: DpopVerifierOptions = {}) {
     const algorithms = opts.algorithms ?? ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'];
@@ -98,7 +167,13 @@ export class DpopVerifier {
     this.#maxAge = opts.maxAgeSeconds ?? 60;
     this.#skew = opts.clockSkewSeconds ?? 5;
     this.#now = opts.now ?? Date.now;
-    this.#seen = new LRUCache<string, number>({ max: opts.maxReplayEntries ?? 100_000 });
+    this.#replay = opts.replay ?? new MemoryReplayStore(opts.maxReplayEntries ?? 100_000, this.#now);
+    this.#nonces = opts.nonces;
+  }
+
+  /** The server nonce to hand a client, when nonces are asked for. */
+  get nonce(): string | undefined {
+    return this.#nonces?.current();
   }
 
   /**
@@ -130,19 +205,20 @@ export class DpopVerifier {
     const { jti, htm, htu, iat, ath } = payload;
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw new DpopProofError('jti', 'jti missing or not a string of at most 256 characters');
     if (htm !== target.method) throw new DpopProofError('htm', 'htm is not the request method');
-    if (typeof htu !== 'string' || normalizeHtu(htu) !== normalizeHtu(target.url)) throw new DpopProofError('htu', 'htu is not the request URL');
+    const wanted = target.url === undefined ? undefined : normalizeHtu(target.url);
+    if (typeof htu !== 'string' || wanted === undefined || normalizeHtu(htu) !== wanted) throw new DpopProofError('htu', 'htu is not the request URL');
     const now = Math.floor(this.#now() / 1000);
     if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new DpopProofError('iat', 'iat missing');
     if (iat > now + this.#skew) throw new DpopProofError('iat', 'iat is in the future');
     if (iat < now - this.#maxAge) throw new DpopProofError('iat', 'the proof is too old');
     if (ath !== hash('sha256', target.accessToken, 'base64url')) throw new DpopProofError('ath', 'ath is not the hash of the access token');
 
+    if (this.#nonces !== undefined && !this.#nonces.accepts(payload.nonce)) throw new DpopProofError('nonce', payload.nonce === undefined ? 'the proof carries no nonce' : 'the nonce is not one the gateway accepts now');
+
     const jkt = await calculateJwkThumbprint(jwk, 'sha256');
     // Once per key and jti within the window (remembered as a hash: a jti is the client's choice of text).
     const seenKey = hash('sha256', `${jkt}\n${jti}`, 'base64url');
-    const until = this.#seen.get(seenKey);
-    if (until !== undefined && until >= now) throw new DpopProofError('replay', 'this proof was already used');
-    this.#seen.set(seenKey, iat + this.#maxAge + this.#skew);
+    if (!(await this.#replay.firstUse(seenKey, (iat + this.#maxAge + this.#skew) * 1000))) throw new DpopProofError('replay', 'this proof was already used');
     return { jkt, jti };
   }
 }

@@ -293,18 +293,20 @@ export class IntrospectionClient {
     }
     if (this.#opts.accessTokensOnly && !isAccessToken(decoded)) return INACTIVE_REJECTED;
     // A sender-constrained token is bound to a key (DPoP, RFC 9449 §6) or a
-    // client certificate (RFC 8705 §3); only proof of that key makes it
-    // usable, and the gateway checks no proof yet: taken as a bearer token it
-    // would work for whoever stole it (RFC 9449 §7.2). Refused.
-    // Every confirmation method (RFC 7800 jwk, jwe, kid, jku; RFC 8705 x5t#S256; RFC 9449 jkt) binds the token to a key.
+    // client certificate (RFC 8705 §3), and is usable only with proof of it.
+    // The gateway checks those two bindings on every request (jkt against
+    // the DPoP proof's key, x5t#S256 against the client certificate). Any
+    // other confirmation method (RFC 7800 jwk, jwe, kid, jku) it cannot
+    // check: taken as a bearer token it would work for whoever stole it
+    // (RFC 9449 §7.2), so such a token is refused.
     const cnf = decoded.claims.cnf as Record<string, unknown> | undefined;
-    if (cnf !== undefined && Object.keys(cnf).length > 0) {
+    if (cnf !== undefined && Object.keys(cnf).length > 0 && !checkableBinding(cnf)) {
       if (!this.#warnedBound) {
         this.#warnedBound = true;
         this.#warn({
           code: 'WARN_SENDER_CONSTRAINED_TOKEN',
           status: 200,
-          detail: 'introspection answer describes a sender-constrained token (a cnf claim: cnf.jkt for DPoP, cnf.x5t#S256 for a certificate-bound token): refused, as the gateway does not verify proof of possession yet (logged once per introspection client)',
+          detail: `introspection answer describes a token bound by cnf member(s) ${Object.keys(cnf).slice(0, 8).map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}: refused, as the gateway checks only cnf.jkt (DPoP) and cnf["x5t#S256"] (certificate-bound tokens), each a SHA-256 thumbprint (logged once per introspection client)`,
         });
       }
       return INACTIVE_REJECTED;
@@ -462,4 +464,16 @@ function outcomeOf(err: unknown, status: number): IntrospectionOutcome {
     default:
       return 'error';
   }
+}
+
+/** A SHA-256 thumbprint, base64url without padding (RFC 7638, RFC 8705 §3.1). */
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+/** Whether `cnf` holds only bindings the gateway checks (jkt, x5t#S256), each a well-formed thumbprint. */
+function checkableBinding(cnf: Record<string, unknown>): boolean {
+  for (const [k, v] of Object.entries(cnf)) {
+    if (k !== 'jkt' && k !== 'x5t#S256') return false;
+    if (typeof v !== 'string' || !THUMBPRINT.test(v)) return false;
+  }
+  return true;
 }

@@ -5,6 +5,8 @@ import type { SecureContextOptions } from 'node:tls';
 export interface ListenerTls {
   readonly cert_file: string;
   readonly key_file: string;
+  /** Ask clients for a certificate (RFC 8705 certificate-bound tokens); not verified against a CA. */
+  readonly request_client_certificates?: boolean | undefined;
 }
 
 /** TLS to an upstream: the merged `upstream` defaults and a route's own options. */

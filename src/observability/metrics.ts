@@ -213,7 +213,7 @@ export interface ExchangeRecorder {
 /** What the shared (Redis) cache reports. */
 export interface SharedCacheRecorder {
   /** One call to Redis (or one skipped because it is known down). */
-  operation(operation: 'get' | 'set' | 'lock' | 'purge', outcome: 'hit' | 'miss' | 'ok' | 'error' | 'skipped'): void;
+  operation(operation: 'get' | 'set' | 'lock' | 'purge' | 'dpop_proof', outcome: 'hit' | 'miss' | 'ok' | 'error' | 'skipped'): void;
   /** A cross-instance single-flight: this instance introspects (`won`), found another's answer after waiting (`filled`), or waited in vain and introspected itself (`gave_up`). */
   lock(outcome: 'won' | 'filled' | 'gave_up'): void;
   /** Whether Redis is being used (reachable and answering in time). */

@@ -66,6 +66,9 @@ const PROXY_SUPPLIED = [
   'front-end-https',
   'x-client-cert',
   'ssl-client-cert',
+  // RFC 9440
+  'client-cert',
+  'client-cert-chain',
   // identity
   'x-goog-iap-jwt-assertion',
   'x-endpoint-api-userinfo',
@@ -87,7 +90,7 @@ const X_PREFIXES =
 
 
 /** The headers the gateway sets itself: other spellings of them never pass. */
-const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host', 'x-request-id', 'traceparent', 'tracestate']);
+const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'authorization', 'host', 'x-request-id', 'traceparent', 'tracestate', 'dpop', 'x-dpop-verified', 'client-cert', 'client-cert-chain']);
 
 const HOP = 1;
 const OVERRIDE = 2;
@@ -154,6 +157,10 @@ export interface RequestHeaderScan {
   readonly traceparent: string | undefined;
   /** Every `tracestate` line, joined with `,`. */
   readonly tracestate: string | undefined;
+  /** The `DPoP` header: its value, or every value when sent more than once. Never copied to `headers` (the gateway sends a verified proof itself). */
+  readonly dpop: string | string[] | undefined;
+  /** A trusted peer's RFC 9440 `Client-Cert` (the TLS client certificate it received); always undefined for others. */
+  readonly clientCert: string | undefined;
 }
 
 /**
@@ -189,6 +196,8 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   let traceparent: string | undefined;
   let traceparents = 0;
   let tracestate: string | undefined;
+  let dpop: string | string[] | undefined;
+  let clientCert: string | undefined;
 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
@@ -245,6 +254,21 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
       case 'tracestate':
         tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
         continue;
+      // A DPoP proof reaches the upstream only once the gateway verified it;
+      // an open route that passes the client's Authorization on passes its proof too.
+      case 'dpop':
+        dpop = dpop === undefined ? value : typeof dpop === 'string' ? [dpop, value] : [...dpop, value];
+        if (keepAuthorization) out.push(name, value);
+        continue;
+      // Only the gateway says a proof was verified.
+      case 'x-dpop-verified':
+        continue;
+      // RFC 9440: the certificate a TLS-terminating proxy in front received; from anyone else a forgery.
+      case 'client-cert':
+        if (keepForwarding) clientCert = clientCert === undefined ? value : `${clientCert},${value}`;
+        continue;
+      case 'client-cert-chain':
+        continue;
     }
     // NGINX, Apache and Gunicorn drop `_` names by default: `X_Forwarded_For`
     // is HTTP_X_FORWARDED_FOR to a CGI-style upstream, like the real one.
@@ -265,7 +289,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost, requestId, traceparent: traceparents === 1 ? traceparent : undefined, tracestate };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost, requestId, traceparent: traceparents === 1 ? traceparent : undefined, tracestate, dpop, clientCert };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

@@ -27,6 +27,9 @@ import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { settlesWithin } from '../net/wait.js';
 import { TrackedConnector } from '../net/sockets.js';
 import { listenerTlsOptions, upstreamTlsOptions, type UpstreamTls } from '../net/tls.js';
+import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
+import type { Presentation } from '../core/sender.js';
+import type { TLSSocket } from 'node:tls';
 import { isUndiciTimeout } from '../net/timeouts.js';
 import { checkTarget, isValidHost } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
@@ -286,7 +289,13 @@ export class Gateway {
     const tls = config.listen?.tls;
     // https.Server has every http.Server member the gateway uses. A TLS
     // handshake is bounded like the request head it comes before.
-    this.server = tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, ...listenerTlsOptions(tls), handshakeTimeout: s.headers_timeout_ms }) as unknown as Server);
+    this.server = tls === undefined ? createServer(serverOptions) : (createHttpsServer({
+            ...serverOptions,
+            ...listenerTlsOptions(tls),
+            handshakeTimeout: s.headers_timeout_ms,
+            // A certificate-bound token names its certificate by thumbprint (RFC 8705 §3): asked for, never checked against a CA here.
+            ...(tls.request_client_certificates === true ? { requestCert: true, rejectUnauthorized: false } : {}),
+          }) as unknown as Server);
     // One more than the bound, so that reaching it is visible instead of Node
     // silently dropping the rest.
     this.server.maxHeadersCount = s.max_headers + 1;
@@ -421,7 +430,7 @@ export class Gateway {
         pr.forward(undefined);
         return;
       }
-      const verdict = guard.exchange.authorize(scan.authorization, guard.policy, pr);
+      const verdict = guard.authorize(scan.authorization, pr, pr);
       if (verdict instanceof Promise) {
         pr.cache = 'miss';
         // Counted while it waits: a reload must not close the pools it will be forwarded over.
@@ -430,7 +439,7 @@ export class Gateway {
         // A client that leaves while its token waits withdraws it: an
         // introspection nobody waits for any more is never sent.
         const gone = () => {
-          guard.exchange.withdraw(verdict);
+          guard.withdraw(verdict);
           this.access(req.method, target.path, 499, start, 'miss', 'client_closed', pr);
         };
         res.once('close', gone);
@@ -703,7 +712,7 @@ export class Gateway {
  * One proxied request: the per-request context and the undici dispatch
  * handler in a single object, so forwarding allocates little.
  */
-class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFacts {
+class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFacts, Presentation {
   cache = '-';
   introspectionMs = -1;
   token: ActiveToken | undefined;
@@ -758,6 +767,43 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
     return this.scan.xff;
   }
 
+  /** Presentation: the method a DPoP proof's htm must name. */
+  get method(): string {
+    return this.req.method!;
+  }
+
+  /** Presentation: the request's DPoP proof(s). */
+  get dpop(): string | string[] | undefined {
+    return this.scan.dpop;
+  }
+
+  /** Presentation: the path the client sent. */
+  get path(): string {
+    return this.logPath;
+  }
+
+  /** Presentation: the URL the client addressed (a trusted proxy's scheme and host when it sent them): a DPoP proof's htu. */
+  get url(): string | undefined {
+    const host = this.scan.xfHost ?? this.scan.host;
+    return host === undefined ? undefined : `${this.scan.xfProto ?? this.gw.proto}://${host}${this.logPath}`;
+  }
+
+  /** Presentation: the thumbprint of the client's certificate (TLS listener), or of the one a trusted proxy passed on (RFC 9440). */
+  get certThumbprint(): string | undefined {
+    const der = this.#clientCert();
+    return der === undefined ? undefined : certThumbprint(der);
+  }
+
+  /** The client's certificate (DER): from this TLS connection, else from a trusted peer's Client-Cert. */
+  #clientCert(): Buffer | undefined {
+    const socket = this.req.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate === 'function') {
+      const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+      if (raw !== undefined && raw.length > 0) return raw;
+    }
+    return this.scan.clientCert === undefined ? undefined : clientCertFromHeader(this.scan.clientCert);
+  }
+
   decide(v: Verdict): void {
     if (v instanceof GatewayError) this.gw.refuse(this.req, this.res, v, this.start, this.logPath, false, this);
     else this.forward(v);
@@ -768,7 +814,15 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
     if (this.#done || res.destroyed) return;
     const headers = scan.headers;
     this.token = token;
-    if (token !== undefined) headers.push('authorization', token.authorization);
+    if (token !== undefined) {
+      headers.push('authorization', token.authorization);
+      // The proof the gateway verified, and who it was verified for (dpop.forward: dpop).
+      if (token.dpop !== undefined) headers.push('dpop', token.dpop.proof, 'x-dpop-verified', token.dpop.jkt);
+    }
+    if (this.route.guard?.options.forward_client_cert === true) {
+      const der = this.#clientCert();
+      if (der !== undefined) headers.push('client-cert', `:${der.toString('base64')}:`);
+    }
     headers.push('x-request-id', this.requestId);
     if (this.span !== undefined) {
       // The upstream's parent is the gateway's span for the call.

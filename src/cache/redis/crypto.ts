@@ -29,8 +29,8 @@ const ENTRY_INFO = 'phantom-gateway cache entry v1';
 
 /** An entry as sealed in Redis (short names: every byte is stored once per token). */
 interface Sealed {
-  /** 1 active, 0 inactive. */
-  a: 0 | 1;
+  /** 1 active, 2 active and sender-constrained, 0 inactive. */
+  a: 0 | 1 | 2;
   /** Expiry, epoch ms. */
   e: number;
   /** `Bearer <jwt>`. */
@@ -40,6 +40,9 @@ interface Sealed {
   /** client_id and sub (for the access log and purges). */
   c?: string;
   u?: string;
+  /** The binding: cnf.jkt and cnf["x5t#S256"]. */
+  k?: string;
+  x?: string;
 }
 
 export class CacheCrypto {
@@ -59,15 +62,25 @@ export class CacheCrypto {
     return createHmac('sha256', this.#macKey).update(material, 'utf8').digest('base64url');
   }
 
-  /** The keyed hash naming the index of one subject (`s`) or client (`c`). */
-  indexId(kind: 's' | 'c', value: string): string {
+  /** The keyed hash naming the index of one subject (`s`) or client (`c`), or a DPoP proof seen (`d`). */
+  indexId(kind: 's' | 'c' | 'd', value: string): string {
     return createHmac('sha256', this.#macKey).update(`${kind}\n${value}`, 'utf8').digest('base64url');
   }
 
   /** Seals `entry` for the Redis key `redisKey`; only `material` (namespace + token) opens it again. */
   seal(material: string, redisKey: string, entry: TokenEntry): string {
     const body: Sealed = entry.active
-      ? { a: 1, e: entry.expiresAt, j: entry.authorization, s: entry.scope, ...(entry.clientId !== undefined ? { c: entry.clientId } : {}), ...(entry.sub !== undefined ? { u: entry.sub } : {}) }
+      ? {
+          // A bound token is `a: 2`: an instance of an earlier version, which knows no binding, finds no entry it can use (and introspects).
+          a: entry.binding === undefined ? 1 : 2,
+          e: entry.expiresAt,
+          j: entry.authorization,
+          s: entry.scope,
+          ...(entry.clientId !== undefined ? { c: entry.clientId } : {}),
+          ...(entry.sub !== undefined ? { u: entry.sub } : {}),
+          ...(entry.binding?.jkt !== undefined ? { k: entry.binding.jkt } : {}),
+          ...(entry.binding?.x5t !== undefined ? { x: entry.binding.x5t } : {}),
+        }
       : { a: 0, e: entry.expiresAt };
     return encrypt(this.#entryKey(material), redisKey, JSON.stringify(body));
   }
@@ -84,8 +97,11 @@ export class CacheCrypto {
     }
     if (typeof b.e !== 'number') return undefined;
     if (b.a === 0) return { active: false, expiresAt: b.e };
-    if (b.a !== 1 || typeof b.j !== 'string' || typeof b.s !== 'string') return undefined;
-    return activeToken(b.j, b.s, b.e, undefined, { clientId: typeof b.c === 'string' ? b.c : undefined, sub: typeof b.u === 'string' ? b.u : undefined });
+    if ((b.a !== 1 && b.a !== 2) || typeof b.j !== 'string' || typeof b.s !== 'string') return undefined;
+    const binding = b.a === 2 ? { jkt: typeof b.k === 'string' ? b.k : undefined, x5t: typeof b.x === 'string' ? b.x : undefined } : undefined;
+    // A bound entry that names no binding is not one this version wrote: no entry (fail closed).
+    if (binding !== undefined && binding.jkt === undefined && binding.x5t === undefined) return undefined;
+    return activeToken(b.j, b.s, b.e, undefined, { clientId: typeof b.c === 'string' ? b.c : undefined, sub: typeof b.u === 'string' ? b.u : undefined }, binding);
   }
 
   /** The key one token's entry is sealed under: from the token (with its namespace), salted under the key secret. */

@@ -262,7 +262,7 @@ export class RedisSharedCache implements SharedTokenStore {
     }
     this.#metrics?.operation('get', 'hit');
     if (expiresAt === entry.expiresAt) return entry;
-    return entry.active ? activeToken(entry.authorization, entry.scope, expiresAt, undefined, { clientId: entry.clientId, sub: entry.sub }) : { active: false, expiresAt };
+    return entry.active ? activeToken(entry.authorization, entry.scope, expiresAt, undefined, { clientId: entry.clientId, sub: entry.sub }, entry.binding) : { active: false, expiresAt };
   }
 
   async set(ref: SharedRef, entry: TokenEntry): Promise<void> {
@@ -326,6 +326,29 @@ export class RedisSharedCache implements SharedTokenStore {
         );
       },
     };
+  }
+
+  /**
+   * Whether a DPoP proof (`key`: a hash of its key thumbprint and jti) is
+   * seen for the first time by any instance, remembered until `untilMs`:
+   * `SET NX PXAT` under a keyed hash of it. Undefined when Redis could not
+   * say (down, slow): the caller's local memory decides alone.
+   */
+  async firstUse(key: string, untilMs: number): Promise<boolean | undefined> {
+    if (!this.#up) {
+      this.#metrics?.operation('dpop_proof', 'skipped');
+      return undefined;
+    }
+    let reply: string | null;
+    try {
+      reply = await this.#timed(this.#client.set(`${this.#prefix}d:${this.#crypto.indexId('d', key)}`, '1', { NX: true, PXAT: Math.max(untilMs, this.#now() + 1000) }));
+    } catch (err) {
+      this.#failed(err, 'dpop_proof', true);
+      return undefined;
+    }
+    this.#answered(true);
+    this.#metrics?.operation('dpop_proof', reply === 'OK' ? 'ok' : 'hit');
+    return reply === 'OK';
   }
 
   /** Counts the outcome of a wait that did not win the claim: the other instance's answer was found, or not. */
@@ -546,7 +569,7 @@ export class RedisSharedCache implements SharedTokenStore {
     if (write) this.#writeFailures = 0;
   }
 
-  #failed(err: unknown, operation: 'get' | 'set' | 'lock' | 'purge', write = false): void {
+  #failed(err: unknown, operation: 'get' | 'set' | 'lock' | 'purge' | 'dpop_proof', write = false): void {
     this.#metrics?.operation(operation, 'error');
     // Failed writes count on their own: reads that succeed in between (a read-only replica) do not hide them.
     if (++this.#failures >= FAILURES_TO_TRIP || (write && ++this.#writeFailures >= FAILURES_TO_TRIP)) this.#down(err);
