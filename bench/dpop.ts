@@ -51,7 +51,7 @@ const PROOF_MAX_AGE_SECONDS = 60;
 /** Signing stops after this long, so the last round's proofs are still young enough when it ends. */
 const SIGNING_BUDGET_MS = (PROOF_MAX_AGE_SECONDS - 15) * 1000 - SECONDS * 1000;
 /** Proofs signed per round: this many times what the warm-up says the round can use. */
-const PROOF_MARGIN = 1.5;
+const PROOF_MARGIN = 2;
 const MAX_PROOFS_PER_ROUND = 150_000;
 /** --in-process: only the in-process costs (no NGINX, no gateway). */
 const IN_PROCESS_ONLY = process.argv.includes('--in-process');
@@ -326,6 +326,8 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
       const r = await load(s, SECONDS, n, [gateway.pid!]);
       assertAllOk(`${s.name}: round ${round}`, r);
       results[s.name]!.push(r);
+      // The warm-up may undershoot (JIT, a busy moment): the next round signs for the fastest seen.
+      estimate[s.name] = Math.max(estimate[s.name]!, r.rps);
     }
   }
   const introspectionsDuringRounds = (await stats(introPort)).calls - introBefore.calls;
