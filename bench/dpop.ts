@@ -36,7 +36,11 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
+import { parseConfig } from '../src/config/load.js';
+import { decide, type Decision, type DecisionRequest } from '../src/core/decide.js';
+import { createGuards } from '../src/core/guards.js';
 import { DpopVerifier } from '../src/dpop/proof.js';
+import { createLogger } from '../src/observability/logger.js';
 import { assertAllOk, dpopBenchGatewayYaml, ProofKey, requestBytes, runLoad, type LoadResult, type ProofAlg } from './dpop-load.js';
 import { finishBench, freePort, median, nginxMainConf, Subjects, waitForPort } from './processes.js';
 
@@ -261,6 +265,47 @@ function inProcessTable(inProcess: InProcessCost[]): string[] {
   ];
 }
 
+/**
+ * decide() on a cached token, in this process, with guards built from the
+ * gateway's configuration (the introspection endpoint still running: the
+ * first call introspects): CPU µs per decision, Bearer against DPoP per key,
+ * each DPoP decision with a fresh proof. What the gateway itself adds per
+ * request, without HTTP, proxying or the load generator.
+ */
+async function decideCosts(yaml: string, host: string, keys: readonly ProofKey[]): Promise<Record<string, number>> {
+  const guards = createGuards(parseConfig(yaml, { file: 'dpop-bench.yaml', env: {} }), {
+    logger: createLogger('error', { write: () => true } as unknown as NodeJS.WritableStream),
+  });
+  const base = { method: 'GET', preflight: false, clientAddress: '127.0.0.1' };
+  const bearer: DecisionRequest = { ...base, target: '/bearer/items', authorization: ['Bearer valid-bench-bearer'] };
+  const url = `http://${host}/dpop/items`;
+  const dpopReq = (key: ProofKey): DecisionRequest => {
+    const token = `dpop-${key.jkt}`;
+    return { ...base, target: '/dpop/items', authorization: [`DPoP ${token}`], dpop: [key.proof('GET', url, token)], url };
+  };
+  const allowed = async (d: Decision | Promise<Decision>, what: string) => {
+    const r = await d;
+    if (!r.allow) throw new Error(`in-process ${what}: refused (${r.error.code})`);
+  };
+  // The first decision of each introspects; every one after is a cache hit.
+  await allowed(decide(guards, bearer), 'Bearer');
+  for (const k of keys) await allowed(decide(guards, dpopReq(k)), k.label);
+  const n = QUICK ? 300 : 2000;
+  const costs: Record<string, number> = {};
+  for (let pass = 0; pass < 3; pass++) {
+    const bearers = Array.from({ length: n }, () => bearer);
+    const t = await timePerItem(bearers, () => (r) => allowed(decide(guards, r), 'Bearer'));
+    costs.Bearer = Math.min(costs.Bearer ?? Infinity, t.cpu);
+    for (const k of keys) {
+      const reqs = Array.from({ length: k.alg === 'RS256' ? n / 2 : n }, () => dpopReq(k));
+      const d = await timePerItem(reqs, () => (r) => allowed(decide(guards, r), k.label));
+      costs[`DPoP ${k.label}`] = Math.min(costs[`DPoP ${k.label}`] ?? Infinity, d.cpu);
+    }
+  }
+  await guards.close();
+  return Object.fromEntries(Object.entries(costs).map(([k, v]) => [k, round1(v)]));
+}
+
 async function main(): Promise<{ summary: Record<string, unknown>; table: string }> {
   log('dpop: in-process verify cost per algorithm');
   const inProcess: InProcessCost[] = [];
@@ -343,6 +388,9 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     }
   }
   const introspectionsDuringRounds = (await stats(introPort)).calls - introBefore.calls;
+
+  log('dpop: the cache hit in-process (decide(), no HTTP)');
+  const decideCost = await decideCosts(readFileSync(configFile, 'utf8'), host, httpSubjects.flatMap((s) => (s.key === undefined ? [] : [s.key])));
   subjects.stopAll();
 
   const med = (name: string, k: 'rps' | 'p50' | 'p99' | 'cpuUsPerReq') => median(results[name]!.map((l) => l[k] as number));
@@ -367,6 +415,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     in_process_us_per_proof: inProcess,
     http_cache_hit: rows,
     introspections_during_rounds: introspectionsDuringRounds,
+    decide_cache_hit_in_process_cpu_us: decideCost,
   };
   const table = [
     ...inProcessTable(inProcess),
@@ -377,6 +426,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     '|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.subject} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${r.rps_vs_bearer} | ${r.added_cpu_us_per_req ?? '—'} |`),
     '',
+    `decide() on a cached token in-process (CPU µs per decision, best of 3; DPoP with a fresh proof each): ${Object.entries(decideCost).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `load generator's own CPU per request: ${rows.map((r) => `${r.subject} ${r.generator_cpu_us_per_req} µs`).join(', ')}`,
     `introspections during the rounds: ${introspectionsDuringRounds} (cache hits only); every answer 200` +
       (rows.some((r) => r.rounds_out_of_proofs > 0) ? `; rounds that ran out of pre-signed proofs (shorter, still measured): ${rows.filter((r) => r.rounds_out_of_proofs > 0).map((r) => `${r.subject} ${r.rounds_out_of_proofs}`).join(', ')}` : ''),
