@@ -10,12 +10,13 @@
  * For development and tests only: in-memory state, fixed client secrets, keys
  * made at start. It refuses to start with NODE_ENV=production.
  */
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { listen } from '../net/listen.js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import type { Provider as ProviderType } from 'oidc-provider';
+import type { ClientMetadata, Configuration, Provider as ProviderType } from 'oidc-provider';
 
 /** Endpoint paths, as in Curity's tutorial so its commands carry over. */
 export const DEV_ROUTES = Object.freeze({
@@ -25,11 +26,23 @@ export const DEV_ROUTES = Object.freeze({
   jwks: '/oauth/v2/oauth-anonymous/jwks',
 });
 
-/** The tutorial's clients. */
+/**
+ * The tutorial's clients, and one whose access tokens are bound to the TLS
+ * client certificate of its token request (RFC 8705 §3; registered only when
+ * the server runs https with a `ca`, the only way it sees certificates).
+ */
 export const DEV_CLIENTS = Object.freeze({
   client: { id: 'test-client', secret: 'Password1' },
   introspection: { id: 'introspection-client', secret: 'Password1' },
+  certificateBound: { id: 'certificate-bound-client', secret: 'Password1' },
 });
+
+/**
+ * Algorithms the token endpoint accepts in a DPoP proof: oidc-provider's
+ * default (ES256, Ed25519, EdDSA) and the RSA ones, so a client with any key
+ * the gateway may be configured for gets a bound token.
+ */
+export const DEV_DPOP_ALGORITHMS = Object.freeze(['ES256', 'ES384', 'ES512', 'Ed25519', 'EdDSA', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512']);
 
 export interface DevAuthorizationServerOptions {
   port: number;
@@ -48,9 +61,18 @@ export interface DevAuthorizationServerOptions {
    * `tls_client_auth_subject_dn`...).
    */
   introspectionClient?: Record<string, unknown>;
-  /** oidc-provider features merged over the defaults below (`jwtIntrospection`, `mTLS`...). */
+  /**
+   * oidc-provider features merged over the defaults below (`jwtIntrospection`,
+   * `mTLS`...); `mTLS` and `dPoP` are merged member by member, so a test that
+   * turns `tlsClientAuth` on keeps certificate-bound tokens.
+   */
   features?: Record<string, unknown>;
-  /** Serve https with this key and certificate (and ask for client certificates signed by `ca` when given). */
+  /**
+   * Serve https with this key and certificate. With a `ca`, client
+   * certificates are asked for (not rejected at the handshake: oidc-provider
+   * decides what one is worth), certificate-bound access tokens are on and
+   * `DEV_CLIENTS.certificateBound` is registered.
+   */
   https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
   /**
    * `false`: no Curity-style answer to `Accept: application/jwt`; every
@@ -131,10 +153,52 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
   const kid = randomUUID();
   const jwk = { ...(await exportJWK(privateKey)), kid, alg: 'ES256', use: 'sig' };
 
+  // A client certificate can only be seen when the server asks for one.
+  const mutualTls = opts.https?.ca !== undefined;
+  const { mTLS, dPoP, ...otherFeatures } = (opts.features ?? {}) as { mTLS?: Record<string, unknown>; dPoP?: Record<string, unknown> };
+  const features = {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // The introspection client may look at any token; a client at its own.
+      allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string }) =>
+        client.clientId === DEV_CLIENTS.introspection.id || token.clientId === client.clientId,
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string }) => token.clientId === client.clientId,
+    },
+    // A token request with a DPoP proof gets a token bound to the proof's key
+    // (cnf.jkt); one without gets a bearer token, as before.
+    dPoP: { enabled: true, ...dPoP },
+    mTLS: {
+      enabled: mutualTls,
+      certificateBoundAccessTokens: mutualTls,
+      getCertificate: (ctx: { socket: TLSSocket }) => peerCertificate(ctx.socket),
+      ...mTLS,
+    },
+    ...otherFeatures,
+  } as Record<string, unknown> as NonNullable<Configuration['features']>;
+
   const provider: ProviderType = await quietly(
     () =>
       new Provider(issuer, {
         clients: [
+          ...(mutualTls
+            ? [
+                {
+                  client_id: DEV_CLIENTS.certificateBound.id,
+                  client_secret: DEV_CLIENTS.certificateBound.secret,
+                  grant_types: ['client_credentials'],
+                  response_types: [],
+                  redirect_uris: [],
+                  scope: 'read write',
+                  token_endpoint_auth_method: 'client_secret_post',
+                  tls_client_certificate_bound_access_tokens: true,
+                } as ClientMetadata,
+              ]
+            : []),
           {
             client_id: DEV_CLIENTS.client.id,
             client_secret: DEV_CLIENTS.client.secret,
@@ -160,28 +224,15 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
         clientDefaults: { id_token_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' },
         scopes: ['read', 'write'],
         // oidc-provider accepts tls_client_auth registrations only when it is listed too.
-        ...((opts.features?.mTLS as { tlsClientAuth?: boolean } | undefined)?.tlsClientAuth
+        ...((features.mTLS as { tlsClientAuth?: boolean }).tlsClientAuth
           ? { clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none', 'tls_client_auth'] }
           : {}),
         routes: DEV_ROUTES,
         jwks: { keys: [jwk] },
         cookies: { keys: [randomBytes(32).toString('base64url')] },
         ttl: { ClientCredentials: ttl },
-        features: {
-          devInteractions: { enabled: false },
-          clientCredentials: { enabled: true },
-          introspection: {
-            enabled: true,
-            // The introspection client may look at any token; a client at its own.
-            allowedPolicy: async (_ctx, client, token) =>
-              client.clientId === DEV_CLIENTS.introspection.id || token.clientId === client.clientId,
-          },
-          revocation: {
-            enabled: true,
-            allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
-          },
-          ...opts.features,
-        },
+        enabledJWA: { dPoPSigningAlgValues: [...DEV_DPOP_ALGORITHMS] as NonNullable<Configuration['enabledJWA']>['dPoPSigningAlgValues'] },
+        features,
       }),
   );
 
@@ -215,6 +266,12 @@ export async function startDevAuthorizationServer(opts: DevAuthorizationServerOp
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** The certificate the TLS client presented, or undefined (plain http, none sent). */
+function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+  const raw = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false)?.raw : undefined;
+  return raw === undefined ? undefined : new X509Certificate(raw);
 }
 
 function pathOf(url: string | undefined): string {
@@ -279,7 +336,10 @@ function phantomIntrospection(
       return;
     }
     const accountId = (token as { accountId?: string }).accountId;
-    const jwt = await new SignJWT({ client_id: token.clientId, scope: token.scope ?? '' })
+    // The token's binding, as oidc-provider's own JSON answer gives it (RFC 9449 §6.2, RFC 8705 §3.2).
+    const { jkt, 'x5t#S256': x5t } = token as { jkt?: string; 'x5t#S256'?: string };
+    const cnf = jkt !== undefined || x5t !== undefined ? { cnf: { ...(jkt !== undefined ? { jkt } : {}), ...(x5t !== undefined ? { 'x5t#S256': x5t } : {}) } } : {};
+    const jwt = await new SignJWT({ client_id: token.clientId, scope: token.scope ?? '', ...cnf })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
       .setIssuer(issuer)
       .setSubject(accountId ?? token.clientId!)

@@ -53,6 +53,8 @@ export interface Demo {
   commands: string;
   /** The same, one entry per command. */
   commandList: string[];
+  /** The DPoP example client against this demo (run from the repository's directory). */
+  dpopCommand: string;
   close(): Promise<void>;
 }
 
@@ -105,7 +107,8 @@ export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dia
     started.push(gateway);
     const actual = { as: as.port, api: api.port, gateway: addr.port };
     const commandList = commands(actual, as);
-    return { dialect, signer, as, api, gateway, ports: actual, commands: commandList.join('\n'), commandList, close: closeAll };
+    const dpopCommand = [`node examples/dpop-client.mjs --as ${as.issuer} \\`, `  --gateway http://localhost:${actual.gateway}`].join('\n');
+    return { dialect, signer, as, api, gateway, ports: actual, commands: commandList.join('\n'), commandList, dpopCommand, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
@@ -141,6 +144,7 @@ export function banner(demo: Demo): string {
   const line = '='.repeat(78);
   const indent = (text: string) => text.replace(/^/gm, '     ');
   const [getToken, callApi] = demo.commandList.map(indent);
+  const dpopClient = indent(demo.dpopCommand);
   const mode =
     demo.dialect === 'json'
       ? `  Mode: json. The authorization server answers introspection in plain
@@ -178,8 +182,16 @@ ${callApi}
 
   The API answers with the claims of the JWT it received. Sent straight to
   the API (port ${ports.api}), the opaque token is refused: only the gateway
-  turns it into a JWT. The gateway's requests are logged below.
-  Ctrl+C stops everything.
+  turns it into a JWT.
+
+  3. DPoP (sender-constrained tokens): the route /dpop takes only
+     Authorization: DPoP <token> with a fresh proof signed by the key the
+     token is bound to. The example client (Node + jose) gets such a token
+     and calls it:
+
+${dpopClient}
+
+  The gateway's requests are logged below. Ctrl+C stops everything.
 ${line}
 `;
 }

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
-import { calculateJwkThumbprint, EmbeddedJWK, errors, jwtVerify, type JWK } from 'jose';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { errors, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { DPOP_ALGORITHMS } from '../config/schema.js';
 
@@ -158,6 +159,8 @@ export class DpopVerifier {
   readonly #now: () => number;
   readonly #replay: ReplayStore;
   readonly #nonces: NonceSource | undefined;
+  /** Proof keys already imported, by thumbprint. */
+  readonly #keys = new LRUCache<string, ProofKey>({ max: 10_000 });
 
   constructor(opts: DpopVerifierOptions = {}) {
     const algorithms = opts.algorithms ?? ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'];
@@ -169,6 +172,31 @@ export class DpopVerifier {
     this.#now = opts.now ?? Date.now;
     this.#replay = opts.replay ?? new MemoryReplayStore(opts.maxReplayEntries ?? 100_000, this.#now);
     this.#nonces = opts.nonces;
+  }
+
+  /**
+   * The public key of a proof's `jwk` header, from the cache of keys seen
+   * (bounded), else checked and imported: a public EC (P-256, P-384,
+   * P-521), OKP (Ed25519) or RSA (2048 to 4096 bits) key, without private
+   * members. Its RFC 7638 thumbprint names it in the cache.
+   */
+  #keyOf(jwk: unknown): ProofKey {
+    if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) throw new DpopProofError('jwk', 'the proof has no jwk header');
+    const k = jwk as Record<string, unknown>;
+    for (const m of PRIVATE_MEMBERS) if (m in k) throw new DpopProofError('jwk', 'the proof carries a private or symmetric key');
+    const jkt = thumbprint(k);
+    let found = this.#keys.get(jkt);
+    if (found === undefined) {
+      let key: KeyObject;
+      try {
+        key = createPublicKey({ key: k as JsonWebKey, format: 'jwk' });
+      } catch {
+        throw new DpopProofError('jwk', 'the proof has no usable public jwk');
+      }
+      found = { key, jkt };
+      this.#keys.set(jkt, found);
+    }
+    return found;
   }
 
   /** The server nonce to hand a client, when nonces are asked for. */
@@ -192,15 +220,14 @@ export class DpopVerifier {
     if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) throw new DpopProofError('malformed', 'the DPoP header is not a compact JWS');
 
     let payload: Record<string, unknown>;
-    let jwk: JWK;
+    // The proof's key, imported once per key (a client signs every proof with the same one) and named by its RFC 7638 thumbprint.
+    let key: ProofKey | undefined;
     try {
-      const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...this.algorithms] });
-      payload = verified.payload;
-      jwk = verified.protectedHeader.jwk as JWK;
+      ({ payload } = await jwtVerify(proof, (header) => (key = this.#keyOf(header.jwk)).key, { typ: 'dpop+jwt', algorithms: [...this.algorithms] }));
     } catch (err) {
-      throw mapJoseError(err);
+      throw err instanceof DpopProofError ? err : mapJoseError(err);
     }
-    for (const m of PRIVATE_MEMBERS) if (m in jwk) throw new DpopProofError('jwk', 'the proof carries a private or symmetric key');
+    const jkt = key!.jkt;
 
     const { jti, htm, htu, iat, ath } = payload;
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw new DpopProofError('jti', 'jti missing or not a string of at most 256 characters');
@@ -215,12 +242,57 @@ export class DpopVerifier {
 
     if (this.#nonces !== undefined && !this.#nonces.accepts(payload.nonce)) throw new DpopProofError('nonce', payload.nonce === undefined ? 'the proof carries no nonce' : 'the nonce is not one the gateway accepts now');
 
-    const jkt = await calculateJwkThumbprint(jwk, 'sha256');
     // Once per key and jti within the window (remembered as a hash: a jti is the client's choice of text).
     const seenKey = hash('sha256', `${jkt}\n${jti}`, 'base64url');
     if (!(await this.#replay.firstUse(seenKey, (iat + this.#maxAge + this.#skew) * 1000))) throw new DpopProofError('replay', 'this proof was already used');
     return { jkt, jti };
   }
+}
+
+/** A proof's key, imported, and its RFC 7638 SHA-256 thumbprint. */
+interface ProofKey {
+  readonly key: KeyObject;
+  readonly jkt: string;
+}
+
+const B64URL = /^[A-Za-z0-9_-]+$/;
+/** base64url lengths: a P-521 coordinate is 66 bytes (88 characters); a 4096-bit RSA modulus 512 bytes (683 characters). */
+const MAX_COORDINATE = 88;
+const MIN_MODULUS = 342; // 2048 bits
+const MAX_MODULUS = 683; // 4096 bits
+
+/**
+ * The RFC 7638 SHA-256 thumbprint of a public JWK (base64url): the hash of
+ * its required members, in lexicographic order, as JSON without spaces. The
+ * key is also held to what a proof key may be: EC on P-256/384/521, OKP
+ * Ed25519, RSA of 2048 to 4096 bits (a larger modulus only costs the
+ * gateway time), every member a base64url string of sane length.
+ */
+export function thumbprint(jwk: Readonly<Record<string, unknown>>): string {
+  const str = (name: string, max: number, min = 1): string => {
+    const v = jwk[name];
+    if (typeof v !== 'string' || v.length < min || v.length > max || !B64URL.test(v)) throw new DpopProofError('jwk', `the proof's jwk has no usable ${name}`);
+    return v;
+  };
+  let canonical: string;
+  switch (jwk.kty) {
+    case 'EC': {
+      const crv = jwk.crv;
+      if (crv !== 'P-256' && crv !== 'P-384' && crv !== 'P-521') throw new DpopProofError('jwk', 'the proof key is on a curve not allowed');
+      canonical = `{"crv":"${crv}","kty":"EC","x":"${str('x', MAX_COORDINATE)}","y":"${str('y', MAX_COORDINATE)}"}`;
+      break;
+    }
+    case 'OKP':
+      if (jwk.crv !== 'Ed25519') throw new DpopProofError('jwk', 'the proof key is on a curve not allowed');
+      canonical = `{"crv":"Ed25519","kty":"OKP","x":"${str('x', MAX_COORDINATE)}"}`;
+      break;
+    case 'RSA':
+      canonical = `{"e":"${str('e', 8)}","kty":"RSA","n":"${str('n', MAX_MODULUS, MIN_MODULUS)}"}`;
+      break;
+    default:
+      throw new DpopProofError('jwk', 'the proof key is not an EC, OKP or RSA public key');
+  }
+  return hash('sha256', canonical, 'base64url');
 }
 
 /**

@@ -34,6 +34,8 @@ function assertPrintsCommands(text: string, demo: Demo): void {
   assert.ok(demo.commandList.length === 2 && demo.commands === demo.commandList.join('\n'));
   for (const cmd of demo.commandList) assert.ok(text.includes(cmd.replace(/^/gm, '     ')), `the banner prints:\n${cmd}`);
   assert.match(demo.commandList[0]!, / \\\n/, 'the token command is continued over lines');
+  // The DPoP example client, run as printed by test/dev/dpop-client.test.ts.
+  assert.ok(text.includes(demo.dpopCommand.replace(/^/gm, '     ')), `the banner prints:\n${demo.dpopCommand}`);
 }
 
 /** Starts the demo as `npm start` does (optionally under a pseudo-terminal) and collects its output. */

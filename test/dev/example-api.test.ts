@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { request } from 'undici';
 import { startExampleApi, type ExampleApi } from '../../src/dev/example-api.js';
+import { dpopKey, proof } from '../helpers/dpop.js';
 
 describe('example API validates the JWT itself', () => {
   const issuer = 'http://localhost:8443';
@@ -22,9 +23,9 @@ describe('example API validates the JWT itself', () => {
       .setExpirationTime(opts.exp ?? now + 300)
       .sign(key);
   };
-  const call = async (token: string) => {
-    const res = await request(`http://127.0.0.1:${api.port}/api`, { headers: { authorization: `Bearer ${token}` } });
-    return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
+  const call = async (token: string, opts: { scheme?: string; headers?: Record<string, string | string[]> } = {}) => {
+    const res = await request(`http://127.0.0.1:${api.port}/api`, { headers: { authorization: `${opts.scheme ?? 'Bearer'} ${token}`, ...opts.headers } });
+    return { status: res.statusCode, headers: res.headers, body: (await res.body.json()) as Record<string, any> };
   };
 
   before(async () => {
@@ -63,5 +64,37 @@ describe('example API validates the JWT itself', () => {
     const res = await call(await jwt(good, { scope: 'write' }));
     assert.equal(res.status, 403);
     assert.equal(res.body.code, 'forbidden');
+  });
+
+  describe('Authorization: DPoP <jwt> (what the gateway forwards on a DPoP route)', () => {
+    const htu = 'http://localhost:8080/dpop';
+    test('the forwarded proof signed by the cnf.jkt key, for this method -> 200; the answer shows cnf.jkt and X-DPoP-Verified', async () => {
+      const key = await dpopKey();
+      const token = await jwt(good, { cnf: { jkt: key.jkt } });
+      const res = await call(token, { scheme: 'DPoP', headers: { dpop: await proof({ key, htm: 'GET', htu, accessToken: 'opaque' }), 'x-dpop-verified': key.jkt } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual(res.body.dpop, { jkt: key.jkt, verifiedByGateway: key.jkt });
+      const without = await call(token, { scheme: 'dpop', headers: { dpop: await proof({ key, htm: 'GET', htu }) } });
+      assert.equal(without.status, 200);
+      assert.equal(without.body.dpop.verifiedByGateway, null);
+    });
+    test('a proof by another key, for another method, two proofs, none, a JWT without cnf.jkt -> 401 DPoP invalid_token', async () => {
+      const key = await dpopKey();
+      const other = await dpopKey();
+      const token = await jwt(good, { cnf: { jkt: key.jkt } });
+      const cases: [string, string, Record<string, string | string[]>][] = [
+        ['another key', token, { dpop: await proof({ key: other, htm: 'GET', htu }) }],
+        ['another method', token, { dpop: await proof({ key, htm: 'POST', htu }) }],
+        ['two proofs', token, { dpop: [await proof({ key, htm: 'GET', htu }), await proof({ key, htm: 'GET', htu })] }],
+        ['typ JWT', token, { dpop: await proof({ key, htm: 'GET', htu, typ: 'JWT' }) }],
+        ['no proof', token, {}],
+        ['an unbound JWT', await jwt(good), { dpop: await proof({ key, htm: 'GET', htu }) }],
+      ];
+      for (const [name, t, headers] of cases) {
+        const res = await call(t, { scheme: 'DPoP', headers });
+        assert.equal(res.status, 401, name);
+        assert.equal(res.headers['www-authenticate'], 'DPoP error="invalid_token"', name);
+      }
+    });
   });
 });

@@ -159,3 +159,38 @@ routes:
     assert.equal(ok.status, 200, await ok.clone().text());
   });
 });
+
+describe('a token bound to both a DPoP key and a certificate (scripted introspection; a trusted proxy passes Client-Cert)', () => {
+  const s = suiteStack(
+    (as, api) => `
+trusted_proxies: [127.0.0.1]
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway
+  client_secret: s
+  scheme: DPoP
+routes:
+  - path: /api
+    upstream: ${api.url}
+`,
+  );
+
+  test('both are checked: the proof and the certificate', async () => {
+    const key = await dpopKey();
+    const der = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x07]);
+    const other = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x08]);
+    await s.as.activate('both-bound', { cnf: { jkt: key.jkt, 'x5t#S256': hash('sha256', der, 'base64url') } });
+    const url = `${s.gw.url}/api/x`;
+    const call = async (cert?: Buffer) =>
+      fetch(url, { headers: { authorization: 'DPoP both-bound', dpop: await proof(key, 'GET', url, 'both-bound'), ...(cert ? { 'client-cert': `:${cert.toString('base64')}:` } : {}) } });
+    assert.equal((await call(der)).status, 200);
+    for (const cert of [undefined, other]) {
+      const res = await call(cert);
+      assert.equal(res.status, 401);
+      assert.equal(res.headers.get('www-authenticate'), `DPoP error="invalid_token", ${ALGS}`);
+    }
+    assert.equal(s.api.received.length, 1);
+    // The client's certificate is not passed on unless forward_client_cert says so.
+    assert.equal(s.api.received[0]!.headers['client-cert'], undefined);
+  });
+});

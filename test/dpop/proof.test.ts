@@ -119,3 +119,30 @@ describe('DpopVerifier (RFC 9449 §4.3)', () => {
     assert.equal(normalizeHtu('not a url'), undefined);
   });
 });
+
+describe('proof keys (the cache of imported keys and its thumbprint)', () => {
+  test('thumbprint() is RFC 7638 (the same as jose) for every key type a proof may use', async () => {
+    const { thumbprint } = await import('../../src/dpop/proof.js');
+    for (const [alg, opts] of [['ES256', {}], ['ES384', {}], ['ES512', {}], ['EdDSA', {}], ['RS256', { modulusLength: 2048 }], ['PS256', { modulusLength: 4096 }]] as const) {
+      const { publicKey } = await generateKeyPair(alg, { extractable: true, ...opts });
+      const jwk = await exportJWK(publicKey);
+      assert.equal(thumbprint(jwk as Record<string, unknown>), await calculateJwkThumbprint(jwk, 'sha256'), alg);
+    }
+  });
+
+  test('RSA keys outside 2048 to 4096 bits, other curves and other key types are refused as jwk', async () => {
+    const v = new DpopVerifier({ algorithms: ['RS256', 'ES256'] });
+    const { privateKey: big, publicKey: bigPub } = await generateKeyPair('RS256', { extractable: true, modulusLength: 6144 });
+    const bigJwk = await exportJWK(bigPub);
+    const p = await new SignJWT({ jti: crypto.randomUUID(), htm: 'GET', htu: URL_, iat: Math.floor(Date.now() / 1000), ath: ath(TOKEN) }).setProtectedHeader({ alg: 'RS256', typ: 'dpop+jwt', jwk: bigJwk }).sign(big);
+    await refused(v.verify(p, target), 'jwk');
+    const c = await client();
+    await refused(v.verify(await proof(c, { header: { jwk: { ...c.jwk, crv: 'secp256k1' } } }), target), 'jwk');
+    await refused(v.verify(await proof(c, { header: { jwk: { kty: 'oct', k: 'c2VjcmV0' } } }), target), 'jwk');
+    // The same key twice: imported once, the same thumbprint.
+    const a = await v.verify(await proof(c), target);
+    const b = await v.verify(await proof(c), target);
+    assert.equal(a.jkt, c.jkt);
+    assert.equal(b.jkt, c.jkt);
+  });
+});
