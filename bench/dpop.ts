@@ -61,6 +61,8 @@ const SIGNING_BUDGET_MS = (PROOF_MAX_AGE_SECONDS - 15) * 1000 - SECONDS * 1000;
 /** Proofs signed per round: this many times the fastest rate seen so far (rates swing on a shared machine). */
 const PROOF_MARGIN = 3;
 const MAX_PROOFS_PER_ROUND = 150_000;
+/** In-process measures: passes of each, alternating, the best kept (a shared machine's quiet moments are few). */
+const PASSES = QUICK ? 2 : 5;
 /** --in-process: only the in-process costs (no NGINX, no gateway). */
 const IN_PROCESS_ONLY = process.argv.includes('--in-process');
 const work = mkdtempSync(join(tmpdir(), 'phantom-bench-dpop-'));
@@ -203,8 +205,8 @@ async function inProcessCost(spec: KeySpec): Promise<InProcessCost> {
   for (const m of Object.values(measures)) await timePerItem(warm, m);
   const best: Record<string, number> = {};
   let verifyWall = Infinity;
-  // Alternating passes, best of 3 each, so that no measure gets all the quiet moments.
-  for (let pass = 0; pass < 3; pass++) {
+  // Alternating passes, the best of each kept, so that no measure gets all the quiet moments.
+  for (let pass = 0; pass < PASSES; pass++) {
     for (const [name, m] of Object.entries(measures)) {
       const t = await timePerItem(indexes, m);
       best[name] = Math.min(best[name] ?? Infinity, t.cpu);
@@ -230,7 +232,7 @@ async function inProcessCost(spec: KeySpec): Promise<InProcessCost> {
 
 function inProcessTable(inProcess: InProcessCost[]): string[] {
   return [
-    'DPoP proof verification in-process (CPU µs per proof, all threads, best of 3 passes over fresh proofs):',
+    `DPoP proof verification in-process (CPU µs per proof, all threads, best of ${PASSES} passes over fresh proofs):`,
     '',
     '| alg | DpopVerifier.verify | jose jwtVerify (key imported) | of which signature (WebCrypto) | of which jose rest | thumbprint | rest (claims, ath, replay) | once per new key: import | before a8c7dc1: jose with EmbeddedJWK | node:crypto verify alone |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -283,7 +285,7 @@ async function decideCosts(yaml: string, host: string, keys: readonly ProofKey[]
   for (const k of keys) await allowed(decide(guards, dpopReq(k)), k.label);
   const n = QUICK ? 300 : 2000;
   const costs: Record<string, number> = {};
-  for (let pass = 0; pass < 3; pass++) {
+  for (let pass = 0; pass < PASSES; pass++) {
     const bearers = Array.from({ length: n }, () => bearer);
     const t = await timePerItem(bearers, () => (r) => allowed(decide(guards, r), 'Bearer'));
     costs.Bearer = Math.min(costs.Bearer ?? Infinity, t.cpu);
@@ -421,7 +423,7 @@ async function main(): Promise<{ summary: Record<string, unknown>; table: string
     '|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.subject} | ${r.rps} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.cpu_us_per_req} | ${r.rps_vs_bearer} | ${r.added_cpu_us_per_req ?? '—'} |`),
     '',
-    `decide() on a cached token in-process (CPU µs per decision, best of 3; DPoP with a fresh proof each): ${Object.entries(decideCost).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `decide() on a cached token in-process (CPU µs per decision, best of ${PASSES}; DPoP with a fresh proof each): ${Object.entries(decideCost).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `load generator's own CPU per request: ${rows.map((r) => `${r.subject} ${r.generator_cpu_us_per_req} µs`).join(', ')}`,
     `introspections during the rounds: ${introspectionsDuringRounds} (cache hits only); every answer 200` +
       (rows.some((r) => r.rounds_out_of_proofs > 0) ? `; rounds that ran out of pre-signed proofs (shorter, still measured): ${rows.filter((r) => r.rounds_out_of_proofs > 0).map((r) => `${r.subject} ${r.rounds_out_of_proofs}`).join(', ')}` : ''),
