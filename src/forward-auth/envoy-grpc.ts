@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { GatewayConfig } from '../config/schema.js';
-import { decide, withdraw, type Decision } from '../core/decide.js';
+import { decide, withdraw, type Decision, type DecisionRequest } from '../core/decide.js';
 import { GatewayError, refusal } from '../core/errors.js';
 import { createGuards, type Guards } from '../core/guards.js';
 import { ENVOY } from '../observability/doors.js';
@@ -14,6 +14,9 @@ import { traceHeaders } from '../observability/trace-context.js';
 import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { isMethodOverride } from '../routing/method-override.js';
 import { IdentityHeaders } from './identity.js';
+import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
+import { requestUrl } from './original.js';
+import { DPOP_VERIFIED, forwardedProof } from './sender.js';
 
 /*
  * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.
@@ -93,11 +96,13 @@ export interface HeaderValue {
 
 export interface CheckRequest {
   attributes?: {
-    source?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } }; certificate?: string };
     request?: {
       http?: {
         method?: string;
         path?: string;
+        host?: string;
+        scheme?: string;
         headers?: Record<string, string>;
         header_map?: { headers?: HeaderValue[] };
         body?: string;
@@ -171,36 +176,50 @@ export function deniedResponse(err: GatewayError): CheckResponse {
   return r;
 }
 
-const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [] } });
-/** An open route without `forward_authorization`: the client's Authorization (the opaque token) does not reach the upstream. */
-const OPEN_DROPPING: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: ['authorization'] } });
+/** A request without a verified proof: neither the client's DPoP nor its X-DPoP-Verified reaches the upstream. */
+const NO_PROOF = Object.freeze(['dpop', DPOP_VERIFIED]);
+/** An open route with `forward_authorization`: the client's Authorization and DPoP pass as they are; X-DPoP-Verified never. */
+const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: [DPOP_VERIFIED] } });
+/** An open route without `forward_authorization`: the client's Authorization (the opaque token) and its proof do not reach the upstream. */
+const OPEN_DROPPING: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: ['authorization', ...NO_PROOF] } });
+/** A CORS preflight: no credentials to swap; no proof passes either. */
+const PREFLIGHT: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: [...NO_PROOF] } });
 
 /**
- * What a decision becomes on the wire. With `identity` (from
+ * What a decision becomes on the wire. An allow with a token overwrites
+ * `Authorization` with the JWT (`Bearer` or `DPoP`, per the route's
+ * `dpop.forward`); with a verified proof to hand on (`dpop.forward: dpop`)
+ * it also sets `DPoP` (the client's proof) and `X-DPoP-Verified` (its key's
+ * thumbprint), otherwise it removes both. With `identity` (from
  * `forward_auth.identity_headers`), an allow also sets each identity header
  * its token's claims give (overwriting a client's copy) and removes every
  * other one, so that a client's own copy never reaches the API.
  */
 export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckResponse {
   if (!d.allow) return deniedResponse(d.error);
-  const dropAuthorization = d.token === undefined && d.route.guard === undefined && !d.route.config.forward_authorization;
-  if (identity === undefined) {
+  if (d.token === undefined) {
     // An open route or a CORS preflight: nothing to swap, the request passes as it is (an open route's Authorization removed).
-    if (d.token === undefined) return dropAuthorization ? OPEN_DROPPING : OPEN;
-    return { status: { code: GrpcCode.OK }, ok_response: { headers: [overwrite('authorization', d.token.authorization)] } };
+    const base = d.route.guard !== undefined ? PREFLIGHT : d.route.config.forward_authorization ? OPEN : OPEN_DROPPING;
+    if (identity === undefined) return base;
+    return { status: base.status, ok_response: { headers: [], headers_to_remove: [...identity.names, ...base.ok_response!.headers_to_remove!] } };
   }
-  const pairs: string[] = [];
-  if (d.token !== undefined) identity.append(d.token, pairs);
-  const headers: HeaderValueOption[] = d.token === undefined ? [] : [overwrite('authorization', d.token.authorization)];
-  // Names only: a claim value spelled like another identity header's name must not spare that header.
-  const set = new Set<string>();
-  for (let i = 0; i < pairs.length; i += 2) {
-    headers.push(overwrite(pairs[i]!, pairs[i + 1]!));
-    set.add(pairs[i]!);
+  const headers: HeaderValueOption[] = [overwrite('authorization', d.token.authorization)];
+  const proof = forwardedProof(d);
+  if (proof !== undefined) headers.push(overwrite('dpop', proof.proof), overwrite(DPOP_VERIFIED, proof.jkt));
+  const remove: string[] = [];
+  if (identity !== undefined) {
+    const pairs: string[] = [];
+    identity.append(d.token, pairs);
+    // Names only: a claim value spelled like another identity header's name must not spare that header.
+    const set = new Set<string>();
+    for (let i = 0; i < pairs.length; i += 2) {
+      headers.push(overwrite(pairs[i]!, pairs[i + 1]!));
+      set.add(pairs[i]!);
+    }
+    for (const n of identity.names) if (!set.has(n)) remove.push(n);
   }
-  const remove = identity.names.filter((n) => !set.has(n));
-  if (dropAuthorization) remove.push('authorization');
-  return { status: { code: GrpcCode.OK }, ok_response: remove.length > 0 ? { headers, headers_to_remove: remove } : { headers } };
+  if (proof === undefined) remove.push(...NO_PROOF);
+  return { status: { code: GrpcCode.OK }, ok_response: { headers, headers_to_remove: remove } };
 }
 
 export interface EnvoyAuthDeps {
@@ -239,6 +258,10 @@ export interface CheckContext {
  * - More than `server.max_headers` headers, or headers over
  *   `server.max_header_bytes`: 431, as at the HTTP listeners; a message
  *   over `maxCheckBytes()` is not read at all.
+ * - Sender-constrained tokens: the `dpop` header's proofs (a joined value
+ *   split on `,`, which a proof never holds), the URL for `htu` from Envoy's
+ *   `:scheme`, `:authority` and the path, the client certificate from
+ *   `attributes.source.certificate` (Envoy's `include_peer_certificate`).
  * - Client address (introspection queues are bounded per address): the
  *   downstream peer Envoy reports (`attributes.source.address`), or, when that
  *   peer is in `trusted_proxies`, the right-most `X-Forwarded-For` entry that
@@ -391,9 +414,17 @@ export class EnvoyAuthService {
       (http.body !== undefined && http.body !== '') ||
       (http.raw_body !== undefined && http.raw_body.length > 0);
     const source = attributes?.source?.address?.socket_address?.address;
+    // A DPoP proof (a compact JWS) holds no comma: a joined value with one is several proofs, refused like two DPoP lines.
+    const dpop: string[] = [];
+    for (const v of headers.get('dpop') ?? []) {
+      if (joined) for (const part of v.split(',')) dpop.push(part.trim());
+      else dpop.push(v);
+    }
+    const certificate = attributes?.source?.certificate;
+    const target = http.path ?? '';
     return decide(ctx.guards ?? this.guards, {
       method: http.method,
-      target: http.path ?? '',
+      target,
       authorization,
       preflight: headers.has('origin') && headers.has('access-control-request-method'),
       hasBody,
@@ -401,7 +432,17 @@ export class EnvoyAuthService {
       clientAddress: this.#clientAddress(source !== undefined && source !== '' ? source : (ctx.peer ?? ''), headers.get('x-forwarded-for')),
       // Passed on to the introspection (a repeated traceparent is none).
       traceHeaders: headers.get('traceparent')?.length === 1 ? traceHeaders(headers.get('traceparent')![0], headers.get('tracestate')?.join(',')) : undefined,
-    });
+      dpop,
+      // Envoy's own view of the request (its pseudo-headers, else the attributes it fills from them): the URL the client addressed.
+      get url() {
+        return requestUrl(headers.get(':scheme')?.[0] ?? http.scheme, headers.get(':authority')?.[0] ?? http.host, target);
+      },
+      // The downstream connection's certificate (include_peer_certificate), never a header a client could send.
+      get certThumbprint() {
+        const der = typeof certificate === 'string' && certificate !== '' ? clientCertFromHeader(certificate) : undefined;
+        return der === undefined ? undefined : certThumbprint(der);
+      },
+    } satisfies DecisionRequest);
   }
 
   #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards): CheckResponse {

@@ -21,7 +21,9 @@ import type { Jwks } from '../minting/key-set.js';
 import { IdentityHeaders } from './identity.js';
 import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { clientAddress, originalRequest, scanDecisionHeaders, type DecisionHeaders } from './original.js';
+import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
+import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
+import { DPOP_VERIFIED, forwardedProof } from './sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
@@ -50,6 +52,11 @@ const REQUEST_TIMEOUT = refusal('ERR_REQUEST_TIMEOUT');
 const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
 const INTERNAL = refusal('ERR_INTERNAL');
 
+/** What Envoy (HTTP ext_authz) removes from an allowed request that carries no verified proof. */
+const NO_PROOF = `dpop, ${DPOP_VERIFIED}`;
+/** ... and from a request to an open route (without `forward_authorization`). */
+const OPEN_DROPPED = `authorization, dpop, ${DPOP_VERIFIED}`;
+
 /** `X-Accel-Expires` values, built once for the usual range. */
 const SECONDS = Array.from({ length: 3601 }, (_, i) => String(i));
 const seconds = (n: number): string => SECONDS[n] ?? String(n);
@@ -63,9 +70,11 @@ const seconds = (n: number): string => SECONDS[n] ?? String(n);
  * comes back as
  *
  * - an allow: `200`, `X-Accel-Expires: <seconds>` first, `Authorization:
- *   Bearer <jwt>` (none for a CORS preflight; on an open route none and
- *   `X-Envoy-Auth-Headers-To-Remove: authorization`, or the client's own with
- *   `forward_authorization: true`), the identity headers, `Cache-Control:
+ *   Bearer <jwt>` or `DPoP <jwt>` (none for a CORS preflight; on an open
+ *   route none and `X-Envoy-Auth-Headers-To-Remove: authorization`, or the
+ *   client's own with `forward_authorization: true`), with a verified DPoP
+ *   proof to pass on the proof and `X-DPoP-Verified: <jkt>` (without one,
+ *   Envoy is told to remove both), the identity headers, `Cache-Control:
  *   private`, no body;
  * - a refusal: `renderRefusal()`'s status, headers and JSON body, with
  *   `X-Accel-Expires` first (the negative TTL for an inactive token or a
@@ -77,7 +86,10 @@ const seconds = (n: number): string => SECONDS[n] ?? String(n);
  * whatever follows.
  *
  * It hands a JWT to whoever shows an opaque token: it must only be reachable
- * by the gateway that asks it (loopback by default).
+ * by the gateway that asks it (loopback by default). What only that gateway
+ * knows, the URL the client addressed (a DPoP proof's `htu`) and the
+ * client's certificate (`Client-Cert`), is believed from a peer in
+ * `trusted_proxies` only.
  *
  * @example
  * const fa = new ForwardAuthListener(config, { logger, guards });
@@ -130,6 +142,7 @@ export class ForwardAuthListener {
     this.#accessSub = config.log.access_log_sub === true;
     this.#trusted = TrustedProxies.from(config.trusted_proxies);
     this.#origins = this.guards.routes.map((r) => (r.config.upstream === undefined ? undefined : new URL(r.config.upstream).origin));
+    if (this.#trusted === undefined && deps.adopt === undefined) warnUnknownUrl(this.guards, this.logger);
     const s = config.server;
     this.#maxRawHeaders = s.max_headers * 2;
     this.#stopTracing = watchTracing();
@@ -212,7 +225,8 @@ export class ForwardAuthListener {
         return this.#refuse(req, res, BAD_TARGET, 0, start, method, path, '-', f);
       }
       method = original.method;
-      const fr = new ForwardedRequest(original.method, original.target, h, req, id);
+      const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
+      const fr = new ForwardedRequest(original.method, original.target, h, req, id, trusted, original.requestLine === true);
       // The decision's server span, parented on the original request's traceparent (spans recorded only).
       if (tracing.on) fr.span = startServerSpan(original.method, undefined, pathOf(original.target), 'http', fr.traceHeaders);
       f = fr;
@@ -266,20 +280,35 @@ export class ForwardAuthListener {
   #answer(req: IncomingMessage, res: ServerResponse, d: Decision, h: DecisionHeaders, start: number, method: string | undefined, path: string, f: DecisionFacts): void {
     f.decision = d;
     if (!d.allow) return this.#refuse(req, res, d.error, d.ttl, start, method, path, d.cache, f);
+    // A sender-constrained token's allow has ttl 0: the next request brings its own proof or certificate.
     const out: string[] = ['x-accel-expires', seconds(d.ttl)];
     const token = d.token;
     if (token !== undefined) {
       out.push('authorization', token.authorization);
+      // dpop.forward: dpop hands the verified proof on, with its key's thumbprint;
+      // otherwise neither reaches the API (Traefik and Caddy drop a copied header
+      // the answer lacks; Envoy removes what x-envoy-auth-headers-to-remove lists).
+      const proof = forwardedProof(d);
+      if (proof !== undefined) out.push('dpop', proof.proof, DPOP_VERIFIED, proof.jkt);
+      else out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
       this.#identity?.append(token, out);
     } else if (d.route.guard === undefined) {
       // An open route. Its Authorization (the opaque token) is dropped: Traefik
       // and Caddy remove a copied header the answer lacks, Envoy removes what
       // x-envoy-auth-headers-to-remove lists. forward_authorization: true
-      // hands the client's back, for the proxies that copy it (never cached:
-      // X-Accel-Expires is 0 here).
+      // hands the client's back (and its DPoP proof, which goes with it), for
+      // the proxies that copy it (never cached: X-Accel-Expires is 0 here).
+      // X-DPoP-Verified is the gateway's to set, never a client's.
       const auth = h.authorization[0];
-      if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', 'authorization');
-      else if (auth !== undefined) out.push('authorization', auth);
+      if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', OPEN_DROPPED);
+      else {
+        out.push('x-envoy-auth-headers-to-remove', DPOP_VERIFIED);
+        if (auth !== undefined) out.push('authorization', auth);
+        if (h.dpop.length === 1) out.push('dpop', h.dpop[0]!);
+      }
+    } else {
+      // A CORS preflight: no credentials, and no proof or verification passes on.
+      out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
     }
     out.push('x-request-id', f.id, 'cache-control', 'private', 'content-length', '0');
     if (h.hasBody || this.#draining) out.push('connection', 'close');
@@ -416,6 +445,21 @@ export class ForwardAuthListener {
   }
 }
 
+/**
+ * With no peer in `trusted_proxies`, the listener never learns the URL a
+ * client addressed: every DPoP request to a route without
+ * `dpop.public_base_url` is refused (`htu`). Said once at start, naming the
+ * routes.
+ */
+function warnUnknownUrl(guards: Guards, logger: Logger): void {
+  const routes = guards.routes.filter((r) => r.guard !== undefined && r.guard.scheme !== 'Bearer' && r.guard.options.dpop.public_base_url === undefined).map((r) => r.config.path);
+  if (routes.length === 0) return;
+  logger.warn(
+    { routes },
+    'forward_auth: these routes take DPoP proofs, but trusted_proxies is empty, so the listener believes no X-Forwarded-Proto/-Host and every DPoP request to them is refused; add the gateway in front to trusted_proxies, or set the routes\' dpop.public_base_url',
+  );
+}
+
 /** Builds a forward-auth listener (see `ForwardAuthListener`). */
 export function createForwardAuthListener(config: GatewayConfig, deps: ForwardAuthDeps): ForwardAuthListener {
   return new ForwardAuthListener(config, deps);
@@ -435,17 +479,37 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
   /** Requester and DecisionFacts: the decision's server span (spans recorded only). */
   span: Span | undefined;
 
+  /** Every `DPoP` line of the original request (the gateway passes the client's headers on). */
+  readonly dpop: readonly string[];
+
   constructor(
     readonly method: string,
     readonly target: string,
     readonly h: DecisionHeaders,
     readonly req: IncomingMessage,
     readonly id: string,
+    /** The peer is in `trusted_proxies`: its X-Forwarded-Proto/-Host and Client-Cert are believed. */
+    readonly trusted: boolean,
+    /** The request line is the original request (`path_prefix`): the decision request's Host is the client's. */
+    readonly requestLine: boolean,
   ) {
     this.authorization = h.authorization;
     this.preflight = h.preflight;
     this.hasBody = h.hasBody;
     this.methodOverride = h.methodOverride;
+    this.dpop = h.dpop;
+  }
+
+  /** The URL the client addressed (a DPoP proof's htu), from a trusted peer only; read for DPoP requests only. */
+  get url(): string | undefined {
+    return this.trusted ? originalUrl(this.h, this.target, this.requestLine) : undefined;
+  }
+
+  /** The client certificate's thumbprint, from a trusted peer's `Client-Cert` only; read for certificate-bound tokens only. */
+  get certThumbprint(): string | undefined {
+    if (!this.trusted) return undefined;
+    const der = clientCertFromHeader(this.h.clientCert);
+    return der === undefined ? undefined : certThumbprint(der);
   }
 
   get clientAddress(): string {

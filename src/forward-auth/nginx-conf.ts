@@ -18,6 +18,12 @@
  *   them: the router is run at generation time, so the two cannot drift;
  * - the decision service checks the raw target (`X-Original-URI`) again with
  *   every rule, on every decision it makes.
+ *
+ * Sender-constrained tokens: the decision request carries the client's DPoP
+ * proof, `$scheme` and `$http_host` (the URL for `htu`) and, with
+ * `listen.tls.request_client_certificates`, NGINX's own client certificate;
+ * the API gets `DPoP` and `X-DPoP-Verified` from the decision only, never a
+ * client's; a request with a proof is never answered from the decision cache.
  */
 import { createHash } from 'node:crypto';
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
@@ -123,6 +129,12 @@ const qre = (s: string) => {
   return `"${s}"`;
 };
 
+/** A file path as an NGINX directive argument (quoted; no `$`, no line end). */
+const confPath = (file: string, option: string) => {
+  if (/[\r\n]/.test(file)) throw new NginxConfError(`${option}: "${file}" cannot be written in an NGINX configuration`);
+  return q(file);
+};
+
 const originOf = (url: string) => {
   const u = new URL(url);
   return `${u.protocol}//${u.host}`;
@@ -138,7 +150,7 @@ function listenAddress(host: string, port: number): string {
 
 /**
  * A route's requirements, for the cache key: what its decisions depend on
- * (authorization server, client, scope, cache bounds) and what an allow
+ * (authorization server, client, scope, cache bounds, scheme) and what an allow
  * carries (the identity-header mapping), hashed: a configuration change to
  * any of them gives new keys, so no decision cached before it is used after.
  */
@@ -160,6 +172,9 @@ function requirementsKey(r: GuardedRoute, identityHeaders: unknown, minting: str
     pt.token_cache_seconds,
     pt.negative_cache_seconds,
     pt.max_token_length,
+    // Which scheme the route takes, and its DPoP settings (a Bearer allow cached before a switch to DPoP must not serve after it).
+    pt.scheme,
+    pt.dpop,
     identity,
     // An allow of a minting route carries the gateway's own JWT: its issuer, claims rules, lifetime and signer.
     MINTING_RESPONSES.has(pt.introspection_response) ? minting : null,
@@ -188,6 +203,10 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
   for (const r of routes0) {
     if (r.upstream === undefined || r.upstream === '') throw new NginxConfError(`routes: ${r.path} has no upstream: NGINX needs one to proxy_pass to`);
+    // NGINX has no variable with the DER of the client's certificate to write an RFC 9440 Client-Cert from.
+    if (r.phantom_token !== false && r.phantom_token.forward_client_cert) {
+      throw new NginxConfError(`routes: ${r.path}: forward_client_cert cannot be done by the generated NGINX configuration (it sends no client certificate upstream); remove it, or let the gateway's own listener carry this route`);
+    }
   }
   const upstreamOfRoute = (r: RouteConfig): string => r.upstream!;
   const listen = opts.listen ?? config.listen;
@@ -273,6 +292,11 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('map $phantom_challenge $phantom_401_body {');
     w(`  ${q(TOKEN_MISSING.challenge!)} ${refusalBody(TOKEN_MISSING)};`);
     w(`  ${q(TOKEN_MALFORMED.challenge!)} ${refusalBody(TOKEN_MALFORMED)};`);
+    // DPoP challenges (RFC 9449 §7.1) carry the route's algs: told apart by their error.
+    w(`  ${qre('~^DPoP error=.invalid_dpop_proof.')} ${refusalBody(err('ERR_DPOP_PROOF_INVALID'))};`);
+    w(`  ${qre('~^DPoP error=.use_dpop_nonce.')} ${refusalBody(err('ERR_DPOP_NONCE'))};`);
+    w(`  ${qre('~^DPoP error=.invalid_request.')} ${refusalBody(TOKEN_MALFORMED)};`);
+    w(`  ${qre('~^(?:Bearer, )?DPoP algs=')} ${refusalBody(TOKEN_MISSING)};`);
     w(`  default ${refusalBody(TOKEN_INACTIVE)};`);
     w('}');
     w('map "$phantom_refusal_status $phantom_challenge" $phantom_refusal_body {');
@@ -323,10 +347,25 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   }
   w('');
 
+  // NGINX's own TLS with client certificates (listen.tls.request_client_certificates): the certificate, URL-encoded PEM.
+  const tls = config.listen?.tls;
+  const clientCerts = (tls as { request_client_certificates?: boolean } | undefined)?.request_client_certificates === true;
+  const clientCertVar = clientCerts ? '$ssl_client_escaped_cert' : '""';
   const timeoutS = Math.ceil(Math.max(1000, ...routes0.map((r) => (r.phantom_token === false ? 0 : r.phantom_token.timeout_ms))) / 1000) + 1;
 
   w('server {');
-  w(`  listen ${listenAddress(listen.host, listen.port)};`);
+  if (tls === undefined) w(`  listen ${listenAddress(listen.host, listen.port)};`);
+  else {
+    w(`  listen ${listenAddress(listen.host, listen.port)} ssl;`);
+    w(`  ssl_certificate ${confPath(tls.cert_file, 'listen.tls.cert_file')};`);
+    w(`  ssl_certificate_key ${confPath(tls.key_file, 'listen.tls.key_file')};`);
+    if (clientCerts) {
+      w('  # Certificate-bound tokens (RFC 8705): ask every client for a certificate, not');
+      w('  # checked against a CA (a bound token names it by its thumbprint); the decision');
+      w('  # service gets it in Client-Cert.');
+      w('  ssl_verify_client optional_no_ca;');
+    }
+  }
   w(`  client_max_body_size ${config.server.max_body_bytes === 0 ? '1' : String(config.server.max_body_bytes)};`);
   w('  # A header with _ or another invalid character is dropped, whatever http {} says:');
   w('  # X_User_Id would reach a CGI/WSGI/PHP upstream as the identity header X-User-Id.');
@@ -374,7 +413,8 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
   byUri('431', [`return 431 ${refusalBody(err('ERR_HEADERS_TOO_LARGE'))};`]);
   // auth_request passes a 401's WWW-Authenticate itself.
   if (anyProtected) {
-    named('phantom_401', ['return 401 $phantom_401_body;']);
+    // A use_dpop_nonce refusal carries the nonce to use (empty otherwise: no header).
+    named('phantom_401', ['add_header DPoP-Nonce $phantom_dpop_nonce always;', 'return 401 $phantom_401_body;']);
     named('phantom_403', ['add_header WWW-Authenticate $phantom_challenge always;', `return 403 ${refusalBody(insufficientScope(''))};`]);
   }
   named('phantom_404', [`return 404 ${refusalBody(err('ERR_NO_ROUTE'))};`]);
@@ -419,8 +459,13 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
     w('    proxy_set_header X-Forwarded-Method "";');
     w('    proxy_set_header X-Forwarded-Uri "";');
     w('    proxy_set_header X-Forwarded-For $remote_addr;');
+    w('    # The URL the client addressed (a DPoP proof\'s htu): scheme, and Host with its port.');
     w('    proxy_set_header X-Forwarded-Proto $scheme;');
-    w('    proxy_set_header X-Forwarded-Host $host;');
+    w('    proxy_set_header X-Forwarded-Host $http_host;');
+    w('    # The client\'s DPoP proof goes with its other headers; a client certificate only');
+    w('    # as NGINX itself received it (a client\'s own Client-Cert is never passed on).');
+    w(`    proxy_set_header Client-Cert ${clientCertVar};`);
+    w('    proxy_set_header Client-Cert-Chain "";');
     w(`    proxy_connect_timeout 2s;`);
     w(`    proxy_read_timeout ${timeoutS}s;`);
     if (cache) {
@@ -442,8 +487,9 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
         w(`    open_file_cache max=${openFiles} inactive=20s;`);
         w('    open_file_cache_valid 30s;');
       }
-      w('    proxy_cache_bypass $phantom_uncached_target$phantom_override;');
-      w('    proxy_no_cache $phantom_uncached_target$phantom_override;');
+      w('    # A request with a DPoP proof is decided every time: a proof is good once.');
+      w('    proxy_cache_bypass $phantom_uncached_target$phantom_override$http_dpop;');
+      w('    proxy_no_cache $phantom_uncached_target$phantom_override$http_dpop;');
     }
     w('  }');
   }
@@ -465,17 +511,26 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
       lines.push('auth_request_set $phantom_decision_status $upstream_status;');
       lines.push('auth_request_set $phantom_challenge $upstream_http_www_authenticate;');
       lines.push('auth_request_set $phantom_retry_after $upstream_http_retry_after;');
+      lines.push('auth_request_set $phantom_dpop_nonce $upstream_http_dpop_nonce;');
+      lines.push('auth_request_set $phantom_dpop $upstream_http_dpop;');
+      lines.push('auth_request_set $phantom_dpop_verified $upstream_http_x_dpop_verified;');
       identity.forEach((h, i) => lines.push(`auth_request_set $phantom_identity_${i} $upstream_http_${h.toLowerCase().replace(/-/g, '_')};`));
       // Replaced, never appended: proxy_set_header drops the client's field of the same name.
       lines.push('proxy_set_header Authorization $phantom_authorization;');
+      // The proof and its key's thumbprint only as the decision gives them (dpop.forward: dpop); a client's never.
+      lines.push('proxy_set_header DPoP $phantom_dpop;');
+      lines.push('proxy_set_header X-DPoP-Verified $phantom_dpop_verified;');
       identity.forEach((h, i) => lines.push(`proxy_set_header ${h} $phantom_identity_${i};`));
     } else {
       // An open route, as with the gateway: the client's Authorization (an
-      // opaque token) is removed unless forward_authorization is true;
-      // identity headers never pass.
-      if (!rc.forward_authorization) lines.push('proxy_set_header Authorization "";');
+      // opaque token) and DPoP proof are removed unless forward_authorization
+      // is true; identity headers and X-DPoP-Verified never pass.
+      if (!rc.forward_authorization) lines.push('proxy_set_header Authorization "";', 'proxy_set_header DPoP "";');
+      lines.push('proxy_set_header X-DPoP-Verified "";');
       identity.forEach((h) => lines.push(`proxy_set_header ${h} "";`));
     }
+    // A client's certificate headers never reach the API (NGINX does not forward its own).
+    lines.push('proxy_set_header Client-Cert "";', 'proxy_set_header Client-Cert-Chain "";');
     lines.push(`proxy_set_header Host ${q(u.host)};`);
     lines.push('proxy_set_header X-Forwarded-For $remote_addr;');
     lines.push('proxy_set_header X-Forwarded-Proto $scheme;');

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { unmapped } from '../net/addresses.js';
 import { scanCredentials } from '../core/credentials.js';
+import { isValidHost } from '../routing/request-target.js';
 
 /*
  * What a decision request says about the request it asks about. Gateways
@@ -32,6 +33,16 @@ export interface DecisionHeaders {
   readonly realIp: string | undefined;
   /** The first `X-Request-Id` (not yet checked; taken only from a trusted peer). */
   readonly requestId: string | undefined;
+  /** Every `DPoP` line, in order (the client's proofs, which gateways pass on with the other headers). */
+  readonly dpop: readonly string[];
+  /** The first `X-Forwarded-Proto` line (read from a trusted peer only). */
+  readonly xfProto: string | undefined;
+  /** Every `X-Forwarded-Host` line, joined with `,` (read from a trusted peer only; a chain is no host). */
+  readonly xfHost: string | undefined;
+  /** `Host` when it came exactly once. */
+  readonly host: string | undefined;
+  /** RFC 9440 `Client-Cert` when it came exactly once (read from a trusted peer only). */
+  readonly clientCert: string | undefined;
 }
 
 export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
@@ -46,10 +57,33 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
   let realIp: string | undefined;
   let realIps = 0;
   let requestId: string | undefined;
+  const dpop: string[] = [];
+  let xfProto: string | undefined;
+  let xfHost: string | undefined;
+  let host: string | undefined;
+  let hosts = 0;
+  let clientCert: string | undefined;
+  let clientCerts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
-    // Only x- names matter here.
-    if (n.length < 9 || (n.charCodeAt(0) | 32) !== 120 /* x */) continue;
+    const c = n.charCodeAt(0) | 32;
+    if (c !== 120 /* x */) {
+      // DPoP, Host, Client-Cert: the rest is skipped without a lower-case copy.
+      if (n.length === 4) {
+        const l = n.toLowerCase();
+        if (l === 'dpop') dpop.push(raw[i + 1]!);
+        else if (l === 'host') {
+          hosts++;
+          host = raw[i + 1]!;
+        }
+      } else if (n.length === 11 && n.toLowerCase() === 'client-cert') {
+        clientCerts++;
+        clientCert = raw[i + 1]!;
+      }
+      continue;
+    }
+    // Only x- names of 9 characters or more matter here.
+    if (n.length < 9) continue;
     const value = raw[i + 1]!;
     switch (n.toLowerCase()) {
       case 'x-forwarded-method':
@@ -78,6 +112,12 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
       case 'x-request-id':
         requestId ??= value;
         break;
+      case 'x-forwarded-proto':
+        xfProto ??= value;
+        break;
+      case 'x-forwarded-host':
+        xfHost = xfHost === undefined ? value : `${xfHost},${value}`;
+        break;
     }
   }
   return {
@@ -93,6 +133,11 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
     xff,
     realIp: realIps === 1 ? realIp : undefined,
     requestId,
+    dpop,
+    xfProto,
+    xfHost,
+    host: hosts === 1 ? host : undefined,
+    clientCert: clientCerts === 1 ? clientCert : undefined,
   };
 }
 
@@ -100,6 +145,8 @@ export function scanDecisionHeaders(raw: readonly string[]): DecisionHeaders {
 export interface Original {
   readonly method: string;
   readonly target: string;
+  /** The decision request's own request line is the original request (Envoy HTTP ext_authz under `path_prefix`). */
+  readonly requestLine?: boolean;
 }
 
 /** An HTTP method as gateways send it: upper-case token (a lower-case `trace` must not slip past the TRACE rule). */
@@ -129,9 +176,9 @@ const METHOD = /^[A-Z][A-Z_-]{0,31}$/;
  * The target is checked afterwards by `decide` like the proxy's.
  */
 export function originalRequest(h: DecisionHeaders, method: string, url: string, pathPrefix: string | undefined): Original | undefined {
-  if (pathPrefix === '/') return { method, target: url };
+  if (pathPrefix === '/') return { method, target: url, requestLine: true };
   if (pathPrefix !== undefined && url.startsWith(pathPrefix) && url.charCodeAt(pathPrefix.length) === 47 /* / */) {
-    return { method, target: url.slice(pathPrefix.length) };
+    return { method, target: url.slice(pathPrefix.length), requestLine: true };
   }
   if (h.duplicate) return undefined;
   if (h.forwardedMethod !== undefined || h.forwardedUri !== undefined) {
@@ -163,4 +210,41 @@ export function clientAddress(h: DecisionHeaders, peer: string | undefined): str
     if (isIP(ip) !== 0) return unmapped(ip);
   }
   return unmapped(peer ?? '');
+}
+
+/**
+ * The URL the client addressed, `scheme://host[:port]/path` (no query), for a
+ * DPoP proof's `htu`: `scheme` `http` or `https` (the first of a
+ * comma-separated list: the client-facing hop), `host` a valid `uri-host
+ * [":" port]` (a chain of hosts is none), `target` in origin-form. Undefined
+ * when any part is missing or invalid: the decision then has no URL, and a
+ * DPoP request is refused unless the route names its `dpop.public_base_url`.
+ *
+ * @example
+ * requestUrl('https', 'api.example.com', '/v1/items?page=2') // 'https://api.example.com/v1/items'
+ */
+export function requestUrl(scheme: string | undefined, host: string | undefined, target: string): string | undefined {
+  if (scheme === undefined || host === undefined || target.charCodeAt(0) !== 47 /* / */) return undefined;
+  const comma = scheme.indexOf(',');
+  const s = (comma === -1 ? scheme : scheme.slice(0, comma)).trim().toLowerCase();
+  if (s !== 'http' && s !== 'https') return undefined;
+  const h = host.trim();
+  if (!isValidHost(h)) return undefined;
+  const end = target.search(/[?#]/);
+  return `${s}://${h}${end === -1 ? target : target.slice(0, end)}`;
+}
+
+/**
+ * The URL the original request addressed, from a trusted peer's headers:
+ * `X-Forwarded-Proto` and `X-Forwarded-Host` (NGINX as `nginx-conf`
+ * configures it, Caddy, Traefik: each sets both, replacing a client's), or,
+ * for a request line read as the original (Envoy HTTP ext_authz,
+ * `path_prefix`), `X-Forwarded-Proto` and the decision request's own `Host`
+ * (Envoy passes the client's). The path is always the decided target's, so
+ * `htu` and routing see one path. Not ingress-nginx's `X-Original-URL`:
+ * Caddy and Traefik pass a client's copy of it on, and a client that chose
+ * the URL could replay a proof made for another server.
+ */
+export function originalUrl(h: DecisionHeaders, target: string, requestLine: boolean): string | undefined {
+  return requestUrl(h.xfProto, h.xfHost ?? (requestLine ? h.host : undefined), target);
 }

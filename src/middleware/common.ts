@@ -11,6 +11,10 @@ import { createGuards, Guards, REFUSED } from '../core/guards.js';
 import { checkTarget } from '../routing/request-target.js';
 import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
+import type { TLSSocket } from 'node:tls';
+import { certThumbprint } from '../net/client-cert.js';
+import { DPOP_VERIFIED, forwardedProof } from '../forward-auth/sender.js';
+import { requestUrl } from '../forward-auth/original.js';
 
 /*
  * What the Express and Fastify adapters share: options, the facts a decision
@@ -48,7 +52,7 @@ export interface MiddlewareOptions {
 
 /** What a handler receives about the token of an allowed request. */
 export interface PhantomToken {
-  /** The JWT now in `Authorization: Bearer <jwt>` (its signature is the API's to verify, as behind the proxy). */
+  /** The JWT now in `Authorization: Bearer <jwt>` (or `DPoP <jwt>` on a DPoP route with `dpop.forward: dpop`; its signature is the API's to verify, as behind the proxy). */
   readonly jwt: string;
   /** The JWT's claims, as checked when the authorization server's answer arrived (frozen). */
   readonly claims: Readonly<JWTPayload>;
@@ -130,7 +134,7 @@ function spellingsDisagree(guards: Guards, target: string, other: string): boole
  * @param target the request's path and query as the app routes it.
  * @param other another path and query the request is known by (Express's `req.originalUrl`): when a route other than `target`'s covers it, or it fails the target checks, the request is refused with 400 rather than one of the two picked.
  */
-export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerResponse, target: string, clientAddress: string, outcome: Outcome, other?: string): void {
+export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerResponse, target: string, clientAddress: string, addressed: () => string | undefined, outcome: Outcome, other?: string): void {
   let facts: CredentialFacts;
   let decision: Decision | Promise<Decision>;
   try {
@@ -144,6 +148,16 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
       hasBody: facts.hasBody,
       methodOverride: facts.methodOverride,
       clientAddress,
+      // Worked out when decide() reads them, never before.
+      get dpop() {
+        return headerLines(req.rawHeaders, 'dpop');
+      },
+      get url() {
+        return addressed();
+      },
+      get certThumbprint() {
+        return peerCertThumbprint(req);
+      },
     } satisfies DecisionRequest);
   } catch (err) {
     return failed(engine, res, outcome, err);
@@ -191,9 +205,17 @@ function conclude(engine: Engine, req: IncomingMessage, res: ServerResponse, d: 
     if (!d.allow) {
       const passed = engine.passUnmatched && d.error.code === 'ERR_NO_ROUTE';
       if (!passed) return outcome.refuse(renderRefusal(d.error), facts.hasBody);
+      // Passed on as it came, but for X-DPoP-Verified, which only the gateway sets.
+      setProof(req, undefined, true);
     } else if (d.token !== undefined) {
       replaceAuthorization(req, d.token.authorization);
+      setProof(req, forwardedProof(d), false);
       token = new GrantedToken(d.token);
+    } else {
+      // An open route, a CORS preflight: a client's DPoP goes with its
+      // Authorization where that passes (open routes); X-DPoP-Verified is
+      // never a client's to set.
+      setProof(req, undefined, d.route.guard === undefined);
     }
   } catch (err) {
     return failed(engine, res, outcome, err);
@@ -249,6 +271,65 @@ function replaceAuthorization(req: IncomingMessage, authorization: string): void
   }
   req.headers.authorization = authorization;
   (req as { headersDistinct: unknown }).headersDistinct = undefined;
+}
+
+/** Every value of the header `name` (lower case) in raw headers. */
+function headerLines(raw: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) out.push(raw[i + 1]!);
+  }
+  return out;
+}
+
+/** The thumbprint of the certificate the client presented on this TLS connection (the server must request one), or undefined. */
+function peerCertThumbprint(req: IncomingMessage): string | undefined {
+  const socket = req.socket as Partial<TLSSocket>;
+  // getPeerX509Certificate: a quarter of getPeerCertificate()'s cost (13 against 56 µs), which parses every field.
+  if (socket.encrypted !== true || typeof socket.getPeerX509Certificate !== 'function') return undefined;
+  const cert = socket.getPeerX509Certificate();
+  return cert === undefined ? undefined : certThumbprint(cert.raw);
+}
+
+/**
+ * `DPoP` and `X-DPoP-Verified` as the app is to see them: with a verified
+ * proof (`dpop.forward: dpop`), the proof and its key's thumbprint; else no
+ * `X-DPoP-Verified` and, unless `keepProof`, no `DPoP`. In `req.headers`,
+ * `req.rawHeaders` and `req.headersDistinct`, as `replaceAuthorization`.
+ */
+function setProof(req: IncomingMessage, proof: { proof: string; jkt: string } | undefined, keepProof: boolean): void {
+  const raw = req.rawHeaders;
+  let touched = false;
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    const n = raw[i]!;
+    if ((n.length === 4 && !keepProof && n.toLowerCase() === 'dpop') || (n.length === 15 && n.toLowerCase() === DPOP_VERIFIED)) {
+      raw.splice(i, 2);
+      touched = true;
+    } else if (n.length === 4 && proof !== undefined && n.toLowerCase() === 'dpop') {
+      // The one proof the gateway verified (two are refused before): in place.
+      raw[i + 1] = proof.proof;
+    }
+  }
+  if (proof !== undefined) {
+    raw.push('X-DPoP-Verified', proof.jkt);
+    req.headers.dpop = proof.proof;
+    req.headers[DPOP_VERIFIED] = proof.jkt;
+    touched = true;
+  } else {
+    if (!keepProof) delete req.headers.dpop;
+    delete req.headers[DPOP_VERIFIED];
+  }
+  if (touched) (req as { headersDistinct: unknown }).headersDistinct = undefined;
+}
+
+/**
+ * The URL a client addressed, for a DPoP proof's `htu`, from a framework's
+ * view of the request: its scheme and host (following the framework's own
+ * proxy trust for `X-Forwarded-Proto`/`-Host`) and the path as the client
+ * sent it (before any rewrite).
+ */
+export function addressedUrl(scheme: string | undefined, host: string | undefined, originalTarget: string): string | undefined {
+  return requestUrl(scheme, host, originalTarget);
 }
 
 /** An address as the proxy keys introspection queues: IPv4-mapped IPv6 as plain IPv4. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { RenderedRefusal } from '../core/render.js';
-import { createEngine, guardRequest, plainAddress, type MiddlewareOptions, type PhantomToken } from './common.js';
+import { addressedUrl, createEngine, guardRequest, plainAddress, type MiddlewareOptions, type PhantomToken } from './common.js';
 
 export type { MiddlewareOptions, PhantomToken } from './common.js';
 
@@ -24,7 +24,9 @@ export interface PhantomTokenPlugin {
  * configuration's routes: a protected route needs a bearer token, which is
  * introspected (cached, one introspection per token at a time) and replaced
  * in `Authorization` by the JWT; handlers find the token in
- * `request.phantomToken`. Refusals are sent by the hook itself (the app's
+ * `request.phantomToken`. DPoP routes and certificate-bound tokens work as
+ * with the Express middleware (`htu` from `request.protocol`,
+ * `request.host` and `request.originalUrl`, following `trustProxy`). Refusals are sent by the hook itself (the app's
  * `onSend` hooks, such as CORS, still apply), never thrown into the error
  * handler, which would send an error's message. Guards built from `config`
  * are closed when the app closes.
@@ -48,7 +50,9 @@ export const phantomToken: PhantomTokenPlugin = function phantomToken(app, optio
   const e = engine;
   app.decorateRequest('phantomToken', null);
   app.addHook('onRequest', (request, reply, next) => {
-    guardRequest(e, request.raw, reply.raw, request.url, plainAddress(request.ip), {
+    // Fastify's protocol and host follow its trustProxy setting for X-Forwarded-Proto/-Host; the path as the client sent it.
+    const addressed = () => addressedUrl(request.protocol, request.host, request.originalUrl);
+    guardRequest(e, request.raw, reply.raw, request.url, plainAddress(request.ip), addressed, {
       proceed(token) {
         if (token !== undefined) request.phantomToken = token;
         next();

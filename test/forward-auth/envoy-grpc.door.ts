@@ -18,6 +18,8 @@ interface DoorRequest {
   target: string;
   authorization?: string | string[];
   headers?: Record<string, string>;
+  dpop?: string[];
+  clientCert?: Buffer;
 }
 
 interface DoorOutcome {
@@ -26,6 +28,9 @@ interface DoorOutcome {
   retryAfter: string | undefined;
   body: unknown;
   forwarded: string | null | undefined;
+  forwardedDpop?: string | null | undefined;
+  dpopVerified?: string | null | undefined;
+  dpopNonce?: string | undefined;
 }
 
 interface HeaderOption {
@@ -34,7 +39,7 @@ interface HeaderOption {
 
 interface Answer {
   status: { code: number };
-  ok_response?: { headers: HeaderOption[] } | null;
+  ok_response?: { headers: HeaderOption[]; headers_to_remove?: string[] } | null;
   denied_response?: { status: { code: number }; headers: HeaderOption[]; body: string } | null;
 }
 
@@ -44,9 +49,16 @@ const Client = (grpc.loadPackageDefinition(pkg) as any).envoy.service.auth.v3.Au
 
 const get = (headers: HeaderOption[], key: string) => headers.find((h) => h.header.key === key)?.header.value;
 
+/** A certificate as Envoy puts it in `attributes.source.certificate`: URL-encoded PEM. */
+function envoyCertificate(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n');
+  return encodeURIComponent(`-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n`);
+}
+
 export const envoyGrpcDoor = {
   name: 'Envoy gRPC ext_authz',
-  async start(yaml: string): Promise<{ call(req: DoorRequest): Promise<DoorOutcome>; close(): Promise<void> }> {
+  certificates: true,
+  async start(yaml: string): Promise<{ origin: string; call(req: DoorRequest): Promise<DoorOutcome>; close(): Promise<void> }> {
     const config = parseConfig(yaml, { file: 'test.yaml', env: {} });
     const logger = createLogger('silent');
     const guards = createGuards(config, { logger });
@@ -54,14 +66,20 @@ export const envoyGrpcDoor = {
     const { port } = await service.listen(0, '127.0.0.1');
     const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     return {
+      origin: 'http://api.example.com',
       async call(req) {
         const method = req.method ?? 'GET';
         const auth = req.authorization === undefined ? [] : Array.isArray(req.authorization) ? req.authorization : [req.authorization];
         const headers: Record<string, string> = { ':authority': 'api.example.com', ':method': method, ':path': req.target, ...req.headers };
         if (auth.length > 0) headers.authorization = auth.join(',');
+        // Envoy joins repeated headers with ",".
+        if (req.dpop !== undefined && req.dpop.length > 0) headers.dpop = req.dpop.join(',');
         const check = {
           attributes: {
-            source: { address: { socket_address: { address: '127.0.0.1', port_value: 40000 } } },
+            source: {
+              address: { socket_address: { address: '127.0.0.1', port_value: 40000 } },
+              ...(req.clientCert === undefined ? {} : { certificate: envoyCertificate(req.clientCert) }),
+            },
             request: { http: { method, path: req.target, host: 'api.example.com', scheme: 'http', protocol: 'HTTP/1.1', headers } },
           },
         };
@@ -71,8 +89,10 @@ export const envoyGrpcDoor = {
         );
         if (r.status.code === 0) {
           // Envoy forwards the request with the headers the answer sets; the rest as the client sent them.
-          const set = get(r.ok_response?.headers ?? [], 'authorization');
-          return { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: set ?? headers.authorization ?? null };
+          const ok = r.ok_response ?? { headers: [] };
+          const removed = new Set(ok.headers_to_remove ?? []);
+          const after = (name: string) => get(ok.headers, name) ?? (removed.has(name) ? undefined : headers[name]) ?? null;
+          return { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: after('authorization'), forwardedDpop: after('dpop'), dpopVerified: after('x-dpop-verified') };
         }
         const denied = r.denied_response!;
         return {
@@ -81,6 +101,7 @@ export const envoyGrpcDoor = {
           retryAfter: get(denied.headers, 'retry-after'),
           body: JSON.parse(denied.body) as unknown,
           forwarded: undefined,
+          dpopNonce: get(denied.headers, 'dpop-nonce'),
         };
       },
       async close() {

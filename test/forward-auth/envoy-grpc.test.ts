@@ -20,6 +20,9 @@ import { basicConfig } from '../helpers/gateway.js';
 import { startScriptedIntrospection, type ScriptedIntrospection } from '../helpers/servers.js';
 import { ensureBuilt, freePort, scratchDir, startCli } from '../helpers/cli.js';
 import { envoyGrpcDoor } from './envoy-grpc.door.js';
+import { X509Certificate } from 'node:crypto';
+import { makeTestPki } from '../client-auth/certs.js';
+import { dpopClient, dpopProof, x5tS256 } from '../frontdoors/dpop.js';
 
 // ---- a hand-written protobuf wire encoder/decoder (independent of proto/) ----
 
@@ -465,6 +468,50 @@ describe('Envoy ext_authz over gRPC', () => {
   });
 });
 
+describe('Envoy ext_authz over gRPC: sender-constrained tokens on the wire', () => {
+  let h: Harness;
+  const pki = makeTestPki('envoy-client');
+  before(async () => {
+    h = await startHarness(`  - path: /dpop
+    upstream: http://127.0.0.1:9
+    phantom_token: { scheme: DPoP }
+`);
+  });
+  after(async () => {
+    await h?.close();
+    pki.cleanup();
+  });
+
+  test('hand-encoded: source.certificate (Peer field 5, URL-encoded PEM) for a certificate-bound token; host (5) and scheme (6) for htu when no pseudo-header says them', async () => {
+    const jwt = await h.as.activate('tok-wire-cert', { scope: 'read', cnf: { 'x5t#S256': x5tS256(pki.client.cert) } });
+    const pem = encodeURIComponent(pki.client.cert.toString('utf8'));
+    const header = (k: string, v: string) => ld(1, ld(1, k), ld(3, v)); // header_map(13).headers(1) { key(1), raw_value(3) }
+    // attributes(1) { source(1) { address(1) { socket_address(1) { address(2) } }, certificate(5) }, request(4) { http(2) { method(2), path(4), host(5), scheme(6), header_map(13) } } }
+    const check = (source: Buffer, path: string, headers: Buffer[]) =>
+      h.checkRaw(ld(1, source, ld(4, ld(2, ld(2, 'GET'), ld(4, path), ld(5, 'api.example.com:8443'), ld(6, 'https'), ld(13, ...headers)))));
+    const address = ld(1, ld(1, ld(2, '10.9.8.7')));
+    const withCert = await check(ld(1, address, ld(5, pem)), '/api/x', [header('authorization', 'Bearer tok-wire-cert')]);
+    assert.equal(str(at(withCert, 3, 2, 1, 2)[0]), `Bearer ${jwt}`);
+    const without = await check(ld(1, address), '/api/x', [header('authorization', 'Bearer tok-wire-cert')]);
+    assert.deepEqual(at(without, 2, 1, 1), [401]);
+    // A client's Client-Cert header is no certificate here.
+    const forged = await check(ld(1, address), '/api/x', [header('authorization', 'Bearer tok-wire-cert'), header('client-cert', `:${new X509Certificate(pki.client.cert).raw.toString('base64')}:`)]);
+    assert.deepEqual(at(forged, 2, 1, 1), [401]);
+
+    const key = await dpopClient();
+    const djwt = await h.as.activate('tok-wire-dpop', { scope: 'read', cnf: { jkt: key.jkt } });
+    const proof = await dpopProof(key, 'GET', 'https://api.example.com:8443/dpop/x', 'tok-wire-dpop');
+    const dpop = await check(ld(1, address), '/dpop/x?y=1', [header('authorization', 'DPoP tok-wire-dpop'), header('dpop', proof)]);
+    // ok_response(3).headers(2): authorization, dpop, x-dpop-verified, each header(1) { key(1), value(2) }
+    assert.deepEqual(at(dpop, 3, 2, 1, 1).map(str), ['authorization', 'dpop', 'x-dpop-verified']);
+    assert.deepEqual(at(dpop, 3, 2, 1, 2).map(str), [`DPoP ${djwt}`, proof, key.jkt]);
+    // header_map keeps two DPoP lines apart: two proofs, refused.
+    const two = await check(ld(1, address), '/dpop/x', [header('authorization', 'DPoP tok-wire-dpop'), header('dpop', await dpopProof(key, 'GET', 'https://api.example.com:8443/dpop/x', 'tok-wire-dpop')), header('dpop', proof)]);
+    assert.deepEqual(at(two, 2, 1, 1), [401]);
+    assert.match(String(at(two, 2, 2, 1, 2).map(str).find((v) => String(v).startsWith('DPoP '))), /^DPoP error="invalid_dpop_proof"/);
+  });
+});
+
 describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_headers)', () => {
   let h: Harness;
   before(async () => {
@@ -481,12 +528,12 @@ describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_hea
     assert.equal(subject?.append_action, 2, 'OVERWRITE_IF_EXISTS_OR_ADD');
     assert.deepEqual(subject?.append, { value: false });
     assert.equal(header(r.ok_response!.headers, 'x-tenant'), undefined, 'the token has no tenant claim');
-    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-tenant'], "the client's copy is removed");
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-tenant', 'dpop', 'x-dpop-verified'], "the client's copy is removed");
     const open = await h.check(envoyRequest({ path: '/public/x', headers: { 'x-subject': 'spoofed' } }));
     assert.equal(open.status.code, 0);
     assert.deepEqual(open.ok_response!.headers, []);
     // ...and the client's Authorization: an open route does not forward it (forward_authorization).
-    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant', 'authorization']);
+    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant', 'authorization', 'dpop', 'x-dpop-verified']);
   });
 });
 
@@ -503,7 +550,7 @@ describe('Envoy ext_authz over gRPC: identity header names apart from claim valu
     assert.equal(r.status.code, 0);
     assert.equal(header(r.ok_response!.headers, 'x-user')?.header.value, 'x-client-id');
     assert.equal(header(r.ok_response!.headers, 'x-client-id'), undefined);
-    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-client-id']);
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-client-id', 'dpop', 'x-dpop-verified']);
   });
 });
 
@@ -629,11 +676,28 @@ describe('Envoy ext_authz over gRPC: the adapter for the shared front-door suite
     const door = await envoyGrpcDoor.start(basicConfig(as.url, 'http://127.0.0.1:9'));
     try {
       const jwt = await as.activate('tok-door', { scope: 'read' });
-      assert.deepEqual(await door.call({ target: '/api/x', authorization: 'Bearer tok-door' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: `Bearer ${jwt}` });
+      assert.deepEqual(await door.call({ target: '/api/x', authorization: 'Bearer tok-door', dpop: ['a.b.c'] }), {
+        status: 200,
+        challenge: undefined,
+        retryAfter: undefined,
+        body: undefined,
+        forwarded: `Bearer ${jwt}`,
+        forwardedDpop: null,
+        dpopVerified: null,
+      });
       const none = await door.call({ target: '/api/x' });
       assert.deepEqual([none.status, none.challenge, none.body], [401, 'Bearer', { code: 'unauthorized', message: 'Access token required' }]);
       assert.equal((await door.call({ target: '/api/x', authorization: ['Bearer tok-door', 'Bearer tok-door'] })).status, 401);
-      assert.deepEqual(await door.call({ target: '/public/x', authorization: 'Basic abc' }), { status: 200, challenge: undefined, retryAfter: undefined, body: undefined, forwarded: 'Basic abc' });
+      assert.deepEqual(await door.call({ target: '/public/x', authorization: 'Basic abc' }), {
+        status: 200,
+        challenge: undefined,
+        retryAfter: undefined,
+        body: undefined,
+        // An open route without forward_authorization: Envoy removes the client's Authorization (headers_to_remove).
+        forwarded: null,
+        forwardedDpop: null,
+        dpopVerified: null,
+      });
     } finally {
       await door.close();
       await as.close();

@@ -55,35 +55,39 @@ describe('forward-auth listener: the answer for an open route', () => {
     await as.close();
   });
 
-  test('no Authorization in the allow, and Envoy is told to remove the client\'s (X-Envoy-Auth-Headers-To-Remove)', async () => {
-    const a = await ask(fa.url, forwarded('GET', '/public/x', 'Bearer opaque-abc'));
+  test('no Authorization in the allow, and Envoy is told to remove the client\'s, with any DPoP proof and X-DPoP-Verified (X-Envoy-Auth-Headers-To-Remove)', async () => {
+    const a = await ask(fa.url, [...forwarded('GET', '/public/x', 'Bearer opaque-abc'), 'dpop', 'a.b.c', 'x-dpop-verified', 'forged']);
     assert.equal(a.status, 200);
     assert.equal(a.headers.authorization, undefined);
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'authorization');
+    assert.equal(a.headers.dpop, undefined);
+    assert.equal(a.headers['x-dpop-verified'], undefined);
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'authorization, dpop, x-dpop-verified');
     assert.equal(a.headers['x-accel-expires'], '0');
     assert.equal(as.calls.length, 0);
   });
 
-  test('forward_authorization: true hands the client\'s own Authorization back (for proxies that copy it), never cached', async () => {
-    const a = await ask(fa.url, forwarded('GET', '/legacy/x', 'Basic dTpw'));
+  test('forward_authorization: true hands the client\'s own Authorization (and DPoP proof) back (for proxies that copy them), never cached; never X-DPoP-Verified', async () => {
+    const a = await ask(fa.url, [...forwarded('GET', '/legacy/x', 'Basic dTpw'), 'dpop', 'a.b.c', 'x-dpop-verified', 'forged']);
     assert.equal(a.status, 200);
     assert.equal(a.headers.authorization, 'Basic dTpw');
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], undefined);
+    assert.equal(a.headers.dpop, 'a.b.c');
+    assert.equal(a.headers['x-dpop-verified'], undefined);
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'x-dpop-verified');
     assert.equal(a.headers['x-accel-expires'], '0');
     const none = await ask(fa.url, forwarded('GET', '/legacy/x'));
     assert.equal(none.status, 200);
     assert.equal(none.headers.authorization, undefined);
   });
 
-  test('a CORS preflight on a protected route removes nothing (the option concerns open routes)', async () => {
+  test('a CORS preflight on a protected route keeps its Authorization (the option concerns open routes); a DPoP proof and X-DPoP-Verified are removed', async () => {
     const a = await ask(fa.url, [...forwarded('OPTIONS', '/api/x'), 'origin', 'https://app.example', 'access-control-request-method', 'GET']);
     assert.equal(a.status, 200);
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], undefined);
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'dpop, x-dpop-verified');
   });
 });
 
 describe('Envoy gRPC check: an open route', () => {
-  test('removes the client\'s Authorization (headers_to_remove), unless forward_authorization: true', async () => {
+  test('removes the client\'s Authorization and DPoP proof (headers_to_remove), unless forward_authorization: true; X-DPoP-Verified always', async () => {
     const config = parseConfig(yaml('https://as.example'), { env: {} });
     const guards = createGuards(config, { logger: createLogger('silent') });
     try {
@@ -91,10 +95,10 @@ describe('Envoy gRPC check: an open route', () => {
         checkResponse(await decide(guards, { method: 'GET', target, authorization: ['Bearer opaque-abc'], preflight: false, clientAddress: '127.0.0.1' }));
       const open = await ask('/public/x');
       assert.equal(open.status.code, 0);
-      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization'] });
+      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization', 'dpop', 'x-dpop-verified'] });
       const kept = await ask('/legacy/x');
       assert.equal(kept.status.code, 0);
-      assert.deepEqual(kept.ok_response, { headers: [] });
+      assert.deepEqual(kept.ok_response, { headers: [], headers_to_remove: ['x-dpop-verified'] });
     } finally {
       await guards.close();
     }

@@ -9,6 +9,9 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEchoUpstream, startScriptedIntrospection, type EchoUpstream, type ScriptedIntrospection } from '../helpers/servers.js';
+import { makeTestPki, type TestPki } from '../client-auth/certs.js';
+import { X509Certificate } from 'node:crypto';
+import { dpopClient, dpopProof, x5tS256, type DpopClient } from './dpop.js';
 
 export interface FrontDoorRequest {
   method?: string;
@@ -17,6 +20,10 @@ export interface FrontDoorRequest {
   /** An array sends the header once per value. */
   authorization?: string | string[];
   headers?: Record<string, string>;
+  /** `DPoP` proofs, one header line each. */
+  dpop?: string[];
+  /** The DER of a certificate the client presented (for front doors with `certificates`). */
+  clientCert?: Buffer;
 }
 
 export interface Outcome {
@@ -31,11 +38,19 @@ export interface Outcome {
    * what the decision tells the data plane to send), or null for none.
    */
   forwarded: string | null | undefined;
+  /** On an allow: the `DPoP` the API received (null: none); undefined on a refusal. */
+  forwardedDpop?: string | null | undefined;
+  /** On an allow: the `X-DPoP-Verified` the API received (null: none); undefined on a refusal. */
+  dpopVerified?: string | null | undefined;
+  /** `DPoP-Nonce` the client got, if any. */
+  dpopNonce?: string | undefined;
 }
 
 export interface RunningFrontDoor {
   call(req: FrontDoorRequest): Promise<Outcome>;
   close(): Promise<void>;
+  /** The origin a client addresses, `scheme://host[:port]`: where a DPoP proof's htu starts. */
+  readonly origin: string;
 }
 
 export interface FrontDoor {
@@ -48,6 +63,13 @@ export interface FrontDoor {
    * 400 before any decision, and its 400 cannot be told apart from another.
    */
   readonly duplicateAuthorizationStatus?: number;
+  /**
+   * The front door can be shown a client certificate here (`clientCert`): a
+   * trusted peer's Client-Cert, Envoy's source certificate, the library's
+   * `certThumbprint`. NGINX, Caddy and the middleware need TLS for that:
+   * their own tests.
+   */
+  readonly certificates?: boolean;
   /**
    * Starts the front door for `yaml` (the phantom_token block and routes of
    * `suiteConfig`), in front of `api` (for the front doors that carry the request).
@@ -216,6 +238,195 @@ export function frontDoorSuite(door: FrontDoor): void {
       assert.equal(pre.status, 200);
       const plain = await fd.call({ method: 'OPTIONS', target: '/api/x' });
       assert.equal(plain.status, 401);
+    });
+  });
+}
+
+/**
+ * Sender-constrained tokens' routes: `/api` Bearer (the default), `/dpop`
+ * `scheme: DPoP`, `/any` `scheme: any`, `/dpop-bearer` `scheme: DPoP` with
+ * `dpop.forward: bearer`; 127.0.0.1 a trusted proxy (the gateway in front of
+ * a forward-auth listener, the test client before the proxy).
+ */
+export function senderConfig(as: ScriptedIntrospection, api: EchoUpstream, extra = ''): string {
+  return `
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway-client
+  client_secret: gateway-secret
+  scope: read
+routes:
+  - path: /api
+    upstream: ${api.url}
+  - path: /dpop
+    upstream: ${api.url}
+    phantom_token: { scheme: DPoP, dpop: { algorithms: [ES256, EdDSA] } }
+  - path: /any
+    upstream: ${api.url}
+    phantom_token: { scheme: any }
+  - path: /dpop-bearer
+    upstream: ${api.url}
+    phantom_token: { scheme: dpop, dpop: { forward: bearer } }
+  - path: /nonce
+    upstream: ${api.url}
+    phantom_token: { scheme: DPoP, dpop: { nonce: true } }
+trusted_proxies: [127.0.0.1]
+log: { level: silent }
+${extra}`;
+}
+
+const INVALID_PROOF = { code: 'unauthorized', message: 'Invalid DPoP proof' };
+const INVALID_TOKEN = { code: 'unauthorized', message: 'Invalid or expired access token' };
+
+/** Sender-constrained tokens (DPoP, RFC 9449; certificate-bound, RFC 8705) at one front door. */
+export function senderSuite(door: FrontDoor): void {
+  describe(`sender-constrained tokens: ${door.name}`, { skip: door.skip || false }, () => {
+    let as: ScriptedIntrospection;
+    let api: EchoUpstream;
+    let fd: RunningFrontDoor;
+    let key: DpopClient;
+    let n = 0;
+    const fresh = (label: string) => `snd-${door.name.replace(/\W+/g, '-')}-${label}-${++n}`;
+    /** A DPoP-bound token (scripted: the introspection answer's JWT carries cnf.jkt). */
+    const bound = async (label: string, c: DpopClient = key) => {
+      const t = fresh(label);
+      const jwt = await as.activate(t, { scope: 'read', cnf: { jkt: c.jkt } });
+      return { t, jwt };
+    };
+
+    before(async () => {
+      as = await startScriptedIntrospection();
+      api = await startEchoUpstream();
+      key = await dpopClient('ES256');
+      fd = await door.start(senderConfig(as, api), { as, api });
+    });
+    after(async () => {
+      await fd?.close();
+      await as?.close();
+      await api?.close();
+    });
+    beforeEach(() => {
+      as.calls.length = 0;
+    });
+
+    test('scheme DPoP, a valid proof (scripted cnf.jkt): allowed; the API gets Authorization: DPoP <jwt>, the proof, and X-DPoP-Verified: the key\'s thumbprint', async () => {
+      const { t, jwt } = await bound('ok');
+      const proof = await dpopProof(key, 'GET', `${fd.origin}/dpop/items`, t);
+      const o = await fd.call({ target: '/dpop/items?page=2', authorization: `DPoP ${t}`, dpop: [proof], headers: { 'x-dpop-verified': 'forged' } });
+      assert.equal(o.status, 200);
+      assert.equal(o.forwarded, `DPoP ${jwt}`);
+      assert.equal(o.forwardedDpop, proof);
+      assert.equal(o.dpopVerified, key.jkt);
+    });
+
+    test('the scheme in any case (Curity: "dpop <token>") is forwarded as DPoP <jwt>', async () => {
+      const { t, jwt } = await bound('case');
+      const o = await fd.call({ target: '/dpop/x', authorization: `dpop ${t}`, dpop: [await dpopProof(key, 'GET', `${fd.origin}/dpop/x`, t)] });
+      assert.equal(o.status, 200);
+      assert.equal(o.forwarded, `DPoP ${jwt}`);
+    });
+
+    test('a proof for another URL (htu): 401 with the DPoP challenge and its algorithms, the body never says which check', async () => {
+      const { t } = await bound('htu');
+      const o = await fd.call({ target: '/dpop/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', `${fd.origin}/dpop/elsewhere`, t)] });
+      assert.equal(o.status, 401);
+      assert.equal(o.challenge, 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA"');
+      assert.deepEqual(o.body, INVALID_PROOF);
+    });
+
+    test('a proof used twice: the second request is refused (jti once)', async () => {
+      const { t } = await bound('replay');
+      const proof = await dpopProof(key, 'GET', `${fd.origin}/dpop/x`, t);
+      assert.equal((await fd.call({ target: '/dpop/x', authorization: `DPoP ${t}`, dpop: [proof] })).status, 200);
+      const again = await fd.call({ target: '/dpop/x', authorization: `DPoP ${t}`, dpop: [proof] });
+      assert.equal(again.status, 401);
+      assert.match(again.challenge ?? '', /^DPoP error="invalid_dpop_proof"/);
+    });
+
+    test('no proof, another key, two proofs: 401 invalid_dpop_proof', async () => {
+      const { t } = await bound('broken');
+      const url = `${fd.origin}/dpop/x`;
+      const other = await dpopClient('ES256');
+      for (const [what, dpop] of [
+        ['no proof', []],
+        ['another key than cnf.jkt', [await dpopProof(other, 'GET', url, t)]],
+        ['two proofs', [await dpopProof(key, 'GET', url, t), await dpopProof(key, 'GET', url, t)]],
+      ] as const) {
+        const o = await fd.call({ target: '/dpop/x', authorization: `DPoP ${t}`, dpop: [...dpop] });
+        assert.equal(o.status, 401, what);
+        assert.match(o.challenge ?? '', /^DPoP error="invalid_dpop_proof"/, what);
+        assert.deepEqual(o.body, INVALID_PROOF, what);
+      }
+    });
+
+    test('dpop.nonce: a proof without the server\'s nonce gets 401 use_dpop_nonce and DPoP-Nonce; the same request with it is allowed', async () => {
+      const { t, jwt } = await bound('nonce');
+      const url = `${fd.origin}/nonce/x`;
+      const first = await fd.call({ target: '/nonce/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', url, t)] });
+      assert.equal(first.status, 401);
+      assert.match(first.challenge ?? '', /^DPoP error="use_dpop_nonce", algs="/);
+      assert.deepEqual(first.body, { code: 'unauthorized', message: 'DPoP nonce required' });
+      assert.ok(first.dpopNonce, 'a DPoP-Nonce to use');
+      const again = await fd.call({ target: '/nonce/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', url, t, { claims: { nonce: first.dpopNonce } })] });
+      assert.equal(again.status, 200);
+      assert.equal(again.forwarded, `DPoP ${jwt}`);
+    });
+
+    test('scheme DPoP, no token at all: 401 with the DPoP challenge (its algorithms) and the body of a missing token', async () => {
+      const o = await fd.call({ target: '/dpop/x' });
+      assert.equal(o.status, 401);
+      assert.equal(o.challenge, 'DPoP algs="ES256 EdDSA"');
+      assert.deepEqual(o.body, { code: 'unauthorized', message: 'Access token required' });
+    });
+
+    test('dpop.forward: bearer: the API gets Authorization: Bearer <jwt>, and neither the proof nor X-DPoP-Verified', async () => {
+      const { t, jwt } = await bound('fwd-bearer');
+      const o = await fd.call({ target: '/dpop-bearer/x', authorization: `DPoP ${t}`, dpop: [await dpopProof(key, 'GET', `${fd.origin}/dpop-bearer/x`, t)] });
+      assert.equal(o.status, 200);
+      assert.equal(o.forwarded, `Bearer ${jwt}`);
+      assert.equal(o.forwardedDpop, null);
+      assert.equal(o.dpopVerified, null);
+    });
+
+    test('scheme any: a DPoP-bound token sent as Bearer is refused (RFC 9449 §7.2) with a DPoP invalid_token challenge', async () => {
+      const { t } = await bound('downgrade');
+      const o = await fd.call({ target: '/any/x', authorization: `Bearer ${t}` });
+      assert.equal(o.status, 401);
+      assert.match(o.challenge ?? '', /^DPoP error="invalid_token"/);
+      assert.deepEqual(o.body, INVALID_TOKEN);
+    });
+
+    test('a Bearer allow: a client\'s DPoP and X-DPoP-Verified never reach the API', async () => {
+      const t = fresh('bearer');
+      const jwt = await as.activate(t, { scope: 'read' });
+      const o = await fd.call({ target: '/api/x', authorization: `Bearer ${t}`, dpop: ['a.b.c'], headers: { 'x-dpop-verified': 'forged' } });
+      assert.equal(o.status, 200);
+      assert.equal(o.forwarded, `Bearer ${jwt}`);
+      assert.equal(o.forwardedDpop ?? null, null);
+      assert.equal(o.dpopVerified, null);
+    });
+
+    describe('certificate-bound tokens (RFC 8705)', { skip: door.certificates === true ? false : 'this front door sees client certificates over TLS only (tested on its own)' }, () => {
+      let pki: TestPki;
+      before(() => {
+        pki = makeTestPki('bound-client');
+      });
+      after(() => pki?.cleanup());
+
+      test('cnf x5t#S256 (scripted): allowed with that certificate; 401 invalid_token without one or with another', async () => {
+        const t = fresh('mtls');
+        const jwt = await as.activate(t, { scope: 'read', cnf: { 'x5t#S256': x5tS256(pki.client.cert) } });
+        const der = (pem: Buffer) => new X509Certificate(pem).raw;
+        const ok = await fd.call({ target: '/api/x', authorization: `Bearer ${t}`, clientCert: der(pki.client.cert) });
+        assert.equal(ok.status, 200);
+        assert.equal(ok.forwarded, `Bearer ${jwt}`);
+        for (const [what, cert] of [['no certificate', undefined], ['another certificate', der(pki.otherSubject.cert)]] as const) {
+          const o = await fd.call({ target: '/api/x', authorization: `Bearer ${t}`, ...(cert === undefined ? {} : { clientCert: cert }) });
+          assert.equal(o.status, 401, what);
+          assert.equal(o.challenge, 'Bearer error="invalid_token"', what);
+          assert.deepEqual(o.body, INVALID_TOKEN, what);
+        }
+      });
     });
   });
 }

@@ -26,6 +26,9 @@ export interface Seen {
   rawAuthorization: string[];
   /** `req.phantomToken` / `request.phantomToken` (null when absent). */
   phantomToken: { jwt: string; claims: Record<string, unknown>; scope: string } | null;
+  /** `req.headers.dpop`, `req.headers['x-dpop-verified']`. */
+  dpop?: string | undefined;
+  dpopVerified?: string | undefined;
 }
 
 export interface AppUnderTest {
@@ -45,6 +48,10 @@ function describeToken(t: PhantomToken | null | undefined): Seen['phantomToken']
   return t == null ? null : { jwt: t.jwt, claims: { ...t.claims }, scope: t.scope };
 }
 
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
 function rawAuthorization(raw: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'authorization') out.push(raw[i + 1]!);
@@ -59,7 +66,15 @@ export const startExpressApp: StartApp = async (options) => {
   app.use(mw);
   app.all('/{*rest}', (req, res) => {
     if (req.path.endsWith('/boom')) throw new Error('thrown by the app');
-    const s: Seen = { method: req.method, url: req.originalUrl, authorization: req.headers.authorization, rawAuthorization: rawAuthorization(req.rawHeaders), phantomToken: describeToken(req.phantomToken) };
+    const s: Seen = {
+      method: req.method,
+      url: req.originalUrl,
+      authorization: req.headers.authorization,
+      rawAuthorization: rawAuthorization(req.rawHeaders),
+      phantomToken: describeToken(req.phantomToken),
+      dpop: one(req.headers.dpop),
+      dpopVerified: one(req.headers['x-dpop-verified']),
+    };
     seen.push(s);
     res.json(s);
   });
@@ -96,6 +111,8 @@ export const startFastifyApp: StartApp = async (options) => {
       authorization: request.headers.authorization,
       rawAuthorization: rawAuthorization(request.raw.rawHeaders),
       phantomToken: describeToken(request.phantomToken),
+      dpop: one(request.headers.dpop),
+      dpopVerified: one(request.headers['x-dpop-verified']),
     };
     seen.push(s);
     return s;
