@@ -25,15 +25,24 @@ async function startBenchIntrospection(): Promise<{ port: number; child: ChildPr
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/introspection-server.ts'), '0', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.on('data', (c: string) => {
-      out += c;
-      const m = /ready (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error('bench/introspection-server.ts did not start within 15 s')), 15_000);
+      child.stdout!.on('data', (c: string) => {
+        out += c;
+        const m = /ready (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`bench/introspection-server.ts exited (${code})`)));
     });
-    child.once('exit', (code) => reject(new Error(`bench/introspection-server.ts exited (${code})`)));
-  });
-  return { port, child };
+    return { port, child };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function introspections(port: number): Promise<number> {
