@@ -2,6 +2,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
+import { PrimaryReplayMemory, WorkerReplayMemory } from './dpop/cluster-replay.js';
+import type { SharedFirstUse } from './dpop/proof.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { readForReload, Runtime, type ReloadOutcome } from './runtime.js';
@@ -129,7 +131,7 @@ async function runWorker(): Promise<number> {
       // Asked for, not pushed: a message that arrives before the listener exists is lost.
       process.send?.({ type: CONFIG_REQUEST });
     });
-    return await runGateway(config, signingKey === undefined ? undefined : importSigningKey(signingKey), undefined, dpopSecret === undefined ? undefined : Buffer.from(dpopSecret, 'base64'));
+    return await runGateway(config, signingKey === undefined ? undefined : importSigningKey(signingKey), undefined, dpopSecret === undefined ? undefined : Buffer.from(dpopSecret, 'base64'), new WorkerReplayMemory());
   } finally {
     // A worker's IPC channel to the primary would keep it alive after it is
     // done, or after it failed to start (the primary then sees it exit).
@@ -143,7 +145,7 @@ async function runWorker(): Promise<number> {
  * set of guards, so that they share one cache and one single-flight (a token
  * introspected through one is a cache hit through the other).
  */
-async function runGateway(config: GatewayConfig, signingKey?: SigningKey, configFile?: string, dpopSecret?: Buffer): Promise<number> {
+async function runGateway(config: GatewayConfig, signingKey?: SigningKey, configFile?: string, dpopSecret?: Buffer, dpopReplay?: SharedFirstUse): Promise<number> {
   const logger = createLogger(config.log.level);
   let admin: AdminHandle | undefined;
   // Loaded only when configured: prom-client costs start-up time nobody else should pay.
@@ -155,6 +157,7 @@ async function runGateway(config: GatewayConfig, signingKey?: SigningKey, config
       logger,
       signingKey,
       dpopSecret,
+      dpopReplay,
       metrics,
       // A rotated admin token (token_file) applies from the reload that reads it.
       onReloaded: (next) => {
@@ -309,6 +312,8 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
   let signingKey = mints(config) && config.minting.signing_key_file === undefined ? exportSigningKey(generateSigningKey()) : undefined;
   // One DPoP nonce secret for every worker: a nonce one of them hands out is accepted by the others.
   const dpopSecret = randomBytes(32).toString('base64');
+  // And one memory of DPoP proofs (without Redis): a proof is accepted once by the instance, not once per worker.
+  const dpopReplay = new PrimaryReplayMemory(config.cache.max_dpop_proofs);
 
   const stopAll = (signal: NodeJS.Signals) => {
     // Workers replaced by a reload are already draining: a SIGTERM could only
@@ -342,6 +347,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
       const worker = cluster.fork();
       worker.on('message', (m: unknown) => {
         const type = (m as { type?: unknown } | null)?.type;
+        if (dpopReplay.handle(worker, m)) return;
         if (type === CONFIG_REQUEST) worker.send({ type: CONFIG_MESSAGE, config, signingKey, dpopSecret });
         else if (type === RELOAD_REQUEST) relay(worker, (m as { id?: unknown }).id);
         else if (type === READY_MESSAGE) {
@@ -420,6 +426,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
         if ('errors' in pinned) return { ok: false, errors: pinned.errors };
         const previous = { config, signingKey };
         config = pinned.config;
+        dpopReplay.resize(config.cache.max_dpop_proofs);
         if (signingKey === undefined && mints(config) && config.minting.signing_key_file === undefined) signingKey = exportSigningKey(generateSigningKey());
         const old = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead() && !retiring.has(w.id) && !starting.has(w.id));
         let replaced = 0;

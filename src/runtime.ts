@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { ConfigError } from './config/load.js';
+import type { SharedFirstUse } from './dpop/proof.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createGuards, type Guards } from './core/guards.js';
 import type { EnvoyAuthService } from './forward-auth/envoy-grpc.js';
@@ -19,6 +20,8 @@ export interface RuntimeDeps {
   signingKey?: SigningKey | undefined;
   /** The secret DPoP server nonces are made with (a cluster's primary gives its workers one, so each accepts the others' nonces). */
   dpopSecret?: Buffer | undefined;
+  /** A cluster worker's line to the primary's memory of DPoP proofs (without Redis, one memory for every worker). */
+  dpopReplay?: SharedFirstUse | undefined;
   /** Prometheus metrics (the admin listener's); one set for every generation: a reload's guards relabel its routes. */
   metrics?: GatewayMetrics | undefined;
   /**
@@ -146,6 +149,7 @@ export class Runtime {
   #envoy: EnvoyAuthService | undefined;
   #signingKey: SigningKey | undefined;
   readonly #dpopSecret: Buffer | undefined;
+  readonly #dpopReplay: SharedFirstUse | undefined;
   readonly #load: (() => GatewayConfig) | undefined;
   readonly #delegate: (() => Promise<ReloadOutcome>) | undefined;
   readonly #metrics: GatewayMetrics | undefined;
@@ -161,6 +165,7 @@ export class Runtime {
     this.logger = deps.logger;
     this.#signingKey = deps.signingKey;
     this.#dpopSecret = deps.dpopSecret;
+    this.#dpopReplay = deps.dpopReplay;
     this.#load = deps.load;
     this.#delegate = deps.delegate;
     this.#metrics = deps.metrics;
@@ -200,7 +205,7 @@ export class Runtime {
     // (The shared cache follows its own options: see `sharedFor` in guards.ts.)
     const bounds = (c: GatewayConfig) => [c.cache.max_entries, c.cache.max_negative_entries].join();
     const sameCache = prev !== undefined && bounds(prev.config) === bounds(config);
-    const guards = createGuards(config, { logger, signingKey: this.#signingKey, dpopSecret: this.#dpopSecret, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
+    const guards = createGuards(config, { logger, signingKey: this.#signingKey, dpopSecret: this.#dpopSecret, dpopReplay: this.#dpopReplay, metrics: this.#metrics, previous: prev?.guards, ...(sameCache ? { store: prev.guards.store } : {}) });
     try {
       const gateway = config.listen !== undefined ? new Gateway(config, { logger, guards, ...(prev?.gateway ? { adopt: prev.gateway } : {}) }) : undefined;
       const forwardAuth =

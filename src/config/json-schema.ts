@@ -26,6 +26,8 @@ const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'phantom_token.scope': 'Space-separated scopes every token must have.',
   'phantom_token.token_cache_seconds': 'Longest time an introspection answer is cached (also bounded by exp and Cache-Control).',
   'phantom_token.timeout_ms': 'Timeout of one introspection call, in milliseconds.',
+  'phantom_token.dpop': 'How DPoP proofs are checked (algorithms, max_age_seconds, clock_skew_seconds, nonce) and what the upstream gets (forward: dpop or bearer); public_base_url is the URL clients address.',
+  'phantom_token.forward_client_cert': "Send the client's TLS certificate upstream in RFC 9440 Client-Cert.",
   routes: 'Path prefixes and their upstreams; the longest matching prefix wins.',
   'routes[].path': 'Path prefix, starting with /.',
   'routes[].upstream': 'Where requests go (http:// or https://, no query string); a path replaces the prefix.',
@@ -62,6 +64,9 @@ export function configJsonSchema(version?: string): Json {
     description: DESCRIPTIONS['routes[].phantom_token'],
     anyOf: [{ type: 'boolean' }, { type: 'null' }, { $ref: '#/$defs/phantom_token' }],
   };
+  // `scheme` is read in any case (Curity writes DPoP; bearer, dpop, ANY pass too).
+  const pt = block.properties as Record<string, Json>;
+  pt.scheme = { description: 'Bearer (default), DPoP or any, in any case: the Authorization scheme the route takes.', anyOf: [{ type: 'string', pattern: '^\\s*(?:[Bb][Ee][Aa][Rr][Ee][Rr]|[Dd][Pp][Oo][Pp]|[Aa][Nn][Yy])\\s*$' }, VARIABLE_STRING] };
   props.workers = { ...props.workers, anyOf: [...((props.workers!.anyOf as Json[] | undefined) ?? []), { const: 'auto' }] };
   if (props.forward_auth !== undefined) props.forward_auth = { description: DESCRIPTIONS.forward_auth, anyOf: [stripDescription(props.forward_auth), { type: 'null' }] };
 

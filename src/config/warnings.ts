@@ -163,6 +163,15 @@ export function startupWarnings(config: GatewayConfig): StartupWarning[] {
       fields: { routes: blind },
     });
   }
+  // htu from the request's Host binds a proof to whatever host the client names.
+  const hostBound = config.routes.filter((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.public_base_url === undefined).map((r) => r.path);
+  if (hostBound.length > 0) {
+    out.push({
+      message:
+        "DPoP routes without dpop.public_base_url check a proof's htu against the URL rebuilt from the request (its Host, or a trusted proxy's X-Forwarded-Host), which the client chooses: a proof and token captured at another API that accepts the same tokens, under another host name, pass here too. Set dpop.public_base_url to the URL clients use",
+      fields: { routes: hostBound },
+    });
+  }
   for (const entry of config.trusted_proxies) {
     const [ip, bits] = entry.split('/') as [string, string | undefined];
     if (bits === undefined) continue;

@@ -120,7 +120,7 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
   const facts: Presentation = { method: req.method, dpop: req.dpop, path: target.path, url: req.url, certThumbprint: req.certThumbprint };
   const verdict = guard.authorize(req.authorization[0], facts, req satisfies Requester, seen);
   if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', seen, now);
-  const pending = verdict.then((v) => settle(v, route, 'miss', seen, now));
+  const pending = verdict.then((v) => settle(v, route, seen.hit === true ? 'hit' : 'miss', seen, now));
   pendingVerdicts.set(pending, { guard, verdict });
   return pending;
 }

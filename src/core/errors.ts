@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'ERR_DPOP_PROOF_REPLAYED'
   | 'ERR_DPOP_KEY_MISMATCH'
   | 'ERR_DPOP_NONCE'
+  | 'ERR_DPOP_REPLAY_FULL'
   | 'ERR_TOKEN_DPOP_BOUND'
   | 'ERR_TOKEN_NOT_DPOP_BOUND'
   | 'ERR_TOKEN_CERTIFICATE_MISMATCH'
@@ -81,6 +82,8 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorSpec } = Object.freeze({
   ERR_DPOP_KEY_MISMATCH: { status: 401, publicCode: 'unauthorized', message: 'Invalid DPoP proof' },
   // The proof carries no nonce, or one no longer accepted: the answer's DPoP-Nonce is the one to use.
   ERR_DPOP_NONCE: { status: 401, publicCode: 'unauthorized', message: 'DPoP nonce required' },
+  // The replay memory is full of proofs still in their window: a proof could not be remembered, so it is not accepted (not the client's doing).
+  ERR_DPOP_REPLAY_FULL: { status: 503, publicCode: 'server_error', message: 'Token validation is temporarily unavailable' },
   // A sender-constrained token used without its proof of possession, or a bearer token sent as DPoP.
   ERR_TOKEN_DPOP_BOUND: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },
   ERR_TOKEN_NOT_DPOP_BOUND: { status: 401, publicCode: 'unauthorized', message: 'Invalid or expired access token' },

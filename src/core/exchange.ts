@@ -51,6 +51,8 @@ interface Flight {
 export interface Seen {
   /** Expiry (epoch ms) of the cache entry the verdict rests on; 0 when nothing is cached (a refusal before any token, an outage, an answer not kept). */
   expiresAt: number;
+  /** Set when the token was found in the cache at once (a DPoP request's verdict is a promise all the same: its proof is checked first). */
+  hit?: boolean;
 }
 
 export interface TokenExchangeOptions {
@@ -153,7 +155,10 @@ export class TokenExchange {
     const found = this.#o.cache.get(key);
     if (found !== undefined && !(found instanceof Promise)) {
       this.#metrics?.hit();
-      if (seen !== undefined) seen.expiresAt = found.expiresAt;
+      if (seen !== undefined) {
+        seen.expiresAt = found.expiresAt;
+        seen.hit = true;
+      }
       return found.active ? found : TOKEN_INACTIVE;
     }
     const flight = this.#miss(key, token, requester, found);

@@ -17,7 +17,7 @@ import { REFUSED, Router } from '../routing/router.js';
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { keySecret } from '../cache/redis/options.js';
 import { WindowNonces } from '../dpop/nonce.js';
-import { LayeredReplayStore, MemoryReplayStore } from '../dpop/proof.js';
+import { LayeredReplayStore, MemoryReplayStore, type SharedFirstUse } from '../dpop/proof.js';
 import { TokenExchange } from './exchange.js';
 import { RouteGuard, type SenderDeps } from './sender.js';
 import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
@@ -52,6 +52,8 @@ export interface GuardsDeps {
    * instance's nonces), else the previous guards', else random.
    */
   dpopSecret?: Buffer | undefined;
+  /** Another memory of DPoP proofs to ask after this process's (a cluster primary's); Redis instead when `cache.redis` is set. */
+  dpopReplay?: SharedFirstUse | undefined;
   /**
    * The shared cache to use when `cache.redis` is configured. Defaults to
    * the previous guards' when its options and key secret are unchanged (a
@@ -243,21 +245,41 @@ export class Guards {
 
     // DPoP proofs are remembered across reloads (a proof accepted before one is not accepted after it).
     const prev = deps.previous;
-    this.#replayMax = config.cache.max_dpop_proofs;
-    this.#replay = prev !== undefined && prev.#replayMax === this.#replayMax ? prev.#replay : new MemoryReplayStore(this.#replayMax, this.now);
+    // The same memory across reloads, resized: a proof used before a reload is refused after it.
+    this.#replay = prev !== undefined ? prev.#replay : new MemoryReplayStore(config.cache.max_dpop_proofs, this.now);
+    this.#replay.max = config.cache.max_dpop_proofs;
+    // A longer window than the running configuration's would accept proofs it has already forgotten: those are refused.
+    this.#dpopWindowMs = dpopWindowMs(config);
+    if (prev !== undefined && this.#dpopWindowMs > prev.#dpopWindowMs) {
+      this.#replay.forgetBefore(this.now() - prev.#dpopWindowMs);
+      this.#replay.extend(this.#dpopWindowMs - prev.#dpopWindowMs);
+    }
+    let fullWarnedAt = -Infinity;
+    const debug = logger.isLevelEnabled('debug');
     this.dpopSecret = nonceSecretOf(config) ?? deps.dpopSecret ?? prev?.dpopSecret ?? randomBytes(32);
     const needsNonces = config.routes.some((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.nonce);
     const sender: SenderDeps = {
       replay: this.#replay,
       nonces: needsNonces ? new WindowNonces(this.dpopSecret, nonceWindow(config), this.now) : undefined,
       now: this.now,
-      ...(logger.isLevelEnabled('debug') ? { onProofRefused: (failure: string, detail: string) => logger.debug({ dpop_failure: failure }, `DPoP proof refused: ${detail}`) } : {}),
+      onProofRefused: (failure: string, detail: string) => {
+        if (failure === 'full') {
+          // Once a minute at most: every DPoP request is refused (503) while it lasts.
+          if (this.now() - fullWarnedAt < 60_000) return;
+          fullWarnedAt = this.now();
+          logger.warn(
+            { max_dpop_proofs: this.#replay.max },
+            'the DPoP replay memory is full of proofs still in their window: new proofs are refused with 503 until some expire. Raise cache.max_dpop_proofs (it must hold the DPoP requests of one max_age_seconds window), or look for a client flooding with proofs of a bound token of its own',
+          );
+        } else if (debug) logger.debug({ dpop_failure: failure }, `DPoP proof refused: ${detail}`);
+      },
     };
 
     // Last, so that nothing thrown before leaves its connections open; and released if the routes throw.
     this.shared = sharedFor(config, deps);
     // With Redis, a proof used at one instance is refused at every other.
-    if (this.shared !== undefined) sender.replay = new LayeredReplayStore(this.#replay, this.shared);
+    const sharedReplay = this.shared ?? deps.dpopReplay;
+    if (sharedReplay !== undefined) sender.replay = new LayeredReplayStore(this.#replay, sharedReplay);
     try {
       this.routes = Object.freeze(
         config.routes.map((r, index): GuardedRoute => {
@@ -370,7 +392,8 @@ export class Guards {
 
   /** Where DPoP proofs are remembered against replay, and its bound. */
   readonly #replay: MemoryReplayStore;
-  readonly #replayMax: number;
+  /** The longest a proof of this configuration is remembered (ms): the longest window of its DPoP routes. */
+  readonly #dpopWindowMs: number;
   /** What DPoP server nonces are made with (handed to a reload's guards). */
   readonly dpopSecret: Buffer;
 
@@ -404,6 +427,13 @@ function nonceSecretOf(config: GatewayConfig): Buffer | undefined {
   const redis = config.cache.redis;
   if (redis === undefined) return undefined;
   return Buffer.from(hkdfSync('sha256', keySecret(redis), 'phantom-gateway dpop nonces', 'dpop-nonce', 32));
+}
+
+/** The longest a DPoP proof may be accepted for under `config`: (max_age_seconds + 1) s of its longest DPoP route; 0 with none. */
+function dpopWindowMs(config: GatewayConfig): number {
+  let w = 0;
+  for (const r of config.routes) if (r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer') w = Math.max(w, (r.phantom_token.dpop.max_age_seconds + 1) * 1000);
+  return w;
 }
 
 /** How long one nonce window lasts: the shortest proof age a nonce route allows (at least 10 s). */

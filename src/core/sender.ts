@@ -1,7 +1,7 @@
 import type { JWTPayload } from 'jose';
 import type { ActiveToken, Binding } from '../cache/entry.js';
 import type { PhantomTokenOptions, Scheme } from '../config/schema.js';
-import { DpopProofError, DpopVerifier, type DpopFailure, type NonceSource, type ReplayStore } from '../dpop/proof.js';
+import { DpopProofError, DpopVerifier, type DpopFailure, type NonceSource, type ReplayStore, type VerifiedProof } from '../dpop/proof.js';
 import type { ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
 import { GatewayError, TOKEN_MISSING, type ErrorCode } from './errors.js';
@@ -57,6 +57,7 @@ const FAILURE_CODES: Readonly<Record<DpopFailure, ErrorCode>> = {
   iat: 'ERR_DPOP_PROOF_STALE',
   replay: 'ERR_DPOP_PROOF_REPLAYED',
   nonce: 'ERR_DPOP_NONCE',
+  full: 'ERR_DPOP_REPLAY_FULL',
 };
 
 /** Nobody waits for the verdict any more (a withdrawn DPoP request): never sent. */
@@ -179,14 +180,13 @@ export class RouteGuard {
   }
 
   async #dpop(token: string, facts: Presentation, requester: Requester | undefined, seen: Seen | undefined, handle: { inner: Promise<Verdict> | undefined; withdrawn: boolean }): Promise<Verdict> {
-    let jkt: string;
+    let proof: VerifiedProof;
     try {
-      ({ jkt } = await this.#verifier.verify(facts.dpop, { method: facts.method, url: this.#publicBase === undefined ? facts.url : this.#publicBase + facts.path, accessToken: token }));
+      proof = await this.#verifier.check(facts.dpop, { method: facts.method, url: this.#publicBase === undefined ? facts.url : this.#publicBase + facts.path, accessToken: token });
     } catch (err) {
-      if (!(err instanceof DpopProofError)) throw err;
-      this.#deps.onProofRefused?.(err.failure, err.message);
-      return this.#proofRefusal(err.failure);
+      return this.#refused(err);
     }
+    const jkt = proof.jkt;
     if (handle.withdrawn) return WITHDRAWN;
     let v = this.exchange.resolve(token, requester, seen);
     if (v instanceof Promise) {
@@ -199,12 +199,25 @@ export class RouteGuard {
     if (b?.jkt === undefined) return this.#notDpopBound;
     if (b.jkt !== jkt) return this.#proofRefusal('key');
     if (b.x5t !== undefined && b.x5t !== facts.certThumbprint) return this.#certificateMismatchDpop;
+    // Remembered only now, its key being the token's: whoever holds no bound token cannot fill the memory.
+    try {
+      await this.#verifier.remember(proof);
+    } catch (err) {
+      return this.#refused(err);
+    }
     const refused = this.policy.check(v);
     if (refused !== undefined) return this.#asDpopChallenge(refused);
     const jwt = v.authorization.slice(v.authorization.indexOf(' ') + 1);
     if (!this.#forwardProof) return new ProvenToken(v, `Bearer ${jwt}`, undefined);
-    const proof = typeof facts.dpop === 'string' ? facts.dpop : facts.dpop![0]!;
-    return new ProvenToken(v, `DPoP ${jwt}`, { proof: proof.trim(), jkt });
+    const header = typeof facts.dpop === 'string' ? facts.dpop : facts.dpop![0]!;
+    return new ProvenToken(v, `DPoP ${jwt}`, { proof: header.trim(), jkt });
+  }
+
+  /** The refusal for what `check` or `remember` threw. */
+  #refused(err: unknown): GatewayError {
+    if (!(err instanceof DpopProofError)) throw err;
+    this.#deps.onProofRefused?.(err.failure, err.message);
+    return this.#proofRefusal(err.failure);
   }
 
   /** The refusal of a proof: one challenge for every check (the code, logged, says which). */
@@ -219,7 +232,9 @@ export class RouteGuard {
     }
     let r = this.#proofRefusals.get(code);
     if (r === undefined) {
-      r = Object.freeze(new GatewayError(code, { challenge: `DPoP error="invalid_dpop_proof", ${this.#algs}` }));
+      r = Object.freeze(
+        code === 'ERR_DPOP_REPLAY_FULL' ? new GatewayError(code, { retryAfter: '1' }) : new GatewayError(code, { challenge: `DPoP error="invalid_dpop_proof", ${this.#algs}` }),
+      );
       this.#proofRefusals.set(code, r);
     }
     return r;

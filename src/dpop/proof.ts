@@ -29,7 +29,8 @@ export type DpopFailure =
   | 'iat'
   | 'ath'
   | 'nonce'
-  | 'replay';
+  | 'replay'
+  | 'full';
 
 /** A refused proof; `failure` says which check (for the log). */
 export class DpopProofError extends Error {
@@ -42,43 +43,95 @@ export class DpopProofError extends Error {
 export { DPOP_ALGORITHMS };
 
 /**
- * Where proofs are remembered against replay: `firstUse` says whether `key`
- * is new, and remembers it until `untilMs` (epoch ms). The gateway's own is
- * an LRU in memory; with `cache.redis`, Redis (every instance sees every
- * proof).
+ * Where proofs are remembered against replay. `firstUse` says whether `key`
+ * is new (`true`), seen (`false`), or cannot be remembered because the
+ * memory is full of proofs still inside their window (`'full'`: refusing is
+ * the only safe answer, as forgetting a live proof would let it be
+ * replayed); it remembers `key` until `untilMs` (epoch ms). A proof signed
+ * at `iatMs` is refused when it may have been forgotten already (see
+ * `MemoryReplayStore.forgetBefore`). The gateway's own is in memory; with
+ * `cache.redis`, Redis too (every instance sees every proof), and with
+ * `workers`, the primary's (every worker does).
  */
 export interface ReplayStore {
-  firstUse(key: string, untilMs: number): boolean | Promise<boolean>;
+  firstUse(key: string, untilMs: number, iatMs: number): FirstUse | Promise<FirstUse>;
 }
 
-/** Proofs remembered in this process, the oldest forgotten first past `max`. */
+export type FirstUse = boolean | 'full';
+
+/**
+ * Proofs remembered in this process, each until the end of its window,
+ * never longer and never less: past `max` live proofs, new ones are refused
+ * (`'full'`), never an old one forgotten early. Entries leave in the order
+ * they came, which is the order their windows end give or take one window.
+ */
 export class MemoryReplayStore implements ReplayStore {
-  readonly #seen: LRUCache<string, number>;
+  readonly #seen = new Map<string, number>();
   readonly #now: () => number;
+  /** How many proofs may be remembered at once. */
+  max: number;
+  /** Proofs signed before this (epoch ms) may have been forgotten: refused as replays. */
+  #floor = 0;
+  /** When a full scan for expired entries last ran (one a second at most). */
+  #scannedAt = 0;
 
   constructor(max: number, now: () => number = Date.now) {
-    this.#seen = new LRUCache<string, number>({ max });
+    this.max = max;
     this.#now = now;
   }
 
-  firstUse(key: string, untilMs: number): boolean {
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  firstUse(key: string, untilMs: number, iatMs: number): FirstUse {
+    const now = this.#now();
+    if (iatMs < this.#floor) return false;
     const until = this.#seen.get(key);
-    if (until !== undefined && until >= this.#now()) return false;
+    if (until !== undefined && until > now) return false;
+    this.#prune(now);
+    if (this.#seen.size >= this.max) return 'full';
+    this.#seen.delete(key);
     this.#seen.set(key, untilMs);
     return true;
   }
+
+  /**
+   * From now on, proofs signed before `iatMs` are refused: a reload that
+   * lengthens the window would otherwise accept proofs already forgotten
+   * under the shorter one.
+   */
+  forgetBefore(iatMs: number): void {
+    this.#floor = Math.max(this.#floor, iatMs);
+  }
+
+  /** Every proof remembered `ms` longer (a reload lengthened the window: those still remembered must outlive it too). */
+  extend(ms: number): void {
+    for (const [k, u] of this.#seen) this.#seen.set(k, u + ms);
+  }
+
+  /** Drops expired entries from the oldest end; past the bound, every expired one (a scan, at most once a second). */
+  #prune(now: number): void {
+    for (const [k, u] of this.#seen) {
+      if (u > now) break;
+      this.#seen.delete(k);
+    }
+    if (this.#seen.size < this.max || now - this.#scannedAt < 1000) return;
+    this.#scannedAt = now;
+    for (const [k, u] of this.#seen) if (u <= now) this.#seen.delete(k);
+  }
 }
 
-/** A second memory of proofs shared with other instances (Redis); undefined when it could not say. */
+/** A second memory of proofs shared with other processes (Redis, a cluster's primary); undefined when it could not say. */
 export interface SharedFirstUse {
-  firstUse(key: string, untilMs: number): Promise<boolean | undefined>;
+  firstUse(key: string, untilMs: number): Promise<FirstUse | undefined>;
 }
 
 /**
  * This process's memory first (a replay here is refused without a round
- * trip), then the shared one: a proof first used at another instance is
- * refused here too. When the shared memory cannot answer, the local one
- * decides alone (a Redis outage never refuses a request).
+ * trip), then the shared one: a proof first used elsewhere is refused here
+ * too. When the shared memory cannot answer, the local one decides alone (a
+ * Redis outage never refuses a request).
  */
 export class LayeredReplayStore implements ReplayStore {
   constructor(
@@ -86,14 +139,14 @@ export class LayeredReplayStore implements ReplayStore {
     readonly shared: SharedFirstUse,
   ) {}
 
-  firstUse(key: string, untilMs: number): boolean | Promise<boolean> {
-    const here = this.local.firstUse(key, untilMs);
-    if (here instanceof Promise) return here.then((first) => (first ? this.#shared(key, untilMs) : false));
-    return here ? this.#shared(key, untilMs) : false;
+  firstUse(key: string, untilMs: number, iatMs: number): FirstUse | Promise<FirstUse> {
+    const here = this.local.firstUse(key, untilMs, iatMs);
+    if (here instanceof Promise) return here.then((first) => (first === true ? this.#shared(key, untilMs) : first));
+    return here === true ? this.#shared(key, untilMs) : here;
   }
 
-  async #shared(key: string, untilMs: number): Promise<boolean> {
-    return (await this.shared.firstUse(key, untilMs)) !== false;
+  async #shared(key: string, untilMs: number): Promise<FirstUse> {
+    return (await this.shared.firstUse(key, untilMs)) ?? true;
   }
 }
 
@@ -136,6 +189,8 @@ export interface VerifiedProof {
   /** RFC 7638 SHA-256 thumbprint of the proof's key: compare with the token's `cnf.jkt`. */
   readonly jkt: string;
   readonly jti: string;
+  /** Its `iat` (seconds). */
+  readonly iat: number;
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
@@ -209,7 +264,7 @@ export class DpopVerifier {
    * than once) against `target`; the proof's key thumbprint, or a
    * `DpopProofError`.
    */
-  async verify(header: string | readonly string[] | undefined, target: ProofTarget): Promise<VerifiedProof> {
+  async check(header: string | readonly string[] | undefined, target: ProofTarget): Promise<VerifiedProof> {
     if (header === undefined) throw new DpopProofError('missing', 'no DPoP header');
     if (typeof header !== 'string') {
       if (header.length !== 1) throw new DpopProofError('multiple', 'more than one DPoP header');
@@ -242,10 +297,28 @@ export class DpopVerifier {
 
     if (this.#nonces !== undefined && !this.#nonces.accepts(payload.nonce)) throw new DpopProofError('nonce', payload.nonce === undefined ? 'the proof carries no nonce' : 'the nonce is not one the gateway accepts now');
 
+    return { jkt, jti, iat };
+  }
+
+  /**
+   * Remembers a checked proof, once its key is known to be the token's (so
+   * only holders of a token's key can fill the memory): `replay` when it was
+   * used before, `full` when it cannot be remembered.
+   */
+  async remember(proof: VerifiedProof): Promise<void> {
     // Once per key and jti within the window (remembered as a hash: a jti is the client's choice of text).
-    const seenKey = hash('sha256', `${jkt}\n${jti}`, 'base64url');
-    if (!(await this.#replay.firstUse(seenKey, (iat + this.#maxAge + this.#skew) * 1000))) throw new DpopProofError('replay', 'this proof was already used');
-    return { jkt, jti };
+    // Accepted while floor(now / 1000) - iat <= max_age_seconds: until (iat + max_age_seconds + 1) s.
+    const seenKey = hash('sha256', `${proof.jkt}\n${proof.jti}`, 'base64url');
+    const first = await this.#replay.firstUse(seenKey, (proof.iat + this.#maxAge + 1) * 1000, proof.iat * 1000);
+    if (first === 'full') throw new DpopProofError('full', 'the replay memory is full of live proofs (cache.max_dpop_proofs)');
+    if (!first) throw new DpopProofError('replay', 'this proof was already used');
+  }
+
+  /** `check`, then `remember`: a proof that passes is accepted once. */
+  async verify(header: string | readonly string[] | undefined, target: ProofTarget): Promise<VerifiedProof> {
+    const proof = await this.check(header, target);
+    await this.remember(proof);
+    return proof;
   }
 }
 
@@ -298,8 +371,9 @@ export function thumbprint(jwk: Readonly<Record<string, unknown>>): string {
 /**
  * `htu` and the request URL compared as RFC 9449 §4.3 asks: without query
  * and fragment, after RFC 3986 §6.2.2/6.2.3 normalization (scheme and host
- * in lower case, default port dropped, empty path as `/`). Undefined when
- * not an http(s) URL.
+ * in lower case, default port dropped, empty path as `/`, dot segments
+ * removed, percent-encodings in upper case and those of unreserved
+ * characters decoded). Undefined when not an http(s) URL.
  */
 export function normalizeHtu(url: string): string | undefined {
   let u: URL;
@@ -309,7 +383,17 @@ export function normalizeHtu(url: string): string | undefined {
     return undefined;
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
-  return `${u.protocol}//${u.host}${u.pathname}`;
+  // RFC 3986 §6.2.2.1-2: percent-encodings in upper case, and those of unreserved characters decoded (%7E is ~).
+  const path = u.pathname.includes('%') ? u.pathname.replace(PERCENT_ENCODED, normalizeEscape) : u.pathname;
+  return `${u.protocol}//${u.host}${path}`;
+}
+
+const PERCENT_ENCODED = /%[0-9A-Fa-f]{2}/g;
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+function normalizeEscape(escape: string): string {
+  const c = String.fromCharCode(Number.parseInt(escape.slice(1), 16));
+  return UNRESERVED.test(c) ? c : escape.toUpperCase();
 }
 
 function mapJoseError(err: unknown): DpopProofError {

@@ -11,7 +11,7 @@ import type { Clock } from '../cache/memory.js';
 import { LISTEN_DEFAULTS, upstreamPath, type GatewayConfig } from '../config/schema.js';
 import { checkCredentials, PREFLIGHT } from '../core/credentials.js';
 import { errorBody, GatewayError, TOKEN_MALFORMED, TOKEN_MISSING, refusal } from '../core/errors.js';
-import type { Requester, Verdict } from '../core/exchange.js';
+import type { Requester, Seen, Verdict } from '../core/exchange.js';
 import { createGuards, REFUSED, type Guard, type Guards } from '../core/guards.js';
 import { renderRefusal } from '../core/render.js';
 import type { Logger } from '../observability/logger.js';
@@ -430,7 +430,7 @@ export class Gateway {
         pr.forward(undefined);
         return;
       }
-      const verdict = guard.authorize(scan.authorization, pr, pr);
+      const verdict = guard.authorize(scan.authorization, pr, pr, pr);
       if (verdict instanceof Promise) {
         pr.cache = 'miss';
         // Counted while it waits: a reload must not close the pools it will be forwarded over.
@@ -450,6 +450,7 @@ export class Gateway {
               if (this.#accessLog) pr.introspectionMs = Math.round((performance.now() - asked) * 100) / 100;
               // An earlier request's answer closed the connection meanwhile.
               if (this.#closing.has(req.socket)) return this.drop(req, res);
+              if (pr.hit === true) pr.cache = 'hit';
               pr.decide(v);
             } finally {
               this.settled();
@@ -712,8 +713,11 @@ export class Gateway {
  * One proxied request: the per-request context and the undici dispatch
  * handler in a single object, so forwarding allocates little.
  */
-class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFacts, Presentation {
+class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFacts, Presentation, Seen {
   cache = '-';
+  /** Seen: filled in by the exchange (a DPoP request found in the cache is a hit, though its verdict waits for the proof). */
+  expiresAt = 0;
+  hit: boolean | undefined;
   introspectionMs = -1;
   token: ActiveToken | undefined;
   /** The upstream call's span, while it runs (spans recorded only). */
