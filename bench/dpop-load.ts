@@ -344,7 +344,10 @@ export function assertAllOk(what: string, r: LoadResult): void {
 /**
  * The DPoP benchmark's gateway configuration: the same upstream behind
  * /bearer (scheme: Bearer) and /dpop (scheme: DPoP, forward: dpop, the
- * default algorithms), both cached an hour; no access log.
+ * default algorithms), both cached an hour; no access log. The replay memory
+ * is sized as the README says to size it: the DPoP rate (a few thousand per
+ * second here) times the window (max_age_seconds + skew), with room; past it
+ * a proof gets 503, which the bench would report as a failed run.
  */
 export function dpopBenchGatewayYaml(o: { port: number; introspectionEndpoint: string; upstream: string; maxAgeSeconds: number }): string {
   return `listen: { host: 127.0.0.1, port: ${o.port} }
@@ -362,7 +365,7 @@ routes:
     phantom_token:
       scheme: DPoP
       dpop: { max_age_seconds: ${o.maxAgeSeconds}, forward: dpop }
-cache: { max_entries: 20000 }
+cache: { max_entries: 20000, max_dpop_proofs: 2000000 }
 log: { access_log: false }
 `;
 }
