@@ -398,6 +398,9 @@ export const configSchema = z.strictObject({
       underscores_in_headers: false,
     }),
   trusted_proxies: z.array(cidr, 'must be a list of IP addresses or CIDRs').default([]),
+  // Believe a trusted proxy's RFC 9440 Client-Cert as the client's TLS certificate (certificate-bound tokens):
+  // only when every trusted proxy sets it from its own TLS connection and removes a client's copy.
+  trust_client_cert_header: bool().default(false),
   cache: z
     // lru-cache reserves its index for the bound up front (~15 bytes an entry).
     // Inactive tokens have their own bound, so garbage cannot evict valid tokens.

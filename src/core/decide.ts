@@ -117,7 +117,20 @@ export function decide(guards: Guards, req: DecisionRequest): Decision | Promise
   if (rule === PREFLIGHT) return { allow: true, route, token: undefined, cache: '-', ttl: 0 };
   if (rule !== undefined) return deny(rule, route, '-', 0);
   const seen: Seen = { expiresAt: 0 };
-  const facts: Presentation = { method: req.method, dpop: req.dpop, path: target.path, url: req.url, certThumbprint: req.certThumbprint };
+  // Read only when the route's scheme or the token's binding needs them (a door may compute them: a certificate's thumbprint).
+  const facts: Presentation = {
+    method: req.method,
+    path: target.path,
+    get dpop() {
+      return req.dpop;
+    },
+    get url() {
+      return req.url;
+    },
+    get certThumbprint() {
+      return req.certThumbprint;
+    },
+  };
   const verdict = guard.authorize(req.authorization[0], facts, req satisfies Requester, seen);
   if (!(verdict instanceof Promise)) return settle(verdict, route, 'hit', seen, now);
   const pending = verdict.then((v) => settle(v, route, seen.hit === true ? 'hit' : 'miss', seen, now));

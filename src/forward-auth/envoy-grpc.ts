@@ -15,8 +15,8 @@ import { TrustedProxies, unmapped } from '../net/addresses.js';
 import { isMethodOverride } from '../routing/method-override.js';
 import { IdentityHeaders } from './identity.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
-import { requestUrl } from './original.js';
-import { DPOP_VERIFIED, forwardedProof } from './sender.js';
+import { requestUrl } from '../routing/request-target.js';
+import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
 
 /*
  * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.

@@ -23,7 +23,7 @@ import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof } from './sender.js';
+import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
@@ -226,7 +226,7 @@ export class ForwardAuthListener {
       }
       method = original.method;
       const trusted = this.#trusted !== undefined && this.#trusted.has(req.socket.remoteAddress);
-      const fr = new ForwardedRequest(original.method, original.target, h, req, id, trusted, original.requestLine === true);
+      const fr = new ForwardedRequest(original.method, original.target, h, req, id, trusted, original.requestLine === true, trusted && this.config.trust_client_cert_header);
       // The decision's server span, parented on the original request's traceparent (spans recorded only).
       if (tracing.on) fr.span = startServerSpan(original.method, undefined, pathOf(original.target), 'http', fr.traceHeaders);
       f = fr;
@@ -492,6 +492,8 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
     readonly trusted: boolean,
     /** The request line is the original request (`path_prefix`): the decision request's Host is the client's. */
     readonly requestLine: boolean,
+    /** The peer is trusted and `trust_client_cert_header` is set: its Client-Cert is the client's certificate. */
+    readonly certFromPeer: boolean,
   ) {
     this.authorization = h.authorization;
     this.preflight = h.preflight;
@@ -505,9 +507,9 @@ class ForwardedRequest implements DecisionRequest, DecisionFacts {
     return this.trusted ? originalUrl(this.h, this.target, this.requestLine) : undefined;
   }
 
-  /** The client certificate's thumbprint, from a trusted peer's `Client-Cert` only; read for certificate-bound tokens only. */
+  /** The client certificate's thumbprint, from a trusted peer's `Client-Cert` only (with `trust_client_cert_header`); read for certificate-bound tokens only. */
   get certThumbprint(): string | undefined {
-    if (!this.trusted) return undefined;
+    if (!this.certFromPeer) return undefined;
     const der = clientCertFromHeader(this.h.clientCert);
     return der === undefined ? undefined : certThumbprint(der);
   }

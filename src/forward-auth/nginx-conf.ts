@@ -208,6 +208,12 @@ export function nginxConf(config: GatewayConfig, opts: NginxConfOptions = {}): s
       throw new NginxConfError(`routes: ${r.path}: forward_client_cert cannot be done by the generated NGINX configuration (it sends no client certificate upstream); remove it, or let the gateway's own listener carry this route`);
     }
   }
+  // NGINX passes the client's certificate in Client-Cert; the listener believes it only when told its trusted peers set it themselves.
+  if (config.listen?.tls?.request_client_certificates === true && !config.trust_client_cert_header) {
+    throw new NginxConfError(
+      'listen.tls.request_client_certificates: NGINX sends the client certificate to the forward-auth listener in Client-Cert, which the listener believes only with trust_client_cert_header: true (and NGINX\'s address in trusted_proxies); set both, or certificate-bound tokens are refused',
+    );
+  }
   const upstreamOfRoute = (r: RouteConfig): string => r.upstream!;
   const listen = opts.listen ?? config.listen;
   if (listen === undefined) throw new NginxConfError('the configuration has no listen (no proxy listener): say where NGINX listens with --listen HOST:PORT');

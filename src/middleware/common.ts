@@ -13,8 +13,8 @@ import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import type { TLSSocket } from 'node:tls';
 import { certThumbprint } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof } from '../forward-auth/sender.js';
-import { requestUrl } from '../forward-auth/original.js';
+import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
+import { requestUrl } from '../routing/request-target.js';
 
 /*
  * What the Express and Fastify adapters share: options, the facts a decision

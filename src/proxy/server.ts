@@ -801,11 +801,13 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
   /** The client's certificate (DER): from this TLS connection, else from a trusted peer's Client-Cert. */
   #clientCert(): Buffer | undefined {
     const socket = this.req.socket as TLSSocket;
-    if (typeof socket.getPeerCertificate === 'function') {
-      const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+    // getPeerX509Certificate: a fifth of getPeerCertificate's cost (no object of every field).
+    if (typeof socket.getPeerX509Certificate === 'function') {
+      const raw = socket.getPeerX509Certificate()?.raw;
       if (raw !== undefined && raw.length > 0) return raw;
     }
-    return this.scan.clientCert === undefined ? undefined : clientCertFromHeader(this.scan.clientCert);
+    // A trusted proxy's Client-Cert, only when it is known to set it itself (it passes a client's own otherwise).
+    return this.scan.clientCert === undefined || !this.gw.config.trust_client_cert_header ? undefined : clientCertFromHeader(this.scan.clientCert);
   }
 
   decide(v: Verdict): void {

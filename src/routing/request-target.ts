@@ -140,3 +140,25 @@ function isNameAndPort(value: string): boolean {
   }
   return true;
 }
+
+/**
+ * The URL the client addressed, `scheme://host[:port]/path` (no query), for a
+ * DPoP proof's `htu`: `scheme` `http` or `https` (the first of a
+ * comma-separated list: the client-facing hop), `host` a valid `uri-host
+ * [":" port]` (a chain of hosts is none), `target` in origin-form. Undefined
+ * when any part is missing or invalid: the decision then has no URL, and a
+ * DPoP request is refused unless the route names its `dpop.public_base_url`.
+ *
+ * @example
+ * requestUrl('https', 'api.example.com', '/v1/items?page=2') // 'https://api.example.com/v1/items'
+ */
+export function requestUrl(scheme: string | undefined, host: string | undefined, target: string): string | undefined {
+  if (scheme === undefined || host === undefined || target.charCodeAt(0) !== 47 /* / */) return undefined;
+  const comma = scheme.indexOf(',');
+  const s = (comma === -1 ? scheme : scheme.slice(0, comma)).trim().toLowerCase();
+  if (s !== 'http' && s !== 'https') return undefined;
+  const h = host.trim();
+  if (!isValidHost(h)) return undefined;
+  const end = target.search(/[?#]/);
+  return `${s}://${h}${end === -1 ? target : target.slice(0, end)}`;
+}

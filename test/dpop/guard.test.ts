@@ -164,6 +164,7 @@ describe('a token bound to both a DPoP key and a certificate (scripted introspec
   const s = suiteStack(
     (as, api) => `
 trusted_proxies: [127.0.0.1]
+trust_client_cert_header: true
 phantom_token:
   introspection_endpoint: ${as.url}/introspect
   client_id: gateway
@@ -192,5 +193,29 @@ routes:
     assert.equal(s.api.received.length, 1);
     // The client's certificate is not passed on unless forward_client_cert says so.
     assert.equal(s.api.received[0]!.headers['client-cert'], undefined);
+  });
+});
+
+describe('Client-Cert from a trusted proxy without trust_client_cert_header (scripted introspection)', () => {
+  const s = suiteStack(
+    (as, api) => `
+trusted_proxies: [127.0.0.1]
+phantom_token:
+  introspection_endpoint: ${as.url}/introspect
+  client_id: gateway
+  client_secret: s
+routes:
+  - path: /api
+    upstream: ${api.url}
+`,
+  );
+
+  test('is not believed: proxies in front pass a client\'s own Client-Cert unless told to set it, and certificates are public', async () => {
+    const der = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x07]);
+    await s.as.activate('cert-bound', { cnf: { 'x5t#S256': hash('sha256', der, 'base64url') } });
+    const res = await fetch(`${s.gw.url}/api/x`, { headers: { authorization: 'Bearer cert-bound', 'client-cert': `:${der.toString('base64')}:` } });
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer error="invalid_token"');
+    assert.equal(s.api.received.length, 0);
   });
 });

@@ -88,6 +88,7 @@ routes:
     phantom_token: { scheme: DPoP }
 forward_auth: { listen: { host: 127.0.0.1, port: 0 } }
 trusted_proxies: [127.0.0.1]
+trust_client_cert_header: true
 log: { level: silent }
 `,
       { file: 'caddy.yaml', env: {} },

@@ -36,6 +36,7 @@ ${more}
 forward_auth:
   listen: { host: 127.0.0.1, port: ${faPort} }
 trusted_proxies: [127.0.0.1]
+trust_client_cert_header: true
 log: { level: silent }
 `;
 

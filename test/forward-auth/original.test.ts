@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientAddress, originalRequest, originalUrl, requestUrl, scanDecisionHeaders } from '../../src/forward-auth/original.js';
+import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders } from '../../src/forward-auth/original.js';
+import { requestUrl } from '../../src/routing/request-target.js';
 
 describe('forward-auth: reading a decision request', () => {
   test('the client address is the right-most X-Forwarded-For entry the gateway appended, else X-Real-IP, else the peer', () => {

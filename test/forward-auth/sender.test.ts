@@ -45,9 +45,9 @@ describe('forward-auth listener: sender-constrained tokens and the peer asking',
     as = await startScriptedIntrospection();
     key = await dpopClient();
     pki = makeTestPki('fa-client');
-    trusting = await startForwardAuth(yaml(as, 'trusted_proxies: [127.0.0.1]\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }'));
+    trusting = await startForwardAuth(yaml(as, 'trusted_proxies: [127.0.0.1]\ntrust_client_cert_header: true\nforward_auth: { listen: { host: 127.0.0.1, port: 0 } }'));
     untrusting = await startForwardAuth(yaml(as, 'forward_auth: { listen: { host: 127.0.0.1, port: 0 } }'));
-    envoy = await startForwardAuth(yaml(as, 'trusted_proxies: [127.0.0.1]\nforward_auth: { listen: { host: 127.0.0.1, port: 0 }, path_prefix: /authz }'));
+    envoy = await startForwardAuth(yaml(as, 'trusted_proxies: [127.0.0.1]\ntrust_client_cert_header: true\nforward_auth: { listen: { host: 127.0.0.1, port: 0 }, path_prefix: /authz }'));
   });
   after(async () => {
     await trusting?.close();
@@ -78,7 +78,7 @@ describe('forward-auth listener: sender-constrained tokens and the peer asking',
   });
 
   test('without trusted_proxies, one warning at start names the DPoP routes without dpop.public_base_url', () => {
-    const about = (fa: TestForwardAuth) => fa.logs.filter((l) => l.level === 'warn' && /DPoP/.test(String(l.msg)));
+    const about = (fa: TestForwardAuth) => fa.logs.filter((l) => l.level === 'warn' && /^forward_auth: these routes take DPoP/.test(String(l.msg)));
     assert.equal(about(untrusting).length, 1);
     assert.deepEqual(about(untrusting)[0]!.routes, ['/dpop']);
     assert.match(String(about(untrusting)[0]!.msg), /trusted_proxies/);

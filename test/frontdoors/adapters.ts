@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { createGuards } from '../../src/core/guards.js';
 import { decide } from '../../src/core/decide.js';
-import { forwardedProof } from '../../src/forward-auth/sender.js';
+import { forwardedProof } from '../../src/core/sender.js';
 import { certThumbprint } from '../../src/net/client-cert.js';
 import { renderRefusal } from '../../src/core/render.js';
 import { createLogger } from '../../src/observability/logger.js';

@@ -48,6 +48,7 @@ routes:
     upstream: ${api.url}
     phantom_token: { scheme: any }
 trusted_proxies: [127.0.0.1]
+trust_client_cert_header: true
 log: { level: silent }
 ${extra}`;
 

@@ -80,7 +80,7 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
     api = await startEchoUpstream();
     gw = await startGateway(tlsListener(true) + phantom() + routes(true));
     noRequest = await startGateway(tlsListener(false) + phantom() + routes(false));
-    behind = await startGateway(`trusted_proxies: [127.0.0.1]\n${phantom()}${routes(false)}`);
+    behind = await startGateway(`trusted_proxies: [127.0.0.1]\ntrust_client_cert_header: true\n${phantom()}${routes(false)}`);
     untrusted = await startGateway(phantom() + routes(false));
     withClient = agent(pki.client);
     withOther = agent(pki.otherSubject);
