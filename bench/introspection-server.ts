@@ -6,6 +6,8 @@
  *   valid-*, cold-*, mem-*  -> 200 application/jwt (818 bytes), after LATENCY ms;
  *                              with Accept: application/json, RFC 7662 JSON
  *                              with the same claims (the json dialect)
+ *   dpop-<jkt>[-*]          -> the same, DPoP-bound: with cnf: {jkt: <jkt>}
+ *                              (<jkt> an RFC 7638 thumbprint, 43 base64url characters)
  *   anything else           -> 204 (inactive), after LATENCY ms; {"active":false} for JSON
  *   GET /stats              -> {"calls": n, "connections": n}
  *
@@ -20,8 +22,12 @@ let calls = 0;
 let connections = 0;
 
 const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'at+jwt', kid: 'bench-key-1' })).toString('base64url');
+const ACTIVE = /^(valid|cold|mem|dpop)-/;
+const DPOP_BOUND = /^dpop-([A-Za-z0-9_-]{43})(?:-|$)/;
+
 function claimsFor(token: string): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
+  const jkt = DPOP_BOUND.exec(token)?.[1];
   return {
     iss: 'https://login.example.com/oauth/v2/oauth-anonymous',
     sub: createHash('sha256').update(token).digest('hex'),
@@ -35,6 +41,7 @@ function claimsFor(token: string): Record<string, unknown> {
     jti: createHash('sha256').update(`j${token}`).digest('base64url'),
     preferred_username: 'benchmark.user@example.com',
     tenant: 'example-tenant-0001',
+    ...(jkt !== undefined ? { cnf: { jkt } } : {}),
   };
 }
 
@@ -58,10 +65,10 @@ const server = createServer((req, res) => {
     const json = /^application\/json/.test(req.headers.accept ?? '');
     setTimeout(() => {
       if (json) {
-        const active = /^(valid|cold|mem)-/.test(token);
+        const active = ACTIVE.test(token);
         res.writeHead(200, { 'content-type': 'application/json', ...(active ? { 'cache-control': 'max-age=3600' } : {}) });
         res.end(JSON.stringify(active ? { active: true, token_type: 'Bearer', ...claimsFor(token) } : { active: false }));
-      } else if (/^(valid|cold|mem)-/.test(token)) {
+      } else if (ACTIVE.test(token)) {
         res.writeHead(200, { 'content-type': 'application/jwt', 'cache-control': 'max-age=3600' });
         res.end(jwtFor(token));
       } else {

@@ -12,7 +12,9 @@
  * and bench/dialects.ts: the json dialect (introspect, mint, sign) against the
  * jwt dialect, cache hit and cold path (alone: node --import tsx bench/dialects.ts --save);
  * and bench/redis.ts: the shared Redis cache, L1 hit with and without it, the
- * L2 hit (an L1 miss found in Redis), the cold path (alone: node --import tsx bench/redis.ts --save).
+ * L2 hit (an L1 miss found in Redis), the cold path (alone: node --import tsx bench/redis.ts --save);
+ * and bench/dpop.ts: what a DPoP proof costs, per algorithm in-process and as
+ * a DPoP cache hit against a Bearer cache hit over HTTP (alone: node --import tsx bench/dpop.ts --save).
  *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_QUICK=1 (1 round of 2 s, for a smoke run),
@@ -373,6 +375,11 @@ async function main(): Promise<void> {
   const rds = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/redis.ts')], { cwd: ROOT, timeoutMs: 900_000 });
   if (rds.status !== 0) throw new Error(`bench/redis.ts failed: ${rds.stderr}`);
   const redis = JSON.parse(rds.stdout) as { table: string };
+  // DPoP (bench/dpop.ts, its own processes and load generator): the proof's cost per algorithm, a DPoP cache hit against a Bearer one.
+  process.stderr.write('dpop: what a proof costs\n');
+  const dp = await runChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/dpop.ts')], { cwd: ROOT, timeoutMs: 900_000 });
+  if (dp.status !== 0) throw new Error(`bench/dpop.ts failed: ${dp.stderr}`);
+  const dpop = JSON.parse(dp.stdout) as { table: string };
   // Metrics on against off, cache hit (bench/metrics.ts, its own processes; its table on stderr, its results in bench/results/).
   process.stderr.write(`metrics: on against off\n${spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/metrics.ts'), '--save'], { cwd: ROOT, encoding: 'utf8', env: process.env, timeout: 600_000 }).stderr}`);
 
@@ -439,6 +446,7 @@ async function main(): Promise<void> {
     nginx_forward_auth: nginxForwardAuth,
     dialects,
     redis,
+    dpop,
   };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -468,6 +476,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\nNGINX in front, decisions from the forward-auth listener (cache hit, one NGINX worker each; CPU = NGINX + listener; Curity's plugin: ${nginxForwardAuth.curity}):\n\n${nginxForwardAuth.table}\n\n`);
   process.stdout.write(`introspection_response json (mint + sign) against jwt, same run:\n\n${dialects.table}\n\n`);
   process.stdout.write(`the shared Redis cache (cache.redis), same run:\n\n${redis.table}\n\n`);
+  process.stdout.write(`DPoP (RFC 9449), same run:\n\n${dpop.table}\n\n`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `${summary.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);

@@ -85,10 +85,10 @@ export async function startDemo(ports: DemoPorts, opts: { logLevel?: string; dia
   try {
     const as = await startDevAuthorizationServer({ port: ports.as }).catch((err) => busy('authorization server', ports.as, '--as-port or AS_PORT', err));
     started.push(as);
-    // Minting, the gateway signs what the API verifies: the API is told the
-    // gateway's URL (the minted iss) and JWKS, so the gateway's port must be
-    // known before either starts.
-    const gatewayPort = dialect === 'json' && ports.gateway === 0 ? await unusedPort() : ports.gateway;
+    // The gateway's port must be known before it starts: it is the DPoP
+    // route's public URL (a proof's htu), and, minting, the gateway signs
+    // what the API verifies: the API is told its URL (the minted iss) and JWKS.
+    const gatewayPort = ports.gateway === 0 ? await unusedPort() : ports.gateway;
     const signer =
       dialect === 'json'
         ? { issuer: `http://localhost:${gatewayPort}`, jwksUri: `http://127.0.0.1:${gatewayPort}${JWKS_PATH}` }

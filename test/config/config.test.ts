@@ -70,6 +70,7 @@ describe('config: defaults', () => {
         underscores_in_headers: false,
       },
       trusted_proxies: [],
+      trust_client_cert_header: false,
       cache: { max_entries: 10_000, max_negative_entries: 10_000, max_dpop_proofs: 100_000 },
       workers: 1,
       log: { level: 'info', access_log: true, access_log_sub: false },
