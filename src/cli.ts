@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { PrimaryReplayMemory, WorkerReplayMemory } from './dpop/cluster-replay.js';
+import { dpopWindowMs } from './core/sender.js';
 import type { SharedFirstUse } from './dpop/proof.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
@@ -313,7 +314,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
   // One DPoP nonce secret for every worker: a nonce one of them hands out is accepted by the others.
   const dpopSecret = randomBytes(32).toString('base64');
   // And one memory of DPoP proofs (without Redis): a proof is accepted once by the instance, not once per worker.
-  const dpopReplay = new PrimaryReplayMemory(config.cache.max_dpop_proofs);
+  const dpopReplay = new PrimaryReplayMemory(config.cache.max_dpop_proofs, dpopWindowMs(config));
 
   const stopAll = (signal: NodeJS.Signals) => {
     // Workers replaced by a reload are already draining: a SIGTERM could only
@@ -426,7 +427,7 @@ async function runPrimary(initial: GatewayConfig, configFile: string): Promise<n
         if ('errors' in pinned) return { ok: false, errors: pinned.errors };
         const previous = { config, signingKey };
         config = pinned.config;
-        dpopReplay.resize(config.cache.max_dpop_proofs);
+        dpopReplay.reconfigure(config.cache.max_dpop_proofs, dpopWindowMs(config));
         if (signingKey === undefined && mints(config) && config.minting.signing_key_file === undefined) signingKey = exportSigningKey(generateSigningKey());
         const old = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead() && !retiring.has(w.id) && !starting.has(w.id));
         let replaced = 0;

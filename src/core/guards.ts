@@ -19,7 +19,7 @@ import { keySecret } from '../cache/redis/options.js';
 import { WindowNonces } from '../dpop/nonce.js';
 import { LayeredReplayStore, MemoryReplayStore, type SharedFirstUse } from '../dpop/proof.js';
 import { TokenExchange } from './exchange.js';
-import { RouteGuard, type SenderDeps } from './sender.js';
+import { dpopWindowMs, RouteGuard, type SenderDeps } from './sender.js';
 import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
 
 export interface GuardsDeps {
@@ -260,6 +260,8 @@ export class Guards {
     const needsNonces = config.routes.some((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.nonce);
     const sender: SenderDeps = {
       replay: this.#replay,
+      // Every proof is remembered for the longest window of the configuration: a reload that lengthens one route's window to it forgets none.
+      rememberMs: this.#dpopWindowMs,
       nonces: needsNonces ? new WindowNonces(this.dpopSecret, nonceWindow(config), this.now) : undefined,
       now: this.now,
       onProofRefused: (failure: string, detail: string) => {
@@ -427,13 +429,6 @@ function nonceSecretOf(config: GatewayConfig): Buffer | undefined {
   const redis = config.cache.redis;
   if (redis === undefined) return undefined;
   return Buffer.from(hkdfSync('sha256', keySecret(redis), 'phantom-gateway dpop nonces', 'dpop-nonce', 32));
-}
-
-/** The longest a DPoP proof may be accepted for under `config`: (max_age_seconds + 1) s of its longest DPoP route; 0 with none. */
-function dpopWindowMs(config: GatewayConfig): number {
-  let w = 0;
-  for (const r of config.routes) if (r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer') w = Math.max(w, (r.phantom_token.dpop.max_age_seconds + 1) * 1000);
-  return w;
 }
 
 /** How long one nonce window lasts: the shortest proof age a nonce route allows (at least 10 s). */

@@ -1,6 +1,6 @@
 import type { JWTPayload } from 'jose';
 import type { ActiveToken, Binding } from '../cache/entry.js';
-import type { PhantomTokenOptions, Scheme } from '../config/schema.js';
+import type { GatewayConfig, PhantomTokenOptions, Scheme } from '../config/schema.js';
 import { DpopProofError, DpopVerifier, type DpopFailure, type NonceSource, type ReplayStore, type VerifiedProof } from '../dpop/proof.js';
 import type { ScopePolicy } from '../policy/scope.js';
 import { parseBearer } from './bearer.js';
@@ -32,6 +32,8 @@ export interface Presentation {
 /** What the route guards share: where proofs are remembered, the server nonces, and how a refused proof is logged. */
 export interface SenderDeps {
   replay: ReplayStore;
+  /** How long every proof is remembered (ms from its iat): the configuration's longest window, at least the route's own. */
+  rememberMs?: number | undefined;
   /** Server nonces, for routes with `dpop.nonce: true`. */
   nonces?: NonceSource | undefined;
   now?: () => number;
@@ -112,6 +114,7 @@ export class RouteGuard {
       maxAgeSeconds: d.max_age_seconds,
       clockSkewSeconds: d.clock_skew_seconds,
       replay: deps.replay,
+      rememberMs: deps.rememberMs,
       nonces: d.nonce ? deps.nonces : undefined,
       ...(deps.now ? { now: deps.now } : {}),
     });
@@ -307,4 +310,11 @@ export const DPOP_VERIFIED = 'x-dpop-verified';
 /** The proof to pass upstream with the JWT, or undefined (a Bearer request, `dpop.forward: bearer`). */
 export function forwardedProof(d: { readonly token: ActiveToken | undefined }): ForwardedProof | undefined {
   return d.token?.dpop;
+}
+
+/** The longest a DPoP proof may be accepted for under `config`: (max_age_seconds + 1) s of its longest DPoP route; 0 with none. */
+export function dpopWindowMs(config: GatewayConfig): number {
+  let w = 0;
+  for (const r of config.routes) if (r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer') w = Math.max(w, (r.phantom_token.dpop.max_age_seconds + 1) * 1000);
+  return w;
 }

@@ -17,26 +17,39 @@ interface Ask {
   id: number;
   key: string;
   until: number;
+  iat: number;
 }
 
 /** In the primary: answers a worker's questions about proofs from one memory. */
 export class PrimaryReplayMemory {
   readonly #store: MemoryReplayStore;
+  #windowMs: number;
 
-  constructor(max: number) {
+  /** `windowMs`: the longest a proof of the configuration may be accepted for (`dpopWindowMs`). */
+  constructor(max: number, windowMs: number) {
     this.#store = new MemoryReplayStore(max);
+    this.#windowMs = windowMs;
   }
 
-  /** A reload changed `cache.max_dpop_proofs`. */
-  resize(max: number): void {
+  /**
+   * A reload: the new bound, and the new longest window. A longer window
+   * extends what is remembered and refuses proofs that may have been
+   * forgotten already (as each worker's own memory does).
+   */
+  reconfigure(max: number, windowMs: number): void {
     this.#store.max = max;
+    if (windowMs > this.#windowMs) {
+      this.#store.forgetBefore(Date.now() - this.#windowMs);
+      this.#store.extend(windowMs - this.#windowMs);
+    }
+    this.#windowMs = windowMs;
   }
 
   /** Answers `message` when it is a worker's question; whether it was one. */
   handle(worker: Worker, message: unknown): boolean {
     const m = message as Partial<Ask> | null;
-    if (m?.type !== ASK || typeof m.key !== 'string' || typeof m.until !== 'number' || typeof m.id !== 'number') return false;
-    const first = this.#store.firstUse(m.key, m.until, Number.POSITIVE_INFINITY);
+    if (m?.type !== ASK || typeof m.key !== 'string' || typeof m.until !== 'number' || typeof m.iat !== 'number' || typeof m.id !== 'number') return false;
+    const first = this.#store.firstUse(m.key, m.until, m.iat);
     if (worker.isConnected()) worker.send({ type: ANSWER, id: m.id, first });
     return true;
   }
@@ -58,7 +71,7 @@ export class WorkerReplayMemory implements SharedFirstUse {
     });
   }
 
-  firstUse(key: string, untilMs: number): Promise<FirstUse | undefined> {
+  firstUse(key: string, untilMs: number, iatMs: number): Promise<FirstUse | undefined> {
     if (process.send === undefined || !process.connected) return Promise.resolve(undefined);
     const id = this.#next++;
     return new Promise((resolve) => {
@@ -70,7 +83,7 @@ export class WorkerReplayMemory implements SharedFirstUse {
         clearTimeout(timer);
         resolve(first);
       });
-      process.send!({ type: ASK, id, key, until: untilMs } satisfies Ask);
+      process.send!({ type: ASK, id, key, until: untilMs, iat: iatMs } satisfies Ask);
     });
   }
 }

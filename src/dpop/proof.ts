@@ -124,7 +124,7 @@ export class MemoryReplayStore implements ReplayStore {
 
 /** A second memory of proofs shared with other processes (Redis, a cluster's primary); undefined when it could not say. */
 export interface SharedFirstUse {
-  firstUse(key: string, untilMs: number): Promise<FirstUse | undefined>;
+  firstUse(key: string, untilMs: number, iatMs: number): Promise<FirstUse | undefined>;
 }
 
 /**
@@ -141,12 +141,12 @@ export class LayeredReplayStore implements ReplayStore {
 
   firstUse(key: string, untilMs: number, iatMs: number): FirstUse | Promise<FirstUse> {
     const here = this.local.firstUse(key, untilMs, iatMs);
-    if (here instanceof Promise) return here.then((first) => (first === true ? this.#shared(key, untilMs) : first));
-    return here === true ? this.#shared(key, untilMs) : here;
+    if (here instanceof Promise) return here.then((first) => (first === true ? this.#shared(key, untilMs, iatMs) : first));
+    return here === true ? this.#shared(key, untilMs, iatMs) : here;
   }
 
-  async #shared(key: string, untilMs: number): Promise<FirstUse> {
-    return (await this.shared.firstUse(key, untilMs)) ?? true;
+  async #shared(key: string, untilMs: number, iatMs: number): Promise<FirstUse> {
+    return (await this.shared.firstUse(key, untilMs, iatMs)) ?? true;
   }
 }
 
@@ -169,6 +169,8 @@ export interface DpopVerifierOptions {
   maxReplayEntries?: number;
   /** Where proofs are remembered (default: in memory, `maxReplayEntries`). */
   replay?: ReplayStore;
+  /** How long a proof is remembered, in ms from its iat: at least (maxAgeSeconds + 1) s, the default. */
+  rememberMs?: number | undefined;
   /** Server nonces a proof must carry; undefined: none asked for. */
   nonces?: NonceSource | undefined;
   now?: () => number;
@@ -213,6 +215,7 @@ export class DpopVerifier {
   readonly #skew: number;
   readonly #now: () => number;
   readonly #replay: ReplayStore;
+  readonly #rememberMs: number;
   readonly #nonces: NonceSource | undefined;
   /** Proof keys already imported, by thumbprint. */
   readonly #keys = new LRUCache<string, ProofKey>({ max: 10_000 });
@@ -226,6 +229,7 @@ export class DpopVerifier {
     this.#skew = opts.clockSkewSeconds ?? 5;
     this.#now = opts.now ?? Date.now;
     this.#replay = opts.replay ?? new MemoryReplayStore(opts.maxReplayEntries ?? 100_000, this.#now);
+    this.#rememberMs = Math.max((this.#maxAge + 1) * 1000, opts.rememberMs ?? 0);
     this.#nonces = opts.nonces;
   }
 
@@ -309,7 +313,7 @@ export class DpopVerifier {
     // Once per key and jti within the window (remembered as a hash: a jti is the client's choice of text).
     // Accepted while floor(now / 1000) - iat <= max_age_seconds: until (iat + max_age_seconds + 1) s.
     const seenKey = hash('sha256', `${proof.jkt}\n${proof.jti}`, 'base64url');
-    const first = await this.#replay.firstUse(seenKey, (proof.iat + this.#maxAge + 1) * 1000, proof.iat * 1000);
+    const first = await this.#replay.firstUse(seenKey, proof.iat * 1000 + this.#rememberMs, proof.iat * 1000);
     if (first === 'full') throw new DpopProofError('full', 'the replay memory is full of live proofs (cache.max_dpop_proofs)');
     if (!first) throw new DpopProofError('replay', 'this proof was already used');
   }

@@ -176,10 +176,12 @@ export function deniedResponse(err: GatewayError): CheckResponse {
   return r;
 }
 
+/** Whatever the decision: a client's Client-Cert never reaches the upstream (at the proxy, only the gateway sends one). */
+const NO_CLIENT_CERT = Object.freeze(['client-cert', 'client-cert-chain']);
 /** A request without a verified proof: neither the client's DPoP nor its X-DPoP-Verified reaches the upstream. */
-const NO_PROOF = Object.freeze(['dpop', DPOP_VERIFIED]);
+const NO_PROOF = Object.freeze(['dpop', DPOP_VERIFIED, ...NO_CLIENT_CERT]);
 /** An open route with `forward_authorization`: the client's Authorization and DPoP pass as they are; X-DPoP-Verified never. */
-const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: [DPOP_VERIFIED] } });
+const OPEN: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: [DPOP_VERIFIED, ...NO_CLIENT_CERT] } });
 /** An open route without `forward_authorization`: the client's Authorization (the opaque token) and its proof do not reach the upstream. */
 const OPEN_DROPPING: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, ok_response: { headers: [], headers_to_remove: ['authorization', ...NO_PROOF] } });
 /** A CORS preflight: no credentials to swap; no proof passes either. */
@@ -195,13 +197,13 @@ const PREFLIGHT: CheckResponse = Object.freeze({ status: { code: GrpcCode.OK }, 
  * its token's claims give (overwriting a client's copy) and removes every
  * other one, so that a client's own copy never reaches the API.
  */
-export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckResponse {
+export function checkResponse(d: Decision, identity?: IdentityHeaders, underscored: readonly string[] = []): CheckResponse {
   if (!d.allow) return deniedResponse(d.error);
   if (d.token === undefined) {
     // An open route or a CORS preflight: nothing to swap, the request passes as it is (an open route's Authorization removed).
     const base = d.route.guard !== undefined ? PREFLIGHT : d.route.config.forward_authorization ? OPEN : OPEN_DROPPING;
-    if (identity === undefined) return base;
-    return { status: base.status, ok_response: { headers: [], headers_to_remove: [...identity.names, ...base.ok_response!.headers_to_remove!] } };
+    if (identity === undefined && underscored.length === 0) return base;
+    return { status: base.status, ok_response: { headers: [], headers_to_remove: [...(identity?.names ?? []), ...base.ok_response!.headers_to_remove!, ...underscored] } };
   }
   const headers: HeaderValueOption[] = [overwrite('authorization', d.token.authorization)];
   const proof = forwardedProof(d);
@@ -218,7 +220,7 @@ export function checkResponse(d: Decision, identity?: IdentityHeaders): CheckRes
     }
     for (const n of identity.names) if (!set.has(n)) remove.push(n);
   }
-  if (proof === undefined) remove.push(...NO_PROOF);
+  remove.push(...(proof === undefined ? NO_PROOF : NO_CLIENT_CERT), ...underscored);
   return { status: { code: GrpcCode.OK }, ok_response: { headers, headers_to_remove: remove } };
 }
 
@@ -238,7 +240,16 @@ export interface CheckContext {
   readonly peer?: string;
   /** The guards to decide with (the service's current ones by default). */
   readonly guards?: Guards;
+  /**
+   * Filled in by `decide`: the request's header names that are an `_`
+   * spelling of a header the gateway sets (`x_dpop_verified`): Envoy passes
+   * them on, and CGI-style upstreams read them as the real one.
+   */
+  underscored?: string[];
 }
+
+/** Headers the gateway sets or vouches for; a client's copy in any spelling never reaches the upstream. */
+const GATEWAY_SET = new Set(['authorization', 'dpop', DPOP_VERIFIED, 'client-cert', 'client-cert-chain']);
 
 /**
  * Envoy's `ext_authz` filter over gRPC, on the shared engine. Each Check is
@@ -335,19 +346,20 @@ export class EnvoyAuthService {
     // Envoy's own x-request-id (it sets one on every request), for the access log.
     let id: string | undefined;
     let d: Decision | Promise<Decision>;
+    const ctx: CheckContext = { peer: call.getPeer(), guards };
     try {
       const http = req === UNDECODABLE ? undefined : req?.attributes?.request?.http;
       method = typeof http?.method === 'string' && http.method !== '' ? http.method : '-';
       path = logPath(http?.path);
       if (this.#accessLog) id = envoyRequestId(http);
-      d = this.decide(req === UNDECODABLE ? undefined : req, { peer: call.getPeer(), guards });
+      d = this.decide(req === UNDECODABLE ? undefined : req, ctx);
     } catch (err) {
       return callback(null, this.#failed(err, method, path, start, id, guards));
     }
     if (!(d instanceof Promise)) {
       let r: CheckResponse;
       try {
-        r = this.#answer(d, method, path, start, false, id, guards);
+        r = this.#answer(d, method, path, start, false, id, guards, ctx.underscored);
       } catch (err) {
         r = this.#failed(err, method, path, start, id, guards);
       }
@@ -362,7 +374,7 @@ export class EnvoyAuthService {
     pending
       .then(
         (x) => {
-          const r = this.#answer(x, method, path, start, call.cancelled, id, guards);
+          const r = this.#answer(x, method, path, start, call.cancelled, id, guards, ctx.underscored);
           answered = true;
           if (!call.cancelled) callback(null, r);
         },
@@ -406,7 +418,10 @@ export class EnvoyAuthService {
       authorization.push(v);
     }
     let methodOverride = false;
-    for (const name of headers.keys()) if (isMethodOverride(name)) methodOverride = true;
+    for (const name of headers.keys()) {
+      if (isMethodOverride(name)) methodOverride = true;
+      if (name.includes('_') && GATEWAY_SET.has(name.replaceAll('_', '-'))) (ctx.underscored ??= []).push(name);
+    }
     const contentLength = headers.get('content-length');
     const hasBody =
       (contentLength !== undefined && contentLength.some((v) => v.trim() !== '0')) ||
@@ -445,7 +460,7 @@ export class EnvoyAuthService {
     } satisfies DecisionRequest);
   }
 
-  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards): CheckResponse {
+  #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards, underscored?: readonly string[]): CheckResponse {
     guards.routeMetrics?.request(ENVOY, d.route?.index ?? -1, cancelled ? 499 : d.allow ? 200 : d.error.status, cancelled ? 'client_closed' : d.allow ? undefined : d.error.code);
     if (this.#accessLog) {
       const ms = elapsed(start);
@@ -455,7 +470,7 @@ export class EnvoyAuthService {
       else if (d.allow) this.logger.info({ front_door: 'envoy_grpc', method, path, status: 200, ms, cache: d.cache, request_id: id, route, client_id: d.token?.clientId?.slice(0, 256) }, 'check');
       else this.logger.info({ front_door: 'envoy_grpc', method, path, status: d.error.status, ms, cache: d.cache, code: d.error.code, request_id: id, route }, 'check');
     }
-    return checkResponse(d, this.#identity);
+    return checkResponse(d, this.#identity, underscored);
   }
 
   #failed(err: unknown, method: string, path: string, start: number, id: string | undefined, guards: Guards): CheckResponse {

@@ -52,10 +52,12 @@ const REQUEST_TIMEOUT = refusal('ERR_REQUEST_TIMEOUT');
 const METHOD_NOT_ALLOWED = refusal('ERR_METHOD_NOT_ALLOWED');
 const INTERNAL = refusal('ERR_INTERNAL');
 
-/** What Envoy (HTTP ext_authz) removes from an allowed request that carries no verified proof. */
-const NO_PROOF = `dpop, ${DPOP_VERIFIED}`;
+/** What Envoy (HTTP ext_authz) removes from every allowed request: a client's Client-Cert never reaches the upstream. */
+const NO_CLIENT_CERT = 'client-cert, client-cert-chain';
+/** ... and from one that carries no verified proof. */
+const NO_PROOF = `dpop, ${DPOP_VERIFIED}, ${NO_CLIENT_CERT}`;
 /** ... and from a request to an open route (without `forward_authorization`). */
-const OPEN_DROPPED = `authorization, dpop, ${DPOP_VERIFIED}`;
+const OPEN_DROPPED = `authorization, ${NO_PROOF}`;
 
 /** `X-Accel-Expires` values, built once for the usual range. */
 const SECONDS = Array.from({ length: 3601 }, (_, i) => String(i));
@@ -286,10 +288,12 @@ export class ForwardAuthListener {
     if (token !== undefined) {
       out.push('authorization', token.authorization);
       // dpop.forward: dpop hands the verified proof on, with its key's thumbprint;
-      // otherwise neither reaches the API (Traefik and Caddy drop a copied header
-      // the answer lacks; Envoy removes what x-envoy-auth-headers-to-remove lists).
+      // otherwise neither reaches the API: Envoy removes what
+      // x-envoy-auth-headers-to-remove lists, Traefik drops a listed header the
+      // answer lacks, Caddy before 2.9 too (from 2.9 it keeps the client's: the
+      // README has Caddy remove the client's X-DPoP-Verified first).
       const proof = forwardedProof(d);
-      if (proof !== undefined) out.push('dpop', proof.proof, DPOP_VERIFIED, proof.jkt);
+      if (proof !== undefined) out.push('dpop', proof.proof, DPOP_VERIFIED, proof.jkt, 'x-envoy-auth-headers-to-remove', NO_CLIENT_CERT);
       else out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
       this.#identity?.append(token, out);
     } else if (d.route.guard === undefined) {
@@ -302,7 +306,7 @@ export class ForwardAuthListener {
       const auth = h.authorization[0];
       if (!d.route.config.forward_authorization) out.push('x-envoy-auth-headers-to-remove', OPEN_DROPPED);
       else {
-        out.push('x-envoy-auth-headers-to-remove', DPOP_VERIFIED);
+        out.push('x-envoy-auth-headers-to-remove', `${DPOP_VERIFIED}, ${NO_CLIENT_CERT}`);
         if (auth !== undefined) out.push('authorization', auth);
         if (h.dpop.length === 1) out.push('dpop', h.dpop[0]!);
       }

@@ -528,12 +528,12 @@ describe('Envoy ext_authz over gRPC: identity headers (forward_auth.identity_hea
     assert.equal(subject?.append_action, 2, 'OVERWRITE_IF_EXISTS_OR_ADD');
     assert.deepEqual(subject?.append, { value: false });
     assert.equal(header(r.ok_response!.headers, 'x-tenant'), undefined, 'the token has no tenant claim');
-    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-tenant', 'dpop', 'x-dpop-verified'], "the client's copy is removed");
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-tenant', 'dpop', 'x-dpop-verified', 'client-cert', 'client-cert-chain'], "the client's copy is removed");
     const open = await h.check(envoyRequest({ path: '/public/x', headers: { 'x-subject': 'spoofed' } }));
     assert.equal(open.status.code, 0);
     assert.deepEqual(open.ok_response!.headers, []);
     // ...and the client's Authorization: an open route does not forward it (forward_authorization).
-    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant', 'authorization', 'dpop', 'x-dpop-verified']);
+    assert.deepEqual(open.ok_response!.headers_to_remove, ['x-subject', 'x-tenant', 'authorization', 'dpop', 'x-dpop-verified', 'client-cert', 'client-cert-chain']);
   });
 });
 
@@ -550,7 +550,7 @@ describe('Envoy ext_authz over gRPC: identity header names apart from claim valu
     assert.equal(r.status.code, 0);
     assert.equal(header(r.ok_response!.headers, 'x-user')?.header.value, 'x-client-id');
     assert.equal(header(r.ok_response!.headers, 'x-client-id'), undefined);
-    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-client-id', 'dpop', 'x-dpop-verified']);
+    assert.deepEqual(r.ok_response!.headers_to_remove, ['x-client-id', 'dpop', 'x-dpop-verified', 'client-cert', 'client-cert-chain']);
   });
 });
 

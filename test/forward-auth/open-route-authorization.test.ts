@@ -61,7 +61,7 @@ describe('forward-auth listener: the answer for an open route', () => {
     assert.equal(a.headers.authorization, undefined);
     assert.equal(a.headers.dpop, undefined);
     assert.equal(a.headers['x-dpop-verified'], undefined);
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'authorization, dpop, x-dpop-verified');
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'authorization, dpop, x-dpop-verified, client-cert, client-cert-chain');
     assert.equal(a.headers['x-accel-expires'], '0');
     assert.equal(as.calls.length, 0);
   });
@@ -72,7 +72,7 @@ describe('forward-auth listener: the answer for an open route', () => {
     assert.equal(a.headers.authorization, 'Basic dTpw');
     assert.equal(a.headers.dpop, 'a.b.c');
     assert.equal(a.headers['x-dpop-verified'], undefined);
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'x-dpop-verified');
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'x-dpop-verified, client-cert, client-cert-chain');
     assert.equal(a.headers['x-accel-expires'], '0');
     const none = await ask(fa.url, forwarded('GET', '/legacy/x'));
     assert.equal(none.status, 200);
@@ -82,7 +82,7 @@ describe('forward-auth listener: the answer for an open route', () => {
   test('a CORS preflight on a protected route keeps its Authorization (the option concerns open routes); a DPoP proof and X-DPoP-Verified are removed', async () => {
     const a = await ask(fa.url, [...forwarded('OPTIONS', '/api/x'), 'origin', 'https://app.example', 'access-control-request-method', 'GET']);
     assert.equal(a.status, 200);
-    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'dpop, x-dpop-verified');
+    assert.equal(a.headers['x-envoy-auth-headers-to-remove'], 'dpop, x-dpop-verified, client-cert, client-cert-chain');
   });
 });
 
@@ -95,10 +95,10 @@ describe('Envoy gRPC check: an open route', () => {
         checkResponse(await decide(guards, { method: 'GET', target, authorization: ['Bearer opaque-abc'], preflight: false, clientAddress: '127.0.0.1' }));
       const open = await ask('/public/x');
       assert.equal(open.status.code, 0);
-      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization', 'dpop', 'x-dpop-verified'] });
+      assert.deepEqual(open.ok_response, { headers: [], headers_to_remove: ['authorization', 'dpop', 'x-dpop-verified', 'client-cert', 'client-cert-chain'] });
       const kept = await ask('/legacy/x');
       assert.equal(kept.status.code, 0);
-      assert.deepEqual(kept.ok_response, { headers: [], headers_to_remove: ['x-dpop-verified'] });
+      assert.deepEqual(kept.ok_response, { headers: [], headers_to_remove: ['x-dpop-verified', 'client-cert', 'client-cert-chain'] });
     } finally {
       await guards.close();
     }
