@@ -8,23 +8,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hash } from 'node:crypto';
-import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { decodeJwt } from 'jose';
 import { suiteStack } from '../helpers/gateway.js';
+import { dpopKey, proofFor as proof, type DpopKey as Key } from '../helpers/dpop.js';
 
 const ALGS = 'algs="ES256 EdDSA Ed25519 PS256 RS256"';
-
-async function dpopKey() {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = await exportJWK(publicKey);
-  return { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
-}
-type Key = { privateKey: CryptoKey; jwk: JWK; jkt: string };
-
-function proof(key: Key, htm: string, htu: string, token: string, extra: Record<string, unknown> = {}): Promise<string> {
-  return new SignJWT({ jti: crypto.randomUUID(), htm, htu, iat: Math.floor(Date.now() / 1000), ath: hash('sha256', token, 'base64url'), ...extra })
-    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: key.jwk })
-    .sign(key.privateKey);
-}
 
 describe('DPoP at the proxy (scripted introspection)', () => {
   const s = suiteStack(

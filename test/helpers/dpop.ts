@@ -71,6 +71,11 @@ export async function proof(o: ProofOptions): Promise<string> {
   return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(o.key.privateKey);
 }
 
+/** `proof` in short: for `htm`/`htu` and the access token `token`, `claims` set over the computed ones. */
+export function proofFor(key: DpopKey, htm: string, htu: string, token: string, claims: Record<string, unknown> = {}): Promise<string> {
+  return proof({ key, htm, htu, accessToken: token, claims });
+}
+
 /** A proof MACed with HS256 under `secret`, its `jwk` the symmetric key (refused: a proof needs an asymmetric key). */
 export async function hs256Proof(o: Omit<ProofOptions, 'key' | 'alg' | 'jwk'>, secret = 'a-shared-secret-of-32-bytes-long!'): Promise<string> {
   const claims: Record<string, unknown> = {
