@@ -75,7 +75,8 @@ const WITHDRAWN = Object.freeze(new GatewayError('ERR_CLIENT_CLOSED'));
  */
 export class RouteGuard {
   readonly scheme: Scheme;
-  readonly #verifier: DpopVerifier;
+  /** Made on the first DPoP request (a Bearer route never needs one, nor its cache of keys). */
+  #dpopVerifier: DpopVerifier | undefined;
   readonly #maxTokenLength: number;
   readonly #forwardProof: boolean;
   readonly #publicBase: string | undefined;
@@ -109,15 +110,6 @@ export class RouteGuard {
     const d = options.dpop;
     this.#forwardProof = d.forward === 'dpop';
     this.#publicBase = d.public_base_url === undefined ? undefined : d.public_base_url.replace(/\/+$/, '');
-    this.#verifier = new DpopVerifier({
-      algorithms: d.algorithms,
-      maxAgeSeconds: d.max_age_seconds,
-      clockSkewSeconds: d.clock_skew_seconds,
-      replay: deps.replay,
-      rememberMs: deps.rememberMs,
-      nonces: d.nonce ? deps.nonces : undefined,
-      ...(deps.now ? { now: deps.now } : {}),
-    });
     const algs = (this.#algs = `algs="${d.algorithms.join(' ')}"`);
     this.#dpopBound = Object.freeze(new GatewayError('ERR_TOKEN_DPOP_BOUND', { challenge: `DPoP error="invalid_token", ${algs}` }));
     this.#notDpopBound = Object.freeze(new GatewayError('ERR_TOKEN_NOT_DPOP_BOUND', { challenge: `DPoP error="invalid_token", ${algs}` }));
@@ -168,6 +160,20 @@ export class RouteGuard {
     if (handle === undefined) return this.exchange.withdraw(pending);
     handle.withdrawn = true;
     if (handle.inner !== undefined) this.exchange.withdraw(handle.inner);
+  }
+
+  get #verifier(): DpopVerifier {
+    const d = this.options.dpop;
+    const deps = this.#deps;
+    return (this.#dpopVerifier ??= new DpopVerifier({
+      algorithms: d.algorithms,
+      maxAgeSeconds: d.max_age_seconds,
+      clockSkewSeconds: d.clock_skew_seconds,
+      replay: deps.replay,
+      rememberMs: deps.rememberMs,
+      nonces: d.nonce ? deps.nonces : undefined,
+      ...(deps.now ? { now: deps.now } : {}),
+    }));
   }
 
   /** A bearer token's verdict: refused when it is bound to a DPoP key, or to a certificate the request did not present. */
