@@ -161,6 +161,8 @@ export interface RequestHeaderScan {
   readonly dpop: string | string[] | undefined;
   /** A trusted peer's RFC 9440 `Client-Cert` (the TLS client certificate it received); always undefined for others. */
   readonly clientCert: string | undefined;
+  /** The peer is trusted (its forwarding headers were kept). */
+  readonly trusted: boolean;
 }
 
 /**
@@ -289,7 +291,7 @@ export function scanRequestHeaders(raw: readonly string[], keepForwarding: boole
   }
 
   if (connection !== undefined) dropNamed(out, connection);
-  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost, requestId, traceparent: traceparents === 1 ? traceparent : undefined, tracestate, dpop, clientCert };
+  return { headers: out, host, authorization, duplicateHost, duplicateAuthorization, preflight: origin && acrm, hasBody, methodOverride, xff, xfProto, xfHost, requestId, traceparent: traceparents === 1 ? traceparent : undefined, tracestate, dpop, clientCert, trusted: keepForwarding };
 }
 
 /** Removes from a flat list every field named in a `Connection` value. */

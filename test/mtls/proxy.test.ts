@@ -35,6 +35,8 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
   let behind: TestGateway;
   /** Plain http, trusting nobody. */
   let untrusted: TestGateway;
+  /** TLS asking for certificates, behind a trusted proxy that sets Client-Cert (trust_client_cert_header). */
+  let tlsBehind: TestGateway;
   const agents: Agent[] = [];
 
   const agent = (pair?: Pair) => {
@@ -82,6 +84,7 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
     noRequest = await startGateway(tlsListener(false) + phantom() + routes(false));
     behind = await startGateway(`trusted_proxies: [127.0.0.1]\ntrust_client_cert_header: true\n${phantom()}${routes(false)}`);
     untrusted = await startGateway(phantom() + routes(false));
+    tlsBehind = await startGateway(`trusted_proxies: [127.0.0.1]\ntrust_client_cert_header: true\n${tlsListener(true)}${phantom()}${routes(false)}`);
     withClient = agent(pki.client);
     withOther = agent(pki.otherSubject);
     withUntrusted = agent(pki.untrusted);
@@ -89,7 +92,7 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
   });
   after(async () => {
     for (const a of agents) await a.close();
-    for (const g of [gw, noRequest, behind, untrusted]) await g?.close();
+    for (const g of [gw, noRequest, behind, untrusted, tlsBehind]) await g?.close();
     await api?.close();
     await as?.close();
     pki.cleanup();
@@ -118,6 +121,16 @@ describe('certificate-bound tokens through the proxy (real oidc-provider over ht
     const seen = api.received[0]!.headers;
     const jwt = String(seen.authorization).replace(/^Bearer /, '');
     assert.deepEqual(decodeJwt(jwt).cnf, { 'x5t#S256': certThumbprint(pki.client.cert) });
+  });
+
+  test("behind a trusted proxy that sets Client-Cert, the certificate of the proxy's own TLS connection is not the client's", async () => {
+    const token = await certBoundToken(as, pki);
+    // The trusted proxy connects with the bound certificate but passes no Client-Cert: its client had none.
+    assertRefused(await call(tlsBehind, '/api/items', token, withClient), "the proxy's own certificate");
+    assert.equal(api.received.length, 0);
+    // With the client's certificate in Client-Cert, over a connection without one: 200.
+    const ok = await call(tlsBehind, '/api/items', token, withNone, { 'client-cert': clientCertHeader(pki.client) });
+    assert.equal(ok.status, 200, ok.body);
   });
 
   test('another certificate from the same CA -> 401 invalid_token (ERR_TOKEN_CERTIFICATE_MISMATCH), nothing upstream', async () => {
