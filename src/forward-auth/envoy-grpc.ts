@@ -435,29 +435,27 @@ export class EnvoyAuthService {
       if (joined) for (const part of v.split(',')) dpop.push(part.trim());
       else dpop.push(v);
     }
-    const certificate = attributes?.source?.certificate;
     const target = http.path ?? '';
-    return decide(ctx.guards ?? this.guards, {
-      method: http.method,
-      target,
-      authorization,
-      preflight: headers.has('origin') && headers.has('access-control-request-method'),
-      hasBody,
-      methodOverride,
-      clientAddress: this.#clientAddress(source !== undefined && source !== '' ? source : (ctx.peer ?? ''), headers.get('x-forwarded-for')),
-      // Passed on to the introspection (a repeated traceparent is none).
-      traceHeaders: headers.get('traceparent')?.length === 1 ? traceHeaders(headers.get('traceparent')![0], headers.get('tracestate')?.join(',')) : undefined,
-      dpop,
-      // Envoy's own view of the request (its pseudo-headers, else the attributes it fills from them): the URL the client addressed.
-      get url() {
-        return requestUrl(headers.get(':scheme')?.[0] ?? http.scheme, headers.get(':authority')?.[0] ?? http.host, target);
-      },
-      // The downstream connection's certificate (include_peer_certificate), never a header a client could send.
-      get certThumbprint() {
-        const der = typeof certificate === 'string' && certificate !== '' ? clientCertFromHeader(certificate) : undefined;
-        return der === undefined ? undefined : certThumbprint(der);
-      },
-    } satisfies DecisionRequest);
+    return decide(
+      ctx.guards ?? this.guards,
+      new EnvoyCheck(
+        {
+          method: http.method,
+          target,
+          authorization,
+          preflight: headers.has('origin') && headers.has('access-control-request-method'),
+          hasBody,
+          methodOverride,
+          clientAddress: this.#clientAddress(source !== undefined && source !== '' ? source : (ctx.peer ?? ''), headers.get('x-forwarded-for')),
+          // Passed on to the introspection (a repeated traceparent is none).
+          traceHeaders: headers.get('traceparent')?.length === 1 ? traceHeaders(headers.get('traceparent')![0], headers.get('tracestate')?.join(',')) : undefined,
+          dpop,
+        },
+        headers,
+        http,
+        attributes?.source?.certificate,
+      ),
+    );
   }
 
   #answer(d: Decision, method: string, path: string, start: number, cancelled: boolean, id: string | undefined, guards: Guards, underscored?: readonly string[]): CheckResponse {
@@ -530,6 +528,54 @@ export class EnvoyAuthService {
  * `header_map` (one entry per line) when present, else from the `headers`
  * map (one value, repeated lines already joined with `,`).
  */
+type EnvoyHttp = NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']>;
+
+/**
+ * A check as `decide` reads it. The URL and the certificate's thumbprint are
+ * worked out when it reads them (a DPoP request, a certificate-bound token),
+ * never before; a class, since an object literal with getters is built
+ * slowly on every check.
+ */
+class EnvoyCheck implements DecisionRequest {
+  readonly method: string;
+  readonly target: string;
+  readonly authorization: readonly string[];
+  readonly preflight: boolean;
+  readonly hasBody: boolean;
+  readonly methodOverride: boolean;
+  readonly clientAddress: string;
+  readonly traceHeaders: DecisionRequest['traceHeaders'];
+  readonly dpop: readonly string[];
+
+  constructor(
+    fields: Omit<DecisionRequest, 'url' | 'certThumbprint' | 'dpop' | 'hasBody' | 'methodOverride'> & { dpop: readonly string[]; hasBody: boolean; methodOverride: boolean },
+    readonly headers: ReadonlyMap<string, string[]>,
+    readonly http: EnvoyHttp,
+    readonly certificate: string | undefined,
+  ) {
+    this.method = fields.method;
+    this.target = fields.target;
+    this.authorization = fields.authorization;
+    this.preflight = fields.preflight;
+    this.hasBody = fields.hasBody;
+    this.methodOverride = fields.methodOverride;
+    this.clientAddress = fields.clientAddress;
+    this.traceHeaders = fields.traceHeaders;
+    this.dpop = fields.dpop;
+  }
+
+  /** Envoy's own view of the request (its pseudo-headers, else the attributes it fills from them): the URL the client addressed. */
+  get url(): string | undefined {
+    return requestUrl(this.headers.get(':scheme')?.[0] ?? this.http.scheme, this.headers.get(':authority')?.[0] ?? this.http.host, this.target);
+  }
+
+  /** The downstream connection's certificate (include_peer_certificate), never a header a client could send. */
+  get certThumbprint(): string | undefined {
+    const der = typeof this.certificate === 'string' && this.certificate !== '' ? clientCertFromHeader(this.certificate) : undefined;
+    return der === undefined ? undefined : certThumbprint(der);
+  }
+}
+
 function readHeaders(http: NonNullable<NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http']>): { headers: Map<string, string[]>; joined: boolean; count: number; bytes: number } {
   const out = new Map<string, string[]>();
   let count = 0;

@@ -140,25 +140,7 @@ export function guardRequest(engine: Engine, req: IncomingMessage, res: ServerRe
   try {
     facts = scanCredentials(req.rawHeaders);
     if (other !== undefined && spellingsDisagree(engine.guards, target, other)) return outcome.refuse(renderRefusal(BAD_TARGET), facts.hasBody);
-    decision = decide(engine.guards, {
-      method: req.method ?? '',
-      target,
-      authorization: facts.authorization,
-      preflight: facts.preflight,
-      hasBody: facts.hasBody,
-      methodOverride: facts.methodOverride,
-      clientAddress,
-      // Worked out when decide() reads them, never before.
-      get dpop() {
-        return headerLines(req.rawHeaders, 'dpop');
-      },
-      get url() {
-        return addressed();
-      },
-      get certThumbprint() {
-        return peerCertThumbprint(req);
-      },
-    } satisfies DecisionRequest);
+    decision = decide(engine.guards, new MiddlewareRequest(req, target, facts, clientAddress, addressed));
   } catch (err) {
     return failed(engine, res, outcome, err);
   }
@@ -274,6 +256,45 @@ function replaceAuthorization(req: IncomingMessage, authorization: string): void
 }
 
 /** Every value of the header `name` (lower case) in raw headers. */
+/**
+ * A request as the middleware asks `decide` about it. Its DPoP facts are
+ * worked out when `decide` reads them, never before; a class, since an
+ * object literal with getters is built slowly on every request.
+ */
+class MiddlewareRequest implements DecisionRequest {
+  readonly method: string;
+  readonly authorization: readonly string[];
+  readonly preflight: boolean;
+  readonly hasBody: boolean;
+  readonly methodOverride: boolean;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly target: string,
+    facts: CredentialFacts,
+    readonly clientAddress: string,
+    readonly addressed: () => string | undefined,
+  ) {
+    this.method = req.method ?? '';
+    this.authorization = facts.authorization;
+    this.preflight = facts.preflight;
+    this.hasBody = facts.hasBody;
+    this.methodOverride = facts.methodOverride;
+  }
+
+  get dpop(): string[] {
+    return headerLines(this.req.rawHeaders, 'dpop');
+  }
+
+  get url(): string | undefined {
+    return this.addressed();
+  }
+
+  get certThumbprint(): string | undefined {
+    return peerCertThumbprint(this.req);
+  }
+}
+
 function headerLines(raw: readonly string[], name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
