@@ -304,19 +304,8 @@ class ProvenToken implements ActiveToken {
   }
 }
 
-/** The client's proof and its key's thumbprint, when the upstream is to get them (`dpop.forward: dpop`). */
-export interface ForwardedProof {
-  readonly proof: string;
-  readonly jkt: string;
-}
-
 /** Header the gateway sets on a request whose DPoP proof it verified: the proof key's RFC 7638 thumbprint. */
 export const DPOP_VERIFIED = 'x-dpop-verified';
-
-/** The proof to pass upstream with the JWT, or undefined (a Bearer request, `dpop.forward: bearer`). */
-export function forwardedProof(d: { readonly token: ActiveToken | undefined }): ForwardedProof | undefined {
-  return d.token?.dpop;
-}
 
 /** The longest a DPoP proof may be accepted for under `config`: (max_age_seconds + 1) s of its longest DPoP route; 0 with none. */
 export function dpopWindowMs(config: GatewayConfig): number {

@@ -16,7 +16,7 @@ import { isMethodOverride } from '../routing/method-override.js';
 import { IdentityHeaders } from './identity.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
 import { requestUrl } from '../routing/request-target.js';
-import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
+import { DPOP_VERIFIED } from '../core/sender.js';
 
 /*
  * Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`.
@@ -206,7 +206,7 @@ export function checkResponse(d: Decision, identity?: IdentityHeaders, underscor
     return { status: base.status, ok_response: { headers: [], headers_to_remove: [...(identity?.names ?? []), ...base.ok_response!.headers_to_remove!, ...underscored] } };
   }
   const headers: HeaderValueOption[] = [overwrite('authorization', d.token.authorization)];
-  const proof = forwardedProof(d);
+  const proof = d.token.dpop;
   if (proof !== undefined) headers.push(overwrite('dpop', proof.proof), overwrite(DPOP_VERIFIED, proof.jkt));
   const remove: string[] = [];
   if (identity !== undefined) {

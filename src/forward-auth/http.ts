@@ -23,7 +23,7 @@ import { FORWARD_AUTH } from '../observability/doors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { clientAddress, originalRequest, originalUrl, scanDecisionHeaders, type DecisionHeaders } from './original.js';
 import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
+import { DPOP_VERIFIED } from '../core/sender.js';
 
 export interface ForwardAuthDeps {
   logger: Logger;
@@ -292,7 +292,7 @@ export class ForwardAuthListener {
       // x-envoy-auth-headers-to-remove lists, Traefik drops a listed header the
       // answer lacks, Caddy before 2.9 too (from 2.9 it keeps the client's: the
       // README has Caddy remove the client's X-DPoP-Verified first).
-      const proof = forwardedProof(d);
+      const proof = token.dpop;
       if (proof !== undefined) out.push('dpop', proof.proof, DPOP_VERIFIED, proof.jkt, 'x-envoy-auth-headers-to-remove', NO_CLIENT_CERT);
       else out.push('x-envoy-auth-headers-to-remove', NO_PROOF);
       this.#identity?.append(token, out);

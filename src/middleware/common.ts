@@ -13,7 +13,7 @@ import { renderRefusal, type RenderedRefusal } from '../core/render.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import type { TLSSocket } from 'node:tls';
 import { certThumbprint } from '../net/client-cert.js';
-import { DPOP_VERIFIED, forwardedProof } from '../core/sender.js';
+import { DPOP_VERIFIED } from '../core/sender.js';
 import { requestUrl } from '../routing/request-target.js';
 
 /*
@@ -191,7 +191,7 @@ function conclude(engine: Engine, req: IncomingMessage, res: ServerResponse, d: 
       setProof(req, undefined, true);
     } else if (d.token !== undefined) {
       replaceAuthorization(req, d.token.authorization);
-      setProof(req, forwardedProof(d), false);
+      setProof(req, d.token?.dpop, false);
       token = new GrantedToken(d.token);
     } else {
       // An open route, a CORS preflight: a client's DPoP goes with its

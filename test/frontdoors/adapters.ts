@@ -6,7 +6,6 @@ import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { createGuards } from '../../src/core/guards.js';
 import { decide } from '../../src/core/decide.js';
-import { forwardedProof } from '../../src/core/sender.js';
 import { certThumbprint } from '../../src/net/client-cert.js';
 import { renderRefusal } from '../../src/core/render.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -111,7 +110,7 @@ export const libraryDoor: FrontDoor = {
           certThumbprint: req.clientCert === undefined ? undefined : certThumbprint(req.clientCert),
         });
         if (d.allow) {
-          const proof = forwardedProof(d);
+          const proof = d.token?.dpop;
           return {
             status: 200,
             challenge: undefined,
