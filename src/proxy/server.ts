@@ -31,7 +31,7 @@ import { certThumbprint, clientCertFromHeader } from '../net/client-cert.js';
 import type { Presentation } from '../core/sender.js';
 import type { TLSSocket } from 'node:tls';
 import { isUndiciTimeout } from '../net/timeouts.js';
-import { checkTarget, isValidHost } from '../routing/request-target.js';
+import { checkTarget, isValidHost, requestUrl } from '../routing/request-target.js';
 import { rewritePath } from '../routing/router.js';
 import { PROXY } from '../observability/doors.js';
 import type { GatewayMetrics, RouteMetrics } from '../observability/metrics.js';
@@ -788,8 +788,7 @@ class ProxyRequest implements Dispatcher.DispatchHandler, Requester, RequestFact
 
   /** Presentation: the URL the client addressed (a trusted proxy's scheme and host when it sent them): a DPoP proof's htu. */
   get url(): string | undefined {
-    const host = this.scan.xfHost ?? this.scan.host;
-    return host === undefined ? undefined : `${this.scan.xfProto ?? this.gw.proto}://${host}${this.logPath}`;
+    return requestUrl(this.scan.xfProto ?? this.gw.proto, this.scan.xfHost ?? this.scan.host, this.logPath);
   }
 
   /** Presentation: the thumbprint of the client's certificate (TLS listener), or of the one a trusted proxy passed on (RFC 9440). */
