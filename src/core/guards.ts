@@ -47,9 +47,10 @@ export interface GuardsDeps {
   metrics?: GatewayMetrics | undefined;
   /**
    * The secret DPoP server nonces are made with (32 bytes or more): a
-   * cluster's primary gives every worker the same. Default: derived from
-   * `cache.redis`'s key secret when set (every instance then accepts every
-   * instance's nonces), else the previous guards', else random.
+   * cluster's primary gives every worker the same. Default: the previous
+   * guards', else random. With `cache.redis` it is not used: the secret is
+   * derived from the key secret (every instance then accepts every
+   * instance's nonces).
    */
   dpopSecret?: Buffer | undefined;
   /** Another memory of DPoP proofs to ask after this process's (a cluster primary's); Redis instead when `cache.redis` is set. */
@@ -256,13 +257,14 @@ export class Guards {
     }
     let fullWarnedAt = -Infinity;
     const debug = logger.isLevelEnabled('debug');
-    this.dpopSecret = nonceSecretOf(config) ?? deps.dpopSecret ?? prev?.dpopSecret ?? randomBytes(32);
+    this.dpopSecret = deps.dpopSecret ?? prev?.dpopSecret ?? randomBytes(32);
     const needsNonces = config.routes.some((r) => r.phantom_token !== false && r.phantom_token.scheme !== 'Bearer' && r.phantom_token.dpop.nonce);
     const sender: SenderDeps = {
       replay: this.#replay,
       // Every proof is remembered for the longest window of the configuration: a reload that lengthens one route's window to it forgets none.
       rememberMs: this.#dpopWindowMs,
-      nonces: needsNonces ? new WindowNonces(this.dpopSecret, nonceWindow(config), this.now) : undefined,
+      // With Redis, the secret every instance derives from the key secret (read only when some route asks for nonces).
+      nonces: needsNonces ? new WindowNonces(nonceSecretOf(config) ?? this.dpopSecret, nonceWindow(config), this.now) : undefined,
       now: this.now,
       onProofRefused: (failure: string, detail: string) => {
         if (failure === 'full') {
@@ -396,7 +398,7 @@ export class Guards {
   readonly #replay: MemoryReplayStore;
   /** The longest a proof of this configuration is remembered (ms): the longest window of its DPoP routes. */
   readonly #dpopWindowMs: number;
-  /** What DPoP server nonces are made with (handed to a reload's guards). */
+  /** What DPoP server nonces are made with without Redis (handed to a reload's guards). */
   readonly dpopSecret: Buffer;
 
   #purgeTarget: PurgeTarget | undefined;
